@@ -1,0 +1,785 @@
+//! The resolved configuration of one training run (one *cell* of a sweep), its validation, and
+//! its identity: the run id is a hash of the canonical form of this configuration.
+//!
+//! Everything that can change a run's numbers is in [`RunConfig`]; nothing else is. Two configs
+//! with the same canonical JSON train bit-identically (see docs/trainer.md for the caveats).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Version of the trainer's numerical semantics. It is part of every run's identity, so a change
+/// that alters numbers (a bug fix in the loss, a new data order) never mixes old and new results.
+pub const TRAINER_VERSION: u32 = 1;
+
+/// Which data set a run trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    /// Gaussian inputs labelled by a fixed random teacher network (embedded, the default).
+    Teacher,
+    /// k Gaussian clusters with controllable separation (embedded).
+    GaussianMixture,
+    /// Images in the IDX format of MNIST / Fashion-MNIST, read from `data_dir`.
+    Idx,
+    /// The CIFAR-10 binary format, read from `data_dir`.
+    Cifar10,
+}
+
+impl DatasetKind {
+    /// The name used in sweep files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Teacher => "teacher",
+            DatasetKind::GaussianMixture => "gaussian-mixture",
+            DatasetKind::Idx => "idx",
+            DatasetKind::Cifar10 => "cifar10",
+        }
+    }
+
+    /// Whether the data lives in files on disk (and so needs `data_dir`).
+    pub fn on_disk(self) -> bool {
+        matches!(self, DatasetKind::Idx | DatasetKind::Cifar10)
+    }
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "teacher" => Ok(DatasetKind::Teacher),
+            "gaussian-mixture" => Ok(DatasetKind::GaussianMixture),
+            "idx" | "mnist" => Ok(DatasetKind::Idx),
+            "cifar10" => Ok(DatasetKind::Cifar10),
+            other => Err(Error::config(
+                "dataset",
+                format!(
+                    "unknown dataset {other:?} (expected teacher, gaussian-mixture, idx or cifar10)"
+                ),
+            )),
+        }
+    }
+}
+
+/// The data a run trains and is evaluated on.
+///
+/// Synthetic data sets are generated from `data_seed`, not from the run's seed: every seed of a
+/// cell sees the same training set, and the training set of size N is a prefix of the one of
+/// size N' > N (nested subsets, as learning curves need).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Which data set.
+    pub dataset: DatasetKind,
+    /// N, the number of training examples used.
+    pub train_size: u64,
+    /// The number of held-out examples the test metrics are measured on.
+    pub test_size: u64,
+    /// Seed of the data itself (teacher weights, cluster centres, which file examples are used).
+    pub data_seed: u64,
+    /// Input dimension of synthetic data (`None` for on-disk data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dim: Option<u32>,
+    /// Number of classes of synthetic data (`None` for on-disk data, which has 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<u32>,
+    /// Fraction of training and test labels replaced by a uniformly random class (synthetic data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_noise: Option<f64>,
+    /// Hidden width of the teacher network (`teacher` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_hidden: Option<u32>,
+    /// Distance scale between cluster centres, in units of the within-cluster standard deviation
+    /// (`gaussian-mixture` only). Smaller means more overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separation: Option<f64>,
+    /// Where on-disk data lives. Not part of the run's identity (the files' content is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<String>,
+    /// Content hash of the on-disk files, filled in when the data is resolved; part of identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// Defaults of the synthetic data sets, chosen so the quickstart is fast and shows an optimum.
+pub mod data_defaults {
+    /// Input dimension of synthetic data.
+    pub const DIM: u32 = 32;
+    /// Classes of synthetic data.
+    pub const CLASSES: u32 = 10;
+    /// Hidden width of the teacher network.
+    pub const TEACHER_HIDDEN: u32 = 64;
+    /// Label noise of the teacher data set.
+    pub const LABEL_NOISE: f64 = 0.0;
+    /// Cluster separation of the Gaussian mixture.
+    pub const SEPARATION: f64 = 3.0;
+}
+
+impl DataConfig {
+    /// A data config with this kind's defaults for every optional field.
+    pub fn new(dataset: DatasetKind, train_size: u64, test_size: u64) -> Self {
+        let mut cfg = DataConfig {
+            dataset,
+            train_size,
+            test_size,
+            data_seed: 0,
+            dim: None,
+            classes: None,
+            label_noise: None,
+            teacher_hidden: None,
+            separation: None,
+            data_dir: None,
+            fingerprint: None,
+        };
+        cfg.fill_defaults();
+        cfg
+    }
+
+    /// Fills the fields that apply to this data set with their defaults and clears the ones that
+    /// don't, so that the canonical form (and the run id) does not depend on irrelevant values.
+    pub fn fill_defaults(&mut self) {
+        use data_defaults as d;
+        match self.dataset {
+            DatasetKind::Teacher => {
+                self.dim.get_or_insert(d::DIM);
+                self.classes.get_or_insert(d::CLASSES);
+                self.label_noise.get_or_insert(d::LABEL_NOISE);
+                self.teacher_hidden.get_or_insert(d::TEACHER_HIDDEN);
+                self.separation = None;
+                self.data_dir = None;
+                self.fingerprint = None;
+            }
+            DatasetKind::GaussianMixture => {
+                self.dim.get_or_insert(d::DIM);
+                self.classes.get_or_insert(d::CLASSES);
+                self.label_noise.get_or_insert(d::LABEL_NOISE);
+                self.separation.get_or_insert(d::SEPARATION);
+                self.teacher_hidden = None;
+                self.data_dir = None;
+                self.fingerprint = None;
+            }
+            DatasetKind::Idx | DatasetKind::Cifar10 => {
+                self.dim = None;
+                self.classes = None;
+                self.label_noise = None;
+                self.teacher_hidden = None;
+                self.separation = None;
+            }
+        }
+    }
+
+    /// Number of classes (10 for the on-disk data sets).
+    pub fn num_classes(&self) -> u32 {
+        self.classes.unwrap_or(10)
+    }
+}
+
+/// Which network is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Fully connected ReLU network; `hidden` lists the hidden widths.
+    Mlp,
+    /// Two conv(5×5, same padding)+ReLU+maxpool(2) blocks and a dense layer; `hidden` lists the
+    /// two blocks' channel counts. Needs image data.
+    Cnn,
+}
+
+impl ModelKind {
+    /// The name used in sweep files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Cnn => "cnn",
+        }
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mlp" => Ok(ModelKind::Mlp),
+            "cnn" => Ok(ModelKind::Cnn),
+            other => Err(Error::config(
+                "model",
+                format!("unknown model {other:?} (expected mlp or cnn)"),
+            )),
+        }
+    }
+}
+
+/// The network of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Which network.
+    pub kind: ModelKind,
+    /// Hidden widths (mlp) or channel counts of the two conv blocks (cnn).
+    pub hidden: Vec<u32>,
+}
+
+/// How long a run trains: a number of epochs (passes over the N training examples) or of
+/// parameter updates. The kind is stored with every run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Budget {
+    /// Passes over the training set.
+    Epochs(u64),
+    /// Parameter updates (steps); the last epoch may be partial.
+    Steps(u64),
+}
+
+impl Budget {
+    /// `"epochs"` or `"steps"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Budget::Epochs(_) => "epochs",
+            Budget::Steps(_) => "steps",
+        }
+    }
+    /// The number of epochs or steps.
+    pub fn amount(&self) -> u64 {
+        match self {
+            Budget::Epochs(n) | Budget::Steps(n) => *n,
+        }
+    }
+}
+
+/// A learning-rate / batch-size schedule. Changes happen only at epoch boundaries.
+///
+/// Milestones are fractions of the budget: with an epoch budget E, milestone f takes effect at
+/// the start of epoch `round(f·E) + 1`; with a step budget S, at the first epoch boundary at which
+/// `round(f·S)` steps have been taken. Smith, Kindermans, Ying & Le 2017 (arXiv 1711.00489):
+/// decaying ε by k and multiplying B by k give the same curve per epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Schedule {
+    /// ε and B fixed.
+    Constant,
+    /// ε ÷ factor at each milestone, B fixed.
+    DecayLr {
+        /// Fractions of the budget, strictly increasing, in (0, 1).
+        milestones: Vec<f64>,
+        /// The factor (> 1).
+        factor: f64,
+    },
+    /// B × factor at each milestone (capped at N), ε fixed.
+    IncreaseBatch {
+        /// Fractions of the budget, strictly increasing, in (0, 1).
+        milestones: Vec<f64>,
+        /// The factor (> 1).
+        factor: f64,
+    },
+    /// B × factor at the first milestone, ε ÷ factor at the later ones.
+    Hybrid {
+        /// Fractions of the budget, strictly increasing, in (0, 1).
+        milestones: Vec<f64>,
+        /// The factor (> 1).
+        factor: f64,
+    },
+}
+
+impl Schedule {
+    /// The schedule's mode name: constant, decay-lr, increase-batch or hybrid.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::DecayLr { .. } => "decay-lr",
+            Schedule::IncreaseBatch { .. } => "increase-batch",
+            Schedule::Hybrid { .. } => "hybrid",
+        }
+    }
+
+    fn parts(&self) -> Option<(&[f64], f64)> {
+        match self {
+            Schedule::Constant => None,
+            Schedule::DecayLr { milestones, factor }
+            | Schedule::IncreaseBatch { milestones, factor }
+            | Schedule::Hybrid { milestones, factor } => Some((milestones, *factor)),
+        }
+    }
+
+    /// A compact label, e.g. `increase-batch(x5 @ 0.3,0.6,0.8)`.
+    pub fn label(&self) -> String {
+        match self.parts() {
+            None => "constant".to_string(),
+            Some((ms, f)) => {
+                let ms: Vec<String> = ms.iter().map(|m| format!("{m}")).collect();
+                format!("{}(x{} @ {})", self.mode(), f, ms.join(","))
+            }
+        }
+    }
+
+    /// Learning rate and batch size in force after `passed` milestones, from the initial ones.
+    pub fn apply(&self, passed: usize, lr0: f64, batch0: u64, train_size: u64) -> (f64, u64) {
+        let Some((_, factor)) = self.parts() else {
+            return (lr0, batch0);
+        };
+        let grow = |k: usize| -> u64 {
+            let b = (batch0 as f64) * factor.powi(k as i32);
+            (b.round() as u64).clamp(1, train_size.max(1))
+        };
+        let decay = |k: usize| lr0 / factor.powi(k as i32);
+        match self {
+            Schedule::Constant => (lr0, batch0),
+            Schedule::DecayLr { .. } => (decay(passed), batch0),
+            Schedule::IncreaseBatch { .. } => (lr0, grow(passed)),
+            Schedule::Hybrid { .. } => (decay(passed.saturating_sub(1)), grow(passed.min(1))),
+        }
+    }
+
+    /// Number of milestones passed at the start of an epoch, given the epochs and steps done.
+    pub fn passed(&self, budget: Budget, epochs_done: u64, steps_done: u64) -> usize {
+        let Some((ms, _)) = self.parts() else {
+            return 0;
+        };
+        let (done, total) = match budget {
+            Budget::Epochs(e) => (epochs_done, e),
+            Budget::Steps(s) => (steps_done, s),
+        };
+        ms.iter()
+            .filter(|&&f| (f * total as f64).round() as u64 <= done)
+            .count()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let Some((ms, factor)) = self.parts() else {
+            return Ok(());
+        };
+        if !(factor.is_finite() && factor > 1.0) {
+            return Err(Error::config(
+                "schedule.factor",
+                format!("must be a number > 1, got {factor}"),
+            ));
+        }
+        if ms.is_empty() {
+            return Err(Error::config(
+                "schedule.milestones",
+                "must list at least one fraction of the budget",
+            ));
+        }
+        let mut prev = 0.0;
+        for &m in ms {
+            if !(m > 0.0 && m < 1.0) {
+                return Err(Error::config(
+                    "schedule.milestones",
+                    format!("each must be a fraction of the budget in (0, 1), got {m}"),
+                ));
+            }
+            if m <= prev {
+                return Err(Error::config(
+                    "schedule.milestones",
+                    format!("must be strictly increasing, got {ms:?}"),
+                ));
+            }
+            prev = m;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = Error;
+    /// Parses `constant` or `MODE:F1,F2,...:FACTOR` (e.g. `increase-batch:0.3,0.6,0.8:5`).
+    fn from_str(s: &str) -> Result<Self> {
+        if s == "constant" {
+            return Ok(Schedule::Constant);
+        }
+        let bad = || {
+            Error::config(
+                "schedule",
+                format!(
+                    "cannot parse {s:?}: expected `constant` or MODE:MILESTONES:FACTOR, \
+                     e.g. increase-batch:0.3,0.6,0.8:5 (MODE decay-lr, increase-batch or hybrid)"
+                ),
+            )
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        let [mode, ms, factor] = parts[..] else {
+            return Err(bad());
+        };
+        let milestones = ms
+            .split(',')
+            .map(|m| m.trim().parse::<f64>().map_err(|_| bad()))
+            .collect::<Result<Vec<f64>>>()?;
+        let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
+        let schedule = match mode {
+            "decay-lr" => Schedule::DecayLr { milestones, factor },
+            "increase-batch" => Schedule::IncreaseBatch { milestones, factor },
+            "hybrid" => Schedule::Hybrid { milestones, factor },
+            _ => return Err(bad()),
+        };
+        schedule.validate()?;
+        Ok(schedule)
+    }
+}
+
+/// Default divergence threshold: a run whose loss exceeds this multiple of its initial training
+/// loss (or becomes non-finite) is stopped and stored as DIVERGED.
+pub const DEFAULT_DIVERGENCE_FACTOR: f64 = 10.0;
+
+/// The fully resolved configuration of one run. Its canonical JSON is hashed into the run id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Version of the trainer's semantics ([`TRAINER_VERSION`]).
+    pub trainer_version: u32,
+    /// The data.
+    pub data: DataConfig,
+    /// The network.
+    pub model: ModelConfig,
+    /// Initial learning rate ε on the mean batch gradient.
+    pub lr: f64,
+    /// Initial batch size B.
+    pub batch_size: u64,
+    /// Momentum m (PyTorch form u ← m·u + g; w ← w − ε·u).
+    pub momentum: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay λ added to the gradient (g ← g + λ·w), as PyTorch's SGD does.
+    pub weight_decay: f64,
+    /// Epochs or steps.
+    pub budget: Budget,
+    /// Learning-rate / batch-size schedule.
+    pub schedule: Schedule,
+    /// Seed of the weight initialisation and of the data order.
+    pub seed: u64,
+    /// The SGD noise scale g = ε(N/B − 1)/(1−m) this cell was placed at, when the sweep's axis
+    /// is `noise_scale` (then `lr` was derived from it); `None` when `lr` was swept directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_scale: Option<f64>,
+    /// Loss multiple of the initial loss above which the run counts as diverged.
+    pub divergence_factor: f64,
+}
+
+impl RunConfig {
+    /// Checks every value; the error names the field and the value.
+    pub fn validate(&self) -> Result<()> {
+        let d = &self.data;
+        if d.train_size == 0 {
+            return Err(Error::config("train_size", "must be at least 1, got 0"));
+        }
+        if d.test_size == 0 {
+            return Err(Error::config("test_size", "must be at least 1, got 0"));
+        }
+        if let Some(dim) = d.dim {
+            if dim == 0 {
+                return Err(Error::config("dim", "must be at least 1, got 0"));
+            }
+        }
+        if let Some(c) = d.classes {
+            if c < 2 {
+                return Err(Error::config(
+                    "classes",
+                    format!("must be at least 2, got {c}"),
+                ));
+            }
+        }
+        if let Some(p) = d.label_noise {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::config(
+                    "label_noise",
+                    format!("must be a fraction in [0, 1], got {p}"),
+                ));
+            }
+        }
+        if let Some(h) = d.teacher_hidden {
+            if h == 0 {
+                return Err(Error::config("teacher_hidden", "must be at least 1, got 0"));
+            }
+        }
+        if let Some(s) = d.separation {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(Error::config(
+                    "separation",
+                    format!("must be a finite number ≥ 0, got {s}"),
+                ));
+            }
+        }
+        if d.dataset.on_disk() && d.data_dir.is_none() {
+            return Err(Error::config(
+                "data_dir",
+                format!(
+                    "dataset {} reads files: give --data-dir / data_dir",
+                    d.dataset.name()
+                ),
+            ));
+        }
+        if self.model.hidden.contains(&0) {
+            return Err(Error::config(
+                "hidden",
+                format!("widths must be at least 1, got {:?}", self.model.hidden),
+            ));
+        }
+        if self.model.kind == ModelKind::Cnn {
+            if self.model.hidden.len() != 2 {
+                return Err(Error::config(
+                    "hidden",
+                    format!(
+                        "the cnn takes two channel counts (one per conv block), got {:?}",
+                        self.model.hidden
+                    ),
+                ));
+            }
+            if !d.dataset.on_disk() {
+                return Err(Error::config(
+                    "model",
+                    format!(
+                        "cnn needs image data (dataset idx or cifar10), got {}",
+                        d.dataset.name()
+                    ),
+                ));
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config(
+                "lr",
+                format!("must be a number > 0, got {}", self.lr),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", "must be at least 1, got 0"));
+        }
+        if self.batch_size > d.train_size {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "batch size {} is larger than the training set (train_size {})",
+                    self.batch_size, d.train_size
+                ),
+            ));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(Error::config(
+                "momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::config(
+                "nesterov",
+                "Nesterov momentum needs momentum > 0",
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::config(
+                "weight_decay",
+                format!("must be a number ≥ 0, got {}", self.weight_decay),
+            ));
+        }
+        match self.budget {
+            Budget::Epochs(0) => return Err(Error::config("epochs", "must be at least 1, got 0")),
+            Budget::Steps(0) => return Err(Error::config("steps", "must be at least 1, got 0")),
+            _ => {}
+        }
+        if !(self.divergence_factor.is_finite() && self.divergence_factor > 1.0) {
+            return Err(Error::config(
+                "divergence_factor",
+                format!("must be a number > 1, got {}", self.divergence_factor),
+            ));
+        }
+        self.schedule.validate()
+    }
+
+    /// The canonical JSON that identifies the run: every field that can change its numbers, in
+    /// a fixed order, without `data_dir` (a path differs between machines; the files' content
+    /// hash, `fingerprint`, stands for the data instead).
+    pub fn canonical_json(&self) -> String {
+        let mut c = self.clone();
+        c.data.data_dir = None;
+        // Serialising a struct of plain fields cannot fail; floats use the shortest exact form.
+        serde_json::to_string(&c).unwrap_or_default()
+    }
+
+    /// The run id: the first 16 hex digits (64 bits) of the BLAKE3 hash of the canonical JSON.
+    pub fn run_id(&self) -> String {
+        let hash = blake3::hash(self.canonical_json().as_bytes());
+        hash.to_hex()[..16].to_string()
+    }
+
+    /// The noise scale g = ε(N/B − 1)/(1−m) at the initial ε and B (Smith & Le 2017, §1).
+    pub fn initial_noise_scale(&self) -> f64 {
+        noise_scale(
+            self.lr,
+            self.data.train_size,
+            self.batch_size,
+            self.momentum,
+        )
+    }
+
+    /// Learning rate and batch size in force during epoch `epoch` (1-based) when `steps_done`
+    /// updates have been taken before it.
+    pub fn epoch_hyper(&self, epoch: u64, steps_done: u64) -> (f64, u64) {
+        let passed = self
+            .schedule
+            .passed(self.budget, epoch.saturating_sub(1), steps_done);
+        self.schedule
+            .apply(passed, self.lr, self.batch_size, self.data.train_size)
+    }
+
+    /// The number of parameter updates the run takes if it does not diverge: ⌈N/B⌉ per epoch
+    /// (the last batch of an epoch may be smaller), summed over the epochs with the B in force.
+    pub fn planned_updates(&self) -> u64 {
+        match self.budget {
+            Budget::Steps(s) => s,
+            Budget::Epochs(e) => {
+                let n = self.data.train_size;
+                let mut steps = 0;
+                for epoch in 1..=e {
+                    let (_, b) = self.epoch_hyper(epoch, steps);
+                    steps += n.div_ceil(b.max(1));
+                }
+                steps
+            }
+        }
+    }
+}
+
+/// The SGD noise scale g = ε(N/B − 1)/(1−m) (Smith & Le 2017, arXiv 1710.06451; the −1 from
+/// sampling without replacement, the 1/(1−m) from momentum's effective learning rate).
+pub fn noise_scale(lr: f64, train_size: u64, batch_size: u64, momentum: f64) -> f64 {
+    lr * (train_size as f64 / batch_size as f64 - 1.0) / (1.0 - momentum)
+}
+
+/// The learning rate that puts a cell at noise scale g: ε = g·B(1−m)/N, the approximate inverse
+/// (g ≈ εN/(B(1−m))) that the design specifies for `noise_scale` sweeps.
+pub fn lr_for_noise_scale(g: f64, train_size: u64, batch_size: u64, momentum: f64) -> f64 {
+    g * batch_size as f64 * (1.0 - momentum) / train_size as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn teacher_config() -> RunConfig {
+        RunConfig {
+            trainer_version: TRAINER_VERSION,
+            data: DataConfig::new(DatasetKind::Teacher, 1000, 500),
+            model: ModelConfig {
+                kind: ModelKind::Mlp,
+                hidden: vec![64],
+            },
+            lr: 0.1,
+            batch_size: 32,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            budget: Budget::Epochs(5),
+            schedule: Schedule::Constant,
+            seed: 1,
+            noise_scale: None,
+            divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
+        }
+    }
+
+    #[test]
+    fn run_id_is_stable_and_sensitive_to_every_field() {
+        let a = teacher_config();
+        assert_eq!(a.run_id(), teacher_config().run_id());
+        assert_eq!(a.run_id().len(), 16);
+        let mut b = a.clone();
+        b.seed = 2;
+        assert_ne!(a.run_id(), b.run_id());
+        let mut c = a.clone();
+        c.lr = 0.1000001;
+        assert_ne!(a.run_id(), c.run_id());
+        let mut d = a.clone();
+        d.data.data_seed = 7;
+        assert_ne!(a.run_id(), d.run_id());
+    }
+
+    #[test]
+    fn data_dir_is_not_identity_but_fingerprint_is() {
+        let mut a = teacher_config();
+        a.data = DataConfig::new(DatasetKind::Idx, 100, 100);
+        a.data.data_dir = Some("one/place".into());
+        a.data.fingerprint = Some("abc".into());
+        let mut b = a.clone();
+        b.data.data_dir = Some("another/place".into());
+        assert_eq!(a.run_id(), b.run_id());
+        b.data.fingerprint = Some("abd".into());
+        assert_ne!(a.run_id(), b.run_id());
+    }
+
+    #[test]
+    fn validation_names_the_field_and_value() {
+        let mut c = teacher_config();
+        c.batch_size = 2000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("batch_size") && e.contains("2000") && e.contains("1000"),
+            "{e}"
+        );
+        let mut c = teacher_config();
+        c.momentum = 1.0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("momentum") && e.contains('1'), "{e}");
+        let mut c = teacher_config();
+        c.lr = -0.5;
+        assert!(c.validate().unwrap_err().to_string().contains("lr"));
+        let mut c = teacher_config();
+        c.budget = Budget::Epochs(0);
+        assert!(c.validate().unwrap_err().to_string().contains("epochs"));
+        assert!(teacher_config().validate().is_ok());
+    }
+
+    /// Smith, Kindermans, Ying & Le 2017: B₀ = 128, N = 50,000, factor 5 at 30/60/80% of 200
+    /// epochs. Arithmetic in ../shared/science.md §2: 78,200 and 29,000 updates.
+    #[test]
+    fn schedule_update_counts_match_the_papers_arithmetic() {
+        let mut c = teacher_config();
+        c.data.train_size = 50_000;
+        c.batch_size = 128;
+        c.budget = Budget::Epochs(200);
+        let ms = vec![0.3, 0.6, 0.8];
+        c.schedule = Schedule::DecayLr {
+            milestones: ms.clone(),
+            factor: 5.0,
+        };
+        assert_eq!(c.planned_updates(), 78_200);
+        c.schedule = Schedule::IncreaseBatch {
+            milestones: ms.clone(),
+            factor: 5.0,
+        };
+        assert_eq!(c.planned_updates(), 29_000);
+        // Hybrid: B × 5 at epoch 60, then ε ÷ 5: 60·391 + 140·79.
+        c.schedule = Schedule::Hybrid {
+            milestones: ms,
+            factor: 5.0,
+        };
+        assert_eq!(c.planned_updates(), 60 * 391 + 140 * 79);
+        assert_eq!(c.epoch_hyper(61, 0), (0.1, 640));
+        assert_eq!(c.epoch_hyper(60, 0), (0.1, 128));
+        let (lr, b) = c.epoch_hyper(200, 0);
+        assert!((lr - 0.1 / 25.0).abs() < 1e-15 && b == 640);
+    }
+
+    #[test]
+    fn schedule_parses_from_the_command_line_form() {
+        let s: Schedule = "increase-batch:0.3,0.6,0.8:5".parse().unwrap();
+        assert_eq!(
+            s,
+            Schedule::IncreaseBatch {
+                milestones: vec![0.3, 0.6, 0.8],
+                factor: 5.0
+            }
+        );
+        assert!("constant".parse::<Schedule>().is_ok());
+        let e = "decay:0.5:2".parse::<Schedule>().unwrap_err().to_string();
+        assert!(e.contains("decay:0.5:2"), "{e}");
+        let e = "decay-lr:0.6,0.3:2"
+            .parse::<Schedule>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("increasing"), "{e}");
+    }
+
+    #[test]
+    fn noise_scale_round_trips_through_the_derived_lr() {
+        let lr = lr_for_noise_scale(100.0, 1000, 50, 0.9);
+        assert!((lr - 0.5).abs() < 1e-12);
+        // g ≈ εN/(B(1−m)) exactly inverts; the −1 correction is the without-replacement term.
+        assert!((noise_scale(0.5, 1000, 50, 0.9) - 0.5 * 19.0 / 0.1).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,17 @@
+//! scalelab — a laboratory for the science of batch size and learning rate.
+//!
+//! Data flow (see docs/ and the README):
+//! sweep file → [`sweep`] (parse, validate, expand to cells) → [`db`] (runs table) →
+//! [`scheduler`] (claims runs, one compute thread each) → [`train`] (candle: data → model →
+//! momentum SGD → per-epoch evaluation) → [`db`] (epoch metrics) → [`fit`] (scaling rules) →
+//! [`report`] (PNG figures and an index).
+//!
+//! Boundaries: the trainer knows nothing of tokio or sqlx; the database layer knows nothing of
+//! candle; fits and plot data are pure functions; only [`cli`] turns errors into messages.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod train;
+
+pub use error::{Error, Result};

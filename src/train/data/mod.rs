@@ -1,0 +1,316 @@
+//! Data sets: each is deterministic given its [`DataConfig`], selects a training subset of size
+//! N and a fixed test set, and hands the trainer normalised `f32` inputs and `u32` labels.
+//!
+//! - `teacher` and `gaussian-mixture` are generated (embedded; any N; no download);
+//! - `idx` (MNIST / Fashion-MNIST layout) and `cifar10` (binary version) are read from disk.
+
+mod cifar;
+mod idx;
+mod mixture;
+mod teacher;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+pub use cifar::{CIFAR_RECORD_BYTES, read_cifar_file};
+pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
+
+use crate::config::{DataConfig, DatasetKind};
+use crate::error::{Error, Result};
+
+/// A data set in memory, ready for training.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Shape of one input: `[d]` for vectors, `[c, h, w]` for images.
+    pub input_shape: Vec<usize>,
+    /// Number of classes; labels are in `0..classes`.
+    pub classes: usize,
+    /// Training inputs, `(N, D)` row-major with `D = input_shape.product()`.
+    pub train_x: Tensor,
+    /// Training labels, length N.
+    pub train_y: Vec<u32>,
+    /// Test inputs, `(test_size, D)`.
+    pub test_x: Tensor,
+    /// Test labels.
+    pub test_y: Vec<u32>,
+}
+
+impl Dataset {
+    /// Builds a data set from row-major host buffers.
+    pub fn from_vecs(
+        input_shape: Vec<usize>,
+        classes: usize,
+        train_x: Vec<f32>,
+        train_y: Vec<u32>,
+        test_x: Vec<f32>,
+        test_y: Vec<u32>,
+    ) -> Result<Self> {
+        let d: usize = input_shape.iter().product();
+        let n = train_y.len();
+        let m = test_y.len();
+        Ok(Dataset {
+            input_shape,
+            classes,
+            train_x: Tensor::from_vec(train_x, (n, d), &Device::Cpu)?,
+            train_y,
+            test_x: Tensor::from_vec(test_x, (m, d), &Device::Cpu)?,
+            test_y,
+        })
+    }
+
+    /// Number of training examples N.
+    pub fn train_len(&self) -> usize {
+        self.train_y.len()
+    }
+
+    /// Number of input features D.
+    pub fn input_dim(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+}
+
+/// Loads (or generates) the data set a config describes.
+///
+/// On-disk data is checked against `cfg.fingerprint` when one is set, so a run never trains on
+/// files that changed since its sweep was enqueued.
+pub fn load(cfg: &DataConfig) -> Result<Dataset> {
+    let mut cfg = cfg.clone();
+    cfg.fill_defaults();
+    let ds = match cfg.dataset {
+        DatasetKind::Teacher => teacher::generate(&cfg)?,
+        DatasetKind::GaussianMixture => mixture::generate(&cfg)?,
+        DatasetKind::Idx => {
+            let files = idx::IdxFiles::read(&data_dir(&cfg)?)?;
+            check_fingerprint(&cfg, &files.fingerprint())?;
+            files.select(&cfg)?
+        }
+        DatasetKind::Cifar10 => {
+            let files = cifar::CifarFiles::read(&data_dir(&cfg)?)?;
+            check_fingerprint(&cfg, &files.fingerprint())?;
+            files.select(&cfg)?
+        }
+    };
+    Ok(ds)
+}
+
+/// The content hash of an on-disk data set's files (decoded bytes, so `.gz` and raw files of the
+/// same data agree); `None` for generated data sets, whose identity is their parameters.
+pub fn fingerprint(cfg: &DataConfig) -> Result<Option<String>> {
+    match cfg.dataset {
+        DatasetKind::Teacher | DatasetKind::GaussianMixture => Ok(None),
+        DatasetKind::Idx => Ok(Some(idx::IdxFiles::read(&data_dir(cfg)?)?.fingerprint())),
+        DatasetKind::Cifar10 => Ok(Some(
+            cifar::CifarFiles::read(&data_dir(cfg)?)?.fingerprint(),
+        )),
+    }
+}
+
+fn data_dir(cfg: &DataConfig) -> Result<PathBuf> {
+    let dir = cfg.data_dir.as_deref().ok_or_else(|| {
+        Error::config(
+            "data_dir",
+            format!(
+                "dataset {} reads files: give --data-dir / data_dir",
+                cfg.dataset.name()
+            ),
+        )
+    })?;
+    let path = PathBuf::from(dir);
+    if !path.is_dir() {
+        return Err(Error::data(
+            &path,
+            "data directory does not exist or is not a directory",
+        ));
+    }
+    Ok(path)
+}
+
+fn check_fingerprint(cfg: &DataConfig, actual: &str) -> Result<()> {
+    match &cfg.fingerprint {
+        Some(expected) if expected != actual => Err(Error::data(
+            cfg.data_dir.clone().unwrap_or_default(),
+            format!(
+                "the data files changed since the run was configured (content hash {actual}, \
+                 expected {expected})"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a whole file, transparently gunzipping names that end in `.gz`.
+pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        use std::io::Read;
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::data(path, format!("not a valid gzip file ({e})")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Checks the requested sizes against what a file provides.
+pub(crate) fn check_sizes(cfg: &DataConfig, train_avail: usize, test_avail: usize) -> Result<()> {
+    if cfg.train_size as usize > train_avail {
+        return Err(Error::config(
+            "train_size",
+            format!(
+                "{} requested but the {} training files hold {train_avail} examples",
+                cfg.train_size,
+                cfg.dataset.name()
+            ),
+        ));
+    }
+    if cfg.test_size as usize > test_avail {
+        return Err(Error::config(
+            "test_size",
+            format!(
+                "{} requested but the {} test files hold {test_avail} examples",
+                cfg.test_size,
+                cfg.dataset.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A seeded choice of `n` distinct indices out of `0..total`: the first `n` of a permutation, so
+/// that a smaller N is a subset of a larger one with the same data seed.
+pub(crate) fn subset_indices(total: usize, n: usize, data_seed: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut idx: Vec<usize> = (0..total).collect();
+    idx.shuffle(&mut crate::train::rng::stream(
+        data_seed,
+        crate::train::rng::Stream::Subset,
+    ));
+    idx.truncate(n);
+    idx
+}
+
+/// Hashes byte slices into one hex digest (BLAKE3), with their lengths, so that boundaries count.
+pub(crate) fn hash_parts(parts: &[&[u8]]) -> String {
+    let mut h = blake3::Hasher::new();
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    h.finalize().to_hex()[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_are_nested_and_seeded() {
+        let a = subset_indices(100, 10, 3);
+        let b = subset_indices(100, 20, 3);
+        assert_eq!(a[..], b[..10]);
+        assert_ne!(a, subset_indices(100, 10, 4));
+        let mut s = b.clone();
+        s.sort();
+        s.dedup();
+        assert_eq!(s.len(), 20);
+    }
+
+    #[test]
+    fn teacher_is_seeded_and_nested() {
+        let mut cfg = DataConfig::new(DatasetKind::Teacher, 200, 50);
+        let a = load(&cfg).unwrap();
+        let b = load(&cfg).unwrap();
+        assert_eq!(a.train_y, b.train_y);
+        let ax = a.train_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let bx = b.train_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(ax, bx);
+        // A larger N extends the same sequence.
+        cfg.train_size = 300;
+        let c = load(&cfg).unwrap();
+        assert_eq!(c.train_y[..200], a.train_y[..]);
+        // A different data seed gives different data.
+        cfg.train_size = 200;
+        cfg.data_seed = 1;
+        let d = load(&cfg).unwrap();
+        assert_ne!(d.train_y, a.train_y);
+        let dx = d.train_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_ne!(dx, ax);
+        assert_eq!(a.input_shape, vec![32]);
+        assert_eq!(a.test_y.len(), 50);
+    }
+
+    #[test]
+    fn teacher_labels_use_every_class_and_noise_flips_labels() {
+        let mut cfg = DataConfig::new(DatasetKind::Teacher, 2000, 100);
+        let clean = load(&cfg).unwrap();
+        let mut counts = [0usize; 10];
+        for &y in &clean.train_y {
+            counts[y as usize] += 1;
+        }
+        // Balanced enough that every class is learnable: no class under 2% or over 30%.
+        for c in counts {
+            assert!((40..=600).contains(&c), "class counts {counts:?}");
+        }
+        cfg.label_noise = Some(0.5);
+        let noisy = load(&cfg).unwrap();
+        let changed = clean
+            .train_y
+            .iter()
+            .zip(&noisy.train_y)
+            .filter(|(a, b)| a != b)
+            .count();
+        // Half the labels are redrawn uniformly; 9/10 of those change: ≈ 45%.
+        assert!((700..1100).contains(&changed), "changed {changed}");
+    }
+
+    #[test]
+    fn mixture_is_deterministic_and_separation_controls_overlap() {
+        let mut cfg = DataConfig::new(DatasetKind::GaussianMixture, 500, 100);
+        let a = load(&cfg).unwrap();
+        assert_eq!(a.train_y, load(&cfg).unwrap().train_y);
+        cfg.separation = Some(20.0);
+        let far = load(&cfg).unwrap();
+        cfg.separation = Some(0.0);
+        let same = load(&cfg).unwrap();
+        // Nearest-centroid accuracy with the true centroids estimated from the training set.
+        let acc = |ds: &Dataset| nearest_centroid_accuracy(ds);
+        assert!(acc(&far) > 0.99, "far {}", acc(&far));
+        assert!(acc(&same) < 0.3, "same {}", acc(&same));
+    }
+
+    fn nearest_centroid_accuracy(ds: &Dataset) -> f64 {
+        let d = ds.input_dim();
+        let x = ds.train_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut cent = vec![vec![0f64; d]; ds.classes];
+        let mut cnt = vec![0f64; ds.classes];
+        for (i, &y) in ds.train_y.iter().enumerate() {
+            cnt[y as usize] += 1.0;
+            for j in 0..d {
+                cent[y as usize][j] += x[i * d + j] as f64;
+            }
+        }
+        for (c, n) in cent.iter_mut().zip(&cnt) {
+            c.iter_mut().for_each(|v| *v /= n.max(1.0));
+        }
+        let tx = ds.test_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut ok = 0;
+        for (i, &y) in ds.test_y.iter().enumerate() {
+            let best = (0..ds.classes)
+                .min_by(|&a, &b| {
+                    let da: f64 = (0..d)
+                        .map(|j| (tx[i * d + j] as f64 - cent[a][j]).powi(2))
+                        .sum();
+                    let db: f64 = (0..d)
+                        .map(|j| (tx[i * d + j] as f64 - cent[b][j]).powi(2))
+                        .sum();
+                    da.total_cmp(&db)
+                })
+                .unwrap();
+            ok += (best as u32 == y) as usize;
+        }
+        ok as f64 / ds.test_y.len() as f64
+    }
+}

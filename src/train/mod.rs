@@ -1,0 +1,316 @@
+//! The trainer: data → model → momentum SGD → per-epoch evaluation.
+//!
+//! It knows nothing of tokio or the database: it takes a [`RunConfig`], a [`Dataset`], a
+//! [`MetricSink`] it reports each epoch to, and a stop flag it checks before every step.
+//! Exact semantics (loss reduction, momentum form, initialisation, evaluation, divergence) are
+//! documented in docs/trainer.md.
+
+pub mod data;
+pub mod model;
+pub mod ops;
+pub mod optim;
+pub mod rng;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Budget, RunConfig};
+use crate::error::{Error, Result};
+use data::Dataset;
+use model::Network;
+use optim::MomentumSgd;
+use rng::{Stream, stream};
+
+/// Rows per forward pass when evaluating (no graph, large batches).
+pub const EVAL_CHUNK: usize = 2048;
+
+/// Metrics of one epoch, recorded after it (epoch 0 is the evaluation at initialisation).
+/// Losses are mean cross-entropy (nats); accuracies are fractions. Non-finite values are kept
+/// as they are (a diverged run's loss may be NaN or infinite).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch number: 0 before training, then 1, 2, … (the last may be partial with a step budget).
+    pub epoch: u32,
+    /// Parameter updates taken so far.
+    pub step: u64,
+    /// Training examples processed so far.
+    pub samples: u64,
+    /// Learning rate in force during this epoch.
+    pub lr: f64,
+    /// Batch size in force during this epoch.
+    pub batch_size: u64,
+    /// Mean loss over the whole training subset, at the end of the epoch.
+    #[serde(with = "nonfinite")]
+    pub train_loss: f64,
+    /// Accuracy over the whole training subset.
+    #[serde(with = "nonfinite")]
+    pub train_acc: f64,
+    /// Mean loss over the test set.
+    #[serde(with = "nonfinite")]
+    pub test_loss: f64,
+    /// Accuracy over the test set.
+    #[serde(with = "nonfinite")]
+    pub test_acc: f64,
+    /// Seconds since the run started (training and evaluation).
+    pub wall_s: f64,
+}
+
+/// Where the trainer sends each epoch's metrics (a database writer, stdout, a vector).
+pub trait MetricSink {
+    /// Records one epoch; an error stops the run.
+    fn record(&mut self, m: &EpochMetrics) -> Result<()>;
+}
+
+impl<F: FnMut(&EpochMetrics) -> Result<()>> MetricSink for F {
+    fn record(&mut self, m: &EpochMetrics) -> Result<()> {
+        self(m)
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum RunState {
+    /// The budget was used up.
+    Completed,
+    /// The loss became non-finite or exceeded `divergence_factor` × the initial loss.
+    Diverged {
+        /// The epoch (1-based) during which it diverged.
+        epoch: u32,
+        /// What was seen.
+        reason: String,
+    },
+    /// The stop flag was raised; the run is incomplete and should be retried from scratch.
+    Stopped,
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunOutcome {
+    /// How it ended.
+    #[serde(flatten)]
+    pub state: RunState,
+    /// Epochs trained (including a partial last one).
+    pub epochs: u32,
+    /// Parameter updates taken.
+    pub steps: u64,
+    /// Training examples processed.
+    pub samples: u64,
+    /// Mean training loss at initialisation.
+    pub initial_train_loss: f64,
+    /// Test accuracy after the last epoch.
+    pub final_test_acc: Option<f64>,
+    /// Best test accuracy over epochs ≥ 1.
+    pub best_test_acc: Option<f64>,
+    /// Seconds from start to end.
+    pub wall_s: f64,
+}
+
+/// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows.
+pub fn evaluate(net: &dyn Network, x: &Tensor, y: &[u32]) -> Result<(f64, f64)> {
+    let n = y.len();
+    let mut loss = 0.0;
+    let mut correct = 0usize;
+    let mut start = 0;
+    while start < n {
+        let len = EVAL_CHUNK.min(n - start);
+        let xb = x.narrow(0, start, len)?;
+        let logits = net.logits(&xb)?;
+        let (s, _) = ops::softmax_xent(&logits, &y[start..start + len], false)?;
+        loss += s.loss;
+        correct += s.correct;
+        start += len;
+    }
+    let n = n.max(1) as f64;
+    Ok((loss / n, correct as f64 / n))
+}
+
+/// Sets how many threads candle's CPU kernels use (the `RAYON_NUM_THREADS` it reads at every
+/// matmul). scalelab runs one compute thread per job; call this once at start-up, before any
+/// other thread exists.
+pub fn set_compute_threads(n: usize) {
+    // SAFETY: called from `main` before the runtime or any thread is started, so no other thread
+    // can read the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string()) };
+}
+
+/// Trains one run to the end of its budget, to divergence, or until `stop` is raised.
+///
+/// Same config, same data and same seed give bit-identical metrics (on the same machine and
+/// build; see docs/trainer.md).
+pub fn train(
+    cfg: &RunConfig,
+    data: &Dataset,
+    sink: &mut dyn MetricSink,
+    stop: &AtomicBool,
+) -> Result<RunOutcome> {
+    cfg.validate()?;
+    let n = data.train_len();
+    if n as u64 != cfg.data.train_size {
+        return Err(Error::config(
+            "train_size",
+            format!(
+                "the data set holds {n} training examples, the config asks for {}",
+                cfg.data.train_size
+            ),
+        ));
+    }
+    let start = Instant::now();
+    let mut net = model::build(&cfg.model, &data.input_shape, data.classes, cfg.seed)?;
+    let params = net.params();
+    let mut opt = MomentumSgd::new(&params, cfg.momentum, cfg.nesterov, cfg.weight_decay);
+    let mut order = stream(cfg.seed, Stream::DataOrder);
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    let mut labels: Vec<u32> = Vec::with_capacity(n);
+
+    let eval = |net: &dyn Network,
+                epoch: u32,
+                step: u64,
+                samples: u64,
+                lr: f64,
+                batch_size: u64|
+     -> Result<EpochMetrics> {
+        let (train_loss, train_acc) = evaluate(net, &data.train_x, &data.train_y)?;
+        let (test_loss, test_acc) = evaluate(net, &data.test_x, &data.test_y)?;
+        Ok(EpochMetrics {
+            epoch,
+            step,
+            samples,
+            lr,
+            batch_size,
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+            wall_s: start.elapsed().as_secs_f64(),
+        })
+    };
+
+    let m0 = eval(&*net, 0, 0, 0, cfg.lr, cfg.batch_size)?;
+    let initial_loss = m0.train_loss;
+    let threshold = cfg.divergence_factor * initial_loss;
+    sink.record(&m0)?;
+    let mut outcome = RunOutcome {
+        state: RunState::Completed,
+        epochs: 0,
+        steps: 0,
+        samples: 0,
+        initial_train_loss: initial_loss,
+        final_test_acc: None,
+        best_test_acc: None,
+        wall_s: 0.0,
+    };
+
+    let (max_epochs, max_steps) = match cfg.budget {
+        Budget::Epochs(e) => (e, u64::MAX),
+        Budget::Steps(s) => (u64::MAX, s),
+    };
+    let mut epoch: u64 = 0;
+    while epoch < max_epochs && outcome.steps < max_steps {
+        epoch += 1;
+        let (lr, batch) = cfg.epoch_hyper(epoch, outcome.steps);
+        perm.shuffle(&mut order);
+        let mut diverged = None;
+        for chunk in perm.chunks(batch as usize) {
+            if stop.load(Ordering::Relaxed) {
+                outcome.state = RunState::Stopped;
+                outcome.wall_s = start.elapsed().as_secs_f64();
+                return Ok(outcome);
+            }
+            let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
+            let x = data.train_x.index_select(&idx, 0)?;
+            labels.clear();
+            labels.extend(chunk.iter().map(|&i| data.train_y[i as usize]));
+            let (sum, grads) = net.loss_and_grads(&x, &labels)?;
+            let loss = sum.loss / sum.count.max(1) as f64;
+            if !loss.is_finite() || loss > threshold {
+                diverged = Some(format!(
+                    "batch loss {loss:.4} at step {} (initial loss {initial_loss:.4}, threshold \
+                     {:.4})",
+                    outcome.steps + 1,
+                    threshold
+                ));
+                break;
+            }
+            opt.step(lr, &params, &grads)?;
+            outcome.steps += 1;
+            outcome.samples += chunk.len() as u64;
+            if outcome.steps >= max_steps {
+                break;
+            }
+        }
+        outcome.epochs = epoch as u32;
+        let m = eval(
+            &*net,
+            epoch as u32,
+            outcome.steps,
+            outcome.samples,
+            lr,
+            batch,
+        )?;
+        sink.record(&m)?;
+        outcome.final_test_acc = Some(m.test_acc);
+        if m.test_acc.is_finite() {
+            let best = outcome.best_test_acc.unwrap_or(f64::NEG_INFINITY);
+            outcome.best_test_acc = Some(best.max(m.test_acc));
+        }
+        if diverged.is_none() && (!m.train_loss.is_finite() || m.train_loss > threshold) {
+            diverged = Some(format!(
+                "training loss {:.4} after epoch {epoch} (initial loss {initial_loss:.4}, \
+                 threshold {threshold:.4})",
+                m.train_loss
+            ));
+        }
+        if let Some(reason) = diverged {
+            outcome.state = RunState::Diverged {
+                epoch: epoch as u32,
+                reason,
+            };
+            break;
+        }
+    }
+    outcome.wall_s = start.elapsed().as_secs_f64();
+    Ok(outcome)
+}
+
+/// Serialises non-finite floats as the strings "nan", "inf", "-inf" (JSON has no such numbers),
+/// and reads them back.
+pub mod nonfinite {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialise `v`, as a string when it is not finite.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_str("nan")
+        } else if *v > 0.0 {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_str("-inf")
+        }
+    }
+
+    /// Deserialise a number or one of "nan", "inf", "-inf".
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Num {
+            F(f64),
+            S(String),
+        }
+        match Num::deserialize(d)? {
+            Num::F(v) => Ok(v),
+            Num::S(s) => match s.as_str() {
+                "nan" => Ok(f64::NAN),
+                "inf" => Ok(f64::INFINITY),
+                "-inf" => Ok(f64::NEG_INFINITY),
+                other => Err(serde::de::Error::custom(format!("not a number: {other:?}"))),
+            },
+        }
+    }
+}

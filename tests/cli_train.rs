@@ -1,0 +1,169 @@
+//! `scalelab train` driven as a user would: real binary, real output, real errors.
+
+use std::process::Command;
+
+fn scalelab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
+    c.env("RAYON_NUM_THREADS", "1");
+    c
+}
+
+/// Runs `scalelab train ARGS` and returns (exit code, stdout, stderr).
+fn train(args: &[&str]) -> (i32, String, String) {
+    let out = scalelab().arg("train").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SMALL: &[&str] = &[
+    "--dataset",
+    "teacher",
+    "--train-size",
+    "300",
+    "--test-size",
+    "200",
+    "--model",
+    "mlp",
+    "--hidden",
+    "32",
+    "--lr",
+    "0.1",
+    "--batch-size",
+    "32",
+    "--momentum",
+    "0.9",
+    "--epochs",
+    "3",
+];
+
+fn strip_wall(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("wall_s");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn train_prints_one_json_line_per_epoch_and_a_summary_and_is_reproducible() {
+    let args: Vec<&str> = SMALL.iter().copied().chain(["--seed", "1"]).collect();
+    let (code, out, err) = train(&args);
+    assert_eq!(code, 0, "{err}");
+    let lines = strip_wall(&out);
+    assert_eq!(lines.len(), 5, "epochs 0..=3 and a summary");
+    for (i, l) in lines[..4].iter().enumerate() {
+        assert_eq!(l["epoch"], i as u64);
+        assert!(l["test_acc"].as_f64().unwrap() >= 0.0);
+    }
+    let summary = &lines[4];
+    assert_eq!(summary["summary"], true);
+    assert_eq!(summary["state"], "completed");
+    assert_eq!(summary["steps"], 3 * 10);
+    assert_eq!(summary["final_test_acc"], lines[3]["test_acc"]);
+    let (_, again, _) = train(&args);
+    assert_eq!(strip_wall(&again), lines, "same seed, same numbers");
+    let args2: Vec<&str> = SMALL.iter().copied().chain(["--seed", "2"]).collect();
+    let (_, other, _) = train(&args2);
+    assert_ne!(
+        strip_wall(&other)[1],
+        lines[1],
+        "another seed, other numbers"
+    );
+}
+
+#[test]
+fn a_diverging_configuration_reports_state_and_epoch() {
+    let args = [
+        "--train-size",
+        "300",
+        "--test-size",
+        "100",
+        "--hidden",
+        "32",
+        "--lr",
+        "50",
+        "--batch-size",
+        "32",
+        "--momentum",
+        "0.9",
+        "--epochs",
+        "5",
+    ];
+    let (code, out, err) = train(&args);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["state"], "diverged");
+    assert_eq!(summary["epoch"], 1);
+    assert!(summary["reason"].as_str().unwrap().contains("loss"));
+}
+
+/// Each bad input: exit code non-zero, one line on stderr naming the culprit, no panic.
+#[test]
+fn bad_input_gives_a_one_line_error_naming_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    // A wrong-magic and a truncated IDX file.
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte"),
+        b"\x1f\x8b\x08\x03junk",
+    )
+    .unwrap();
+    let trunc = tempfile::tempdir().unwrap();
+    let t = trunc.path().to_string_lossy().into_owned();
+    let mut header = vec![0u8, 0, 8, 3];
+    for dim in [100u32, 28, 28] {
+        header.extend(dim.to_be_bytes());
+    }
+    header.extend([0u8; 500]);
+    std::fs::write(trunc.path().join("train-images-idx3-ubyte"), &header).unwrap();
+
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (
+            vec!["--dataset", "idx", "--data-dir", &d],
+            &["train-images-idx3-ubyte", "magic"],
+        ),
+        (
+            vec!["--dataset", "idx", "--data-dir", &t],
+            &["train-images-idx3-ubyte", "truncated"],
+        ),
+        (
+            vec!["--dataset", "idx", "--data-dir", "no/such/dir"],
+            &["no/such/dir", "does not exist"],
+        ),
+        (vec!["--dataset", "idx"], &["data_dir"]),
+        (
+            vec!["--train-size", "100", "--batch-size", "200"],
+            &["batch_size", "200", "100"],
+        ),
+        (vec!["--lr", "0"], &["lr", "0"]),
+        (vec!["--lr", "-0.5"], &["lr", "-0.5"]),
+        (vec!["--momentum", "1"], &["momentum", "1"]),
+        (vec!["--momentum", "-0.1"], &["momentum", "-0.1"]),
+        (vec!["--epochs", "0"], &["epochs", "0"]),
+        (vec!["--dataset", "imagenet"], &["dataset", "imagenet"]),
+        (vec!["--model", "resnet"], &["model", "resnet"]),
+        (
+            vec!["--model", "cnn", "--hidden", "8,16"],
+            &["cnn", "teacher"],
+        ),
+        (vec!["--schedule", "decay:0.5"], &["schedule", "decay:0.5"]),
+    ];
+    for (args, needles) in cases {
+        let (code, out, err) = train(&args);
+        assert_ne!(code, 0, "{args:?} should fail");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        let err = err.trim_end();
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: {err:?} does not name {n:?}");
+        }
+    }
+}
