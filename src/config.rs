@@ -636,6 +636,29 @@ impl RunConfig {
     }
 }
 
+/// A small valid configuration (teacher data N = 1000, mlp 64, ε = 0.1, B = 32, m = 0.9,
+/// 5 epochs): a template for tests and for validating one field at a time.
+pub fn example_config() -> RunConfig {
+    RunConfig {
+        trainer_version: TRAINER_VERSION,
+        data: DataConfig::new(DatasetKind::Teacher, 1000, 500),
+        model: ModelConfig {
+            kind: ModelKind::Mlp,
+            hidden: vec![64],
+        },
+        lr: 0.1,
+        batch_size: 32,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 0.0,
+        budget: Budget::Epochs(5),
+        schedule: Schedule::Constant,
+        seed: 1,
+        noise_scale: None,
+        divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
+    }
+}
+
 /// The SGD noise scale g = ε(N/B − 1)/(1−m) (Smith & Le 2017, arXiv 1710.06451; the −1 from
 /// sampling without replacement, the 1/(1−m) from momentum's effective learning rate).
 pub fn noise_scale(lr: f64, train_size: u64, batch_size: u64, momentum: f64) -> f64 {
@@ -652,25 +675,8 @@ pub fn lr_for_noise_scale(g: f64, train_size: u64, batch_size: u64, momentum: f6
 mod tests {
     use super::*;
 
-    pub(crate) fn teacher_config() -> RunConfig {
-        RunConfig {
-            trainer_version: TRAINER_VERSION,
-            data: DataConfig::new(DatasetKind::Teacher, 1000, 500),
-            model: ModelConfig {
-                kind: ModelKind::Mlp,
-                hidden: vec![64],
-            },
-            lr: 0.1,
-            batch_size: 32,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-            budget: Budget::Epochs(5),
-            schedule: Schedule::Constant,
-            seed: 1,
-            noise_scale: None,
-            divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
-        }
+    fn teacher_config() -> RunConfig {
+        example_config()
     }
 
     #[test]

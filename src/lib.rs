@@ -3,15 +3,20 @@
 //! Data flow (see docs/ and the README):
 //! sweep file → [`sweep`] (parse, validate, expand to cells) → [`db`] (runs table) →
 //! [`scheduler`] (claims runs, one compute thread each) → [`train`] (candle: data → model →
-//! momentum SGD → per-epoch evaluation) → [`db`] (epoch metrics) → [`fit`] (scaling rules) →
-//! [`report`] (PNG figures and an index).
+//! momentum SGD → per-epoch evaluation) → [`db`] (epoch metrics) → fits → reports.
 //!
 //! Boundaries: the trainer knows nothing of tokio or sqlx; the database layer knows nothing of
 //! candle; fits and plot data are pure functions; only [`cli`] turns errors into messages.
 
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod error;
+pub mod fit;
+pub mod progress;
+pub mod provenance;
+pub mod scheduler;
+pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

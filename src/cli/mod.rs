@@ -1,13 +1,14 @@
 //! The command line: argument parsing (clap), the tokio runtime, Ctrl-C, and the one place where
 //! errors become one-line messages and exit codes.
 
+mod run;
 mod train;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 pub use train::CellArgs;
 
@@ -23,9 +24,49 @@ pub struct Cli {
 /// The subcommands (design.md keeps these names).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Enqueue a sweep's cells, train what is missing, then fit and report.
+    Run(run::RunArgs),
+    /// Inspect sweeps without training.
+    #[command(subcommand)]
+    Sweep(SweepCommand),
+    /// Train pending runs of any sweep in the database, then exit.
+    Worker(run::WorkerArgs),
+    /// Counts per state, running runs, failures.
+    Status(run::StatusArgs),
     /// Train one run and print one JSON object per epoch, then a summary line.
     #[command(allow_negative_numbers = true)]
     Train(CellArgs),
+}
+
+/// `scalelab sweep …`.
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Dry run: the sweep's axes and cells, and which are done or pending.
+    Show(run::ShowArgs),
+}
+
+/// The database option shared by the commands.
+#[derive(Debug, Clone, Args)]
+pub struct DbArg {
+    /// The results database.
+    #[arg(long, env = "SCALELAB_DB", default_value = "scalelab.db")]
+    pub db: std::path::PathBuf,
+}
+
+/// An aligned text table with a header rule, for terminals.
+pub fn table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
+    use comfy_table::{ContentArrangement, LineStyle, Table, TableStyle};
+    const STYLE: TableStyle =
+        TableStyle::new().header_separator(LineStyle::none().fill('─').junction('─'));
+    let mut t = Table::new();
+    t.load_style(STYLE)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(120)
+        .set_header(headers.iter().copied());
+    for r in rows {
+        t.add_row(r.iter().map(|c| c.as_ref()));
+    }
+    t.to_string()
 }
 
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -33,6 +74,12 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses the command line, runs the command, and maps the result to an exit code.
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`scalelab runs | head`), as Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -103,6 +150,10 @@ fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Sweep(SweepCommand::Show(args)) => run::show(args).await,
+        Command::Worker(args) => run::worker(args).await,
+        Command::Status(args) => run::status(args).await,
         Command::Train(args) => train::run(args).await,
     }
 }

@@ -1,0 +1,413 @@
+//! `scalelab run`, `worker`, `status` and `sweep show`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{DbArg, table};
+use crate::db::{RunStatus, Store};
+use crate::error::Error;
+use crate::scheduler::{self, SchedulerOptions, SchedulerReport};
+use crate::sweep::{self, Sweep};
+
+/// `scalelab run SWEEP.toml`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The sweep file (or the name of a sweep already in the database).
+    pub sweep: String,
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Runs trained at once, one compute thread each (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Train only: skip the fits and the report.
+    #[arg(long)]
+    pub no_report: bool,
+    /// Give FAILED runs of this sweep a fresh set of retries.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Seconds without a heartbeat after which another process's run is presumed dead.
+    #[arg(long, default_value_t = 60.0)]
+    pub stale_after: f64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `scalelab worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Runs trained at once (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Seconds without a heartbeat after which another process's run is presumed dead.
+    #[arg(long, default_value_t = 60.0)]
+    pub stale_after: f64,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `scalelab status [SWEEP]`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A sweep's name or file (default: every sweep).
+    pub sweep: Option<String>,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+/// `scalelab sweep show SWEEP.toml`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The sweep file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
+    /// List every cell, however many.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Reads a sweep from its file, or from the spec stored under that name in the database.
+async fn resolve_sweep(arg: &str, db: &Path) -> anyhow::Result<Sweep> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        return Ok(sweep::load_sweep(path)?);
+    }
+    if db.is_file() {
+        let store = Store::open_read_only(db).await?;
+        let spec: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT spec, path FROM sweeps WHERE name = ?")
+                .bind(arg)
+                .fetch_optional(store.pool())
+                .await
+                .map_err(|e| store.err(e))?;
+        store.close().await;
+        if let Some((spec, file)) = spec {
+            let label = file.unwrap_or_else(|| format!("<stored sweep {arg}>"));
+            return Ok(sweep::parse_sweep(&label, &spec)?);
+        }
+    }
+    Err(Error::Sweep(format!(
+        "{arg}: no such sweep file, and no sweep of that name in {}",
+        db.display()
+    ))
+    .into())
+}
+
+/// The name of a sweep given by name or by file.
+pub(super) fn sweep_name(arg: &str) -> anyhow::Result<String> {
+    let path = Path::new(arg);
+    if path.is_file() && arg.ends_with(".toml") {
+        Ok(sweep::load_sweep(path)?.name)
+    } else {
+        Ok(arg.to_string())
+    }
+}
+
+fn counts_line(counts: &[(RunStatus, i64)]) -> String {
+    counts
+        .iter()
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn done(counts: &[(RunStatus, i64)]) -> u64 {
+    counts
+        .iter()
+        .filter(|(s, _)| s.is_final())
+        .map(|(_, n)| *n as u64)
+        .sum()
+}
+
+fn print_report(r: &SchedulerReport) {
+    if r.trained() == 0 && r.released == 0 {
+        return;
+    }
+    println!(
+        "trained {} runs in {:.1} s with {} job{}: {} completed, {} diverged, {} failed \
+         (training {:.1}% of job time){}",
+        r.trained(),
+        r.wall_s,
+        r.jobs,
+        if r.jobs == 1 { "" } else { "s" },
+        r.completed,
+        r.diverged,
+        r.failed,
+        100.0 * r.training_share(),
+        if r.released > 0 {
+            format!("; {} interrupted runs left pending", r.released)
+        } else {
+            String::new()
+        }
+    );
+    if r.lost > 0 {
+        println!(
+            "warning: {} runs were taken over by another process after this one was presumed \
+             dead; their results here were discarded",
+            r.lost
+        );
+    }
+}
+
+pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Everything is validated before the database is touched.
+    let sweep = resolve_sweep(&args.sweep, &args.db.db).await?;
+    let store = Store::open(&args.db.db).await?;
+    let enq = store.register_sweep(&sweep).await?;
+    if args.retry_failed {
+        let n = store.retry_failed(Some(&sweep.name)).await?;
+        if n > 0 {
+            println!("{n} failed runs get new retries");
+        }
+    }
+    let before = store.state_counts(Some(&sweep.name)).await?;
+    let to_do = enq.cells - done(&before);
+    println!(
+        "sweep {}: {} cells ({} new runs{}{}) in {}; {} to train",
+        sweep.name,
+        enq.cells,
+        enq.new_runs,
+        if enq.spec_changed {
+            ", sweep file changed"
+        } else {
+            ""
+        },
+        if enq.removed > 0 {
+            format!(", {} cells no longer in the sweep", enq.removed)
+        } else {
+            String::new()
+        },
+        args.db.db.display(),
+        to_do
+    );
+    let mut interrupted = false;
+    if to_do > 0 {
+        let opts = SchedulerOptions {
+            jobs: args.jobs.unwrap_or_else(scheduler::default_jobs),
+            sweep: Some(sweep.name.clone()),
+            stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
+            progress: !args.quiet,
+            ..SchedulerOptions::default()
+        };
+        let stop = super::stop_on_signal();
+        let report = scheduler::run_pending(&store, &opts, stop, enq.cells, done(&before)).await?;
+        print_report(&report);
+        interrupted = report.interrupted;
+    }
+    let after = store.state_counts(Some(&sweep.name)).await?;
+    println!("{}: {}", sweep.name, counts_line(&after));
+    if interrupted {
+        store.close().await;
+        return Err(Error::Interrupted.into());
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&args.db.db).await?;
+    let counts = store.state_counts(None).await?;
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let opts = SchedulerOptions {
+        jobs: args.jobs.unwrap_or_else(scheduler::default_jobs),
+        sweep: None,
+        stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
+        progress: !args.quiet,
+        ..SchedulerOptions::default()
+    };
+    let stop = super::stop_on_signal();
+    let report = scheduler::run_pending(&store, &opts, stop, total as u64, done(&counts)).await?;
+    if report.trained() == 0 && report.released == 0 {
+        println!("no pending runs in {}", args.db.db.display());
+    }
+    print_report(&report);
+    let after = store.state_counts(None).await?;
+    println!("all runs: {}", counts_line(&after));
+    store.close().await;
+    if report.interrupted {
+        return Err(Error::Interrupted.into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn age(t: Option<f64>) -> String {
+    match t {
+        Some(t) => format!("{:.0} s ago", (crate::provenance::now() - t).max(0.0)),
+        None => "-".to_string(),
+    }
+}
+
+pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&args.db.db).await?;
+    let name = match &args.sweep {
+        Some(s) => Some(sweep_name(s)?),
+        None => None,
+    };
+    let sweeps = match &name {
+        Some(n) => match store.sweep(n).await? {
+            Some(s) => vec![s],
+            None => {
+                return Err(Error::Query(format!(
+                    "no sweep named {n:?} in {}",
+                    args.db.db.display()
+                ))
+                .into());
+            }
+        },
+        None => store.sweeps().await?,
+    };
+    let mut rows = Vec::new();
+    for s in &sweeps {
+        let c = store.state_counts(Some(&s.name)).await?;
+        let mut row = vec![s.name.clone(), s.cells.to_string()];
+        row.extend(c.iter().map(|(_, n)| n.to_string()));
+        rows.push(row);
+    }
+    let mut headers = vec!["sweep", "cells"];
+    headers.extend(RunStatus::ALL.iter().map(|s| s.as_str()));
+    if rows.is_empty() {
+        println!("no sweeps in {}", args.db.db.display());
+    } else {
+        println!("{}", table(&headers, &rows));
+    }
+    let running = store.running_runs(name.as_deref()).await?;
+    if !running.is_empty() {
+        println!("\nrunning:");
+        let rows: Vec<Vec<String>> = running
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.clone(),
+                    format!("{:.3e}", r.lr),
+                    r.batch_size.to_string(),
+                    r.attempt.to_string(),
+                    r.claimed_by.clone().unwrap_or_default(),
+                    age(r.started_at),
+                    age(r.heartbeat_at),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "run",
+                    "lr",
+                    "batch",
+                    "attempt",
+                    "claimed by",
+                    "started",
+                    "heartbeat"
+                ],
+                &rows
+            )
+        );
+    }
+    let failed = store.failed_runs(name.as_deref(), 20).await?;
+    if !failed.is_empty() {
+        println!("\nfailures:");
+        let rows: Vec<Vec<String>> = failed
+            .iter()
+            .map(|f| {
+                vec![
+                    f.id.clone(),
+                    f.state.clone(),
+                    f.failures.to_string(),
+                    f.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["run", "state", "failures", "error"], &rows));
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let sweep = sweep::load_sweep(&args.file)?;
+    println!("sweep {} ({})", sweep.name, sweep.path);
+    if !sweep.description.is_empty() {
+        println!("{}", sweep.description);
+    }
+    let axes: Vec<Vec<String>> = sweep
+        .axes
+        .iter()
+        .filter(|(_, v)| v.len() > 1 || matches!(v.first(), Some(_)))
+        .map(|(k, v)| vec![k.clone(), v.len().to_string(), v.join(", ")])
+        .collect();
+    println!("{}", table(&["axis", "values", ""], &axes));
+    let updates: u64 = sweep.cells.iter().map(|c| c.planned_updates()).sum();
+    println!(
+        "{} cells{}, {} parameter updates planned in all; metric {} ({})",
+        sweep.cells.len(),
+        if sweep.skipped > 0 {
+            format!(" ({} dropped: batch_size > train_size)", sweep.skipped)
+        } else {
+            String::new()
+        },
+        updates,
+        sweep.metric,
+        sweep.select
+    );
+    let ids: Vec<String> = sweep.cells.iter().map(|c| c.run_id()).collect();
+    let states = if args.db.db.is_file() {
+        let store = Store::open_read_only(&args.db.db).await?;
+        let s = store.states_of(&ids).await?;
+        store.close().await;
+        s
+    } else {
+        Default::default()
+    };
+    let mut tally: std::collections::BTreeMap<String, usize> = Default::default();
+    for id in &ids {
+        let st = states
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| "not enqueued".into());
+        *tally.entry(st).or_default() += 1;
+    }
+    let summary: Vec<String> = tally.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!("in {}: {}", args.db.db.display(), summary.join(", "));
+    const LIMIT: usize = 60;
+    if sweep.cells.len() <= LIMIT || args.all {
+        let rows: Vec<Vec<String>> = sweep
+            .cells
+            .iter()
+            .zip(&ids)
+            .map(|(c, id)| {
+                vec![
+                    id.clone(),
+                    c.data.train_size.to_string(),
+                    format!("{:?}", c.model.hidden),
+                    format!("{:.3e}", c.lr),
+                    c.batch_size.to_string(),
+                    format!("{}", c.momentum),
+                    c.schedule.mode().to_string(),
+                    c.seed.to_string(),
+                    c.planned_updates().to_string(),
+                    states.get(id).cloned().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "run", "N", "hidden", "lr", "batch", "momentum", "schedule", "seed", "updates",
+                    "state"
+                ],
+                &rows
+            )
+        );
+    } else {
+        println!("({} cells: --all lists them)", sweep.cells.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,211 @@
+//! The results database: SQLite through sqlx. One constructor opens it (WAL, foreign keys, busy
+//! timeout) and applies `migrations/`; users never migrate by hand. This layer knows nothing of
+//! candle: it stores configs as JSON and metrics as numbers.
+//!
+//! Schema: docs/schema.md.
+
+pub mod metrics;
+pub mod runs;
+pub mod sweeps;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::{Error, Result};
+
+/// How long a statement waits for another process's write lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A run's state (stored lowercase in `runs.state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunStatus {
+    /// Waiting to be trained.
+    Pending,
+    /// Claimed by a process that sends heartbeats.
+    Running,
+    /// Trained to the end of its budget.
+    Completed,
+    /// Stopped because the loss blew up: a result, never retried.
+    Diverged,
+    /// An error, retried up to a limit; this state is final once the limit is reached.
+    Failed,
+}
+
+impl RunStatus {
+    /// Every state, in display order.
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Diverged,
+        RunStatus::Failed,
+    ];
+
+    /// The word stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether nothing more will happen to the run.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Diverged | RunStatus::Failed
+        )
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Error::config(
+                    "state",
+                    format!("unknown state {s:?} (pending, running, completed, diverged, failed)"),
+                )
+            })
+    }
+}
+
+/// An open results database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` for reading and writing, and applies
+    /// the migrations.
+    pub async fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(Error::Db(format!(
+                    "cannot create database {}: directory {} does not exist",
+                    path.display(),
+                    parent.display()
+                )));
+            }
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5))
+            .connect_with(opts)
+            .await
+            .map_err(|e| db_error(path, e))?;
+        let store = Store {
+            pool,
+            path: path.to_path_buf(),
+        };
+        sqlx::migrate!()
+            .run(&store.pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => db_error(path, e),
+                other => Error::Db(format!("{}: migration failed: {other}", path.display())),
+            })?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only (no migrations, no writes possible): for queries
+    /// that must not change anything.
+    pub async fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.is_file() {
+            return Err(Error::Db(format!(
+                "no database at {} (run a sweep first: scalelab run SWEEP.toml, or give --db)",
+                path.display()
+            )));
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await
+            .map_err(|e| db_error(path, e))?;
+        let store = Store {
+            pool,
+            path: path.to_path_buf(),
+        };
+        // A file that is not a scalelab database (or not SQLite at all) is named now.
+        let has_runs: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
+                .fetch_optional(&store.pool)
+                .await
+                .map_err(|e| store.err(e))?;
+        if has_runs.is_none() {
+            return Err(Error::Db(format!(
+                "{} is not a scalelab database (no runs table)",
+                path.display()
+            )));
+        }
+        Ok(store)
+    }
+
+    /// The connection pool, for the query modules.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Maps a sqlx error to a one-line message naming this database.
+    pub fn err(&self, e: sqlx::Error) -> Error {
+        db_error(&self.path, e)
+    }
+
+    /// Closes every connection (checkpointing the WAL where possible).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A one-line message for a database error, with the usual causes spelled out.
+pub fn db_error(path: &Path, e: sqlx::Error) -> Error {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let p = path.display();
+    let msg = if lower.contains("readonly") || lower.contains("read-only") {
+        format!(
+            "database {p} is read-only (check the file's and its directory's permissions): {text}"
+        )
+    } else if lower.contains("database is locked") || lower.contains("busy") {
+        format!(
+            "database {p} is locked by another process (waited {} s): {text}",
+            BUSY_TIMEOUT.as_secs()
+        )
+    } else if lower.contains("unable to open") {
+        format!("cannot open database {p}: {text}")
+    } else if lower.contains("not a database") || lower.contains("malformed") {
+        format!("{p} is not a valid SQLite database: {text}")
+    } else {
+        format!("database {p}: {text}")
+    };
+    Error::Db(msg.replace('\n', " "))
+}

@@ -1,0 +1,326 @@
+//! The run lifecycle: pending → running (an atomic claim) → completed | diverged | failed, with
+//! heartbeats, requeueing of runs whose claimer died, and bounded retries of failures.
+//!
+//! Every write that ends a claim checks `(id, attempt, claimed_by)`, so a process that lost its
+//! claim (it was presumed dead and the run was handed to another) can never overwrite the run.
+
+use super::{RunStatus, Store};
+use crate::error::Result;
+use crate::provenance;
+use crate::train::{EpochMetrics, RunOutcome, RunState};
+
+/// A run this process now owns.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ClaimedRun {
+    /// The run id.
+    pub id: String,
+    /// Its resolved config (JSON of `RunConfig`).
+    pub config: String,
+    /// The claim number (1 for the first training attempt).
+    pub attempt: i64,
+}
+
+/// A run being trained somewhere, as `scalelab status` shows it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RunningRun {
+    /// The run id.
+    pub id: String,
+    /// `host/pid/start` of the claimer.
+    pub claimed_by: Option<String>,
+    /// When it was claimed.
+    pub started_at: Option<f64>,
+    /// The last heartbeat.
+    pub heartbeat_at: Option<f64>,
+    /// The claim number.
+    pub attempt: i64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Batch size.
+    pub batch_size: i64,
+}
+
+/// A failed run and its error.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct FailedRun {
+    /// The run id.
+    pub id: String,
+    /// Current state (pending again if retries remain, else failed).
+    pub state: String,
+    /// Failures so far.
+    pub failures: i64,
+    /// The last error.
+    pub error: Option<String>,
+}
+
+const SWEEP_FILTER: &str = "(?1 IS NULL OR id IN (SELECT run_id FROM sweep_runs WHERE sweep = ?1))";
+
+impl Store {
+    /// Atomically claims the next pending run (of `sweep`, or of any sweep), in sweep order.
+    /// One `UPDATE … RETURNING`: two processes never claim the same run.
+    pub async fn claim_next(&self, sweep: Option<&str>, token: &str) -> Result<Option<ClaimedRun>> {
+        let now = provenance::now();
+        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        // Sweep order for a sweep (its cells' positions); creation order for any sweep.
+        let pick = if sweep.is_some() {
+            "SELECT s.run_id FROM sweep_runs s JOIN runs r ON r.id = s.run_id \
+             WHERE s.sweep = ?1 AND r.state = 'pending' ORDER BY s.position LIMIT 1"
+        } else {
+            "SELECT id FROM runs WHERE state = 'pending' AND ?1 IS NULL ORDER BY rowid LIMIT 1"
+        };
+        let sql = format!(
+            "UPDATE runs SET state = 'running', attempt = attempt + 1, claimed_by = ?2, \
+             heartbeat_at = ?3, started_at = ?3, finished_at = NULL, host = ?4, threads = ?5, \
+             scalelab_version = ?6, git_revision = ?7 \
+             WHERE id = ({pick}) AND state = 'pending' \
+             RETURNING id, config, attempt"
+        );
+        let claimed = sqlx::query_as::<_, ClaimedRun>(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .bind(token)
+            .bind(now)
+            .bind(provenance::host())
+            .bind(provenance::compute_threads())
+            .bind(provenance::VERSION)
+            .bind(provenance::git_revision())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        if let Some(run) = &claimed {
+            // Metrics of an earlier, interrupted attempt are not this attempt's.
+            sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
+                .bind(&run.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(claimed)
+    }
+
+    /// Refreshes the heartbeat of every run this process is training.
+    pub async fn heartbeat(&self, token: &str) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE runs SET heartbeat_at = ? WHERE claimed_by = ? AND state = 'running'",
+        )
+        .bind(provenance::now())
+        .bind(token)
+        .execute(self.pool())
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected())
+    }
+
+    /// Returns to PENDING every running run whose heartbeat is older than `stale_after_s`, or
+    /// whose claimer is known to be dead (same host, process gone). Their partial metrics are
+    /// deleted. Returns how many were requeued.
+    pub async fn requeue_stale(&self, stale_after_s: f64) -> Result<u64> {
+        let now = provenance::now();
+        let running: Vec<(String, i64, Option<String>, Option<f64>)> = sqlx::query_as(
+            "SELECT id, attempt, claimed_by, heartbeat_at FROM runs WHERE state = 'running'",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        let mut requeued = 0;
+        for (id, attempt, claimer, heartbeat) in running {
+            let stale = heartbeat.is_none_or(|h| now - h > stale_after_s);
+            let dead = claimer.as_deref().is_some_and(provenance::claimer_is_dead);
+            if !(stale || dead) {
+                continue;
+            }
+            let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+            let n = sqlx::query(
+                "UPDATE runs SET state = 'pending', claimed_by = NULL, heartbeat_at = NULL \
+                 WHERE id = ? AND attempt = ? AND state = 'running'",
+            )
+            .bind(&id)
+            .bind(attempt)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?
+            .rows_affected();
+            if n == 1 {
+                sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+            }
+            tx.commit().await.map_err(|e| self.err(e))?;
+            requeued += n;
+        }
+        Ok(requeued)
+    }
+
+    /// Records how a claimed run ended (completed or diverged) with its final numbers. Returns
+    /// false if the claim was lost in the meantime (nothing is written then).
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        attempt: i64,
+        token: &str,
+        outcome: &RunOutcome,
+        last: Option<&EpochMetrics>,
+    ) -> Result<bool> {
+        let (state, epoch, reason) = match &outcome.state {
+            RunState::Completed => ("completed", None, None),
+            RunState::Diverged { epoch, reason } => {
+                ("diverged", Some(*epoch as i64), Some(reason.as_str()))
+            }
+            RunState::Stopped => return self.release_run(id, attempt, token).await,
+        };
+        let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+        let n = sqlx::query(
+            "UPDATE runs SET state = ?, finished_at = ?, claimed_by = NULL, error = NULL, \
+             diverged_at_epoch = ?, diverged_reason = ?, epochs_done = ?, steps = ?, samples = ?, \
+             initial_train_loss = ?, final_train_loss = ?, final_train_acc = ?, \
+             final_test_loss = ?, final_test_acc = ?, best_test_acc = ?, wall_s = ? \
+             WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
+        )
+        .bind(state)
+        .bind(provenance::now())
+        .bind(epoch)
+        .bind(reason)
+        .bind(outcome.epochs as i64)
+        .bind(outcome.steps as i64)
+        .bind(outcome.samples as i64)
+        .bind(finite(Some(outcome.initial_train_loss)))
+        .bind(finite(last.map(|m| m.train_loss)))
+        .bind(finite(last.map(|m| m.train_acc)))
+        .bind(finite(last.map(|m| m.test_loss)))
+        .bind(finite(last.map(|m| m.test_acc)))
+        .bind(finite(outcome.best_test_acc))
+        .bind(outcome.wall_s)
+        .bind(id)
+        .bind(attempt)
+        .bind(token)
+        .execute(self.pool())
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Records an error. The run goes back to PENDING while it has failed fewer than
+    /// `max_failures` times, and stays FAILED after that.
+    pub async fn fail_run(
+        &self,
+        id: &str,
+        attempt: i64,
+        token: &str,
+        error: &str,
+        max_failures: i64,
+    ) -> Result<bool> {
+        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let n = sqlx::query(
+            "UPDATE runs SET failures = failures + 1, error = ?, claimed_by = NULL, \
+             finished_at = ?, \
+             state = CASE WHEN failures + 1 >= ? THEN 'failed' ELSE 'pending' END \
+             WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
+        )
+        .bind(error)
+        .bind(provenance::now())
+        .bind(max_failures)
+        .bind(id)
+        .bind(attempt)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        if n == 1 {
+            sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Gives a claimed run back (interrupted by the user): PENDING again, partial metrics gone.
+    pub async fn release_run(&self, id: &str, attempt: i64, token: &str) -> Result<bool> {
+        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let n = sqlx::query(
+            "UPDATE runs SET state = 'pending', claimed_by = NULL, heartbeat_at = NULL \
+             WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
+        )
+        .bind(id)
+        .bind(attempt)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        if n == 1 {
+            sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    /// Puts the FAILED runs of a sweep (or of all sweeps) back to PENDING with a fresh retry
+    /// budget. Returns how many.
+    pub async fn retry_failed(&self, sweep: Option<&str>) -> Result<u64> {
+        let sql = format!(
+            "UPDATE runs SET state = 'pending', failures = 0 WHERE state = 'failed' AND {SWEEP_FILTER}"
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .execute(self.pool())
+            .await
+            .map_err(|e| self.err(e))?
+            .rows_affected())
+    }
+
+    /// Number of runs in each state (of a sweep, or of all runs).
+    pub async fn state_counts(&self, sweep: Option<&str>) -> Result<Vec<(RunStatus, i64)>> {
+        let sql = format!("SELECT state, COUNT(*) FROM runs WHERE {SWEEP_FILTER} GROUP BY state");
+        let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<(RunStatus, i64)> = RunStatus::ALL.iter().map(|&s| (s, 0)).collect();
+        for (state, n) in rows {
+            if let Ok(s) = state.parse::<RunStatus>() {
+                if let Some(slot) = out.iter_mut().find(|(st, _)| *st == s) {
+                    slot.1 = n;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs being trained (of a sweep, or all).
+    pub async fn running_runs(&self, sweep: Option<&str>) -> Result<Vec<RunningRun>> {
+        let sql = format!(
+            "SELECT id, claimed_by, started_at, heartbeat_at, attempt, lr, batch_size FROM runs \
+             WHERE state = 'running' AND {SWEEP_FILTER} ORDER BY started_at"
+        );
+        sqlx::query_as::<_, RunningRun>(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Runs that have failed at least once (of a sweep, or all), most recent first.
+    pub async fn failed_runs(&self, sweep: Option<&str>, limit: i64) -> Result<Vec<FailedRun>> {
+        let sql = format!(
+            "SELECT id, state, failures, error FROM runs WHERE failures > 0 AND {SWEEP_FILTER} \
+             ORDER BY finished_at DESC LIMIT ?2"
+        );
+        sqlx::query_as::<_, FailedRun>(sqlx::AssertSqlSafe(sql))
+            .bind(sweep)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(|e| self.err(e))
+    }
+}

@@ -1,0 +1,203 @@
+//! Sweeps and their cells: idempotent registration (a sweep run twice enqueues nothing twice;
+//! overlapping sweeps share runs) and the per-sweep summaries.
+
+use sqlx::Row;
+
+use super::Store;
+use crate::config::RunConfig;
+use crate::error::Result;
+use crate::provenance;
+use crate::sweep::Sweep;
+
+/// What registering a sweep changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    /// Cells in the sweep.
+    pub cells: u64,
+    /// Runs created now (the others already existed, from this or another sweep).
+    pub new_runs: u64,
+    /// Cells that an earlier version of the sweep file had and this one has not (their runs
+    /// are kept, only unlinked from the sweep).
+    pub removed: u64,
+    /// Whether the sweep's file changed since it was last registered.
+    pub spec_changed: bool,
+}
+
+/// One row of `sweeps`, with counts of its runs by state.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SweepRow {
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// File it was registered from.
+    pub path: Option<String>,
+    /// Default metric of its fits.
+    pub metric: String,
+    /// Default select rule.
+    pub select_rule: String,
+    /// Number of cells.
+    pub cells: i64,
+    /// Registration time (Unix seconds).
+    pub created_at: f64,
+    /// Last registration time.
+    pub updated_at: f64,
+}
+
+fn run_columns(cfg: &RunConfig) -> (String, String) {
+    let hidden = serde_json::to_string(&cfg.model.hidden).unwrap_or_default();
+    let config = serde_json::to_string(cfg).unwrap_or_default();
+    (hidden, config)
+}
+
+impl Store {
+    /// Registers (or re-registers) a sweep and enqueues its cells, in one transaction.
+    pub async fn register_sweep(&self, sweep: &Sweep) -> Result<Enqueued> {
+        let now = provenance::now();
+        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let old_hash: Option<String> =
+            sqlx::query_scalar("SELECT spec_hash FROM sweeps WHERE name = ?")
+                .bind(&sweep.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        sqlx::query(
+            "INSERT INTO sweeps (name, description, path, spec, spec_hash, metric, select_rule, \
+             cells, created_at, updated_at, scalelab_version, git_revision) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
+             path = excluded.path, spec = excluded.spec, spec_hash = excluded.spec_hash, \
+             metric = excluded.metric, select_rule = excluded.select_rule, \
+             cells = excluded.cells, updated_at = excluded.updated_at, \
+             scalelab_version = excluded.scalelab_version, git_revision = excluded.git_revision",
+        )
+        .bind(&sweep.name)
+        .bind(&sweep.description)
+        .bind(&sweep.path)
+        .bind(&sweep.spec)
+        .bind(&sweep.spec_hash)
+        .bind(&sweep.metric)
+        .bind(&sweep.select)
+        .bind(sweep.cells.len() as i64)
+        .bind(now)
+        .bind(now)
+        .bind(provenance::VERSION)
+        .bind(provenance::git_revision())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+
+        // Mark the old membership, then re-link every cell; what stays marked was removed.
+        sqlx::query("UPDATE sweep_runs SET position = -1 WHERE sweep = ?")
+            .bind(&sweep.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut new_runs = 0;
+        for (pos, cfg) in sweep.cells.iter().enumerate() {
+            let id = cfg.run_id();
+            let (hidden, config) = run_columns(cfg);
+            let inserted = sqlx::query(
+                "INSERT INTO runs (id, config, dataset, model, hidden, train_size, test_size, \
+                 data_seed, lr, batch_size, momentum, nesterov, weight_decay, noise_scale, \
+                 lr_from_noise, schedule, schedule_label, budget_kind, budget, planned_steps, \
+                 seed, state, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+                 'pending', ?) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&config)
+            .bind(cfg.data.dataset.name())
+            .bind(cfg.model.kind.name())
+            .bind(&hidden)
+            .bind(cfg.data.train_size as i64)
+            .bind(cfg.data.test_size as i64)
+            .bind(cfg.data.data_seed as i64)
+            .bind(cfg.lr)
+            .bind(cfg.batch_size as i64)
+            .bind(cfg.momentum)
+            .bind(cfg.nesterov)
+            .bind(cfg.weight_decay)
+            .bind(cfg.initial_noise_scale())
+            .bind(cfg.noise_scale.is_some())
+            .bind(cfg.schedule.mode())
+            .bind(cfg.schedule.label())
+            .bind(cfg.budget.kind())
+            .bind(cfg.budget.amount() as i64)
+            .bind(cfg.planned_updates() as i64)
+            .bind(cfg.seed as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?
+            .rows_affected();
+            new_runs += inserted;
+            sqlx::query(
+                "INSERT INTO sweep_runs (sweep, run_id, position) VALUES (?, ?, ?) \
+                 ON CONFLICT (sweep, run_id) DO UPDATE SET position = excluded.position",
+            )
+            .bind(&sweep.name)
+            .bind(&id)
+            .bind(pos as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        let removed = sqlx::query("DELETE FROM sweep_runs WHERE sweep = ? AND position = -1")
+            .bind(&sweep.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?
+            .rows_affected();
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(Enqueued {
+            cells: sweep.cells.len() as u64,
+            new_runs,
+            removed,
+            spec_changed: old_hash.is_some_and(|h| h != sweep.spec_hash),
+        })
+    }
+
+    /// A sweep by name, if registered.
+    pub async fn sweep(&self, name: &str) -> Result<Option<SweepRow>> {
+        sqlx::query_as::<_, SweepRow>(
+            "SELECT name, description, path, metric, select_rule, cells, created_at, updated_at \
+             FROM sweeps WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Every registered sweep, oldest first.
+    pub async fn sweeps(&self) -> Result<Vec<SweepRow>> {
+        sqlx::query_as::<_, SweepRow>(
+            "SELECT name, description, path, metric, select_rule, cells, created_at, updated_at \
+             FROM sweeps ORDER BY created_at, name",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// The state of each of `ids` that is in the database (others are absent from the map).
+    pub async fn states_of(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT id, state FROM runs WHERE id IN ({placeholders})");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(self.pool()).await.map_err(|e| self.err(e))? {
+                out.insert(row.get::<String, _>(0), row.get::<String, _>(1));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,482 @@
+//! The optimal batch size per cell (Smith & Le 2017, arXiv 1710.06451; science.md §1).
+//!
+//! Per cell (fixed ε, N, m, schedule): the seed mean of the selected metric against B; the grid
+//! argmax; the vertex of the quadratic in log2 B through the argmax and its two neighbours,
+//! clamped to that bracket; a peak at the grid's edge is flagged censored and reported at the
+//! edge (not extrapolated). The interval is a percentile bootstrap over seeds: within each B the
+//! seeds are resampled with replacement (a stratified bootstrap), the estimator is rerun, and
+//! the (1 ± level)/2 percentiles of log2 B_opt are taken. The generator is ChaCha8 seeded with
+//! `bootstrap_seed`, on a stream derived from the cell name, so a cell's interval does not
+//! depend on which other cells are in the sweep and is reproducible bit for bit.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::stats::{finite, mean, percentile_sorted, t_interval};
+use super::{Censor, Ctx, Interval, MetricKind, Outcome, RunInput};
+
+/// Fewest batch sizes a cell needs for a vertex through the argmax and two neighbours.
+const MIN_BATCH_SIZES: usize = 3;
+
+/// Seed statistics of one batch size in one cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchPoint {
+    pub batch_size: u64,
+    /// Seed mean of the selected metric (diverged runs at the censor value).
+    pub mean: f64,
+    /// t interval of the seed mean; absent with one seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    pub n_seeds: usize,
+    pub n_diverged: usize,
+}
+
+/// B_opt of one cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellBopt {
+    pub cell: String,
+    pub lr: f64,
+    pub train_size: u64,
+    pub momentum: f64,
+    pub points: Vec<BatchPoint>,
+    /// The grid batch size with the best seed mean.
+    pub argmax_batch: u64,
+    /// The vertex estimate (or the edge value when censored).
+    pub b_opt: f64,
+    pub log2_b_opt: f64,
+    /// The metric at `b_opt` on the fitted quadratic (the grid mean when censored).
+    pub peak_value: f64,
+    /// Set when the best mean sits on the grid's edge: `b_opt` is then only a bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub censored: Option<Censor>,
+    /// Percentile bootstrap interval of B_opt (in batch-size units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// Why there is no interval, when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_note: Option<String>,
+    /// Share of bootstrap replicates whose peak was on the grid's edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_censored_share: Option<f64>,
+    /// g_opt = ε(N/B_opt − 1)/(1 − m) (Smith & Le 2017, with the −1 for sampling without
+    /// replacement and ε/(1 − m) the effective learning rate; science.md §1).
+    pub g_opt: f64,
+    /// εN/(B_opt(1 − m)), the B ≪ N form Smith & Le predict constant across cells.
+    pub g_opt_approx: f64,
+    pub n_runs: usize,
+    pub n_diverged: usize,
+    /// Runs in the cell without a value (not diverged, no finite epoch ≥ 1).
+    pub n_missing: usize,
+}
+
+/// A cell, group or target that could not be fitted, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SkippedItem {
+    pub name: String,
+    pub reason: String,
+}
+
+/// B_opt of every cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoptSection {
+    pub cells: Vec<CellBopt>,
+    pub skipped_cells: Vec<SkippedItem>,
+    pub bootstrap: usize,
+    pub bootstrap_seed: u64,
+}
+
+/// Where the optimum of one set of seed means lies, in log2 B.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Peak {
+    pub log2_b: f64,
+    pub value: f64,
+    pub argmax: usize,
+    pub censored: Option<Censor>,
+}
+
+/// Vertex of the parabola through three points, if it is a proper extremum in the direction of
+/// `metric` (the middle point being the best of the three guarantees that, unless all three are
+/// equal). Returns (x, y) of the vertex clamped to [x0, x2].
+fn three_point_vertex(x: [f64; 3], y: [f64; 3]) -> Option<(f64, f64)> {
+    let s1 = (y[1] - y[0]) / (x[1] - x[0]);
+    let s2 = (y[2] - y[1]) / (x[2] - x[1]);
+    let a = (s2 - s1) / (x[2] - x[0]);
+    let b = s1 - a * (x[0] + x[1]);
+    if a.is_nan() || a.abs() <= 1e-300 {
+        return None;
+    }
+    let xv = (-b / (2.0 * a)).clamp(x[0], x[2]);
+    let yv = y[1] + (xv - x[1]) * (s1 + a * (xv - x[0]));
+    Some((finite(xv)?, finite(yv)?))
+}
+
+/// The B_opt estimator on seed means `y` at grid points `x = log2 B` (sorted, distinct, ≥ 3).
+pub(crate) fn locate_peak(x: &[f64], y: &[f64], metric: MetricKind) -> Peak {
+    let mut best = 0;
+    for i in 1..y.len() {
+        if metric.better(y[i], y[best]) {
+            best = i;
+        }
+    }
+    let last = y.len() - 1;
+    if best == 0 || best == last {
+        return Peak {
+            log2_b: x[best],
+            value: y[best],
+            argmax: best,
+            censored: Some(if best == 0 { Censor::Low } else { Censor::High }),
+        };
+    }
+    let (xv, yv) = three_point_vertex(
+        [x[best - 1], x[best], x[best + 1]],
+        [y[best - 1], y[best], y[best + 1]],
+    )
+    .unwrap_or((x[best], y[best]));
+    Peak {
+        log2_b: xv,
+        value: yv,
+        argmax: best,
+        censored: None,
+    }
+}
+
+/// FNV-1a of the cell name: the bootstrap stream of that cell.
+fn stream_of(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Percentile bootstrap of log2 B_opt over seeds (stratified by B). Returns the interval on the
+/// log2 scale and the share of censored replicates, or a note saying why there is none.
+pub(crate) fn bootstrap_log2(
+    name: &str,
+    x: &[f64],
+    values: &[Vec<f64>],
+    metric: MetricKind,
+    resamples: usize,
+    seed: u64,
+    level: f64,
+) -> Result<(f64, f64, f64), String> {
+    if resamples == 0 {
+        return Err("bootstrap disabled (0 resamples): point estimate only".into());
+    }
+    if values.iter().all(|v| v.len() < 2) {
+        return Err("one seed per batch size: no bootstrap interval, point estimate only".into());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream_of(name));
+    let mut reps = Vec::with_capacity(resamples);
+    let mut censored = 0usize;
+    let mut means = vec![0.0; values.len()];
+    for _ in 0..resamples {
+        for (m, v) in means.iter_mut().zip(values) {
+            let sum: f64 = (0..v.len()).map(|_| v[rng.random_range(0..v.len())]).sum();
+            *m = sum / v.len() as f64;
+        }
+        let p = locate_peak(x, &means, metric);
+        censored += usize::from(p.censored.is_some());
+        reps.push(p.log2_b);
+    }
+    reps.sort_by(f64::total_cmp);
+    let lo = percentile_sorted(&reps, (1.0 - level) / 2.0);
+    let hi = percentile_sorted(&reps, (1.0 + level) / 2.0);
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => Ok((lo, hi, censored as f64 / resamples as f64)),
+        _ => Err("the bootstrap produced no finite replicate".into()),
+    }
+}
+
+fn same(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// Fits one cell; `Err` is the human reason it was skipped.
+fn fit_cell(ctx: &Ctx, name: &str, idx: &[usize]) -> Result<CellBopt, String> {
+    let runs: Vec<&RunInput> = idx.iter().map(|&i| ctx.runs[i]).collect();
+    let r0 = runs[0]; // idx is non-empty: cells are built from at least one run
+    if runs.iter().any(|r| {
+        !same(r.lr, r0.lr) || r.train_size != r0.train_size || !same(r.momentum, r0.momentum)
+    }) {
+        return Err("its runs disagree on ε, N or m: the cell key must fix them".into());
+    }
+    if !(r0.lr.is_finite() && r0.lr > 0.0) {
+        return Err(format!("learning rate {} is not positive", r0.lr));
+    }
+    if !(r0.momentum.is_finite() && (0.0..1.0).contains(&r0.momentum)) {
+        return Err(format!("momentum {} is outside [0, 1)", r0.momentum));
+    }
+    if runs.iter().all(|r| r.diverged) {
+        return Err("every run in this cell diverged: no optimum to locate".into());
+    }
+    // batch size → (seed, run_id, value, diverged), sorted for a reproducible bootstrap
+    let mut by_b: BTreeMap<u64, Vec<(u64, &str, f64, bool)>> = BTreeMap::new();
+    let mut n_missing = 0;
+    for &i in idx {
+        let r = ctx.runs[i];
+        match ctx.sel[i] {
+            Some(s) if r.batch_size > 0 => by_b
+                .entry(r.batch_size)
+                .or_default()
+                .push((r.seed, &r.run_id, s.value, r.diverged)),
+            _ => n_missing += 1,
+        }
+    }
+    if by_b.len() < MIN_BATCH_SIZES {
+        return Err(format!(
+            "{} batch size(s) with values: B_opt needs at least {MIN_BATCH_SIZES}",
+            by_b.len()
+        ));
+    }
+    let mut points = Vec::new();
+    let mut x = Vec::new();
+    let mut values = Vec::new();
+    for (b, mut v) in by_b {
+        v.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
+        let vals: Vec<f64> = v.iter().map(|t| t.2).collect();
+        let Some(m) = mean(&vals) else {
+            return Err("a seed mean is not finite".into());
+        };
+        points.push(BatchPoint {
+            batch_size: b,
+            mean: m,
+            interval: t_interval(&vals, ctx.opts.confidence),
+            n_seeds: vals.len(),
+            n_diverged: v.iter().filter(|t| t.3).count(),
+        });
+        x.push((b as f64).log2());
+        values.push(vals);
+    }
+    let y: Vec<f64> = points.iter().map(|p| p.mean).collect();
+    if y.iter().all(|&v| v == y[0]) {
+        return Err("the seed-mean metric is the same at every batch size: no optimum".into());
+    }
+    let peak = locate_peak(&x, &y, ctx.metric());
+    let opts = &ctx.opts;
+    let boot = bootstrap_log2(
+        name,
+        &x,
+        &values,
+        ctx.metric(),
+        opts.bootstrap,
+        opts.bootstrap_seed,
+        opts.confidence,
+    );
+    let (interval, interval_note, share) = match boot {
+        Ok((lo, hi, share)) => (
+            Some(Interval {
+                lo: lo.exp2(),
+                hi: hi.exp2(),
+                level: opts.confidence,
+            }),
+            None,
+            Some(share),
+        ),
+        Err(note) => (None, Some(note), None),
+    };
+    let b_opt = peak.log2_b.exp2();
+    let (lr, n, m) = (r0.lr, r0.train_size as f64, r0.momentum);
+    let g_opt = lr * (n / b_opt - 1.0) / (1.0 - m);
+    let g_opt_approx = lr * n / (b_opt * (1.0 - m));
+    Ok(CellBopt {
+        cell: name.to_string(),
+        lr,
+        train_size: r0.train_size,
+        momentum: m,
+        argmax_batch: points[peak.argmax].batch_size,
+        points,
+        b_opt: finite(b_opt).ok_or("B_opt is not finite")?,
+        log2_b_opt: peak.log2_b,
+        peak_value: peak.value,
+        censored: peak.censored,
+        interval,
+        interval_note,
+        bootstrap_censored_share: share,
+        g_opt: finite(g_opt).ok_or("g_opt is not finite")?,
+        g_opt_approx: finite(g_opt_approx).ok_or("g_opt is not finite")?,
+        n_runs: runs.len(),
+        n_diverged: runs.iter().filter(|r| r.diverged).count(),
+        n_missing,
+    })
+}
+
+/// B_opt for every cell of the sweep.
+pub(crate) fn fit_bopt(ctx: &Ctx) -> Outcome<BoptSection> {
+    if ctx.runs.is_empty() {
+        return Outcome::skipped("no runs to fit");
+    }
+    if ctx.runs.iter().all(|r| r.diverged) {
+        return Outcome::skipped("every run diverged: B_opt has no optimum to locate");
+    }
+    if ctx.sel.iter().all(Option::is_none) {
+        return Outcome::skipped(format!(
+            "no run has a finite {} at an epoch ≥ 1",
+            ctx.metric()
+        ));
+    }
+    let mut cells: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, r) in ctx.runs.iter().enumerate() {
+        cells.entry(r.cell.as_str()).or_default().push(i);
+    }
+    let mut fitted = Vec::new();
+    let mut skipped = Vec::new();
+    let mut max_b = 0;
+    for (name, idx) in &cells {
+        let nb = idx
+            .iter()
+            .filter(|&&i| ctx.sel[i].is_some())
+            .map(|&i| ctx.runs[i].batch_size)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        max_b = max_b.max(nb);
+        match fit_cell(ctx, name, idx) {
+            Ok(c) => fitted.push(c),
+            Err(reason) => skipped.push(SkippedItem {
+                name: name.to_string(),
+                reason,
+            }),
+        }
+    }
+    if fitted.is_empty() {
+        let reason = if max_b < MIN_BATCH_SIZES {
+            format!(
+                "at most {max_b} batch size(s) per cell: B_opt needs at least {MIN_BATCH_SIZES}"
+            )
+        } else {
+            format!(
+                "no cell could be fitted (first: '{}': {})",
+                skipped[0].name, skipped[0].reason
+            )
+        };
+        return Outcome::skipped(reason);
+    }
+    Outcome::Fitted(BoptSection {
+        cells: fitted,
+        skipped_cells: skipped,
+        bootstrap: ctx.opts.bootstrap,
+        bootstrap_seed: ctx.opts.bootstrap_seed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::testdata::{assert_json_finite, flat_run, planted_bopt_runs, pow2_grid};
+    use crate::fit::{FitOptions, fit_all};
+
+    #[test]
+    fn noiseless_parabola_recovers_its_vertex_exactly() {
+        // y = 0.9 − 0.03 (log2 B − 6.3)², grid 8…4096: the vertex is log2 B = 6.3 exactly.
+        let x: Vec<f64> = pow2_grid().iter().map(|&b| (b as f64).log2()).collect();
+        let y: Vec<f64> = x.iter().map(|v| 0.9 - 0.03 * (v - 6.3).powi(2)).collect();
+        let p = locate_peak(&x, &y, MetricKind::TestAcc);
+        assert!((p.log2_b - 6.3).abs() < 1e-12, "{}", p.log2_b);
+        assert!((p.value - 0.9).abs() < 1e-12);
+        assert_eq!(p.censored, None);
+        // A loss minimum, on a non-uniform grid.
+        let x2 = [3.0, 4.0, 6.0, 7.5];
+        let y2: Vec<f64> = x2
+            .iter()
+            .map(|v| 1.0 + 0.2 * (v - 5.1f64).powi(2))
+            .collect();
+        let p2 = locate_peak(&x2, &y2, MetricKind::TestLoss);
+        assert!((p2.log2_b - 5.1).abs() < 1e-12, "{}", p2.log2_b);
+    }
+
+    #[test]
+    fn edge_peaks_are_censored_at_the_edge() {
+        let x = [3.0, 4.0, 5.0, 6.0];
+        let falling = [0.9, 0.8, 0.7, 0.6];
+        let p = locate_peak(&x, &falling, MetricKind::TestAcc);
+        assert_eq!((p.censored, p.log2_b), (Some(Censor::Low), 3.0));
+        let p = locate_peak(&x, &falling, MetricKind::TestLoss);
+        assert_eq!((p.censored, p.log2_b), (Some(Censor::High), 6.0));
+    }
+
+    #[test]
+    fn fitted_cell_reports_g_opt_and_censoring() {
+        // Accuracy rises with B up to the grid's end: censored high, B_opt = 4096.
+        let runs: Vec<_> = pow2_grid()
+            .into_iter()
+            .flat_map(|b| {
+                (0..3).map(move |s| {
+                    flat_run(
+                        "c",
+                        0.1,
+                        50_000,
+                        0.9,
+                        b,
+                        s,
+                        0.5 + 0.01 * (b as f64).log2(),
+                        2,
+                    )
+                })
+            })
+            .collect();
+        let rep = fit_all(&runs, &FitOptions::default());
+        let cell = &rep.bopt.fitted().unwrap().cells[0];
+        assert_eq!(cell.censored, Some(Censor::High));
+        assert_eq!(cell.b_opt, 4096.0);
+        // g = ε(N/B − 1)/(1 − m) = 0.1·(50000/4096 − 1)/0.1
+        assert!((cell.g_opt - (50_000.0 / 4096.0 - 1.0)).abs() < 1e-9);
+        assert!((cell.g_opt_approx - 50_000.0 / 4096.0).abs() < 1e-9);
+        assert_json_finite(&rep);
+    }
+
+    #[test]
+    fn bootstrap_is_reproducible_and_depends_on_the_seed() {
+        let runs = planted_bopt_runs(&[0.1], &[10_000], &[0.9], 0.01, 1.0, 4, 0.02, 7);
+        let opts = FitOptions {
+            bootstrap: 400,
+            ..FitOptions::default()
+        };
+        let a = fit_all(&runs, &opts);
+        let b = fit_all(&runs, &opts);
+        let ia = a.bopt.fitted().unwrap().cells[0].interval.unwrap();
+        let ib = b.bopt.fitted().unwrap().cells[0].interval.unwrap();
+        assert_eq!(ia.lo.to_bits(), ib.lo.to_bits());
+        assert_eq!(ia.hi.to_bits(), ib.hi.to_bits());
+        let c = fit_all(
+            &runs,
+            &FitOptions {
+                bootstrap_seed: 1,
+                ..opts.clone()
+            },
+        );
+        let ic = c.bopt.fitted().unwrap().cells[0].interval.unwrap();
+        assert!(ic.lo != ia.lo || ic.hi != ia.hi, "{ia:?} vs {ic:?}");
+        // The planted B_opt = 0.01·0.1·10000/0.1 = 100 lies inside the interval.
+        assert!(ia.lo < 100.0 && 100.0 < ia.hi, "{ia:?}");
+        // Input order does not matter.
+        let mut rev = runs.clone();
+        rev.reverse();
+        let d = fit_all(&rev, &opts);
+        let id = d.bopt.fitted().unwrap().cells[0].interval.unwrap();
+        assert_eq!(id.lo.to_bits(), ia.lo.to_bits());
+    }
+
+    #[test]
+    fn one_seed_gives_a_point_estimate_and_says_why_there_is_no_interval() {
+        let runs = planted_bopt_runs(&[0.1], &[10_000], &[0.9], 0.01, 1.0, 1, 0.0, 1);
+        let rep = fit_all(&runs, &FitOptions::default());
+        let cell = &rep.bopt.fitted().unwrap().cells[0];
+        assert!(cell.interval.is_none());
+        assert!(cell.interval_note.as_deref().unwrap().contains("one seed"));
+        assert!((cell.b_opt - 100.0).abs() < 1e-9, "{}", cell.b_opt);
+        assert_json_finite(&rep);
+    }
+
+    #[test]
+    fn fewer_than_three_batch_sizes_is_skipped_with_a_reason() {
+        let runs: Vec<_> = [64, 128]
+            .into_iter()
+            .flat_map(|b| (0..3).map(move |s| flat_run("c", 0.1, 1000, 0.0, b, s, 0.8, 2)))
+            .collect();
+        let rep = fit_all(&runs, &FitOptions::default());
+        let reason = rep.bopt.reason().unwrap();
+        assert!(reason.contains("at most 2 batch size"), "{reason}");
+    }
+}

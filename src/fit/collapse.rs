@@ -1,0 +1,365 @@
+//! Noise-scale collapse (Smith & Le 2017, arXiv 1710.06451; science.md §1).
+//!
+//! If the SGD noise scale g = ε(N/B − 1)/(1−m) is what sets generalisation, the metric of every
+//! run, from every cell, falls on one curve of g. The smooth curve is a least-squares polynomial
+//! in ln g (cubic when at least 5 distinct g values exist, else of degree distinct − 2), fitted to
+//! every run's value; ln g is mapped to u ∈ [−1, 1] first for conditioning. The collapse score is
+//! 1 − SS_res/SS_tot of the seed means over the (cell, B) points under that curve; the same score
+//! for a polynomial of the same degree in ln B says how much better g does than B alone (with one
+//! cell, g is a one-to-one function of B and both say the same). The optimal g is the best point
+//! of the curve within the data range (an end of the range is flagged censored). B = N gives
+//! g = 0 (full batch, no noise): such points, and B > N, are excluded and counted.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::stats::{finite, mean, polyfit, polyval};
+use super::{Censor, Ctx, MetricKind, Outcome};
+
+/// Points of the sampled smooth curve.
+const CURVE_POINTS: usize = 49;
+
+/// One run in the collapse plot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollapsePoint {
+    pub run_id: String,
+    pub cell: String,
+    pub batch_size: u64,
+    pub g: f64,
+    pub ln_g: f64,
+    pub value: f64,
+    /// A diverged run at the censor value.
+    pub censored: bool,
+}
+
+/// The seed mean of one (cell, B).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollapseMean {
+    pub cell: String,
+    pub batch_size: u64,
+    pub g: f64,
+    pub ln_g: f64,
+    pub mean: f64,
+    pub n: usize,
+}
+
+/// A point (x, y) of a sampled curve.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub x: f64,
+    pub y: f64,
+}
+
+/// A polynomial y = Σ c_k u^k with u = (x − center)/scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SmoothFit {
+    /// "ln_g" or "ln_b".
+    pub variable: String,
+    pub degree: usize,
+    pub center: f64,
+    pub scale: f64,
+    pub coefficients: Vec<f64>,
+    /// The curve sampled over the data range, x in the variable's units.
+    pub curve: Vec<CurvePoint>,
+}
+
+impl SmoothFit {
+    /// The curve at x (in the variable's units).
+    pub fn eval(&self, x: f64) -> f64 {
+        polyval(&self.coefficients, (x - self.center) / self.scale)
+    }
+}
+
+/// The collapse section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollapseSection {
+    pub points: Vec<CollapsePoint>,
+    pub means: Vec<CollapseMean>,
+    /// Runs with B ≥ N (g ≤ 0) left out.
+    pub excluded_full_batch: usize,
+    /// Runs with ε ≤ 0, m outside [0, 1) or B = 0 left out.
+    pub excluded_invalid: usize,
+    pub n_cells: usize,
+    pub smooth_g: SmoothFit,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smooth_b: Option<SmoothFit>,
+    pub g_opt: f64,
+    pub ln_g_opt: f64,
+    pub value_at_g_opt: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub g_opt_censored: Option<Censor>,
+    /// Share of the variance of the (cell, B) seed means explained by the curve of ln g.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_g: Option<f64>,
+    /// The same for a curve of ln B alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_b: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Distinct values of xs (to 1e-9).
+fn distinct(xs: &[f64]) -> usize {
+    let mut v: Vec<f64> = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+    v.len()
+}
+
+/// Fits the polynomial of `degree` in x to (x, y), x mapped to [−1, 1].
+fn smooth(variable: &str, x: &[f64], y: &[f64], degree: usize) -> Option<SmoothFit> {
+    let (lo, hi) = x
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    let center = (lo + hi) / 2.0;
+    let scale = (hi - lo) / 2.0;
+    if scale.is_nan() || scale <= 0.0 {
+        return None;
+    }
+    let u: Vec<f64> = x.iter().map(|v| (v - center) / scale).collect();
+    let coefficients = polyfit(&u, y, degree)?;
+    let curve = (0..CURVE_POINTS)
+        .map(|i| {
+            let u = -1.0 + 2.0 * i as f64 / (CURVE_POINTS - 1) as f64;
+            CurvePoint {
+                x: center + scale * u,
+                y: polyval(&coefficients, u),
+            }
+        })
+        .collect();
+    Some(SmoothFit {
+        variable: variable.into(),
+        degree,
+        center,
+        scale,
+        coefficients,
+        curve,
+    })
+}
+
+/// 1 − SS_res/SS_tot of `y` under `f` at `x`; `None` when y does not vary.
+fn score(f: &SmoothFit, x: &[f64], y: &[f64]) -> Option<f64> {
+    let m = mean(y)?;
+    let tot: f64 = y.iter().map(|v| (v - m).powi(2)).sum();
+    let res: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(&xi, yi)| (yi - f.eval(xi)).powi(2))
+        .sum();
+    (tot > 1e-300).then(|| 1.0 - res / tot).and_then(finite)
+}
+
+/// The best point of the polynomial on u ∈ [−1, 1]: the ends and the real roots of its
+/// derivative (degree ≤ 3, so the derivative is at most quadratic).
+fn best_on_range(c: &[f64], metric: MetricKind) -> (f64, Option<Censor>) {
+    let mut cands = vec![-1.0, 1.0];
+    let d1 = c.get(1).copied().unwrap_or(0.0);
+    let d2 = 2.0 * c.get(2).copied().unwrap_or(0.0);
+    let d3 = 3.0 * c.get(3).copied().unwrap_or(0.0);
+    // Roots of d3·u² + d2·u + d1 by the cancellation-free form (Numerical Recipes §5.6):
+    // q = −(d2 + sign(d2)·√disc)/2, roots q/d3 and d1/q. A cubic term that is only rounding
+    // noise then still gives the quadratic's vertex accurately (through d1/q).
+    let disc = d2 * d2 - 4.0 * d3 * d1;
+    if disc >= 0.0 {
+        let q = -0.5 * (d2 + d2.signum() * disc.sqrt());
+        if q != 0.0 {
+            cands.push(d1 / q);
+        }
+        if d3 != 0.0 {
+            cands.push(q / d3);
+        }
+    }
+    let mut best = -1.0;
+    for u in cands
+        .into_iter()
+        .filter(|u| u.is_finite() && (-1.0..=1.0).contains(u))
+    {
+        if metric.better(polyval(c, u), polyval(c, best)) {
+            best = u;
+        }
+    }
+    let censored = if best <= -1.0 + 1e-9 {
+        Some(Censor::Low)
+    } else if best >= 1.0 - 1e-9 {
+        Some(Censor::High)
+    } else {
+        None
+    };
+    (best, censored)
+}
+
+/// The collapse of every run's metric onto g.
+pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
+    let mut points = Vec::new();
+    let (mut full, mut invalid) = (0, 0);
+    for (i, r, value) in ctx.valued() {
+        let ok =
+            r.lr.is_finite() && r.lr > 0.0 && (0.0..1.0).contains(&r.momentum) && r.batch_size > 0;
+        if !ok {
+            invalid += 1;
+            continue;
+        }
+        if r.batch_size >= r.train_size {
+            full += 1;
+            continue;
+        }
+        let g = r.lr * (r.train_size as f64 / r.batch_size as f64 - 1.0) / (1.0 - r.momentum);
+        let Some(ln_g) = finite(g.ln()) else {
+            invalid += 1;
+            continue;
+        };
+        points.push(CollapsePoint {
+            run_id: r.run_id.clone(),
+            cell: r.cell.clone(),
+            batch_size: r.batch_size,
+            g,
+            ln_g,
+            value,
+            censored: ctx.sel[i].is_some_and(|s| s.censored),
+        });
+    }
+    if points.is_empty() {
+        return Outcome::skipped(if full > 0 {
+            "every run has B ≥ N (g = 0): no noise scale to collapse on"
+        } else {
+            "no run with a value and a valid ε, m and B: nothing to collapse"
+        });
+    }
+    let mut groups: BTreeMap<(&str, u64), Vec<&CollapsePoint>> = BTreeMap::new();
+    for p in &points {
+        groups
+            .entry((p.cell.as_str(), p.batch_size))
+            .or_default()
+            .push(p);
+    }
+    let means: Vec<CollapseMean> = groups
+        .iter()
+        .filter_map(|(&(cell, b), ps)| {
+            let vals: Vec<f64> = ps.iter().map(|p| p.value).collect();
+            Some(CollapseMean {
+                cell: cell.to_string(),
+                batch_size: b,
+                g: ps[0].g,
+                ln_g: ps[0].ln_g,
+                mean: mean(&vals)?,
+                n: vals.len(),
+            })
+        })
+        .collect();
+    let n_cells = distinct_strings(means.iter().map(|m| m.cell.as_str()));
+    let xg: Vec<f64> = points.iter().map(|p| p.ln_g).collect();
+    let y: Vec<f64> = points.iter().map(|p| p.value).collect();
+    let nd = distinct(&xg);
+    if nd < 4 {
+        return Outcome::skipped(format!(
+            "only {nd} distinct value(s) of g: the collapse needs at least 4"
+        ));
+    }
+    let degree = (nd - 2).min(3);
+    let Some(smooth_g) = smooth("ln_g", &xg, &y, degree) else {
+        return Outcome::skipped("the polynomial in ln g could not be fitted");
+    };
+    let mx: Vec<f64> = means.iter().map(|m| m.ln_g).collect();
+    let my: Vec<f64> = means.iter().map(|m| m.mean).collect();
+    let score_g = score(&smooth_g, &mx, &my);
+    let xb: Vec<f64> = points.iter().map(|p| (p.batch_size as f64).ln()).collect();
+    let ndb = distinct(&xb);
+    let smooth_b = (ndb >= 3)
+        .then(|| smooth("ln_b", &xb, &y, degree.min(ndb - 2)))
+        .flatten();
+    let mxb: Vec<f64> = means.iter().map(|m| (m.batch_size as f64).ln()).collect();
+    let score_b = smooth_b.as_ref().and_then(|f| score(f, &mxb, &my));
+    let (u_opt, g_opt_censored) = best_on_range(&smooth_g.coefficients, ctx.metric());
+    let ln_g_opt = smooth_g.center + smooth_g.scale * u_opt;
+    let (Some(g_opt), Some(value_at_g_opt)) = (
+        finite(ln_g_opt.exp()),
+        finite(polyval(&smooth_g.coefficients, u_opt)),
+    ) else {
+        return Outcome::skipped("the optimal g is not a finite number");
+    };
+    let mut notes = Vec::new();
+    if n_cells == 1 {
+        notes.push(
+            "one cell: g is a one-to-one function of B, so the two scores say the same thing",
+        );
+    }
+    if score_g.is_none() {
+        notes.push("the seed means do not vary: no score");
+    }
+    Outcome::Fitted(CollapseSection {
+        g_opt,
+        ln_g_opt,
+        value_at_g_opt,
+        g_opt_censored,
+        points,
+        means,
+        excluded_full_batch: full,
+        excluded_invalid: invalid,
+        n_cells,
+        smooth_g,
+        smooth_b,
+        score_g,
+        score_b,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}
+
+fn distinct_strings<'a>(it: impl Iterator<Item = &'a str>) -> usize {
+    it.collect::<std::collections::BTreeSet<_>>().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fit::testdata::{assert_json_finite, flat_run, planted_bopt_runs, pow2_grid};
+    use crate::fit::{FitOptions, fit_all};
+
+    #[test]
+    fn metric_that_depends_on_g_alone_collapses_better_than_b() {
+        // value = 0.9 − 0.02 (ln g − ln 10)², noiseless, over ε × N × m cells: a quadratic in
+        // ln g, so the cubic explains it exactly (score 1) and its optimum is g = 10.
+        let mut runs = Vec::new();
+        for (i, &(lr, n, m)) in [(0.1, 8000u64, 0.0), (0.05, 16000, 0.5), (0.2, 4000, 0.9)]
+            .iter()
+            .enumerate()
+        {
+            for b in pow2_grid() {
+                let g: f64 = lr * (n as f64 / b as f64 - 1.0) / (1.0 - m);
+                let v = 0.9 - 0.02 * (g.ln() - 10f64.ln()).powi(2);
+                runs.push(flat_run(&format!("c{i}"), lr, n, m, b, 0, v, 2));
+            }
+        }
+        let rep = fit_all(&runs, &FitOptions::default());
+        let c = rep.collapse.fitted().unwrap();
+        assert_eq!(c.smooth_g.degree, 3);
+        assert!((c.score_g.unwrap() - 1.0).abs() < 1e-9, "{:?}", c.score_g);
+        assert!(c.score_b.unwrap() < 0.9, "{:?}", c.score_b);
+        assert!((c.g_opt - 10.0).abs() < 1e-6, "{}", c.g_opt);
+        assert_eq!(c.g_opt_censored, None);
+        assert_eq!(c.n_cells, 3);
+        // 30 runs, but at B = 4096 > N = 4000 the planted value is NaN (ln of g < 0): missing.
+        assert_eq!((c.points.len(), rep.n_missing), (29, 1));
+        assert_json_finite(&rep);
+    }
+
+    #[test]
+    fn full_batch_points_are_excluded_and_counted() {
+        let runs: Vec<_> = [256u64, 512, 1024, 2048, 4096]
+            .into_iter()
+            .map(|b| flat_run("c", 0.1, 1024, 0.0, b, 0, 0.5 + b as f64 * 1e-5, 2))
+            .collect();
+        let rep = fit_all(&runs, &FitOptions::default());
+        // B = 1024, 2048, 4096 ≥ N = 1024: excluded, leaving 2 values of g → skipped.
+        assert!(rep.collapse.reason().unwrap().contains("only 2 distinct"));
+        let more = planted_bopt_runs(&[0.1], &[10_000], &[0.9], 0.01, 1.0, 1, 0.0, 3);
+        let rep = fit_all(&more, &FitOptions::default());
+        let c = rep.collapse.fitted().unwrap();
+        assert_eq!(c.excluded_full_batch, 0);
+        assert!(c.note.as_deref().unwrap().contains("one cell"));
+        // The planted values are a parabola in log2 B: exact in ln B, nearly so in ln g.
+        assert!((c.score_b.unwrap() - 1.0).abs() < 1e-9, "{:?}", c.score_b);
+        assert!(c.score_g.unwrap() > 0.9, "{:?}", c.score_g);
+    }
+}

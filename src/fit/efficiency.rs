@@ -1,0 +1,596 @@
+//! Steps to a target and the critical batch size (McCandlish, Kaplan, Amodei et al. 2018,
+//! arXiv 1812.06162 §2.2 and App. D; Shallue et al. 2018, arXiv 1811.03600; science.md §3).
+//!
+//! For each target value of the metric and each batch size, the fastest run at that B (any ε,
+//! any m: hyperparameters are tuned per B, as both papers do) reaches the target after S steps
+//! and E examples. The curve is smoothed first by its running best (running max for accuracies,
+//! running min for losses): "reached" means "reached at some earlier evaluation", which is
+//! Shallue et al.'s first-step-at-which-the-goal-is-met and McCandlish et al.'s smoothing in
+//! spirit. S and E are interpolated linearly between the two evaluations that bracket the
+//! crossing. A crossing at the very first evaluation is left-censored (steps unknown) and
+//! dropped, unless that evaluation is epoch 0 at step 0 (then the target is trivial, S = 0, and
+//! the point is dropped too).
+//!
+//! Fit: S(B) = S_min·(1 + B_crit/B), i.e. (S/S_min − 1)(E/E_min − 1) = 1 with E = B·S and
+//! E_min = B_crit·S_min, by Levenberg–Marquardt on ln S with θ = (ln S_min, ln B_crit) (so both
+//! stay positive); standard errors from the Jacobian at the optimum, carried to S_min and B_crit
+//! by the delta method. Regime per B from the fitted slope d ln S/d ln B = −B_crit/(B + B_crit):
+//! below −2/3 (B < B_crit/2) "perfect scaling" (S ∝ 1/B nearly), above −1/3 (B > 2·B_crit)
+//! "maximal parallelism" (S nearly flat), "diminishing returns" between (Shallue et al.'s three
+//! regimes; the cut-offs are ours: the slope's thirds).
+//!
+//! Runs are grouped by N (each training set is its own task) and only constant-schedule runs
+//! enter (a schedule that changes B has no single batch size).
+
+use std::collections::BTreeMap;
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::nls;
+use super::stats::{finite, median, t_quantile};
+use super::{Ctx, EpochPoint, Interval, MetricKind, Outcome, RunInput};
+
+/// Automatic targets, as fractions of the way from the typical first value to the best value
+/// that at least `MIN_B` batch sizes reach.
+const AUTO_FRACTIONS: [f64; 3] = [0.5, 0.8, 0.95];
+const MIN_B: usize = 3;
+
+/// Shallue et al.'s regimes, from the fitted slope of ln S against ln B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Regime {
+    PerfectScaling,
+    DiminishingReturns,
+    MaximalParallelism,
+}
+
+impl Regime {
+    /// The regime of a slope d ln S/d ln B ∈ (−1, 0).
+    pub fn of_slope(slope: f64) -> Regime {
+        if slope < -2.0 / 3.0 {
+            Regime::PerfectScaling
+        } else if slope > -1.0 / 3.0 {
+            Regime::MaximalParallelism
+        } else {
+            Regime::DiminishingReturns
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Regime::PerfectScaling => "perfect scaling",
+            Regime::DiminishingReturns => "diminishing returns",
+            Regime::MaximalParallelism => "maximal parallelism",
+        }
+    }
+}
+
+/// The fastest run at one batch size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EfficiencyPoint {
+    pub batch_size: u64,
+    pub run_id: String,
+    pub lr: f64,
+    pub steps: f64,
+    pub examples: f64,
+    pub fitted_steps: f64,
+    /// d ln S/d ln B of the fit at this B.
+    pub slope: f64,
+    pub regime: Regime,
+}
+
+/// The fit for one target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetFit {
+    pub train_size: u64,
+    pub target: f64,
+    pub s_min: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s_min_se: Option<f64>,
+    pub b_crit: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_crit_se: Option<f64>,
+    /// exp(ln B_crit ± t·se(ln B_crit)), t with n − 2 degrees of freedom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_crit_interval: Option<Interval>,
+    /// E_min = B_crit·S_min.
+    pub e_min: f64,
+    /// Delta-method standard error of E_min (with the covariance of ln S_min and ln B_crit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_min_se: Option<f64>,
+    pub dof: usize,
+    /// √(RSS/n) in ln S.
+    pub rms_log_residual: f64,
+    pub points: Vec<EfficiencyPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A target (or N) that could not be fitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SkippedTarget {
+    pub train_size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<f64>,
+    pub reason: String,
+}
+
+/// The efficiency section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EfficiencySection {
+    pub targets_auto: bool,
+    pub smoothing: String,
+    pub fits: Vec<TargetFit>,
+    pub skipped: Vec<SkippedTarget>,
+}
+
+/// Finite (epoch, step, samples, running best) of a curve, in epoch order.
+fn smoothed(curve: &[EpochPoint], metric: MetricKind) -> Vec<(u32, f64, f64, f64)> {
+    let mut pts: Vec<&EpochPoint> = curve
+        .iter()
+        .filter(|p| p.value.is_some_and(f64::is_finite))
+        .collect();
+    pts.sort_by_key(|p| p.epoch);
+    let mut best: Option<f64> = None;
+    pts.into_iter()
+        .filter_map(|p| {
+            let v = p.value?;
+            let b = best.map_or(v, |b| metric.best_of(b, v));
+            best = Some(b);
+            Some((p.epoch, p.step as f64, p.samples as f64, b))
+        })
+        .collect()
+}
+
+/// (steps, examples) at which the smoothed curve first reaches `target`, interpolated linearly
+/// between the bracketing evaluations. `None` if never reached, reached at the first evaluation,
+/// or reached at step 0.
+pub(crate) fn crossing(
+    curve: &[EpochPoint],
+    target: f64,
+    metric: MetricKind,
+) -> Option<(f64, f64)> {
+    let reached = |v: f64| {
+        if metric.higher_is_better() {
+            v >= target
+        } else {
+            v <= target
+        }
+    };
+    let s = smoothed(curve, metric);
+    let k = s.iter().position(|p| reached(p.3))?;
+    if k == 0 {
+        return None;
+    }
+    let (a, b) = (s[k - 1], s[k]);
+    let frac = (target - a.3) / (b.3 - a.3);
+    let steps = a.1 + frac * (b.1 - a.1);
+    let examples = a.2 + frac * (b.2 - a.2);
+    (steps > 0.0 && examples > 0.0).then_some((finite(steps)?, finite(examples)?))
+}
+
+/// Fits S(B) = S_min(1 + B_crit/B) to (B, S) on ln S; returns (θ, fit).
+pub(crate) fn fit_hyperbola(b: &[f64], s: &[f64]) -> Option<nls::NlsFit> {
+    let n = b.len();
+    let ln_s: Vec<f64> = s.iter().map(|v| v.ln()).collect();
+    let model = |t: &[f64]| -> Option<(Vec<f64>, DMatrix<f64>)> {
+        let bc = t[1].exp();
+        let r = (0..n)
+            .map(|i| t[0] + (1.0 + bc / b[i]).ln() - ln_s[i])
+            .collect::<Vec<_>>();
+        let j = DMatrix::from_fn(n, 2, |i, k| if k == 0 { 1.0 } else { bc / (b[i] + bc) });
+        (r.iter().all(|v| v.is_finite()) && j.iter().all(|v| v.is_finite())).then_some((r, j))
+    };
+    // Start from the best ln B_crit on a grid from B_min/100 to 100·B_max, with ln S_min in
+    // closed form for each (the mean residual).
+    let (lo, hi) = (
+        b.iter().copied().fold(f64::INFINITY, f64::min),
+        b.iter().copied().fold(0.0, f64::max),
+    );
+    let (l0, l1) = ((lo / 100.0).ln(), (hi * 100.0).ln());
+    let mut start = None;
+    for g in 0..=200 {
+        let lbc = l0 + (l1 - l0) * g as f64 / 200.0;
+        let bc = lbc.exp();
+        let c = (0..n)
+            .map(|i| ln_s[i] - (1.0 + bc / b[i]).ln())
+            .sum::<f64>()
+            / n as f64;
+        let rss: f64 = (0..n)
+            .map(|i| (c + (1.0 + bc / b[i]).ln() - ln_s[i]).powi(2))
+            .sum();
+        if rss.is_finite() && start.is_none_or(|(r, _, _)| rss < r) {
+            start = Some((rss, c, lbc));
+        }
+    }
+    let (_, c, lbc) = start?;
+    nls::fit(&[c, lbc], &model)
+}
+
+/// The target fit from the fastest run per batch size.
+fn fit_target(
+    n_train: u64,
+    target: f64,
+    runs: &[&RunInput],
+    metric: MetricKind,
+    level: f64,
+) -> Result<TargetFit, String> {
+    // batch size → (steps, examples, run)
+    let mut fastest: BTreeMap<u64, (f64, f64, &RunInput)> = BTreeMap::new();
+    for r in runs {
+        let Some((s, e)) = crossing(&r.curve, target, metric) else {
+            continue;
+        };
+        let slot = fastest.entry(r.batch_size).or_insert((s, e, r));
+        if s < slot.0 {
+            *slot = (s, e, r);
+        }
+    }
+    if fastest.len() < MIN_B {
+        return Err(format!(
+            "{} batch size(s) reach the target: S(B) needs at least {MIN_B}",
+            fastest.len()
+        ));
+    }
+    let b: Vec<f64> = fastest.keys().map(|&b| b as f64).collect();
+    let s: Vec<f64> = fastest.values().map(|v| v.0).collect();
+    let fit = fit_hyperbola(&b, &s).ok_or("the Levenberg–Marquardt fit failed")?;
+    let (s_min, b_crit) = (fit.theta[0].exp(), fit.theta[1].exp());
+    let (s_min, b_crit) = (
+        finite(s_min).ok_or("S_min is not finite")?,
+        finite(b_crit).ok_or("B_crit is not finite")?,
+    );
+    let se = fit.std_errors.clone();
+    let t = t_quantile(0.5 + level / 2.0, fit.dof as f64);
+    let b_crit_interval = se.as_ref().zip(t).and_then(|(se, t)| {
+        Some(Interval {
+            lo: finite((fit.theta[1] - t * se[1]).exp())?,
+            hi: finite((fit.theta[1] + t * se[1]).exp())?,
+            level,
+        })
+    });
+    let points = fastest
+        .iter()
+        .map(|(&bs, &(steps, examples, r))| {
+            let slope = -b_crit / (bs as f64 + b_crit);
+            EfficiencyPoint {
+                batch_size: bs,
+                run_id: r.run_id.clone(),
+                lr: r.lr,
+                steps,
+                examples,
+                fitted_steps: s_min * (1.0 + b_crit / bs as f64),
+                slope,
+                regime: Regime::of_slope(slope),
+            }
+        })
+        .collect();
+    let (lo, hi) = (b[0], b[b.len() - 1]);
+    let note = if b_crit > hi * 10.0 {
+        Some(format!(
+            "S falls almost as 1/B over the whole grid: B_crit is beyond the batch sizes measured \
+             (a lower bound, ≳ {hi})"
+        ))
+    } else if b_crit < lo / 10.0 {
+        Some(format!(
+            "S barely changes over the grid: B_crit is below the batch sizes measured \
+             (an upper bound, ≲ {lo})"
+        ))
+    } else {
+        None
+    };
+    Ok(TargetFit {
+        train_size: n_train,
+        target,
+        s_min,
+        s_min_se: se.as_ref().and_then(|v| finite(s_min * v[0])),
+        b_crit,
+        b_crit_se: se.as_ref().and_then(|v| finite(b_crit * v[1])),
+        b_crit_interval,
+        e_min: finite(b_crit * s_min).ok_or("E_min is not finite")?,
+        e_min_se: fit.cov.as_ref().and_then(|c| {
+            let var = c[(0, 0)] + c[(1, 1)] + 2.0 * c[(0, 1)];
+            finite(b_crit * s_min * var.max(0.0).sqrt())
+        }),
+        dof: fit.dof,
+        rms_log_residual: (fit.rss / b.len() as f64).sqrt(),
+        points,
+        note,
+    })
+}
+
+/// Automatic targets for one task (see `AUTO_FRACTIONS`).
+fn auto_targets(runs: &[&RunInput], metric: MetricKind) -> Result<Vec<f64>, String> {
+    let mut best_per_b: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut firsts = Vec::new();
+    for r in runs {
+        let s = smoothed(&r.curve, metric);
+        if let (Some(first), Some(last)) = (s.first(), s.last()) {
+            firsts.push(first.3);
+            let e = best_per_b.entry(r.batch_size).or_insert(last.3);
+            *e = metric.best_of(*e, last.3);
+        }
+    }
+    if best_per_b.len() < MIN_B {
+        return Err(format!(
+            "{} batch size(s) with values: S(B) needs at least {MIN_B}",
+            best_per_b.len()
+        ));
+    }
+    let mut bests: Vec<f64> = best_per_b.into_values().collect();
+    bests.sort_by(|a, b| {
+        if metric.higher_is_better() {
+            b.total_cmp(a)
+        } else {
+            a.total_cmp(b)
+        }
+    });
+    let top = bests[MIN_B - 1];
+    let start = median(&firsts).ok_or("no first value")?;
+    if !metric.better(top, start) {
+        return Err("no progress from the first evaluation: no target to reach".into());
+    }
+    Ok(AUTO_FRACTIONS
+        .iter()
+        .map(|f| start + f * (top - start))
+        .collect())
+}
+
+/// Steps-to-target fits, per N and target.
+pub(crate) fn fit_efficiency(ctx: &Ctx) -> Outcome<EfficiencySection> {
+    let metric = ctx.metric();
+    let mut tasks: BTreeMap<u64, Vec<&RunInput>> = BTreeMap::new();
+    for r in &ctx.runs {
+        if r.schedule == "constant" && r.batch_size > 0 {
+            tasks.entry(r.train_size).or_default().push(r);
+        }
+    }
+    if tasks.is_empty() {
+        return Outcome::skipped(if ctx.runs.is_empty() {
+            "no runs to fit"
+        } else {
+            "no constant-schedule runs: steps-to-target needs one batch size per run"
+        });
+    }
+    let mut fits = Vec::new();
+    let mut skipped = Vec::new();
+    for (&n, runs) in &tasks {
+        let targets = match &ctx.opts.targets {
+            Some(t) => t.clone(),
+            None => match auto_targets(runs, metric) {
+                Ok(t) => t,
+                Err(reason) => {
+                    skipped.push(SkippedTarget {
+                        train_size: n,
+                        target: None,
+                        reason,
+                    });
+                    continue;
+                }
+            },
+        };
+        for target in targets {
+            match fit_target(n, target, runs, metric, ctx.opts.confidence) {
+                Ok(f) => fits.push(f),
+                Err(reason) => skipped.push(SkippedTarget {
+                    train_size: n,
+                    target: Some(target),
+                    reason,
+                }),
+            }
+        }
+    }
+    if fits.is_empty() {
+        let first = skipped
+            .first()
+            .map_or(String::new(), |s| format!(" ({})", s.reason));
+        return Outcome::skipped(format!(
+            "no target is reached by {MIN_B} batch sizes{first}"
+        ));
+    }
+    Outcome::Fitted(EfficiencySection {
+        targets_auto: ctx.opts.targets.is_none(),
+        smoothing: format!(
+            "running {} of each curve; steps and examples interpolated linearly between the \
+             bracketing evaluations",
+            if metric.higher_is_better() {
+                "max"
+            } else {
+                "min"
+            }
+        ),
+        fits,
+        skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::testdata::{Gauss, assert_json_finite};
+    use crate::fit::{FitOptions, fit_all};
+
+    /// A run whose accuracy rises linearly in steps from 0.1 and crosses 0.5 at step `s`.
+    fn linear_run(b: u64, lr: f64, s: f64, id: &str) -> RunInput {
+        let n = 50_000u64;
+        let per_epoch = n.div_ceil(b);
+        let epochs = ((2.0 * s) / per_epoch as f64).ceil() as u32 + 1;
+        RunInput {
+            run_id: id.into(),
+            cell: format!("lr{lr}"),
+            schedule_group: "g".into(),
+            lr,
+            batch_size: b,
+            momentum: 0.0,
+            train_size: n,
+            test_size: 10_000,
+            classes: 10,
+            seed: 0,
+            schedule: "constant".into(),
+            diverged: false,
+            steps: per_epoch * epochs as u64,
+            curve: (0..=epochs)
+                .map(|e| {
+                    let step = per_epoch * e as u64;
+                    EpochPoint {
+                        epoch: e,
+                        step,
+                        samples: step * b,
+                        value: Some((0.1 + 0.4 * step as f64 / s).min(0.99)),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn closed_form_steps_recover_b_crit_within_two_standard_errors() {
+        // S(B) = 1000·(1 + 256/B)·exp(0.05 z), B = 8 … 4096; a slower lr (1.5 S) at every B.
+        let (s_min, b_crit) = (1000.0, 256.0);
+        let mut g = Gauss::new(5);
+        let mut runs = Vec::new();
+        for k in 3..=12 {
+            let b = 1u64 << k;
+            let s = s_min * (1.0 + b_crit / b as f64) * (0.05 * g.next()).exp();
+            runs.push(linear_run(b, 0.1, s, &format!("fast{b}")));
+            runs.push(linear_run(b, 0.01, 1.5 * s, &format!("slow{b}")));
+        }
+        let opts = FitOptions {
+            targets: Some(vec![0.5]),
+            ..FitOptions::default()
+        };
+        let rep = fit_all(&runs, &opts);
+        let e = rep.efficiency.fitted().unwrap();
+        let f = &e.fits[0];
+        let se = f.b_crit_se.unwrap();
+        assert!(
+            (f.b_crit - b_crit).abs() < 2.0 * se,
+            "B_crit {} ± {se}",
+            f.b_crit
+        );
+        assert!(
+            (f.s_min - s_min).abs() < 2.0 * f.s_min_se.unwrap(),
+            "S_min {}",
+            f.s_min
+        );
+        assert!(f.points.iter().all(|p| p.run_id.starts_with("fast")));
+        assert_eq!(f.points[0].regime, Regime::PerfectScaling); // B = 8 ≪ 256
+        assert_eq!(f.points[9].regime, Regime::MaximalParallelism); // B = 4096
+        assert!((f.e_min - f.b_crit * f.s_min).abs() < 1e-6 * f.e_min);
+        assert_json_finite(&rep);
+    }
+
+    #[test]
+    fn exact_hyperbola_is_recovered_exactly_and_auto_targets_fit() {
+        let runs: Vec<_> = (3..=12)
+            .map(|k| {
+                let b = 1u64 << k;
+                linear_run(b, 0.1, 500.0 * (1.0 + 100.0 / b as f64), &format!("r{b}"))
+            })
+            .collect();
+        let opts = FitOptions {
+            targets: Some(vec![0.5]),
+            ..FitOptions::default()
+        };
+        let f = &fit_all(&runs, &opts).efficiency.fitted().unwrap().fits[0].clone();
+        assert!((f.b_crit - 100.0).abs() < 1e-6, "{}", f.b_crit);
+        assert!((f.s_min - 500.0).abs() < 1e-6, "{}", f.s_min);
+        let auto = fit_all(&runs, &FitOptions::default());
+        let e = auto.efficiency.fitted().unwrap();
+        assert!(e.targets_auto);
+        assert_eq!(e.fits.len(), 3);
+    }
+
+    #[test]
+    fn crossing_interpolates_and_censors_the_first_evaluation() {
+        let c = |vals: &[(u32, u64, f64)]| -> Vec<EpochPoint> {
+            vals.iter()
+                .map(|&(e, s, v)| EpochPoint {
+                    epoch: e,
+                    step: s,
+                    samples: 10 * s,
+                    value: Some(v),
+                })
+                .collect()
+        };
+        let acc = MetricKind::TestAcc;
+        // 0.2 → 0.6 between steps 100 and 200: 0.5 is reached at 175; the dip at epoch 3 is
+        // smoothed away by the running max.
+        let curve = c(&[(0, 0, 0.1), (1, 100, 0.2), (2, 200, 0.6), (3, 300, 0.3)]);
+        assert_eq!(crossing(&curve, 0.5, acc), Some((175.0, 1750.0)));
+        assert_eq!(crossing(&curve, 0.7, acc), None);
+        // Reached at the first evaluation (no epoch 0): unknown, dropped.
+        assert_eq!(crossing(&c(&[(1, 100, 0.9)]), 0.5, acc), None);
+        // Losses go down.
+        let loss = c(&[(0, 0, 2.3), (1, 100, 1.3), (2, 200, 0.3)]);
+        assert_eq!(
+            crossing(&loss, 0.8, MetricKind::TestLoss),
+            Some((150.0, 1500.0))
+        );
+    }
+
+    /// Noisy quadratic model (Zhang et al. 2019, arXiv 1907.04164; science.md §6): h_i = 1/i,
+    /// gradient-noise covariance C = H/B, so E[w_i²] evolves in closed form:
+    /// m_i ← (1 − ε h_i)² m_i + ε² h_i/B, and E[L] = ½ Σ h_i m_i. Steps to `target` (linearly
+    /// interpolated between steps), or None.
+    fn nqm_steps(b: f64, lr: f64, target: f64, d: usize, max_steps: usize) -> Option<f64> {
+        let h: Vec<f64> = (1..=d).map(|i| 1.0 / i as f64).collect();
+        let mut m = vec![1.0; d];
+        let loss = |m: &[f64]| 0.5 * h.iter().zip(m).map(|(h, m)| h * m).sum::<f64>();
+        let mut prev = loss(&m);
+        for t in 1..=max_steps {
+            for (mi, hi) in m.iter_mut().zip(&h) {
+                *mi = (1.0 - lr * hi).powi(2) * *mi + lr * lr * hi / b;
+            }
+            let l = loss(&m);
+            if l <= target {
+                return Some((t - 1) as f64 + (prev - target) / (prev - l));
+            }
+            // Diverging, or stuck on a noise floor above the target.
+            if l.is_nan() || l >= 1e6 || prev - l < 1e-12 * l {
+                return None;
+            }
+            prev = l;
+        }
+        None
+    }
+
+    /// The NQM's steps to target at batch size b with the learning rate tuned on a 2^(k/4) grid.
+    fn nqm_best(b: f64, target: f64) -> Option<f64> {
+        (-48..=4)
+            .filter_map(|k| nqm_steps(b, 2f64.powf(k as f64 / 4.0), target, 20, 200_000))
+            .reduce(f64::min)
+    }
+
+    #[test]
+    fn noisy_quadratic_model_follows_the_hyperbola_and_its_asymptotes() {
+        // NQM with d = 20, E[L0] = ½·H_20 ≈ 1.80, target E[L] = 0.1, B = 1/16 … 1024 (B only
+        // scales the noise here, so fractional B is allowed). Ground truth from the model's own
+        // asymptotes: S_min = S(B → ∞) (B = 1e9) and E_min = lim B·S(B) as B → 0 (B = 0.01),
+        // B_crit = E_min/S_min (McCandlish et al. 2018 §2.2). The NQM is not exactly hyperbolic,
+        // so the fit is checked against those to 10% (measured when this test was written:
+        // fitted B_crit 41.1, asymptotic 39.3; S_min 5.73 vs 6.10; rms log residual 0.032).
+        let target = 0.1;
+        let bs: Vec<f64> = (-4..=10).map(|k| 2f64.powi(k)).collect();
+        let s: Vec<f64> = bs.iter().map(|&b| nqm_best(b, target).unwrap()).collect();
+        assert!(
+            s.windows(2).all(|w| w[1] < w[0]),
+            "S(B) must fall with B: {s:?}"
+        );
+        let f = fit_hyperbola(&bs, &s).unwrap();
+        let (s_min, b_crit) = (f.theta[0].exp(), f.theta[1].exp());
+        let s_inf = nqm_best(1e9, target).unwrap();
+        let e_min = 0.01 * nqm_best(0.01, target).unwrap();
+        let truth = e_min / s_inf;
+        assert!(
+            (b_crit / truth).ln().abs() < 0.1,
+            "B_crit {b_crit} vs E_min/S_min {truth}"
+        );
+        assert!((s_min / s_inf).ln().abs() < 0.1, "S_min {s_min} vs {s_inf}");
+        assert!((f.rss / bs.len() as f64).sqrt() < 0.05, "rms log residual");
+        let slope = |b: f64| -b_crit / (b + b_crit);
+        assert_eq!(Regime::of_slope(slope(bs[0])), Regime::PerfectScaling);
+        assert_eq!(Regime::of_slope(slope(bs[14])), Regime::MaximalParallelism);
+    }
+}

@@ -1,0 +1,363 @@
+//! Learning curve: test error against training-set size (Hestness et al. 2017, arXiv 1712.00409;
+//! science.md §4).
+//!
+//! error(N) = α·N^β + γ, fitted by Levenberg–Marquardt (N scaled by its geometric mean N_ref
+//! inside the fit for conditioning; α reported in the original units), with a t interval on β
+//! from the Jacobian-based standard error (n − 3 degrees of freedom). Error is 1 − accuracy for
+//! accuracy metrics and the loss itself for loss metrics. Each N contributes one point: the best
+//! (cell, B) configuration's seed mean at that N (the sweep's tuned result at that N, as
+//! Hestness et al. tune per size).
+//!
+//! Regions (Hestness et al. name three: small data near chance, power law, irreducible floor).
+//! The rule here: with S = (chance error − γ) — chance error is 1 − 1/classes for accuracies and
+//! ln(classes) for losses (cross-entropy of a uniform guess; an assumption about the loss) — and
+//! the fitted reducible part f(N) = α·N^β/S: "small data" if f > 0.8 (within 20% of chance),
+//! "floor" if f < 0.05 (the reducible part is under 5% of the span), "power law" otherwise. When
+//! the chance level is unknown or not above γ, S is the largest fitted reducible part and "small
+//! data" is never assigned.
+
+use std::collections::BTreeMap;
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::nls;
+use super::stats::{finite, mean, t_quantile};
+use super::{Ctx, Interval, MetricKind, Outcome};
+
+const MIN_SIZES: usize = 4;
+
+/// (cell, B) → (seed values, classes) at one N.
+type Configs<'a> = BTreeMap<(&'a str, u64), (Vec<f64>, u32)>;
+const SMALL_DATA_FRACTION: f64 = 0.8;
+const FLOOR_FRACTION: f64 = 0.05;
+
+/// Hestness et al.'s three regions of a learning curve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Region {
+    SmallData,
+    PowerLaw,
+    Floor,
+}
+
+impl Region {
+    /// Human name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Region::SmallData => "small data",
+            Region::PowerLaw => "power law",
+            Region::Floor => "floor",
+        }
+    }
+}
+
+/// The best configuration at one N.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LearningCurvePoint {
+    pub train_size: u64,
+    pub error: f64,
+    pub cell: String,
+    pub batch_size: u64,
+    pub n_seeds: usize,
+    pub fitted: f64,
+    pub region: Region,
+}
+
+/// The learning-curve section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LearningCurveSection {
+    /// "1 - test_acc" or the loss name.
+    pub error_definition: String,
+    pub points: Vec<LearningCurvePoint>,
+    pub alpha: f64,
+    pub beta: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_se: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta_interval: Option<Interval>,
+    pub gamma: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma_se: Option<f64>,
+    pub dof: usize,
+    pub rms_residual: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chance_error: Option<f64>,
+    pub regions_covered: Vec<Region>,
+    pub region_rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Fit of err = α'·x^β + γ with x = N/N_ref: θ = (α', β, γ).
+pub(crate) fn fit_power_law(n: &[f64], err: &[f64]) -> Option<(nls::NlsFit, f64)> {
+    let k = n.len();
+    let n_ref = (n.iter().map(|v| v.ln()).sum::<f64>() / k as f64).exp();
+    let x: Vec<f64> = n.iter().map(|v| v / n_ref).collect();
+    let model = |t: &[f64]| -> Option<(Vec<f64>, DMatrix<f64>)> {
+        let r: Vec<f64> = (0..k)
+            .map(|i| t[0] * x[i].powf(t[1]) + t[2] - err[i])
+            .collect();
+        let j = DMatrix::from_fn(k, 3, |i, c| match c {
+            0 => x[i].powf(t[1]),
+            1 => t[0] * x[i].powf(t[1]) * x[i].ln(),
+            _ => 1.0,
+        });
+        (r.iter().chain(j.iter()).all(|v| v.is_finite())).then_some((r, j))
+    };
+    // Start: for γ on a grid below the smallest error, ln(err − γ) is linear in ln x.
+    let lo = err.iter().copied().fold(f64::INFINITY, f64::min);
+    let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+    let mut start: Option<(f64, [f64; 3])> = None;
+    for g in 0..50 {
+        let gamma = if lo > 0.0 {
+            lo * g as f64 / 50.0
+        } else {
+            lo - 1.0 + g as f64 / 50.0
+        };
+        let ly: Vec<f64> = err.iter().map(|e| (e - gamma).ln()).collect();
+        let (mx, my) = (mean(&lx)?, mean(&ly)?);
+        let sxx: f64 = lx.iter().map(|v| (v - mx).powi(2)).sum();
+        let sxy: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
+        let beta = sxy / sxx;
+        let alpha = (my - beta * mx).exp();
+        let theta = [alpha, beta, gamma];
+        if let Some((r, _)) = model(&theta) {
+            let rss: f64 = r.iter().map(|v| v * v).sum();
+            if rss.is_finite() && start.is_none_or(|(s, _)| rss < s) {
+                start = Some((rss, theta));
+            }
+        }
+    }
+    let (_, theta0) = start?;
+    Some((nls::fit(&theta0, &model)?, n_ref))
+}
+
+fn error_of(metric: MetricKind, v: f64) -> f64 {
+    if metric.is_accuracy() { 1.0 - v } else { v }
+}
+
+/// The learning curve over the distinct training-set sizes.
+pub(crate) fn fit_learning_curve(ctx: &Ctx) -> Outcome<LearningCurveSection> {
+    let metric = ctx.metric();
+    // N → (cell, B) → (values, classes)
+    let mut by_n: BTreeMap<u64, Configs> = BTreeMap::new();
+    for (_, r, v) in ctx.valued() {
+        if r.train_size > 0 {
+            let e = by_n
+                .entry(r.train_size)
+                .or_default()
+                .entry((r.cell.as_str(), r.batch_size))
+                .or_default();
+            e.0.push(v);
+            e.1 = r.classes;
+        }
+    }
+    if by_n.len() < MIN_SIZES {
+        return Outcome::skipped(match by_n.len() {
+            0 => "no run with a value: no learning curve".to_string(),
+            1 => format!(
+                "N does not vary: the learning curve needs ≥ {MIN_SIZES} training-set sizes"
+            ),
+            k => format!(
+                "N takes {k} values: the learning curve needs ≥ {MIN_SIZES} training-set sizes"
+            ),
+        });
+    }
+    let mut best: Vec<(u64, f64, String, u64, usize, u32)> = Vec::new();
+    for (&n, configs) in &by_n {
+        let pick = configs
+            .iter()
+            .filter_map(|(&(cell, b), (vals, classes))| {
+                Some((mean(vals)?, cell, b, vals.len(), *classes))
+            })
+            .reduce(|a, b| if metric.better(b.0, a.0) { b } else { a });
+        if let Some((m, cell, b, k, classes)) = pick {
+            best.push((n, error_of(metric, m), cell.to_string(), b, k, classes));
+        }
+    }
+    let n: Vec<f64> = best.iter().map(|p| p.0 as f64).collect();
+    let err: Vec<f64> = best.iter().map(|p| p.1).collect();
+    let Some((fit, n_ref)) = fit_power_law(&n, &err) else {
+        return Outcome::skipped("the power-law fit α·N^β + γ did not converge");
+    };
+    let [alpha_ref, beta, gamma] = [fit.theta[0], fit.theta[1], fit.theta[2]];
+    let Some(alpha) = finite(alpha_ref * n_ref.powf(-beta)) else {
+        return Outcome::skipped("the fitted α is not finite");
+    };
+    let se = fit.std_errors.clone();
+    let t = t_quantile(0.5 + ctx.opts.confidence / 2.0, fit.dof as f64);
+    let beta_interval = se.as_ref().zip(t).and_then(|(se, t)| {
+        Some(Interval {
+            lo: finite(beta - t * se[1])?,
+            hi: finite(beta + t * se[1])?,
+            level: ctx.opts.confidence,
+        })
+    });
+    let classes = best.iter().map(|p| p.5).max().unwrap_or(0);
+    let chance = (classes >= 2).then(|| {
+        if metric.is_accuracy() {
+            1.0 - 1.0 / classes as f64
+        } else {
+            (classes as f64).ln()
+        }
+    });
+    let reducible: Vec<f64> = n.iter().map(|v| alpha * v.powf(beta)).collect();
+    if reducible.iter().any(|r| !(r + gamma).is_finite()) {
+        return Outcome::skipped("the fitted curve α·N^β + γ is not finite at the data");
+    }
+    let (span, use_chance) = match chance {
+        Some(c) if c > gamma => (c - gamma, true),
+        _ => (reducible.iter().copied().fold(0.0, f64::max), false),
+    };
+    let region = |red: f64| {
+        let f = if span > 0.0 { red / span } else { 0.0 };
+        if use_chance && f > SMALL_DATA_FRACTION {
+            Region::SmallData
+        } else if f < FLOOR_FRACTION {
+            Region::Floor
+        } else {
+            Region::PowerLaw
+        }
+    };
+    let points: Vec<LearningCurvePoint> = best
+        .iter()
+        .zip(&reducible)
+        .map(|(p, &red)| LearningCurvePoint {
+            train_size: p.0,
+            error: p.1,
+            cell: p.2.clone(),
+            batch_size: p.3,
+            n_seeds: p.4,
+            fitted: red + gamma,
+            region: region(red),
+        })
+        .collect();
+    let mut regions_covered: Vec<Region> = points.iter().map(|p| p.region).collect();
+    regions_covered.sort();
+    regions_covered.dedup();
+    Outcome::Fitted(LearningCurveSection {
+        error_definition: if metric.is_accuracy() {
+            format!("1 - {metric}")
+        } else {
+            metric.name().to_string()
+        },
+        alpha,
+        beta,
+        beta_se: se.as_ref().map(|v| v[1]),
+        beta_interval,
+        gamma,
+        gamma_se: se.as_ref().map(|v| v[2]),
+        dof: fit.dof,
+        rms_residual: (fit.rss / n.len() as f64).sqrt(),
+        chance_error: chance,
+        regions_covered,
+        region_rule: format!(
+            "reducible part α·N^β over (chance error − γ): small data above {SMALL_DATA_FRACTION}, \
+             floor below {FLOOR_FRACTION}, power law between"
+        ),
+        note: (beta >= 0.0).then(|| "the fitted error does not fall with N (β ≥ 0)".to_string()),
+        points,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::testdata::{Gauss, assert_json_finite, flat_run};
+    use crate::fit::{FitOptions, fit_all};
+
+    #[test]
+    fn planted_power_law_beta_lies_in_its_interval() {
+        // error = 3·N^−0.45 + 0.04 (+ noise sd 0.002 per seed), N = 250 … 64000; at each N a
+        // good B (the planted curve) and a worse B (+0.05 error): the best is picked.
+        let (alpha, beta, gamma) = (3.0, -0.45, 0.04);
+        let mut g = Gauss::new(3);
+        let mut runs = Vec::new();
+        for k in 0..9 {
+            let n = 250u64 << k;
+            let err = alpha * (n as f64).powf(beta) + gamma;
+            for s in 0..3 {
+                let z = 0.002 * g.next();
+                runs.push(flat_run(
+                    &format!("N{n}"),
+                    0.1,
+                    n,
+                    0.9,
+                    32,
+                    s,
+                    1.0 - err + z,
+                    2,
+                ));
+                runs.push(flat_run(
+                    &format!("N{n}"),
+                    0.1,
+                    n,
+                    0.9,
+                    16,
+                    s,
+                    1.0 - err - 0.05 + z,
+                    2,
+                ));
+            }
+        }
+        let rep = fit_all(&runs, &FitOptions::default());
+        let lc = rep.learning_curve.fitted().unwrap();
+        let iv = lc.beta_interval.unwrap();
+        assert!(iv.lo < beta && beta < iv.hi, "β = {} {iv:?}", lc.beta);
+        assert!((lc.beta - beta).abs() < 0.1, "β = {}", lc.beta);
+        assert!((lc.gamma - gamma).abs() < 0.02, "γ = {}", lc.gamma);
+        assert!(lc.points.iter().all(|p| p.batch_size == 32));
+        assert_eq!(lc.points.len(), 9);
+        assert_eq!(lc.dof, 6);
+        assert!(lc.regions_covered.contains(&Region::PowerLaw));
+        assert_json_finite(&rep);
+    }
+
+    #[test]
+    fn exact_power_law_is_recovered_exactly() {
+        let n: Vec<f64> = (0..6).map(|k| 1000.0 * 2f64.powi(k)).collect();
+        let err: Vec<f64> = n.iter().map(|v| 2.0 * v.powf(-0.3) + 0.05).collect();
+        let (f, n_ref) = fit_power_law(&n, &err).unwrap();
+        assert!((f.theta[1] + 0.3).abs() < 1e-6, "{:?}", f.theta);
+        assert!((f.theta[2] - 0.05).abs() < 1e-6, "{:?}", f.theta);
+        assert!(
+            (f.theta[0] * n_ref.powf(0.3) - 2.0).abs() < 1e-5,
+            "{:?}",
+            f.theta
+        );
+    }
+
+    #[test]
+    fn regions_follow_the_rule() {
+        // γ = 0.3 floor, chance 0.9: N = 10 is near chance, N = 1e6 on the floor.
+        let mut runs = Vec::new();
+        for (i, n) in [10u64, 100, 1000, 10_000, 100_000, 1_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            let err = 2.0 * (n as f64).powf(-0.5) + 0.3;
+            let err = err.min(0.9);
+            runs.push(flat_run(&format!("c{i}"), 0.1, n, 0.0, 8, 0, 1.0 - err, 1));
+        }
+        let rep = fit_all(&runs, &FitOptions::default());
+        let lc = rep.learning_curve.fitted().unwrap();
+        assert_eq!(lc.points[0].region, Region::SmallData, "{:?}", lc.points);
+        assert_eq!(lc.points[5].region, Region::Floor, "{:?}", lc.points);
+        assert!(lc.regions_covered.contains(&Region::PowerLaw));
+    }
+
+    #[test]
+    fn fixed_n_is_skipped_with_a_reason() {
+        let runs: Vec<_> = (0..3)
+            .map(|s| flat_run("c", 0.1, 1000, 0.0, 8, s, 0.8, 1))
+            .collect();
+        let rep = fit_all(&runs, &FitOptions::default());
+        assert!(
+            rep.learning_curve
+                .reason()
+                .unwrap()
+                .starts_with("N does not vary")
+        );
+    }
+}

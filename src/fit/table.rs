@@ -1,0 +1,503 @@
+//! Human tables of a [`FitReport`] (comfy-table), readable in 120 columns.
+//!
+//! Drawing only: every number is already in the report.
+
+use std::fmt::Write;
+
+use comfy_table::{ContentArrangement, Table, presets};
+
+use super::{
+    BoptSection, CollapseSection, EfficiencySection, FitReport, Interval, LearningCurveSection,
+    Outcome, ScalingSection, SchedulesSection, ValidationBound,
+};
+
+const WIDTH: u16 = 120;
+
+/// A number with about four significant digits.
+fn num(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{x:.3e}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn interval(i: &Option<Interval>) -> String {
+    i.as_ref()
+        .map_or("—".into(), |i| format!("[{}, {}]", num(i.lo), num(i.hi)))
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(WIDTH)
+        .set_header(header.to_vec());
+    t
+}
+
+/// Writes a section title, then either the body or the skip reason.
+fn section<T>(out: &mut String, title: &str, o: &Outcome<T>, body: impl FnOnce(&mut String, &T)) {
+    let _ = writeln!(out, "\n== {title} ==");
+    match o {
+        Outcome::Fitted(t) => body(out, t),
+        Outcome::Skipped { reason } => {
+            let _ = writeln!(out, "skipped: {reason}");
+        }
+    }
+}
+
+fn render_bopt(out: &mut String, s: &BoptSection) {
+    let level = s
+        .cells
+        .iter()
+        .find_map(|c| c.interval)
+        .map_or(0.95, |i| i.level);
+    let _ = writeln!(
+        out,
+        "seed mean against B; vertex of the quadratic in log2 B; {:.0}% percentile bootstrap over \
+         seeds ({} resamples, seed {})",
+        100.0 * level,
+        s.bootstrap,
+        s.bootstrap_seed
+    );
+    let mut t = table(&[
+        "cell",
+        "ε",
+        "N",
+        "m",
+        "B grid",
+        "argmax",
+        "B_opt",
+        "interval",
+        "edge",
+        "g_opt",
+        "runs (div)",
+    ]);
+    for c in &s.cells {
+        let grid = format!(
+            "{}…{} ({})",
+            c.points.first().map_or(0, |p| p.batch_size),
+            c.points.last().map_or(0, |p| p.batch_size),
+            c.points.len()
+        );
+        t.add_row(vec![
+            c.cell.clone(),
+            num(c.lr),
+            c.train_size.to_string(),
+            num(c.momentum),
+            grid,
+            c.argmax_batch.to_string(),
+            num(c.b_opt),
+            c.interval_note
+                .as_ref()
+                .map_or_else(|| interval(&c.interval), |_| "— (1 seed)".into()),
+            c.censored.map_or("", |e| e.name()).to_string(),
+            num(c.g_opt),
+            format!("{} ({})", c.n_runs, c.n_diverged),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    for k in &s.skipped_cells {
+        let _ = writeln!(out, "skipped cell {}: {}", k.name, k.reason);
+    }
+}
+
+fn render_scaling(out: &mut String, s: &ScalingSection) {
+    let _ = writeln!(
+        out,
+        "ln B_opt = c + a·ln ε + b·ln N + γ·ln(1/(1−m)) over {} non-censored cell(s); \
+         {} censored left out",
+        s.cells_used.len(),
+        s.cells_censored.len()
+    );
+    match &s.log_linear {
+        Outcome::Fitted(f) => {
+            let level = f.coefficients.first().map_or(0.95, |c| c.interval.level);
+            let mut t = table(&[
+                "coefficient",
+                "estimate",
+                "std. error",
+                &format!("{:.0}% interval", 100.0 * level),
+            ]);
+            for c in &f.coefficients {
+                t.add_row(vec![
+                    format!("{} ({})", c.symbol, c.name),
+                    num(c.estimate),
+                    num(c.std_error),
+                    interval(&Some(c.interval)),
+                ]);
+            }
+            let _ = writeln!(out, "{t}");
+            let _ = writeln!(
+                out,
+                "R² {}, n {}, dof {}, residual se {} (ln B); {}",
+                f.r_squared.map_or("—".into(), num),
+                f.n,
+                f.dof,
+                num(f.residual_std_error),
+                f.weighting
+            );
+            if !f.axes_fixed.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "fixed axes (in the intercept): {}",
+                    f.axes_fixed.join(", ")
+                );
+            }
+            let mut h = table(&["hypothesis", "predicted", "F", "p", "verdict"]);
+            for t in &f.hypotheses {
+                let pred: Vec<String> = t
+                    .symbols
+                    .iter()
+                    .zip(&t.predicted)
+                    .map(|(s, p)| format!("{s}={p}"))
+                    .collect();
+                h.add_row(vec![
+                    t.name.clone(),
+                    pred.join(", "),
+                    t.f_statistic.map_or("—".into(), num),
+                    num(t.p_value),
+                    t.verdict.name().to_string(),
+                ]);
+            }
+            let _ = writeln!(out, "{h}");
+            if let Some(n) = &f.note {
+                let _ = writeln!(out, "note: {n}");
+            }
+        }
+        Outcome::Skipped { reason } => {
+            let _ = writeln!(out, "regression skipped: {reason}");
+        }
+    }
+    match &s.constant {
+        Outcome::Fitted(k) => {
+            let _ = writeln!(
+                out,
+                "one-constant form B_opt = k·εN/(1−m): k = {} {} over {} cell(s){}",
+                num(k.k),
+                interval(&k.interval),
+                k.n_cells,
+                k.note.as_ref().map_or(String::new(), |n| format!(" ({n})"))
+            );
+        }
+        Outcome::Skipped { reason } => {
+            let _ = writeln!(out, "one-constant form skipped: {reason}");
+        }
+    }
+}
+
+fn render_collapse(out: &mut String, c: &CollapseSection) {
+    let score = |s: Option<f64>| s.map_or("—".into(), num);
+    let _ = writeln!(
+        out,
+        "{} runs in {} cell(s) against g = ε(N/B − 1)/(1−m); polynomial of degree {} in ln g",
+        c.points.len(),
+        c.n_cells,
+        c.smooth_g.degree
+    );
+    let _ = writeln!(
+        out,
+        "collapse score (variance of the (cell, B) means explained): by g {}, by B alone {}",
+        score(c.score_g),
+        score(c.score_b)
+    );
+    let _ = writeln!(
+        out,
+        "optimal g {} (metric {}){}; excluded: {} with B ≥ N, {} invalid",
+        num(c.g_opt),
+        num(c.value_at_g_opt),
+        c.g_opt_censored.map_or(String::new(), |e| format!(
+            " at the {} end of the data",
+            e.name()
+        )),
+        c.excluded_full_batch,
+        c.excluded_invalid
+    );
+    if let Some(n) = &c.note {
+        let _ = writeln!(out, "note: {n}");
+    }
+}
+
+fn render_schedules(out: &mut String, s: &SchedulesSection) {
+    for g in &s.groups {
+        let _ = writeln!(out, "group {}", g.group);
+        let mut t = table(&["schedule", "runs (div)", "mean", "interval", "mean updates"]);
+        for m in &g.schedules {
+            t.add_row(vec![
+                m.schedule.clone(),
+                format!("{} ({})", m.n_runs, m.n_diverged),
+                num(m.mean),
+                interval(&m.interval),
+                num(m.mean_steps),
+            ]);
+        }
+        let _ = writeln!(out, "{t}");
+        if let Some(gap) = &g.largest_gap {
+            let _ = writeln!(
+                out,
+                "largest per-epoch gap {} at epoch {} ({} above {})",
+                num(gap.gap),
+                gap.epoch,
+                gap.higher,
+                gap.lower
+            );
+        }
+        match &g.equivalence {
+            Outcome::Fitted(t) => {
+                let _ = writeln!(
+                    out,
+                    "TOST {} − {}: {} {:.0}% CI {} within ±{}: p = {} / {} → {}",
+                    t.first,
+                    t.second,
+                    num(t.difference),
+                    100.0 * t.interval.level,
+                    interval(&Some(t.interval)),
+                    num(t.margin),
+                    num(t.p_lower),
+                    num(t.p_upper),
+                    t.verdict.name()
+                );
+            }
+            Outcome::Skipped { reason } => {
+                let _ = writeln!(out, "equivalence test skipped: {reason}");
+            }
+        }
+        for r in &g.update_ratios {
+            let _ = writeln!(
+                out,
+                "updates {}/{} = {}",
+                r.numerator,
+                r.denominator,
+                num(r.ratio)
+            );
+        }
+    }
+    for k in &s.skipped_groups {
+        let _ = writeln!(out, "skipped group {}: {}", k.name, k.reason);
+    }
+}
+
+fn render_efficiency(out: &mut String, e: &EfficiencySection) {
+    let _ = writeln!(
+        out,
+        "S(B) = S_min(1 + B_crit/B), fastest run per B ({} targets; {})",
+        if e.targets_auto { "automatic" } else { "given" },
+        e.smoothing
+    );
+    let mut t = table(&[
+        "N",
+        "target",
+        "S_min ± se",
+        "B_crit ± se",
+        "B_crit interval",
+        "E_min",
+        "regimes by batch size",
+    ]);
+    for f in &e.fits {
+        let pm = |v: f64, se: Option<f64>| format!("{} ± {}", num(v), se.map_or("—".into(), num));
+        // Consecutive batch sizes with the same regime as one range: "8–256 perfect scaling".
+        let mut regimes: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < f.points.len() {
+            let mut j = i;
+            while j + 1 < f.points.len() && f.points[j + 1].regime == f.points[i].regime {
+                j += 1;
+            }
+            let (a, b) = (f.points[i].batch_size, f.points[j].batch_size);
+            let range = if a == b {
+                a.to_string()
+            } else {
+                format!("{a}–{b}")
+            };
+            regimes.push(format!("{range} {}", f.points[i].regime.name()));
+            i = j + 1;
+        }
+        t.add_row(vec![
+            f.train_size.to_string(),
+            num(f.target),
+            pm(f.s_min, f.s_min_se),
+            pm(f.b_crit, f.b_crit_se),
+            interval(&f.b_crit_interval),
+            num(f.e_min),
+            regimes.join("; "),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    for f in &e.fits {
+        if let Some(n) = &f.note {
+            let _ = writeln!(
+                out,
+                "note (N {}, target {}): {n}",
+                f.train_size,
+                num(f.target)
+            );
+        }
+    }
+    for s in &e.skipped {
+        let target = s.target.map_or("auto".into(), num);
+        let _ = writeln!(
+            out,
+            "skipped N {} target {}: {}",
+            s.train_size, target, s.reason
+        );
+    }
+}
+
+fn render_learning_curve(out: &mut String, l: &LearningCurveSection) {
+    let _ = writeln!(
+        out,
+        "error ({}) = α·N^β + γ: α {}, β {} {}, γ {}; dof {}, rms residual {}",
+        l.error_definition,
+        num(l.alpha),
+        num(l.beta),
+        interval(&l.beta_interval),
+        num(l.gamma),
+        l.dof,
+        num(l.rms_residual)
+    );
+    let mut t = table(&["N", "error", "fitted", "best cell", "B", "seeds", "region"]);
+    for p in &l.points {
+        t.add_row(vec![
+            p.train_size.to_string(),
+            num(p.error),
+            num(p.fitted),
+            p.cell.clone(),
+            p.batch_size.to_string(),
+            p.n_seeds.to_string(),
+            p.region.name().to_string(),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    let _ = writeln!(out, "regions: {}", l.region_rule);
+    if let Some(n) = &l.note {
+        let _ = writeln!(out, "note: {n}");
+    }
+}
+
+fn render_bound(out: &mut String, b: &ValidationBound) {
+    let _ = writeln!(out, "{}", b.statement);
+}
+
+/// The report as human tables.
+pub fn render_tables(report: &FitReport) -> String {
+    let mut out = String::new();
+    let o = &report.options;
+    let _ = writeln!(
+        out,
+        "scalelab fit: metric {}, selection {}; {} runs ({} diverged, {} without a value)",
+        o.metric, o.select, report.n_runs, report.n_diverged, report.n_missing
+    );
+    if let Some(c) = report.censor_value {
+        let _ = writeln!(
+            out,
+            "diverged runs are censored at the worst value seen, {}",
+            num(c)
+        );
+    }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    section(&mut out, "B_opt per cell", &report.bopt, render_bopt);
+    section(
+        &mut out,
+        "Scaling regression",
+        &report.scaling,
+        render_scaling,
+    );
+    section(
+        &mut out,
+        "Noise-scale collapse",
+        &report.collapse,
+        render_collapse,
+    );
+    section(&mut out, "Schedules", &report.schedules, render_schedules);
+    section(
+        &mut out,
+        "Efficiency (critical batch size)",
+        &report.efficiency,
+        render_efficiency,
+    );
+    section(
+        &mut out,
+        "Learning curve",
+        &report.learning_curve,
+        render_learning_curve,
+    );
+    section(
+        &mut out,
+        "Validation bound",
+        &report.validation_bound,
+        render_bound,
+    );
+    wrap_prose(&out)
+}
+
+/// Word-wraps lines longer than `WIDTH` (prose; comfy-table already fits the tables).
+fn wrap_prose(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut len = 0;
+        for (i, word) in line.split(' ').enumerate() {
+            let w = word.chars().count();
+            if i > 0 && len + 1 + w > WIDTH as usize {
+                out.push_str("\n  ");
+                len = 2;
+            } else if i > 0 {
+                out.push(' ');
+                len += 1;
+            }
+            out.push_str(word);
+            len += w;
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fit::testdata::planted_bopt_runs;
+    use crate::fit::{FitOptions, fit_all};
+
+    #[test]
+    fn tables_fit_in_120_columns_and_name_every_section() {
+        let runs = planted_bopt_runs(
+            &[0.05, 0.1],
+            &[4000, 8000],
+            &[0.0, 0.75],
+            0.1,
+            1.0,
+            2,
+            0.005,
+            1,
+        );
+        let rep = fit_all(
+            &runs,
+            &FitOptions {
+                bootstrap: 50,
+                ..FitOptions::default()
+            },
+        );
+        let s = render_tables(&rep);
+        for title in [
+            "B_opt per cell",
+            "Scaling regression",
+            "Schedules",
+            "Validation bound",
+        ] {
+            assert!(s.contains(title), "{title} missing");
+        }
+        assert!(s.contains("smith_le"));
+        let widest = s.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= 120, "{widest} columns:\n{s}");
+        let empty = render_tables(&fit_all(&[], &FitOptions::default()));
+        assert!(empty.contains("skipped: no runs to fit"));
+    }
+}

@@ -1,0 +1,391 @@
+//! The scheduler: claims pending runs, trains each on a blocking thread (one compute thread per
+//! job, at most `jobs` at a time), and funnels every epoch and outcome through one writer task
+//! that batches database writes. Heartbeats keep claims alive; runs whose claimer died are
+//! requeued; Ctrl-C stops claiming, stops running jobs at their next step, and gives them back
+//! as PENDING.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::config::{DataConfig, RunConfig};
+use crate::db::Store;
+use crate::db::metrics::EpochRow;
+use crate::db::runs::ClaimedRun;
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::provenance;
+use crate::train::data::Dataset;
+use crate::train::{EpochMetrics, RunOutcome, RunState};
+
+/// How the scheduler works.
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    /// Runs trained at once (each on one compute thread).
+    pub jobs: usize,
+    /// Only this sweep's runs (`None`: any pending run, as `scalelab worker`).
+    pub sweep: Option<String>,
+    /// A running run whose heartbeat is older than this is presumed dead and requeued.
+    pub stale_after: Duration,
+    /// How often heartbeats are sent.
+    pub heartbeat_every: Duration,
+    /// Failures after which a run stays FAILED.
+    pub max_failures: i64,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            jobs: default_jobs(),
+            sweep: None,
+            stale_after: Duration::from_secs(60),
+            heartbeat_every: Duration::from_secs(5),
+            max_failures: 3,
+            progress: true,
+        }
+    }
+}
+
+/// The number of cores: one job per core.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// What one call of [`run_pending`] did.
+#[derive(Clone, Debug, Default)]
+pub struct SchedulerReport {
+    /// Runs trained to COMPLETED.
+    pub completed: u64,
+    /// Runs that DIVERGED.
+    pub diverged: u64,
+    /// Runs that raised an error (retried later or FAILED).
+    pub failed: u64,
+    /// Runs given back because of Ctrl-C.
+    pub released: u64,
+    /// Runs whose claim was lost (presumed dead by another process).
+    pub lost: u64,
+    /// Whether the user interrupted.
+    pub interrupted: bool,
+    /// Wall time of the call.
+    pub wall_s: f64,
+    /// Sum over runs of their training wall time (data loading, training, evaluation).
+    pub train_s: f64,
+    /// Jobs used.
+    pub jobs: usize,
+}
+
+impl SchedulerReport {
+    /// Runs that ended (completed, diverged or failed).
+    pub fn trained(&self) -> u64 {
+        self.completed + self.diverged + self.failed
+    }
+
+    /// Share of the job slots' time spent in training: Σ run time / (jobs × wall time).
+    pub fn training_share(&self) -> f64 {
+        if self.wall_s <= 0.0 {
+            return 0.0;
+        }
+        self.train_s / (self.jobs as f64 * self.wall_s)
+    }
+}
+
+/// Messages to the one writer task.
+enum Write {
+    Epoch(EpochRow),
+    Finish {
+        run: ClaimedRun,
+        outcome: RunOutcome,
+        last: Option<EpochMetrics>,
+    },
+    Fail {
+        run: ClaimedRun,
+        error: String,
+    },
+}
+
+/// Loaded data sets shared by the runs of a process (a sweep's cells share few data sets).
+#[derive(Default)]
+struct DataCache {
+    sets: Mutex<HashMap<String, Arc<Dataset>>>,
+}
+
+impl DataCache {
+    const MAX: usize = 16;
+
+    fn get(&self, cfg: &DataConfig) -> Result<Arc<Dataset>> {
+        let key = serde_json::to_string(cfg).unwrap_or_default();
+        if let Some(ds) = self.sets.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(ds);
+        }
+        let ds = Arc::new(crate::train::data::load(cfg)?);
+        if let Ok(mut m) = self.sets.lock() {
+            if m.len() >= Self::MAX {
+                m.clear();
+            }
+            m.insert(key, ds.clone());
+        }
+        Ok(ds)
+    }
+}
+
+/// Trains pending runs until none is left (or `stop` is raised), then waits for the writer.
+///
+/// Runs claimed by other processes are waited for: when one of them stops sending heartbeats
+/// (or its process is gone), its run is requeued and trained here.
+pub async fn run_pending(
+    store: &Store,
+    opts: &SchedulerOptions,
+    stop: Arc<AtomicBool>,
+    total: u64,
+    already_done: u64,
+) -> Result<SchedulerReport> {
+    let start = Instant::now();
+    let token = provenance::claim_token();
+    let jobs = opts.jobs.max(1);
+    let sweep = opts.sweep.as_deref();
+    let mut report = SchedulerReport {
+        jobs,
+        ..SchedulerReport::default()
+    };
+    let progress = Progress::new(total, already_done, opts.progress);
+    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+
+    let (tx, rx) = mpsc::unbounded_channel::<Write>();
+    let writer = tokio::spawn(writer_task(
+        store.clone(),
+        token.clone(),
+        rx,
+        opts.max_failures,
+    ));
+    let beat_store = store.clone();
+    let beat_token = token.clone();
+    let beat_every = opts.heartbeat_every;
+    let heartbeat = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(beat_every);
+        loop {
+            tick.tick().await;
+            // A failed heartbeat is retried at the next tick; the claim survives until stale.
+            let _ = beat_store.heartbeat(&beat_token).await;
+        }
+    });
+
+    let cache = Arc::new(DataCache::default());
+    let mut running: JoinSet<JobResult> = JoinSet::new();
+    let poll = Duration::from_millis(500);
+    let mut last_requeue = Instant::now();
+    let result: Result<()> = async {
+        loop {
+            let stopping = stop.load(Ordering::SeqCst);
+            while !stopping && running.len() < jobs {
+                let Some(run) = store.claim_next(sweep, &token).await? else {
+                    break;
+                };
+                let job = Job {
+                    run,
+                    token: token.clone(),
+                    tx: tx.clone(),
+                    stop: stop.clone(),
+                    cache: cache.clone(),
+                };
+                spawn_job(&mut running, job);
+            }
+            progress.set_running(running.len() as u64);
+            if running.is_empty() {
+                if stopping {
+                    break;
+                }
+                // Nothing to claim: are other processes still training runs we wait for?
+                if store.running_runs(sweep).await?.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(poll).await;
+                if last_requeue.elapsed() >= poll * 4 {
+                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+                    last_requeue = Instant::now();
+                }
+                continue;
+            }
+            let joined = tokio::select! {
+                j = running.join_next() => j,
+                _ = tokio::time::sleep(poll) => None,
+            };
+            let Some(joined) = joined else {
+                if last_requeue.elapsed() >= opts.stale_after / 4 {
+                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+                    last_requeue = Instant::now();
+                }
+                continue;
+            };
+            let (run, result) = match joined {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // A panic inside a job: its run cannot be identified here, the heartbeat
+                    // stops for none of them; report and go on (the run is requeued when stale).
+                    progress.println(&format!("warning: a training thread failed: {e}"));
+                    continue;
+                }
+            };
+            match result {
+                Ok((outcome, last)) => {
+                    report.train_s += outcome.wall_s;
+                    match &outcome.state {
+                        RunState::Completed => report.completed += 1,
+                        RunState::Diverged { .. } => report.diverged += 1,
+                        RunState::Stopped => report.released += 1,
+                    }
+                    if !matches!(outcome.state, RunState::Stopped) {
+                        progress
+                            .finished(matches!(outcome.state, RunState::Diverged { .. }), false);
+                    }
+                    let _ = tx.send(Write::Finish { run, outcome, last });
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    progress.finished(false, true);
+                    progress.println(&format!("run {} failed: {e}", run.id));
+                    let _ = tx.send(Write::Fail {
+                        run,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+
+    // Whatever happened, stop the jobs, let them give their runs back, and flush the writer.
+    if result.is_err() {
+        stop.store(true, Ordering::SeqCst);
+    }
+    while let Some(joined) = running.join_next().await {
+        if let Ok((run, res)) = joined {
+            match res {
+                Ok((outcome, last)) => {
+                    let _ = tx.send(Write::Finish { run, outcome, last });
+                }
+                Err(e) => {
+                    let _ = tx.send(Write::Fail {
+                        run,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    drop(tx);
+    let lost = writer
+        .await
+        .map_err(|e| Error::Db(format!("database writer task failed: {e}")))??;
+    heartbeat.abort();
+    progress.finish();
+    result?;
+    report.lost = lost;
+    report.interrupted = stop.load(Ordering::SeqCst);
+    report.wall_s = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// One claimed run and what its training thread needs.
+struct Job {
+    run: ClaimedRun,
+    token: String,
+    tx: mpsc::UnboundedSender<Write>,
+    stop: Arc<AtomicBool>,
+    cache: Arc<DataCache>,
+}
+
+type JobResult = (ClaimedRun, Result<(RunOutcome, Option<EpochMetrics>)>);
+
+fn spawn_job(set: &mut JoinSet<JobResult>, job: Job) {
+    let Job {
+        run,
+        token,
+        tx,
+        stop,
+        cache,
+    } = job;
+    let handle = tokio::runtime::Handle::current();
+    set.spawn_blocking_on(
+        move || {
+            let result = (|| -> Result<(RunOutcome, Option<EpochMetrics>)> {
+                let cfg: RunConfig = serde_json::from_str(&run.config).map_err(|e| {
+                    Error::Db(format!("run {}: stored config is not valid: {e}", run.id))
+                })?;
+                let data = cache.get(&cfg.data)?;
+                let mut last = None;
+                let mut sink = |m: &EpochMetrics| -> Result<()> {
+                    last = Some(m.clone());
+                    tx.send(Write::Epoch(EpochRow {
+                        run_id: run.id.clone(),
+                        attempt: run.attempt,
+                        token: token.clone(),
+                        metrics: m.clone(),
+                    }))
+                    .map_err(|_| Error::Db("the database writer has stopped".into()))
+                };
+                let outcome = crate::train::train(&cfg, &data, &mut sink, &stop)?;
+                Ok((outcome, last))
+            })();
+            (run, result)
+        },
+        &handle,
+    );
+}
+
+/// The one task that writes to the database: epoch rows are batched into one transaction per
+/// burst; outcomes are written after the epochs that precede them. Returns how many outcomes
+/// could not be written because the claim had been lost.
+async fn writer_task(
+    store: Store,
+    token: String,
+    mut rx: mpsc::UnboundedReceiver<Write>,
+    max_failures: i64,
+) -> Result<u64> {
+    let mut lost = 0;
+    let mut batch: Vec<EpochRow> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut pending = vec![first];
+        // Drain what has queued up meanwhile, so one transaction carries a burst of rows.
+        while pending.len() < 512 {
+            match rx.try_recv() {
+                Ok(m) => pending.push(m),
+                Err(_) => break,
+            }
+        }
+        for msg in pending {
+            match msg {
+                Write::Epoch(row) => batch.push(row),
+                Write::Finish { run, outcome, last } => {
+                    store.record_epochs(&batch).await?;
+                    batch.clear();
+                    if !store
+                        .finish_run(&run.id, run.attempt, &token, &outcome, last.as_ref())
+                        .await?
+                    {
+                        lost += 1;
+                    }
+                }
+                Write::Fail { run, error } => {
+                    store.record_epochs(&batch).await?;
+                    batch.clear();
+                    if !store
+                        .fail_run(&run.id, run.attempt, &token, &error, max_failures)
+                        .await?
+                    {
+                        lost += 1;
+                    }
+                }
+            }
+        }
+        store.record_epochs(&batch).await?;
+        batch.clear();
+    }
+    Ok(lost)
+}

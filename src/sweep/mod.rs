@@ -1,0 +1,711 @@
+//! Sweeps: a TOML file → a validated, resolved sweep → its cells, each a [`RunConfig`] whose
+//! content hash is the run id. Every value is checked before anything is enqueued.
+
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use toml::{Spanned, Value};
+
+use crate::config::{
+    Budget, DEFAULT_DIVERGENCE_FACTOR, DataConfig, DatasetKind, ModelConfig, ModelKind, RunConfig,
+    Schedule, TRAINER_VERSION, lr_for_noise_scale,
+};
+use crate::error::{Error, Result};
+use spec::{Source, SweepFile};
+
+/// Metrics a sweep can be fitted on.
+pub const METRICS: [&str; 4] = ["test_acc", "test_loss", "train_loss", "train_acc"];
+/// Rules that reduce a run's curve to one number.
+pub const SELECTS: [&str; 3] = ["final", "best", "median-last-5"];
+
+/// A parsed, validated and expanded sweep.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// Its name.
+    pub name: String,
+    /// Free text from the file.
+    pub description: String,
+    /// The file it came from, as given.
+    pub path: String,
+    /// The file's text, stored with the sweep.
+    pub spec: String,
+    /// BLAKE3 of the text (first 16 hex digits).
+    pub spec_hash: String,
+    /// The metric fits use by default.
+    pub metric: String,
+    /// How a run's curve is reduced by default.
+    pub select: String,
+    /// The axes and their values, in expansion order (outermost first), for display.
+    pub axes: Vec<(String, Vec<String>)>,
+    /// The cells, seeds outermost so that one full replicate of the grid comes first.
+    pub cells: Vec<RunConfig>,
+    /// Cells dropped because B > N (`skip_batch_above_n = true`).
+    pub skipped: usize,
+}
+
+/// Reads, validates and expands a sweep file.
+pub fn load_sweep(path: &Path) -> Result<Sweep> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_sweep(&path.display().to_string(), &text)
+}
+
+/// Validates and expands a sweep given its text (`path` is only used in messages).
+pub fn parse_sweep(path: &str, text: &str) -> Result<Sweep> {
+    let src = Source { path, text };
+    let file = src.parse()?;
+    expand(&src, &file)
+}
+
+fn opt<T>(
+    v: &Option<Spanned<Value>>,
+    default: Vec<T>,
+    f: impl FnOnce(&Spanned<Value>) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    match v {
+        Some(v) => f(v),
+        None => Ok(default),
+    }
+}
+
+fn fmt_list<T: std::fmt::Debug>(v: &[T]) -> Vec<String> {
+    v.iter().map(|x| format!("{x:?}")).collect()
+}
+
+/// One cell's axis values, named, for error messages.
+fn describe(cfg: &RunConfig) -> String {
+    format!(
+        "train_size={} hidden={:?} schedule={} momentum={} lr={} batch_size={} seed={}",
+        cfg.data.train_size,
+        cfg.model.hidden,
+        cfg.schedule.label(),
+        cfg.momentum,
+        cfg.lr,
+        cfg.batch_size,
+        cfg.seed
+    )
+}
+
+fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
+    let name = f.name.get_ref().trim().to_string();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return Err(src.error(
+            f.name.span(),
+            format!(
+                "sweep name {name:?} must be non-empty and use only letters, digits, '-', '_' \
+                 and '.' (it names a folder of reports)"
+            ),
+        ));
+    }
+
+    // [data]
+    let d = &f.data;
+    let datasets: Vec<DatasetKind> = opt(&d.dataset, vec!["teacher".to_string()], |v| {
+        src.strings("dataset", v)
+    })?
+    .iter()
+    .map(|s| {
+        s.parse::<DatasetKind>()
+            .map_err(|e| src.error(d.dataset.as_ref().map_or(0..0, |v| v.span()), e))
+    })
+    .collect::<Result<_>>()?;
+    let train_sizes = match &d.train_size {
+        Some(v) => src.integers("train_size", v)?,
+        None => {
+            return Err(Error::Sweep(format!(
+                "{}: [data] needs `train_size` (N, the number of training examples)",
+                src.path
+            )));
+        }
+    };
+    let test_sizes = opt(&d.test_size, vec![1000], |v| src.integers("test_size", v))?;
+    let data_seeds = opt(&d.data_seed, vec![0], |v| src.integers("data_seed", v))?;
+    let dims: Vec<Option<u32>> = opt(&d.dim, vec![None], |v| {
+        Ok(src
+            .integers("dim", v)?
+            .into_iter()
+            .map(|x| Some(x as u32))
+            .collect())
+    })?;
+    let classes: Vec<Option<u32>> = opt(&d.classes, vec![None], |v| {
+        Ok(src
+            .integers("classes", v)?
+            .into_iter()
+            .map(|x| Some(x as u32))
+            .collect())
+    })?;
+    let noises: Vec<Option<f64>> = opt(&d.label_noise, vec![None], |v| {
+        Ok(src
+            .numbers("label_noise", v)?
+            .into_iter()
+            .map(Some)
+            .collect())
+    })?;
+    let teacher_hidden: Vec<Option<u32>> = opt(&d.teacher_hidden, vec![None], |v| {
+        Ok(src
+            .integers("teacher_hidden", v)?
+            .into_iter()
+            .map(|x| Some(x as u32))
+            .collect())
+    })?;
+    let separations: Vec<Option<f64>> = opt(&d.separation, vec![None], |v| {
+        Ok(src
+            .numbers("separation", v)?
+            .into_iter()
+            .map(Some)
+            .collect())
+    })?;
+    let data_dir = match &d.data_dir {
+        Some(dir) => {
+            let p = Path::new(dir.get_ref());
+            if !p.is_dir() {
+                return Err(src.error(
+                    dir.span(),
+                    format!(
+                        "data_dir {:?} does not exist or is not a directory",
+                        dir.get_ref()
+                    ),
+                ));
+            }
+            // Stored absolute, so a worker in another directory finds the files.
+            let abs = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
+            Some(abs.to_string_lossy().into_owned())
+        }
+        None => None,
+    };
+    for ds in &datasets {
+        if ds.on_disk() && data_dir.is_none() {
+            return Err(Error::Sweep(format!(
+                "{}: dataset {} reads files: [data] needs `data_dir`",
+                src.path,
+                ds.name()
+            )));
+        }
+        if ds.on_disk() {
+            for (key, given) in [
+                ("dim", d.dim.as_ref()),
+                ("classes", d.classes.as_ref()),
+                ("label_noise", d.label_noise.as_ref()),
+                ("teacher_hidden", d.teacher_hidden.as_ref()),
+                ("separation", d.separation.as_ref()),
+            ] {
+                if let Some(v) = given {
+                    return Err(src.error(
+                        v.span(),
+                        format!("`{key}` applies to synthetic data, not {}", ds.name()),
+                    ));
+                }
+            }
+        }
+    }
+
+    // [model]
+    let m = &f.model;
+    let kinds: Vec<ModelKind> = opt(&m.kind, vec!["mlp".to_string()], |v| src.strings("kind", v))?
+        .iter()
+        .map(|s| {
+            s.parse::<ModelKind>()
+                .map_err(|e| src.error(m.kind.as_ref().map_or(0..0, |v| v.span()), e))
+        })
+        .collect::<Result<_>>()?;
+    let hiddens: Vec<Vec<u32>> = match &m.hidden {
+        None => vec![vec![800]],
+        Some(v) => match v.get_ref() {
+            Value::Array(items) if items.iter().all(|x| matches!(x, Value::Array(_))) => {
+                if items.is_empty() {
+                    return Err(src.error(v.span(), "`hidden` is an empty axis"));
+                }
+                items
+                    .iter()
+                    .map(|x| {
+                        let sub = Spanned::new(v.span(), x.clone());
+                        Ok(src
+                            .integers("hidden", &sub)?
+                            .into_iter()
+                            .map(|h| h as u32)
+                            .collect())
+                    })
+                    .collect::<Result<_>>()?
+            }
+            Value::Array(items) if items.is_empty() => vec![vec![]],
+            _ => vec![
+                src.integers("hidden", v)?
+                    .into_iter()
+                    .map(|h| h as u32)
+                    .collect(),
+            ],
+        },
+    };
+
+    // [train]
+    let t = &f.train;
+    let (lrs, from_noise) = match (&t.lr, &t.noise_scale) {
+        (Some(_), Some(g)) => {
+            return Err(src.error(
+                g.span(),
+                "give `lr` or `noise_scale`, not both (with noise_scale, lr is derived per cell)",
+            ));
+        }
+        (Some(v), None) => (src.numbers("lr", v)?, false),
+        (None, Some(v)) => (src.numbers("noise_scale", v)?, true),
+        (None, None) => {
+            return Err(Error::Sweep(format!(
+                "{}: [train] needs `lr` (or `noise_scale`)",
+                src.path
+            )));
+        }
+    };
+    let lr_key = if from_noise { "noise_scale" } else { "lr" };
+    let lr_span =
+        t.lr.as_ref()
+            .or(t.noise_scale.as_ref())
+            .map_or(0..0, |v| v.span());
+    if let Some(bad) = lrs.iter().find(|&&x| x <= 0.0) {
+        return Err(src.error(lr_span, format!("`{lr_key}` must be > 0, got {bad}")));
+    }
+    let batches = src.integers("batch_size", &t.batch_size)?;
+    if batches.contains(&0) {
+        return Err(src.error(t.batch_size.span(), "`batch_size` must be ≥ 1, got 0"));
+    }
+    let momenta = opt(&t.momentum, vec![0.0], |v| src.numbers("momentum", v))?;
+    if let Some(bad) = momenta.iter().find(|&&x| !(0.0..1.0).contains(&x)) {
+        return Err(src.error(
+            t.momentum.as_ref().map_or(0..0, |v| v.span()),
+            format!("`momentum` must be in [0, 1), got {bad}"),
+        ));
+    }
+    let nesterovs = opt(&t.nesterov, vec![false], |v| src.bools("nesterov", v))?;
+    let decays = opt(&t.weight_decay, vec![0.0], |v| {
+        src.numbers("weight_decay", v)
+    })?;
+    let budget = match (&t.epochs, &t.steps) {
+        (Some(_), Some(s)) => {
+            return Err(src.error(s.span(), "give `epochs` or `steps`, not both"));
+        }
+        (Some(v), None) => one_integer(src, "epochs", v).map(Budget::Epochs)?,
+        (None, Some(v)) => one_integer(src, "steps", v).map(Budget::Steps)?,
+        (None, None) => Budget::Epochs(20),
+    };
+    if budget.amount() == 0 {
+        let span = t
+            .epochs
+            .as_ref()
+            .or(t.steps.as_ref())
+            .map_or(0..0, |v| v.span());
+        return Err(src.error(span, format!("`{}` must be ≥ 1, got 0", budget.kind())));
+    }
+    let seeds: Vec<u64> = match &t.seeds {
+        None => vec![1],
+        Some(v) => match v.get_ref() {
+            Value::Integer(k) if *k >= 1 => (1..=*k as u64).collect(),
+            Value::Integer(k) => {
+                return Err(src.error(v.span(), format!("`seeds` must be ≥ 1, got {k}")));
+            }
+            _ => src.integers("seeds", v)?,
+        },
+    };
+    let schedules = match &t.schedule {
+        None => vec![Schedule::Constant],
+        Some(v) => schedules(src, v)?,
+    };
+    let divergence = match &t.divergence_factor {
+        None => DEFAULT_DIVERGENCE_FACTOR,
+        Some(v) => {
+            let x = src.numbers("divergence_factor", v)?;
+            match x[..] {
+                [x] => x,
+                _ => return Err(src.error(v.span(), "`divergence_factor` takes one number")),
+            }
+        }
+    };
+
+    // [eval]
+    let metric = match &f.eval.metric {
+        Some(s) if !METRICS.contains(&s.get_ref().as_str()) => {
+            return Err(src.error(
+                s.span(),
+                format!(
+                    "unknown metric {:?} (expected one of {METRICS:?})",
+                    s.get_ref()
+                ),
+            ));
+        }
+        Some(s) => s.get_ref().clone(),
+        None => "test_acc".to_string(),
+    };
+    let select = match &f.eval.select {
+        Some(s) if !SELECTS.contains(&s.get_ref().as_str()) => {
+            return Err(src.error(
+                s.span(),
+                format!(
+                    "unknown select rule {:?} (expected one of {SELECTS:?})",
+                    s.get_ref()
+                ),
+            ));
+        }
+        Some(s) => s.get_ref().clone(),
+        None => "final".to_string(),
+    };
+
+    let axes = vec![
+        ("seed".to_string(), fmt_list(&seeds)),
+        (
+            "dataset".to_string(),
+            datasets.iter().map(|d| d.name().to_string()).collect(),
+        ),
+        ("data_seed".to_string(), fmt_list(&data_seeds)),
+        ("train_size".to_string(), fmt_list(&train_sizes)),
+        ("test_size".to_string(), fmt_list(&test_sizes)),
+        (
+            "model".to_string(),
+            kinds.iter().map(|k| k.name().to_string()).collect(),
+        ),
+        ("hidden".to_string(), fmt_list(&hiddens)),
+        (
+            "schedule".to_string(),
+            schedules.iter().map(|s| s.label()).collect(),
+        ),
+        ("momentum".to_string(), fmt_list(&momenta)),
+        ("nesterov".to_string(), fmt_list(&nesterovs)),
+        ("weight_decay".to_string(), fmt_list(&decays)),
+        (lr_key.to_string(), fmt_list(&lrs)),
+        ("batch_size".to_string(), fmt_list(&batches)),
+    ];
+
+    // Fingerprints of on-disk data, computed once per data set.
+    let mut fingerprints: HashMap<DatasetKind, Option<String>> = HashMap::new();
+    for &ds in &datasets {
+        let mut probe = DataConfig::new(ds, 1, 1);
+        probe.data_dir = data_dir.clone();
+        let fp = crate::train::data::fingerprint(&probe)
+            .map_err(|e| Error::Sweep(format!("{}: {e}", src.path)))?;
+        fingerprints.insert(ds, fp);
+    }
+
+    let lens = [
+        seeds.len(),
+        datasets.len(),
+        data_seeds.len(),
+        train_sizes.len(),
+        test_sizes.len(),
+        dims.len(),
+        classes.len(),
+        noises.len(),
+        teacher_hidden.len(),
+        separations.len(),
+        kinds.len(),
+        hiddens.len(),
+        schedules.len(),
+        momenta.len(),
+        nesterovs.len(),
+        decays.len(),
+        lrs.len(),
+        batches.len(),
+    ];
+    let mut cells = Vec::new();
+    let mut skipped = 0;
+    for idx in Odometer::new(&lens) {
+        let [
+            s,
+            ds,
+            dseed,
+            n,
+            m,
+            dim,
+            cls,
+            noise,
+            th,
+            sep,
+            kind,
+            hid,
+            sch,
+            mom,
+            nes,
+            wd,
+            lr,
+            b,
+        ] = idx[..]
+        else {
+            unreachable!("the odometer yields one index per axis");
+        };
+        let (train_size, batch, momentum) = (train_sizes[n], batches[b], momenta[mom]);
+        if batch > train_size && t.skip_batch_above_n {
+            skipped += 1;
+            continue;
+        }
+        let dataset = datasets[ds];
+        let mut data = DataConfig::new(dataset, train_size, test_sizes[m]);
+        data.data_seed = data_seeds[dseed];
+        data.dim = dims[dim].or(data.dim);
+        data.classes = classes[cls].or(data.classes);
+        data.label_noise = noises[noise].or(data.label_noise);
+        data.teacher_hidden = teacher_hidden[th].or(data.teacher_hidden);
+        data.separation = separations[sep].or(data.separation);
+        data.fill_defaults();
+        data.data_dir = data_dir.clone();
+        data.fingerprint = fingerprints.get(&dataset).cloned().flatten();
+        let (lr, g) = if from_noise {
+            let derived = lr_for_noise_scale(lrs[lr], train_size, batch, momentum);
+            (spec::round_sig(derived), Some(lrs[lr]))
+        } else {
+            (lrs[lr], None)
+        };
+        let cfg = RunConfig {
+            trainer_version: TRAINER_VERSION,
+            data,
+            model: ModelConfig {
+                kind: kinds[kind],
+                hidden: hiddens[hid].clone(),
+            },
+            lr,
+            batch_size: batch,
+            momentum,
+            nesterov: nesterovs[nes],
+            weight_decay: decays[wd],
+            budget,
+            schedule: schedules[sch].clone(),
+            seed: seeds[s],
+            noise_scale: g,
+            divergence_factor: divergence,
+        };
+        cfg.validate().map_err(|e| {
+            let hint = if e.to_string().contains("larger than the training set") {
+                " (set `skip_batch_above_n = true` under [train] to drop such cells)"
+            } else {
+                ""
+            };
+            Error::Sweep(format!("{}: cell {}: {e}{hint}", src.path, describe(&cfg)))
+        })?;
+        cells.push(cfg);
+    }
+    if cells.is_empty() {
+        return Err(Error::Sweep(format!(
+            "{}: the sweep has no cells ({skipped} dropped because batch_size > train_size)",
+            src.path
+        )));
+    }
+    // Two axis values that resolve to the same config would be one run counted twice.
+    let mut seen = std::collections::HashSet::new();
+    for c in &cells {
+        if !seen.insert(c.run_id()) {
+            return Err(Error::Sweep(format!(
+                "{}: cell {} appears twice (repeated axis values?)",
+                src.path,
+                describe(c)
+            )));
+        }
+    }
+    Ok(Sweep {
+        name,
+        description: f.description.clone(),
+        path: src.path.to_string(),
+        spec: src.text.to_string(),
+        spec_hash: blake3::hash(src.text.as_bytes()).to_hex()[..16].to_string(),
+        metric,
+        select,
+        axes,
+        cells,
+        skipped,
+    })
+}
+
+/// Every combination of one index per axis, last axis fastest (row-major order).
+struct Odometer {
+    lens: Vec<usize>,
+    next: Option<Vec<usize>>,
+}
+
+impl Odometer {
+    fn new(lens: &[usize]) -> Self {
+        let next = (!lens.contains(&0)).then(|| vec![0; lens.len()]);
+        Odometer {
+            lens: lens.to_vec(),
+            next,
+        }
+    }
+}
+
+impl Iterator for Odometer {
+    type Item = Vec<usize>;
+    fn next(&mut self) -> Option<Vec<usize>> {
+        let current = self.next.take()?;
+        let mut succ = current.clone();
+        for i in (0..succ.len()).rev() {
+            succ[i] += 1;
+            if succ[i] < self.lens[i] {
+                self.next = Some(succ);
+                break;
+            }
+            succ[i] = 0;
+        }
+        Some(current)
+    }
+}
+
+fn one_integer(src: &Source, key: &str, v: &Spanned<Value>) -> Result<u64> {
+    match src.integers(key, v)?[..] {
+        [x] => Ok(x),
+        _ => Err(src.error(v.span(), format!("`{key}` takes one number, not an axis"))),
+    }
+}
+
+/// `schedule = "constant"`, `{ kind = "...", milestones = [...], factor = k }`, or a list.
+fn schedules(src: &Source, v: &Spanned<Value>) -> Result<Vec<Schedule>> {
+    let one =
+        |x: &Value| -> Result<Schedule> {
+            match x {
+            Value::String(s) if s == "constant" => Ok(Schedule::Constant),
+            Value::String(s) => Err(src.error(
+                v.span(),
+                format!(
+                    "unknown schedule {s:?}: use \"constant\" or a table {{ kind = \"decay-lr\" | \
+                     \"increase-batch\" | \"hybrid\", milestones = [...], factor = k }}"
+                ),
+            )),
+            Value::Table(t) => {
+                let s: Schedule = Value::Table(t.clone()).try_into().map_err(|e: toml::de::Error| {
+                    src.error(v.span(), format!("schedule: {}", e.message().trim()))
+                })?;
+                Ok(s)
+            }
+            other => Err(src.error(
+                v.span(),
+                format!("schedule is a {}, expected a name or a table", other.type_str()),
+            )),
+        }
+        };
+    let list = match v.get_ref() {
+        Value::Array(items) if items.is_empty() => {
+            return Err(src.error(v.span(), "`schedule` is an empty axis"));
+        }
+        Value::Array(items) => items.iter().map(one).collect::<Result<Vec<_>>>()?,
+        x => vec![one(x)?],
+    };
+    for s in &list {
+        let probe = RunConfig {
+            schedule: s.clone(),
+            ..crate::config::example_config()
+        };
+        probe
+            .validate()
+            .map_err(|e| src.error(v.span(), e.to_string()))?;
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+name = "t"
+[data]
+train_size = [100, 200]
+test_size = 50
+[model]
+hidden = [16]
+[train]
+lr = { logspace = [0.01, 1.0], num = 3 }
+batch_size = { pow2 = [8, 64] }
+momentum = [0.0, 0.9]
+epochs = 2
+seeds = 2
+"#;
+
+    #[test]
+    fn grid_expands_with_seeds_outermost_and_distinct_ids() {
+        let s = parse_sweep("t.toml", OK).unwrap();
+        assert_eq!(s.cells.len(), 2 * 2 * 2 * 3 * 4);
+        assert!(s.cells[..48].iter().all(|c| c.seed == 1));
+        assert_eq!(s.cells[0].lr, 0.01);
+        assert_eq!(s.cells[0].batch_size, 8);
+        assert_eq!(s.cells[1].batch_size, 16);
+        let ids: std::collections::HashSet<_> = s.cells.iter().map(|c| c.run_id()).collect();
+        assert_eq!(ids.len(), s.cells.len());
+        // Same text, same cells.
+        let again = parse_sweep("t.toml", OK).unwrap();
+        assert_eq!(again.cells, s.cells);
+    }
+
+    #[test]
+    fn noise_scale_axis_derives_the_learning_rate() {
+        let text = OK.replace(
+            "lr = { logspace = [0.01, 1.0], num = 3 }",
+            "noise_scale = [100]",
+        );
+        let s = parse_sweep("t.toml", &text).unwrap();
+        for c in &s.cells {
+            let want = 100.0 * c.batch_size as f64 * (1.0 - c.momentum) / c.data.train_size as f64;
+            assert!((c.lr - want).abs() < 1e-12 * want);
+            assert_eq!(c.noise_scale, Some(100.0));
+        }
+    }
+
+    fn err(text: &str) -> String {
+        parse_sweep("bad.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_files_are_rejected_with_a_position_or_the_cell() {
+        let e = err(&OK.replace("seeds = 2", "seeds = 2\nbogus = 1"));
+        assert!(e.starts_with("bad.toml:13:1") && e.contains("bogus"), "{e}");
+        let e = err(&OK.replace("epochs = 2", "epochs = \"two\""));
+        assert!(e.starts_with("bad.toml:12:") && e.contains("epochs"), "{e}");
+        let e = err(&OK.replace("momentum = [0.0, 0.9]", "momentum = []"));
+        assert!(
+            e.starts_with("bad.toml:11:") && e.contains("empty axis"),
+            "{e}"
+        );
+        let e = err(&OK.replace("momentum = [0.0, 0.9]", "momentum = [0.0, 1.0]"));
+        assert!(
+            e.starts_with("bad.toml:11:") && e.contains("momentum") && e.contains('1'),
+            "{e}"
+        );
+        let e = err(&OK.replace("{ logspace = [0.01, 1.0], num = 3 }", "[0.1, -0.5]"));
+        assert!(e.starts_with("bad.toml:9:") && e.contains("-0.5"), "{e}");
+        let e = err(&OK.replace("pow2 = [8, 64]", "pow2 = [8, 128]"));
+        assert!(
+            e.contains("cell") && e.contains("batch_size=128") && e.contains("train_size=100"),
+            "{e}"
+        );
+        let e = err(&OK.replace("seeds = 2", "seeds = 2\nschedule = \"cosine\""));
+        assert!(e.starts_with("bad.toml:14:") && e.contains("cosine"), "{e}");
+        let e = err(&OK.replace(
+            "seeds = 2",
+            "seeds = 2\nschedule = { kind = \"decay-lr\", milestones = [0.5], factor = 0.5 }",
+        ));
+        assert!(e.contains("factor"), "{e}");
+        let e = err("name = \"x\"\n[train\n");
+        assert!(e.starts_with("bad.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn skip_batch_above_n_drops_cells_instead() {
+        let text = OK
+            .replace("pow2 = [8, 64]", "pow2 = [8, 128]")
+            .replace("seeds = 2", "seeds = 2\nskip_batch_above_n = true");
+        let s = parse_sweep("t.toml", &text).unwrap();
+        assert_eq!(s.skipped, 2 * 2 * 3);
+        assert!(s.cells.iter().all(|c| c.batch_size <= c.data.train_size));
+    }
+
+    #[test]
+    fn schedules_parse_as_tables_and_lists() {
+        let text = OK.replace(
+            "seeds = 2",
+            "seeds = 1\nschedule = [\"constant\", { kind = \"increase-batch\", milestones = [0.5], factor = 2 }]",
+        );
+        let s = parse_sweep("t.toml", &text).unwrap();
+        let modes: std::collections::BTreeSet<_> =
+            s.cells.iter().map(|c| c.schedule.mode()).collect();
+        assert_eq!(
+            modes.into_iter().collect::<Vec<_>>(),
+            vec!["constant", "increase-batch"]
+        );
+    }
+}
