@@ -43,6 +43,7 @@ CREATE TABLE runs (
     attempt           INTEGER NOT NULL DEFAULT 0,
     failures          INTEGER NOT NULL DEFAULT 0,
     claimed_by        TEXT,
+    worker            TEXT,
     heartbeat_at      REAL,
     started_at        REAL,
     finished_at       REAL,

@@ -44,8 +44,8 @@ pub enum Error {
     #[error("tensor error: {0}")]
     Tensor(#[from] candle_core::Error),
 
-    /// The results database failed.
-    #[error("database error: {0}")]
+    /// The results database failed (the message names the database file).
+    #[error("{0}")]
     Db(String),
 
     /// A query given by the user was refused or is malformed.

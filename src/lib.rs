@@ -8,6 +8,7 @@
 //! Boundaries: the trainer knows nothing of tokio or sqlx; the database layer knows nothing of
 //! candle; fits and plot data are pure functions; only [`cli`] turns errors into messages.
 
+pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::config::{DataConfig, RunConfig};
@@ -95,18 +95,48 @@ impl SchedulerReport {
     }
 }
 
-/// Messages to the one writer task.
+/// Messages to the one writer task. Outcomes carry an acknowledgement, so the scheduler knows
+/// the run's new state is in the database before it looks for more work.
 enum Write {
     Epoch(EpochRow),
     Finish {
         run: ClaimedRun,
         outcome: RunOutcome,
         last: Option<EpochMetrics>,
+        ack: oneshot::Sender<Result<bool>>,
     },
     Fail {
         run: ClaimedRun,
         error: String,
+        ack: oneshot::Sender<Result<bool>>,
     },
+}
+
+/// Sends an outcome to the writer and waits until it is written. Returns false when the claim
+/// had been lost (another process took the run over).
+async fn write_outcome(
+    tx: &mpsc::UnboundedSender<Write>,
+    run: ClaimedRun,
+    result: Result<(RunOutcome, Option<EpochMetrics>)>,
+) -> Result<bool> {
+    let (ack, done) = oneshot::channel();
+    let msg = match result {
+        Ok((outcome, last)) => Write::Finish {
+            run,
+            outcome,
+            last,
+            ack,
+        },
+        Err(e) => Write::Fail {
+            run,
+            error: e.to_string(),
+            ack,
+        },
+    };
+    tx.send(msg)
+        .map_err(|_| Error::Db("the database writer has stopped".into()))?;
+    done.await
+        .map_err(|_| Error::Db("the database writer has stopped".into()))?
 }
 
 /// Loaded data sets shared by the runs of a process (a sweep's cells share few data sets).
@@ -231,8 +261,8 @@ pub async fn run_pending(
                     continue;
                 }
             };
-            match result {
-                Ok((outcome, last)) => {
+            match &result {
+                Ok((outcome, _)) => {
                     report.train_s += outcome.wall_s;
                     match &outcome.state {
                         RunState::Completed => report.completed += 1,
@@ -243,17 +273,15 @@ pub async fn run_pending(
                         progress
                             .finished(matches!(outcome.state, RunState::Diverged { .. }), false);
                     }
-                    let _ = tx.send(Write::Finish { run, outcome, last });
                 }
                 Err(e) => {
                     report.failed += 1;
                     progress.finished(false, true);
                     progress.println(&format!("run {} failed: {e}", run.id));
-                    let _ = tx.send(Write::Fail {
-                        run,
-                        error: e.to_string(),
-                    });
                 }
+            }
+            if !write_outcome(&tx, run, result).await? {
+                report.lost += 1;
             }
         }
         Ok(())
@@ -266,27 +294,18 @@ pub async fn run_pending(
     }
     while let Some(joined) = running.join_next().await {
         if let Ok((run, res)) = joined {
-            match res {
-                Ok((outcome, last)) => {
-                    let _ = tx.send(Write::Finish { run, outcome, last });
-                }
-                Err(e) => {
-                    let _ = tx.send(Write::Fail {
-                        run,
-                        error: e.to_string(),
-                    });
-                }
+            if let Ok(false) = write_outcome(&tx, run, res).await {
+                report.lost += 1;
             }
         }
     }
     drop(tx);
-    let lost = writer
+    writer
         .await
         .map_err(|e| Error::Db(format!("database writer task failed: {e}")))??;
     heartbeat.abort();
     progress.finish();
     result?;
-    report.lost = lost;
     report.interrupted = stop.load(Ordering::SeqCst);
     report.wall_s = start.elapsed().as_secs_f64();
     Ok(report)
@@ -340,15 +359,13 @@ fn spawn_job(set: &mut JoinSet<JobResult>, job: Job) {
 }
 
 /// The one task that writes to the database: epoch rows are batched into one transaction per
-/// burst; outcomes are written after the epochs that precede them. Returns how many outcomes
-/// could not be written because the claim had been lost.
+/// burst; an outcome is written after the epochs that precede it, and acknowledged.
 async fn writer_task(
     store: Store,
     token: String,
     mut rx: mpsc::UnboundedReceiver<Write>,
     max_failures: i64,
-) -> Result<u64> {
-    let mut lost = 0;
+) -> Result<()> {
     let mut batch: Vec<EpochRow> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut pending = vec![first];
@@ -362,30 +379,31 @@ async fn writer_task(
         for msg in pending {
             match msg {
                 Write::Epoch(row) => batch.push(row),
-                Write::Finish { run, outcome, last } => {
+                Write::Finish {
+                    run,
+                    outcome,
+                    last,
+                    ack,
+                } => {
                     store.record_epochs(&batch).await?;
                     batch.clear();
-                    if !store
+                    let written = store
                         .finish_run(&run.id, run.attempt, &token, &outcome, last.as_ref())
-                        .await?
-                    {
-                        lost += 1;
-                    }
+                        .await;
+                    let _ = ack.send(written);
                 }
-                Write::Fail { run, error } => {
+                Write::Fail { run, error, ack } => {
                     store.record_epochs(&batch).await?;
                     batch.clear();
-                    if !store
+                    let written = store
                         .fail_run(&run.id, run.attempt, &token, &error, max_failures)
-                        .await?
-                    {
-                        lost += 1;
-                    }
+                        .await;
+                    let _ = ack.send(written);
                 }
             }
         }
         store.record_epochs(&batch).await?;
         batch.clear();
     }
-    Ok(lost)
+    Ok(())
 }

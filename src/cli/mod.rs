@@ -1,6 +1,7 @@
 //! The command line: argument parsing (clap), the tokio runtime, Ctrl-C, and the one place where
 //! errors become one-line messages and exit codes.
 
+mod analysis;
 mod run;
 mod train;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Worker(run::WorkerArgs),
     /// Counts per state, running runs, failures.
     Status(run::StatusArgs),
+    /// Fit the scaling rules to a sweep's runs and store the result.
+    Fit(analysis::FitArgs),
     /// Train one run and print one JSON object per epoch, then a summary line.
     #[command(allow_negative_numbers = true)]
     Train(CellArgs),
@@ -154,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sweep(SweepCommand::Show(args)) => run::show(args).await,
         Command::Worker(args) => run::worker(args).await,
         Command::Status(args) => run::status(args).await,
+        Command::Fit(args) => analysis::fit(args).await,
         Command::Train(args) => train::run(args).await,
     }
 }

@@ -28,6 +28,9 @@ pub struct RunArgs {
     /// Give FAILED runs of this sweep a fresh set of retries.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Only register the sweep and enqueue its cells (for `scalelab worker`s to train).
+    #[arg(long)]
+    pub enqueue_only: bool,
     /// Seconds without a heartbeat after which another process's run is presumed dead.
     #[arg(long, default_value_t = 60.0)]
     pub stale_after: f64,
@@ -131,9 +134,10 @@ fn print_report(r: &SchedulerReport) {
         return;
     }
     println!(
-        "trained {} runs in {:.1} s with {} job{}: {} completed, {} diverged, {} failed \
+        "trained {} run{} in {:.1} s with {} job{}: {} completed, {} diverged, {} failed \
          (training {:.1}% of job time){}",
         r.trained(),
+        if r.trained() == 1 { "" } else { "s" },
         r.wall_s,
         r.jobs,
         if r.jobs == 1 { "" } else { "s" },
@@ -187,6 +191,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.db.db.display(),
         to_do
     );
+    if args.enqueue_only {
+        store.close().await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut interrupted = false;
     if to_do > 0 {
         let opts = SchedulerOptions {
@@ -206,6 +214,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if interrupted {
         store.close().await;
         return Err(Error::Interrupted.into());
+    }
+    if !args.no_report {
+        super::analysis::fit_after_run(&store, &sweep.name).await?;
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -339,7 +350,6 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let axes: Vec<Vec<String>> = sweep
         .axes
         .iter()
-        .filter(|(_, v)| v.len() > 1 || matches!(v.first(), Some(_)))
         .map(|(k, v)| vec![k.clone(), v.len().to_string(), v.join(", ")])
         .collect();
     println!("{}", table(&["axis", "values", ""], &axes));

@@ -71,7 +71,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.begin_write().await?;
         let mut written = 0;
         for r in rows {
             let m = &r.metrics;

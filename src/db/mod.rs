@@ -17,8 +17,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::error::{Error, Result};
 
-/// How long a statement waits for another process's write lock before giving up.
+/// How long a statement waits for another process's write lock before giving up, unless the
+/// environment variable `SCALELAB_BUSY_TIMEOUT` gives another number of seconds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn busy_timeout() -> Duration {
+    std::env::var("SCALELAB_BUSY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(BUSY_TIMEOUT, Duration::from_secs_f64)
+}
 
 /// A run's state (stored lowercase in `runs.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,10 +115,10 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(busy_timeout());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .acquire_timeout(BUSY_TIMEOUT + Duration::from_secs(5))
+            .acquire_timeout(busy_timeout() + Duration::from_secs(5))
             .connect_with(opts)
             .await
             .map_err(|e| db_error(path, e))?;
@@ -117,13 +126,26 @@ impl Store {
             pool,
             path: path.to_path_buf(),
         };
-        sqlx::migrate!()
-            .run(&store.pool)
-            .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => db_error(path, e),
-                other => Error::Db(format!("{}: migration failed: {other}", path.display())),
-            })?;
+        // Two processes may create the same new database at once: the loser of the race sees
+        // "table already exists" (the winner's migration committed meanwhile) and, on retrying,
+        // finds the migration applied.
+        let mut tries = 0;
+        loop {
+            match sqlx::migrate!().run(&store.pool).await {
+                Ok(()) => break,
+                Err(_) if tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+                }
+                Err(sqlx::migrate::MigrateError::Execute(e)) => return Err(db_error(path, e)),
+                Err(other) => {
+                    return Err(Error::Db(format!(
+                        "{}: migration failed: {other}",
+                        path.display()
+                    )));
+                }
+            }
+        }
         Ok(store)
     }
 
@@ -136,16 +158,28 @@ impl Store {
                 path.display()
             )));
         }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .read_only(true)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(opts)
-            .await
-            .map_err(|e| db_error(path, e))?;
+        let connect = |immutable: bool| {
+            let opts = SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true)
+                .immutable(immutable)
+                .foreign_keys(true)
+                .busy_timeout(busy_timeout());
+            SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(opts)
+        };
+        let probe = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'runs'";
+        let mut pool = connect(false).await.map_err(|e| db_error(path, e))?;
+        if let Err(e) = sqlx::query(probe).fetch_optional(&pool).await {
+            // A WAL database in a directory we cannot write to cannot create its shared-memory
+            // file; nobody can be writing to it then, so it is safe to read it as immutable.
+            if !e.to_string().to_lowercase().contains("readonly") {
+                return Err(db_error(path, e));
+            }
+            pool.close().await;
+            pool = connect(true).await.map_err(|e| db_error(path, e))?;
+        }
         let store = Store {
             pool,
             path: path.to_path_buf(),
@@ -168,6 +202,16 @@ impl Store {
     /// The connection pool, for the query modules.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// Begins a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so it
+    /// waits for other writers (up to the busy timeout) instead of failing when it upgrades a
+    /// read to a write.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// The database file.
@@ -197,8 +241,8 @@ pub fn db_error(path: &Path, e: sqlx::Error) -> Error {
         )
     } else if lower.contains("database is locked") || lower.contains("busy") {
         format!(
-            "database {p} is locked by another process (waited {} s): {text}",
-            BUSY_TIMEOUT.as_secs()
+            "database {p} is locked by another process (waited {:.0} s): {text}",
+            busy_timeout().as_secs_f64()
         )
     } else if lower.contains("unable to open") {
         format!("cannot open database {p}: {text}")

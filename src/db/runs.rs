@@ -59,7 +59,7 @@ impl Store {
     /// One `UPDATE … RETURNING`: two processes never claim the same run.
     pub async fn claim_next(&self, sweep: Option<&str>, token: &str) -> Result<Option<ClaimedRun>> {
         let now = provenance::now();
-        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.begin_write().await?;
         // Sweep order for a sweep (its cells' positions); creation order for any sweep.
         let pick = if sweep.is_some() {
             "SELECT s.run_id FROM sweep_runs s JOIN runs r ON r.id = s.run_id \
@@ -69,7 +69,7 @@ impl Store {
         };
         let sql = format!(
             "UPDATE runs SET state = 'running', attempt = attempt + 1, claimed_by = ?2, \
-             heartbeat_at = ?3, started_at = ?3, finished_at = NULL, host = ?4, threads = ?5, \
+             worker = ?2, heartbeat_at = ?3, started_at = ?3, finished_at = NULL, host = ?4, threads = ?5, \
              scalelab_version = ?6, git_revision = ?7 \
              WHERE id = ({pick}) AND state = 'pending' \
              RETURNING id, config, attempt"
@@ -128,7 +128,7 @@ impl Store {
             if !(stale || dead) {
                 continue;
             }
-            let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+            let mut tx = self.begin_write().await?;
             let n = sqlx::query(
                 "UPDATE runs SET state = 'pending', claimed_by = NULL, heartbeat_at = NULL \
                  WHERE id = ? AND attempt = ? AND state = 'running'",
@@ -211,7 +211,7 @@ impl Store {
         error: &str,
         max_failures: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE runs SET failures = failures + 1, error = ?, claimed_by = NULL, \
              finished_at = ?, \
@@ -241,7 +241,7 @@ impl Store {
 
     /// Gives a claimed run back (interrupted by the user): PENDING again, partial metrics gone.
     pub async fn release_run(&self, id: &str, attempt: i64, token: &str) -> Result<bool> {
-        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.begin_write().await?;
         let n = sqlx::query(
             "UPDATE runs SET state = 'pending', claimed_by = NULL, heartbeat_at = NULL \
              WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",

@@ -54,7 +54,7 @@ impl Store {
     /// Registers (or re-registers) a sweep and enqueues its cells, in one transaction.
     pub async fn register_sweep(&self, sweep: &Sweep) -> Result<Enqueued> {
         let now = provenance::now();
-        let mut tx = self.pool().begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self.begin_write().await?;
         let old_hash: Option<String> =
             sqlx::query_scalar("SELECT spec_hash FROM sweeps WHERE name = ?")
                 .bind(&sweep.name)

@@ -282,15 +282,17 @@ mod tests {
             let w = Tensor::new(&[1f32], &Device::Cpu).unwrap();
             let g = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
             let mut buf = vec![0.2f32];
-            let op = SgdUpdate {
-                lr: 0.1,
-                momentum: 0.9,
-                weight_decay: wd,
-                nesterov,
-                buf: RefCell::new(&mut buf),
-            };
-            w.inplace_op2(&g, &op).unwrap();
-            drop(op);
+            w.inplace_op2(
+                &g,
+                &SgdUpdate {
+                    lr: 0.1,
+                    momentum: 0.9,
+                    weight_decay: wd,
+                    nesterov,
+                    buf: RefCell::new(&mut buf),
+                },
+            )
+            .unwrap();
             let got = w.to_vec1::<f32>().unwrap()[0];
             assert!(
                 (got - want_w).abs() < 1e-6,

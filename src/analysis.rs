@@ -1,0 +1,289 @@
+//! The glue between the database and the pure fits: load a sweep's runs as [`RunInput`]s,
+//! fit them, store the result in `fits`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::config::RunConfig;
+use crate::db::Store;
+use crate::error::{Error, Result};
+use crate::fit::{EpochPoint, FitOptions, FitReport, MetricKind, RunInput};
+use crate::provenance;
+
+/// Flattens a JSON value into `path → value` pairs (`data.train_size → 1000`).
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Short, readable names of the config fields that vary across a sweep.
+fn short(key: &str) -> &str {
+    match key {
+        "data.train_size" => "N",
+        "model.hidden" => "hidden",
+        "data.dataset" => "dataset",
+        "schedule" | "schedule.kind" => "schedule",
+        "noise_scale" => "g",
+        other => other.rsplit('.').next().unwrap_or(other),
+    }
+}
+
+/// Grouping keys of each run: `cell` (all that varies but batch size and seed) and
+/// `schedule_group` (all that varies but the schedule and the seed). Labels name only the
+/// fields that vary across `configs`, so they stay short ("lr=0.0117", "N=1000 lr=0.01 m=0.9").
+pub fn group_labels(configs: &[RunConfig]) -> Vec<(String, String)> {
+    let flat: Vec<BTreeMap<String, String>> = configs
+        .iter()
+        .map(|c| {
+            let mut m = BTreeMap::new();
+            let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+            if let Some(data) = v.get_mut("data").and_then(Value::as_object_mut) {
+                data.remove("data_dir");
+            }
+            flatten("", &v, &mut m);
+            m
+        })
+        .collect();
+    let keys: BTreeSet<&String> = flat.iter().flat_map(|m| m.keys()).collect();
+    let varying: Vec<&String> = keys
+        .into_iter()
+        .filter(|k| {
+            let first = flat.first().and_then(|m| m.get(*k));
+            flat.iter().any(|m| m.get(*k) != first)
+        })
+        .collect();
+    let is_lr_derived = configs.iter().any(|c| c.noise_scale.is_some());
+    let make = |digits: Option<usize>| -> Vec<(String, String)> {
+        let show = |v: &str| -> String {
+            let v = v.trim_matches('"');
+            match (digits, v.parse::<f64>()) {
+                (Some(d), Ok(x)) if v.contains('.') || v.contains('e') => format_sig(x, d),
+                _ => v.to_string(),
+            }
+        };
+        flat.iter()
+            .map(|m| {
+                let label = |skip: &dyn Fn(&str) -> bool| -> String {
+                    let parts: Vec<String> = varying
+                        .iter()
+                        .filter(|k| !skip(k))
+                        .map(|k| {
+                            format!("{}={}", short(k), m.get(*k).map_or("-".into(), |s| show(s)))
+                        })
+                        .collect();
+                    if parts.is_empty() {
+                        "all".to_string()
+                    } else {
+                        parts.join(" ")
+                    }
+                };
+                // With a noise-scale axis, lr follows B inside a cell: not a cell coordinate.
+                let cell = label(&|k: &str| {
+                    k == "batch_size" || k == "seed" || (is_lr_derived && k == "lr")
+                });
+                let group = label(&|k: &str| k == "seed" || k.starts_with("schedule"));
+                (cell, group)
+            })
+            .collect()
+    };
+    let full = make(None);
+    let short_labels = make(Some(4));
+    // Short labels only if they keep distinct cells (and groups) distinct.
+    let injective = |pick: fn(&(String, String)) -> &String| {
+        let mut seen: HashMap<&String, &String> = HashMap::new();
+        full.iter()
+            .zip(&short_labels)
+            .all(|(f, s)| *seen.entry(pick(s)).or_insert(pick(f)) == pick(f))
+    };
+    if injective(|p| &p.0) && injective(|p| &p.1) {
+        short_labels
+    } else {
+        full
+    }
+}
+
+/// `x` with `digits` significant digits, without trailing zeros (0.0117, 1000, 3.2e-5).
+pub fn format_sig(x: f64, digits: usize) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if !(-4..6).contains(&mag) {
+        return format!("{:.*e}", digits.saturating_sub(1), x);
+    }
+    let decimals = (digits as i32 - 1 - mag).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    config: String,
+    state: String,
+    steps: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EpochRow {
+    run_id: String,
+    epoch: i64,
+    step: i64,
+    samples: i64,
+    value: Option<f64>,
+}
+
+/// The completed and diverged runs of a sweep, with the chosen metric per epoch.
+pub async fn load_fit_inputs(
+    store: &Store,
+    sweep: &str,
+    metric: MetricKind,
+) -> Result<Vec<RunInput>> {
+    let runs: Vec<RunRow> = sqlx::query_as(
+        "SELECT r.id, r.config, r.state, r.steps FROM runs r \
+         JOIN sweep_runs s ON s.run_id = r.id \
+         WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY s.position",
+    )
+    .bind(sweep)
+    .fetch_all(store.pool())
+    .await
+    .map_err(|e| store.err(e))?;
+    // The metric's column name comes from a closed enum, never from user text.
+    let column = match metric {
+        MetricKind::TestAcc => "test_acc",
+        MetricKind::TestLoss => "test_loss",
+        MetricKind::TrainLoss => "train_loss",
+        MetricKind::TrainAcc => "train_acc",
+    };
+    let sql = format!(
+        "SELECT m.run_id, m.epoch, m.step, m.samples, m.{column} AS value FROM epoch_metrics m \
+         JOIN sweep_runs s ON s.run_id = m.run_id \
+         JOIN runs r ON r.id = m.run_id \
+         WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY m.run_id, m.epoch"
+    );
+    let epochs: Vec<EpochRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(sweep)
+        .fetch_all(store.pool())
+        .await
+        .map_err(|e| store.err(e))?;
+    let mut curves: HashMap<String, Vec<EpochPoint>> = HashMap::new();
+    for e in epochs {
+        curves.entry(e.run_id).or_default().push(EpochPoint {
+            epoch: e.epoch as u32,
+            step: e.step as u64,
+            samples: e.samples as u64,
+            value: e.value,
+        });
+    }
+    let configs: Vec<RunConfig> = runs
+        .iter()
+        .map(|r| {
+            serde_json::from_str(&r.config)
+                .map_err(|e| Error::Db(format!("run {}: stored config is not valid: {e}", r.id)))
+        })
+        .collect::<Result<_>>()?;
+    let labels = group_labels(&configs);
+    Ok(runs
+        .into_iter()
+        .zip(configs)
+        .zip(labels)
+        .map(|((r, c), (cell, group))| RunInput {
+            curve: curves.remove(&r.id).unwrap_or_default(),
+            run_id: r.id,
+            cell,
+            schedule_group: group,
+            lr: c.lr,
+            batch_size: c.batch_size,
+            momentum: c.momentum,
+            train_size: c.data.train_size,
+            test_size: c.data.test_size,
+            classes: c.data.num_classes(),
+            seed: c.seed,
+            schedule: c.schedule.mode().to_string(),
+            diverged: r.state == "diverged",
+            steps: r.steps.unwrap_or(0).max(0) as u64,
+        })
+        .collect())
+}
+
+/// Fits a sweep and stores the report in `fits`.
+pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<FitReport> {
+    let runs = load_fit_inputs(store, sweep, opts.metric).await?;
+    if runs.is_empty() {
+        return Err(Error::Query(format!(
+            "sweep {sweep} has no completed or diverged runs yet: train it first (scalelab run)"
+        )));
+    }
+    let report = crate::fit::fit_all(&runs, opts);
+    let json = serde_json::to_string(&report)
+        .map_err(|e| Error::Db(format!("cannot serialise the fit report: {e}")))?;
+    sqlx::query(
+        "INSERT INTO fits (sweep, kind, metric, select_rule, result, created_at) \
+         VALUES (?, 'all', ?, ?, ?, ?)",
+    )
+    .bind(sweep)
+    .bind(opts.metric.name())
+    .bind(opts.select.to_string())
+    .bind(json)
+    .bind(provenance::now())
+    .execute(store.pool())
+    .await
+    .map_err(|e| store.err(e))?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::example_config;
+
+    #[test]
+    fn labels_name_only_what_varies() {
+        let mut a = example_config();
+        let mut b = example_config();
+        b.batch_size = 64;
+        let mut c = example_config();
+        c.lr = 0.3;
+        a.seed = 1;
+        let labels = group_labels(&[a, b, c]);
+        assert_eq!(labels[0].0, "lr=0.1");
+        assert_eq!(
+            labels[0].0, labels[1].0,
+            "batch size is not a cell coordinate"
+        );
+        assert_eq!(labels[2].0, "lr=0.3");
+        assert_eq!(labels[0].1, "batch_size=32 lr=0.1");
+        assert_eq!(labels[1].1, "batch_size=64 lr=0.1");
+        // Long values are shortened, unless that would merge cells.
+        let mut d = example_config();
+        d.lr = 0.0116960709529;
+        let mut e = example_config();
+        e.lr = 0.0116960709;
+        assert_eq!(
+            group_labels(&[d.clone(), example_config()])[0].0,
+            "lr=0.0117"
+        );
+        let l = group_labels(&[d, e]);
+        assert_ne!(l[0].0, l[1].0);
+        assert_eq!(format_sig(3.2e-5, 2), "3.2e-5");
+        assert_eq!(format_sig(1000.0, 4), "1000");
+    }
+}

@@ -1,0 +1,112 @@
+//! `scalelab fit` (and, after a sweep, the fits and the report).
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::DbArg;
+use crate::db::Store;
+use crate::error::Error;
+use crate::fit::{FitOptions, FitReport, MetricKind, Select};
+
+/// Output formats of `fit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FitFormat {
+    /// Aligned tables.
+    Table,
+    /// The full report as JSON (shape in docs/fits.md).
+    Json,
+}
+
+/// `scalelab fit SWEEP`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// The sweep's name or file.
+    pub sweep: String,
+    #[command(flatten)]
+    pub db: DbArg,
+    /// test_acc | test_loss | train_loss | train_acc (default: the sweep's `[eval] metric`).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// final | best | median-last-5 (default: the sweep's `[eval] select`).
+    #[arg(long)]
+    pub select: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FitFormat::Table)]
+    pub format: FitFormat,
+    /// Bootstrap resamples for the B_opt intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap (the result is reproducible bit for bit).
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap_seed: u64,
+    /// Equivalence margin of the schedule comparison, in metric units.
+    #[arg(long, default_value_t = 0.01)]
+    pub margin: f64,
+}
+
+/// The fit options for a sweep: its stored defaults, overridden by the flags given.
+pub(super) async fn fit_options(
+    store: &Store,
+    sweep: &str,
+    metric: Option<&str>,
+    select: Option<&str>,
+) -> anyhow::Result<FitOptions> {
+    let row = store.sweep(sweep).await?.ok_or_else(|| {
+        Error::Query(format!(
+            "no sweep named {sweep:?} in {}",
+            store.path().display()
+        ))
+    })?;
+    let metric: MetricKind = metric
+        .unwrap_or(&row.metric)
+        .parse()
+        .map_err(|e| Error::config("metric", format!("{e}")))?;
+    let select: Select = select
+        .unwrap_or(&row.select_rule)
+        .parse()
+        .map_err(|e| Error::config("select", format!("{e}")))?;
+    Ok(FitOptions {
+        metric,
+        select,
+        ..FitOptions::default()
+    })
+}
+
+pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
+    let name = super::run::sweep_name(&args.sweep)?;
+    if !(args.margin.is_finite() && args.margin > 0.0) {
+        return Err(Error::config("margin", format!("must be > 0, got {}", args.margin)).into());
+    }
+    let store = Store::open(&args.db.db).await?;
+    let mut opts = fit_options(
+        &store,
+        &name,
+        args.metric.as_deref(),
+        args.select.as_deref(),
+    )
+    .await?;
+    opts.bootstrap = args.bootstrap;
+    opts.bootstrap_seed = args.bootstrap_seed;
+    opts.equivalence_margin = args.margin;
+    let report = crate::analysis::fit_sweep(&store, &name, &opts).await?;
+    store.close().await;
+    print_fit(&report, args.format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_fit(report: &FitReport, format: FitFormat) -> anyhow::Result<()> {
+    match format {
+        FitFormat::Table => println!("{}", crate::fit::render_tables(report)),
+        FitFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+    }
+    Ok(())
+}
+
+/// After `scalelab run`: fit the sweep with its defaults and print the tables.
+pub(super) async fn fit_after_run(store: &Store, sweep: &str) -> anyhow::Result<FitReport> {
+    let opts = fit_options(store, sweep, None, None).await?;
+    let report = crate::analysis::fit_sweep(store, sweep, &opts).await?;
+    println!("{}", crate::fit::render_tables(&report));
+    Ok(report)
+}

@@ -1,0 +1,711 @@
+//! `scalelab run` as users drive it: real processes, a real SQLite file, kill -9, Ctrl-C, two
+//! processes on one database, bad sweep files, unusable databases.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use scalelab::db::Store;
+
+fn scalelab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
+    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
+    c
+}
+
+fn run_ok(args: &[&str]) -> Output {
+    let out = scalelab().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scalelab {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A sweep of `cells` runs (seeds) of a few tenths of a second each.
+fn write_sweep(dir: &Path, name: &str, seeds: u32, epochs: u32) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+name = "{name}"
+[data]
+dataset = "teacher"
+train_size = 1000
+test_size = 500
+[model]
+hidden = [64]
+[train]
+lr = [0.01, 0.03]
+batch_size = [8, 32]
+momentum = 0.9
+epochs = {epochs}
+seeds = {seeds}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn count(db: &Path, sql: &'static str) -> i64 {
+    try_count(db, sql).unwrap_or_else(|| panic!("cannot read {}", db.display()))
+}
+
+/// The number, or None while the database is not (yet) readable.
+fn try_count(db: &Path, sql: &'static str) -> Option<i64> {
+    rt().block_on(async {
+        let store = Store::open_read_only(db).await.ok()?;
+        let n: Option<i64> = sqlx::query_scalar(sql).fetch_one(store.pool()).await.ok();
+        store.close().await;
+        n
+    })
+}
+
+fn wait_until(child: &mut Child, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("child exited ({status}) before {what}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every cell has exactly one completed (or diverged) run whose metrics are all there, once.
+fn assert_complete_and_consistent(db: &Path, cells: i64, epochs: i64) {
+    assert_eq!(
+        count(
+            db,
+            "SELECT COUNT(*) FROM runs WHERE state IN ('completed', 'diverged')"
+        ),
+        cells
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT COUNT(*) FROM runs WHERE state NOT IN ('completed', 'diverged')"
+        ),
+        0
+    );
+    let bad: Vec<(String, String, i64, i64, i64, i64)> = rt().block_on(async {
+        let store = Store::open_read_only(db).await.unwrap();
+        sqlx::query_as(
+            "SELECT r.id, r.state, r.epochs_done, COALESCE(r.diverged_at_epoch, -1), \
+             COUNT(m.epoch), COALESCE(MAX(m.epoch), -1) \
+             FROM runs r LEFT JOIN epoch_metrics m ON m.run_id = r.id GROUP BY r.id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    });
+    for (id, state, done, div, n, max) in bad {
+        // Epochs 0..=last, each exactly once (the primary key forbids duplicates).
+        let last = if state == "completed" { epochs } else { div };
+        assert_eq!((done, n, max), (last, last + 1, last), "run {id} ({state})");
+    }
+}
+
+#[test]
+fn a_sweep_runs_once_and_a_second_run_trains_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "once", 2, 3);
+    let db = dir.path().join("r.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let out = run_ok(&["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("8 cells (8 new runs)"), "{text}");
+    assert_complete_and_consistent(&db, 8, 3);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE attempt != 1"),
+        0
+    );
+    let start = Instant::now();
+    let out = run_ok(&["run", s, "--db", d, "--no-report", "--quiet"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("0 new runs") && text.contains("0 to train"),
+        "{text}"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE attempt != 1"),
+        0
+    );
+    // Provenance is recorded with every run.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM runs WHERE host IS NULL OR threads != 1 OR scalelab_version IS NULL \
+             OR budget_kind != 'epochs'"
+        ),
+        0
+    );
+    // An overlapping sweep shares the runs it has in common.
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&sweep)
+            .unwrap()
+            .replace("name = \"once\"", "name = \"other\"")
+            .replace("seeds = 2", "seeds = 3"),
+    )
+    .unwrap();
+    let out = run_ok(&[
+        "run",
+        other.to_str().unwrap(),
+        "--db",
+        d,
+        "--no-report",
+        "--quiet",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("12 cells (4 new runs)"), "{text}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 12);
+}
+
+#[cfg(unix)]
+#[test]
+fn kill_dash_nine_then_rerun_completes_without_loss_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "killed", 3, 25);
+    let db = dir.path().join("k.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let mut child = scalelab()
+        .args(["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "a run completes while others run", || {
+        try_count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'completed'").unwrap_or(0) >= 1
+            && try_count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'").unwrap_or(0) >= 1
+    });
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let completed_before: Vec<(String, i64)> = rt().block_on(async {
+        let store = Store::open_read_only(&db).await.unwrap();
+        sqlx::query_as(
+            "SELECT r.id, COUNT(m.epoch) FROM runs r JOIN epoch_metrics m ON m.run_id = r.id \
+             WHERE r.state = 'completed' GROUP BY r.id ORDER BY r.id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    });
+    assert!(!completed_before.is_empty());
+    assert!(count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'") >= 1);
+    // The rerun sees the dead claimer (same host, process gone) and retrains its runs at once.
+    let start = Instant::now();
+    run_ok(&["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"]);
+    assert!(start.elapsed() < Duration::from_secs(60));
+    assert_complete_and_consistent(&db, 12, 25);
+    // Nothing completed before the kill was retrained or lost.
+    for (id, n) in completed_before {
+        let (attempt, epochs): (i64, i64) = rt().block_on(async {
+            let store = Store::open_read_only(&db).await.unwrap();
+            sqlx::query_as(
+                "SELECT attempt, (SELECT COUNT(*) FROM epoch_metrics WHERE run_id = ?1) \
+                 FROM runs WHERE id = ?1",
+            )
+            .bind(&id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        });
+        assert_eq!(attempt, 1, "run {id} was trained again");
+        assert_eq!(epochs, n, "run {id} lost or gained metrics");
+    }
+    // The interrupted runs were trained again (attempt 2).
+    assert!(count(&db, "SELECT COUNT(*) FROM runs WHERE attempt = 2") >= 1);
+}
+
+#[test]
+fn two_processes_split_the_cells_and_train_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "pair", 3, 6);
+    let db = dir.path().join("p.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    // Create the database first so both start on the same file.
+    run_ok(&["sweep", "show", s, "--db", d]);
+    let spawn = || {
+        scalelab()
+            .args(["run", s, "--db", d, "--jobs", "1", "--no-report", "--quiet"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_complete_and_consistent(&db, 12, 6);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE attempt != 1"),
+        0
+    );
+    // Both processes trained some of the runs.
+    assert_eq!(count(&db, "SELECT COUNT(DISTINCT worker) FROM runs"), 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "sigint", 3, 40);
+    let db = dir.path().join("c.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let mut child = scalelab()
+        .args(["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "two runs are running", || {
+        try_count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'") == Some(2)
+    });
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let start = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'"),
+        0
+    );
+    assert!(count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'") >= 2);
+    // Pending runs keep no partial metrics; finished runs keep all of theirs.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM epoch_metrics m JOIN runs r ON r.id = m.run_id \
+             WHERE r.state = 'pending'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM runs r WHERE r.state = 'completed' AND \
+             (SELECT COUNT(*) FROM epoch_metrics m WHERE m.run_id = r.id) != 41"
+        ),
+        0
+    );
+    // And the sweep can be finished later.
+    run_ok(&["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"]);
+    assert_complete_and_consistent(&db, 12, 40);
+}
+
+#[test]
+fn bad_sweep_files_are_rejected_before_anything_is_enqueued() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read_to_string(write_sweep(dir.path(), "good", 1, 2)).unwrap();
+    let db = dir.path().join("bad.db");
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "unknown key",
+            good.replace("momentum = 0.9", "momentum = 0.9\nmomentom = 0.5"),
+            &[":13:1", "momentom"],
+        ),
+        (
+            "wrong type",
+            good.replace("epochs = 2", "epochs = \"2\""),
+            &[":13:", "epochs"],
+        ),
+        (
+            "empty axis",
+            good.replace("lr = [0.01, 0.03]", "lr = []"),
+            &[":10:", "empty axis"],
+        ),
+        (
+            "B > N",
+            good.replace("batch_size = [8, 32]", "batch_size = [8, 2048]"),
+            &["cell", "batch_size=2048", "train_size=1000"],
+        ),
+        (
+            "m ≥ 1",
+            good.replace("momentum = 0.9", "momentum = 1.0"),
+            &[":12:", "momentum"],
+        ),
+        (
+            "negative lr",
+            good.replace("lr = [0.01, 0.03]", "lr = [0.01, -0.03]"),
+            &[":10:", "-0.03"],
+        ),
+        (
+            "unknown schedule",
+            good.replace("seeds = 1", "seeds = 1\nschedule = \"warmup\""),
+            &[":15:", "warmup"],
+        ),
+        ("syntax", good.replace("[model]", "[model"), &[":7:"]),
+    ];
+    for (what, text, needles) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = scalelab()
+            .args([
+                "run",
+                path.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+                "--quiet",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}: accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+        assert!(err.contains("bad.toml"), "{what}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{what}: {err:?} lacks {n:?}");
+        }
+        assert!(!db.exists(), "{what}: the database was created");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn read_only_and_locked_databases_give_clear_errors() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "ro", 1, 1);
+    let s = sweep.to_str().unwrap();
+    // A database in a read-only directory, as a file without write permission.
+    let ro_dir = dir.path().join("ro");
+    std::fs::create_dir(&ro_dir).unwrap();
+    let db = ro_dir.join("r.db");
+    run_ok(&[
+        "run",
+        s,
+        "--db",
+        db.to_str().unwrap(),
+        "--no-report",
+        "--quiet",
+    ]);
+    let before = std::fs::read(&db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if !is_root {
+        let edited = dir.path().join("ro2.toml");
+        std::fs::write(
+            &edited,
+            std::fs::read_to_string(&sweep)
+                .unwrap()
+                .replace("seeds = 1", "seeds = 2"),
+        )
+        .unwrap();
+        let out = scalelab()
+            .args([
+                "run",
+                edited.to_str().unwrap(),
+                "--db",
+                db.to_str().unwrap(),
+                "--quiet",
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("r.db") && err.contains("read-only"), "{err}");
+        assert!(!err.contains("panicked"));
+    }
+    std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");
+
+    // A database whose write lock another process holds past the busy timeout.
+    let db2 = dir.path().join("l.db");
+    run_ok(&[
+        "run",
+        s,
+        "--db",
+        db2.to_str().unwrap(),
+        "--no-report",
+        "--quiet",
+    ]);
+    let lock_holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys,time; c=sqlite3.connect(sys.argv[1]); \
+             c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30)",
+            db2.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn();
+    let Ok(mut holder) = lock_holder else {
+        return; // no python3: the read-only half of the test still ran
+    };
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let edited = dir.path().join("l2.toml");
+    std::fs::write(
+        &edited,
+        std::fs::read_to_string(&sweep)
+            .unwrap()
+            .replace("seeds = 1", "seeds = 2"),
+    )
+    .unwrap();
+    let out = scalelab()
+        .args([
+            "run",
+            edited.to_str().unwrap(),
+            "--db",
+            db2.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("SCALELAB_BUSY_TIMEOUT", "1")
+        .output()
+        .unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("l.db") && err.contains("locked"), "{err}");
+    assert_eq!(
+        count(&db2, "SELECT COUNT(*) FROM runs"),
+        4,
+        "nothing was enqueued"
+    );
+}
+
+#[test]
+fn schedules_record_lr_and_batch_per_epoch_and_match_the_arithmetic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sched.toml");
+    std::fs::write(
+        &path,
+        r#"
+name = "sched"
+[data]
+train_size = 1000
+test_size = 200
+[model]
+hidden = [16]
+[train]
+lr = 0.05
+batch_size = 10
+momentum = 0.9
+epochs = 10
+schedule = [
+  { kind = "decay-lr", milestones = [0.3, 0.6, 0.8], factor = 5 },
+  { kind = "increase-batch", milestones = [0.3, 0.6, 0.8], factor = 5 },
+]
+"#,
+    )
+    .unwrap();
+    let db = dir.path().join("s.db");
+    run_ok(&[
+        "run",
+        path.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--no-report",
+        "--quiet",
+    ]);
+    // decay-lr: 10 epochs × 100 steps; increase-batch: 3·100 + 3·20 + 2·4 + 2·1 = 370.
+    assert_eq!(
+        count(&db, "SELECT steps FROM runs WHERE schedule = 'decay-lr'"),
+        1000
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT steps FROM runs WHERE schedule = 'increase-batch'"
+        ),
+        370
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT planned_steps FROM runs WHERE schedule = 'increase-batch'"
+        ),
+        370
+    );
+    let series: Vec<(i64, f64, i64)> = rt().block_on(async {
+        let store = Store::open_read_only(&db).await.unwrap();
+        sqlx::query_as(
+            "SELECT m.epoch, m.lr, m.batch_size FROM epoch_metrics m JOIN runs r ON r.id = m.run_id \
+             WHERE r.schedule = 'increase-batch' ORDER BY m.epoch",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    });
+    let batches: Vec<i64> = series.iter().map(|s| s.2).collect();
+    assert_eq!(
+        batches,
+        vec![10, 10, 10, 10, 50, 50, 50, 250, 250, 1000, 1000]
+    );
+    assert!(series.iter().all(|s| s.1 == 0.05));
+    let lrs: Vec<f64> = rt().block_on(async {
+        let store = Store::open_read_only(&db).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT m.lr FROM epoch_metrics m JOIN runs r ON r.id = m.run_id \
+             WHERE r.schedule = 'decay-lr' ORDER BY m.epoch",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    });
+    let want = [
+        0.05, 0.05, 0.05, 0.05, 0.01, 0.01, 0.01, 0.002, 0.002, 0.0004, 0.0004,
+    ];
+    for (g, w) in lrs.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{lrs:?}");
+    }
+}
+
+#[test]
+fn failing_runs_are_retried_up_to_the_limit_then_failed_with_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    // A tiny IDX data set, valid when the sweep is enqueued.
+    let enc = scalelab::train::data::encode_idx;
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        enc(&[20, 4, 4], &[7u8; 320]),
+    )
+    .unwrap();
+    std::fs::write(data.join("train-labels-idx1-ubyte"), enc(&[20], &[1u8; 20])).unwrap();
+    std::fs::write(
+        data.join("t10k-images-idx3-ubyte"),
+        enc(&[5, 4, 4], &[7u8; 80]),
+    )
+    .unwrap();
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), enc(&[5], &[1u8; 5])).unwrap();
+    let path = dir.path().join("f.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"f\"\n[data]\ndataset = \"idx\"\ndata_dir = \"{}\"\ntrain_size = 20\n\
+             test_size = 5\n[model]\nhidden = [4]\n[train]\nlr = 0.1\nbatch_size = 5\nepochs = 1\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("f.db");
+    let (p, d) = (path.to_str().unwrap(), db.to_str().unwrap());
+    run_ok(&["run", p, "--db", d, "--enqueue-only"]);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'"),
+        1
+    );
+    // The data disappears before a worker trains the run.
+    std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap();
+    let out = scalelab()
+        .args(["worker", "--db", d, "--quiet", "--jobs", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'failed'"),
+        1
+    );
+    assert_eq!(count(&db, "SELECT failures FROM runs"), 3);
+    assert_eq!(count(&db, "SELECT attempt FROM runs"), 3);
+    let status = run_ok(&["status", "--db", d]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("t10k-labels-idx1-ubyte") && text.contains("missing"),
+        "{text}"
+    );
+    // With the file back, --retry-failed trains it.
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), enc(&[5], &[1u8; 5])).unwrap();
+    run_ok(&[
+        "run",
+        p,
+        "--db",
+        d,
+        "--retry-failed",
+        "--no-report",
+        "--quiet",
+    ]);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'completed'"),
+        1
+    );
+}
+
+#[test]
+fn unusable_database_paths_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "u", 1, 1);
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    for (db, needle) in [
+        (
+            garbage.to_str().unwrap().to_string(),
+            "not a valid SQLite database",
+        ),
+        (
+            dir.path().to_str().unwrap().to_string(),
+            "cannot open database",
+        ),
+        (
+            dir.path()
+                .join("no/such/dir/x.db")
+                .to_str()
+                .unwrap()
+                .to_string(),
+            "does not exist",
+        ),
+    ] {
+        let out = scalelab()
+            .args(["run", sweep.to_str().unwrap(), "--db", &db, "--quiet"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{db}: {err}");
+    }
+    assert_eq!(std::fs::read(&garbage).unwrap(), vec![b'x'; 4096]);
+}
