@@ -653,7 +653,7 @@ seeds = 2
     #[test]
     fn bad_files_are_rejected_with_a_position_or_the_cell() {
         let e = err(&OK.replace("seeds = 2", "seeds = 2\nbogus = 1"));
-        assert!(e.starts_with("bad.toml:13:1") && e.contains("bogus"), "{e}");
+        assert!(e.starts_with("bad.toml:14:1") && e.contains("bogus"), "{e}");
         let e = err(&OK.replace("epochs = 2", "epochs = \"two\""));
         assert!(e.starts_with("bad.toml:12:") && e.contains("epochs"), "{e}");
         let e = err(&OK.replace("momentum = [0.0, 0.9]", "momentum = []"));
