@@ -1,0 +1,185 @@
+//! `scalelab fit` on real, trained sweeps: tables, JSON, storage, degenerate sweeps.
+
+use std::process::Command;
+
+fn scalelab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
+    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
+    c
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = scalelab().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "scalelab {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const SWEEP: &str = r#"
+name = "fitme"
+[data]
+train_size = 600
+test_size = 1000
+[model]
+hidden = [32]
+[train]
+lr = [0.01, 0.04]
+batch_size = { pow2 = [4, 256] }
+momentum = 0.9
+epochs = 8
+seeds = 2
+"#;
+
+#[test]
+fn fit_prints_tables_and_valid_json_and_stores_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("fitme.toml");
+    std::fs::write(&sweep, SWEEP).unwrap();
+    let db = dir.path().join("f.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let run_out = ok(&["run", s, "--db", d, "--quiet"]);
+    // `run` ends with the fits.
+    assert!(run_out.contains("B_opt per cell"), "{run_out}");
+
+    let table = ok(&["fit", "fitme", "--db", d]);
+    assert!(
+        table.contains("B_opt per cell") && table.contains("Scaling regression"),
+        "{table}"
+    );
+    assert!(
+        table.contains("lr=0.01") && table.contains("lr=0.04"),
+        "{table}"
+    );
+
+    let json = ok(&["fit", s, "--db", d, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert!(
+        !json.contains("NaN") && !json.contains("null"),
+        "non-finite values leaked"
+    );
+    assert_eq!(v["n_runs"], 2 * 7 * 2);
+    assert_eq!(v["options"]["metric"], "test_acc");
+    let cells = v["bopt"]["cells"].as_array().expect("bopt fitted");
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        let b = c["b_opt"].as_f64().unwrap();
+        assert!((4.0..=256.0).contains(&b), "B_opt {b}");
+        assert_eq!(c["points"].as_array().unwrap().len(), 7);
+    }
+    // The larger learning rate has the larger optimal batch (Smith & Le): 4× ε here.
+    let b_small = cells.iter().find(|c| c["lr"] == 0.01).unwrap()["b_opt"]
+        .as_f64()
+        .unwrap();
+    let b_large = cells.iter().find(|c| c["lr"] == 0.04).unwrap()["b_opt"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        b_large > b_small,
+        "B_opt {b_small} at ε=0.01 vs {b_large} at ε=0.04"
+    );
+    assert!(v["scaling"].is_object());
+    // Reproducible: the same fit twice gives the same JSON (seeded bootstrap).
+    assert_eq!(ok(&["fit", "fitme", "--db", d, "--format", "json"]), json);
+    // A different metric is honoured.
+    let loss = ok(&[
+        "fit",
+        "fitme",
+        "--db",
+        d,
+        "--format",
+        "json",
+        "--metric",
+        "test_loss",
+    ]);
+    let lv: serde_json::Value = serde_json::from_str(&loss).unwrap();
+    assert_eq!(lv["options"]["metric"], "test_loss");
+    assert_eq!(lv["validation_bound"]["status"], "skipped");
+    // Each fit is stored: the one after `run` and the four `fit` calls.
+    let n = ok(&["status", "fitme", "--db", d]);
+    assert!(n.contains("fitme"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stored: i64 = rt.block_on(async {
+        let store = scalelab::db::Store::open_read_only(&db).await.unwrap();
+        sqlx::query_scalar("SELECT COUNT(*) FROM fits WHERE sweep = 'fitme'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    });
+    assert_eq!(stored, 5);
+}
+
+#[test]
+fn degenerate_sweeps_say_why_each_fit_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("one.toml");
+    // One batch size, one seed, one learning rate, one N.
+    std::fs::write(
+        &sweep,
+        "name = \"one\"\n[data]\ntrain_size = 200\ntest_size = 100\n[model]\nhidden = [8]\n\
+         [train]\nlr = 0.05\nbatch_size = 16\nepochs = 2\n",
+    )
+    .unwrap();
+    let db = dir.path().join("o.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    ok(&["run", s, "--db", d, "--quiet", "--no-report"]);
+    let json = ok(&["fit", "one", "--db", d, "--format", "json"]);
+    assert!(!json.contains("NaN") && !json.contains("null"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for section in [
+        "scaling",
+        "collapse",
+        "schedules",
+        "efficiency",
+        "learning_curve",
+    ] {
+        let s = &v[section];
+        let status = s["status"].as_str().unwrap_or("fitted");
+        if status == "skipped" {
+            assert!(s["reason"].as_str().unwrap().len() > 10, "{section}: {s}");
+        }
+    }
+    assert_eq!(v["learning_curve"]["status"], "skipped");
+    let table = ok(&["fit", "one", "--db", d]);
+    assert!(table.contains("skipped"), "{table}");
+
+    // A sweep that is registered but never trained: a clear one-line error.
+    let other = dir.path().join("empty.toml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&sweep)
+            .unwrap()
+            .replace("\"one\"", "\"empty\"")
+            .replace("epochs = 2", "epochs = 3"),
+    )
+    .unwrap();
+    ok(&["run", other.to_str().unwrap(), "--db", d, "--enqueue-only"]);
+    let out = scalelab()
+        .args(["fit", "empty", "--db", d])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("empty") && err.contains("no completed"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1);
+    // An unknown sweep and a bad metric are named.
+    let out = scalelab()
+        .args(["fit", "nosuch", "--db", d])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    let out = scalelab()
+        .args(["fit", "one", "--db", d, "--metric", "f1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metric") && err.contains("f1"), "{err}");
+}
