@@ -16,6 +16,7 @@ pub mod error;
 pub mod fit;
 pub mod progress;
 pub mod provenance;
+pub mod query;
 pub mod scheduler;
 pub mod sweep;
 pub mod train;

@@ -2,6 +2,7 @@
 //! errors become one-line messages and exit codes.
 
 mod analysis;
+mod query;
 mod run;
 mod train;
 
@@ -36,6 +37,16 @@ pub enum Command {
     Status(run::StatusArgs),
     /// Fit the scaling rules to a sweep's runs and store the result.
     Fit(analysis::FitArgs),
+    /// One row per run: configuration, state, final and best metrics.
+    Runs(query::RunsArgs),
+    /// The per-epoch series of one run.
+    Metrics(query::MetricsArgs),
+    /// Any read-only SQL query (writes are refused).
+    Sql(query::SqlArgs),
+    /// The sweeps in the database with their runs per state.
+    Sweeps(query::SweepsArgs),
+    /// Write a sweep's runs (and optionally every epoch) as CSV or JSON for pandas & co.
+    Export(query::ExportArgs),
     /// Train one run and print one JSON object per epoch, then a summary line.
     #[command(allow_negative_numbers = true)]
     Train(CellArgs),
@@ -158,6 +169,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => run::worker(args).await,
         Command::Status(args) => run::status(args).await,
         Command::Fit(args) => analysis::fit(args).await,
+        Command::Runs(args) => query::runs(args).await,
+        Command::Metrics(args) => query::metrics(args).await,
+        Command::Sql(args) => query::sql(args).await,
+        Command::Sweeps(args) => query::sweeps(args).await,
+        Command::Export(args) => query::export(args).await,
         Command::Train(args) => train::run(args).await,
     }
 }

@@ -5,6 +5,7 @@
 //! Schema: docs/schema.md.
 
 pub mod metrics;
+pub mod query;
 pub mod runs;
 pub mod sweeps;
 

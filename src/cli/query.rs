@@ -1,0 +1,528 @@
+//! `scalelab runs`, `metrics`, `sql`, `sweeps` and `export`: questioning the database.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::{DbArg, table};
+use crate::db::Store;
+use crate::db::query::{Cell, ResultTable};
+use crate::error::Error;
+use crate::query::{Param, check_read_only, parse_filter};
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns, numbers rounded for reading.
+    Table,
+    /// Comma-separated values with a header, exact numbers.
+    Csv,
+    /// A JSON array of objects, exact numbers.
+    Json,
+}
+
+/// Columns of `scalelab runs` (and of its `--where` and `--sort`).
+pub const RUN_COLUMNS: &[&str] = &[
+    "run_id",
+    "state",
+    "dataset",
+    "model",
+    "hidden",
+    "train_size",
+    "test_size",
+    "lr",
+    "batch_size",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "noise_scale",
+    "schedule",
+    "schedule_label",
+    "budget_kind",
+    "budget",
+    "seed",
+    "epochs_done",
+    "steps",
+    "samples",
+    "final_train_loss",
+    "final_train_acc",
+    "final_test_loss",
+    "final_test_acc",
+    "best_test_acc",
+    "diverged_at_epoch",
+    "wall_s",
+    "attempt",
+    "error",
+];
+
+/// The columns the table format shows (CSV and JSON have all of them).
+const RUN_TABLE_COLUMNS: &[&str] = &[
+    "run_id",
+    "state",
+    "train_size",
+    "lr",
+    "batch_size",
+    "momentum",
+    "schedule",
+    "seed",
+    "steps",
+    "final_test_acc",
+    "best_test_acc",
+    "wall_s",
+];
+
+/// Short headers for the table format, so a run listing fits in 120 columns.
+fn header(column: &str) -> &str {
+    match column {
+        "train_size" => "N",
+        "batch_size" => "B",
+        "momentum" => "m",
+        "final_test_acc" => "test_acc",
+        "best_test_acc" => "best_acc",
+        "final_test_loss" => "test_loss",
+        other => other,
+    }
+}
+
+/// `scalelab runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only the runs of this sweep (name or file).
+    #[arg(long)]
+    pub sweep: Option<String>,
+    /// Only runs in this state (pending, running, completed, diverged, failed).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// A filter such as "batch_size >= 64 and lr < 0.5" or "state = 'diverged'".
+    #[arg(long = "where", value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Sort by this column; a leading '-' sorts descending (e.g. -final_test_acc).
+    #[arg(long, allow_hyphen_values = true)]
+    pub sort: Option<String>,
+    /// At most this many rows.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+/// `scalelab metrics RUN_ID`.
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// The run id, or a unique prefix of it.
+    pub run_id: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+/// `scalelab sql "SELECT …"`.
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// One read-only statement (SELECT, WITH … SELECT, VALUES, EXPLAIN, PRAGMA without '=').
+    pub query: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+/// `scalelab sweeps`.
+#[derive(Debug, Args)]
+pub struct SweepsArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+/// Formats of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// CSV with a header (`pandas.read_csv(FILE)`).
+    Csv,
+    /// A JSON array of records (`pandas.read_json(FILE)`).
+    Json,
+    /// One JSON object per line (`pandas.read_json(FILE, lines=True)`).
+    Jsonl,
+}
+
+/// `scalelab export SWEEP`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The sweep's name or file.
+    pub sweep: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// One row per run and epoch (every epoch metric) instead of one row per run.
+    #[arg(long)]
+    pub epochs: bool,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+/// A number for reading: learning-rate-like columns in scientific notation (3.2e-2), metrics
+/// to 4 decimals, seconds to 2, other reals to 6 significant digits.
+fn display(column: &str, cell: &Cell) -> String {
+    match cell {
+        Cell::Null => "-".to_string(),
+        Cell::Real(v) => {
+            let c = column.to_ascii_lowercase();
+            if !v.is_finite() {
+                format!("{v}")
+            } else if c == "lr" || c.contains("noise") || c.contains("weight_decay") {
+                sci(*v)
+            } else if c.contains("acc") || c.contains("loss") {
+                format!("{v:.4}")
+            } else if c.contains("wall") || c.ends_with("_s") {
+                format!("{v:.2}")
+            } else if c == "momentum" {
+                format!("{v}")
+            } else {
+                crate::analysis::format_sig(*v, 6)
+            }
+        }
+        other => other.exact(),
+    }
+}
+
+/// `3.2e-2` style: two significant digits, a short exponent.
+fn sci(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    format!("{v:.1e}")
+}
+
+fn print_result(t: &ResultTable, format: Format, show: Option<&[&str]>) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        Format::Table => {
+            let idx: Vec<usize> = match show {
+                Some(cols) => cols
+                    .iter()
+                    .filter_map(|c| t.columns.iter().position(|x| x == c))
+                    .collect(),
+                None => (0..t.columns.len()).collect(),
+            };
+            let headers: Vec<&str> = idx.iter().map(|&i| header(&t.columns[i])).collect();
+            let rows: Vec<Vec<String>> = t
+                .rows
+                .iter()
+                .map(|r| idx.iter().map(|&i| display(&t.columns[i], &r[i])).collect())
+                .collect();
+            if rows.is_empty() {
+                writeln!(out, "(no rows)")?;
+            } else {
+                writeln!(out, "{}", table(&headers, &rows))?;
+                writeln!(
+                    out,
+                    "({} row{})",
+                    rows.len(),
+                    if rows.len() == 1 { "" } else { "s" }
+                )?;
+            }
+        }
+        Format::Csv => write_csv(t, &mut out)?,
+        Format::Json => {
+            serde_json::to_writer(&mut out, &to_json(t))?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_csv(t: &ResultTable, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(&t.columns)?;
+    for r in &t.rows {
+        w.write_record(r.iter().map(Cell::exact))?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn record(t: &ResultTable, r: &[Cell]) -> serde_json::Value {
+    let obj: serde_json::Map<String, serde_json::Value> = t
+        .columns
+        .iter()
+        .zip(r)
+        .map(|(c, v)| (c.clone(), v.json()))
+        .collect();
+    serde_json::Value::Object(obj)
+}
+
+fn to_json(t: &ResultTable) -> serde_json::Value {
+    serde_json::Value::Array(t.rows.iter().map(|r| record(t, r)).collect())
+}
+
+/// The SELECT behind `runs` (and `export`): every run column, optionally one sweep's runs.
+fn runs_source(with_sweep: bool) -> String {
+    let cols: Vec<String> = RUN_COLUMNS
+        .iter()
+        .map(|c| {
+            if *c == "run_id" {
+                "r.id AS run_id".to_string()
+            } else {
+                format!("r.{c}")
+            }
+        })
+        .collect();
+    if with_sweep {
+        format!(
+            "SELECT s.sweep, {} FROM runs r JOIN sweep_runs s ON s.run_id = r.id \
+             WHERE s.sweep = ? ORDER BY s.position",
+            cols.join(", ")
+        )
+    } else {
+        format!("SELECT {} FROM runs r ORDER BY r.rowid", cols.join(", "))
+    }
+}
+
+pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&args.db.db).await?;
+    let mut params = Vec::new();
+    let sweep = match &args.sweep {
+        Some(s) => {
+            let name = super::run::sweep_name(s)?;
+            if store.sweep(&name).await?.is_none() {
+                return Err(Error::Query(format!(
+                    "no sweep named {name:?} in {}",
+                    args.db.db.display()
+                ))
+                .into());
+            }
+            params.push(Param::Text(name));
+            true
+        }
+        None => false,
+    };
+    let mut conditions = Vec::new();
+    if let Some(state) = &args.state {
+        let st: crate::db::RunStatus = state.parse()?;
+        conditions.push("state = ?".to_string());
+        params.push(Param::Text(st.as_str().to_string()));
+    }
+    if let Some(expr) = &args.filter {
+        let f = parse_filter(expr, RUN_COLUMNS)?;
+        conditions.push(f.sql);
+        params.extend(f.params);
+    }
+    let mut sql = format!("SELECT * FROM ({}) q", runs_source(sweep));
+    if !conditions.is_empty() {
+        sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+    }
+    if let Some(sort) = &args.sort {
+        let (col, desc) = match sort.strip_prefix('-') {
+            Some(c) => (c, true),
+            None => (sort.as_str(), false),
+        };
+        let col = RUN_COLUMNS.iter().find(|c| **c == col).ok_or_else(|| {
+            Error::Query(format!(
+                "--sort: unknown column {col:?} (columns: {})",
+                RUN_COLUMNS.join(", ")
+            ))
+        })?;
+        sql.push_str(&format!(
+            " ORDER BY {col} {}",
+            if desc { "DESC" } else { "ASC" }
+        ));
+    }
+    if let Some(limit) = args.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let t = store.query_table(&sql, &params).await?;
+    store.close().await;
+    print_result(&t, args.format, Some(RUN_TABLE_COLUMNS))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn metrics(args: MetricsArgs) -> anyhow::Result<ExitCode> {
+    let prefix = args.run_id.trim().to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::Query(format!(
+            "run id {:?} is not a hexadecimal id (or prefix of one)",
+            args.run_id
+        ))
+        .into());
+    }
+    let store = Store::open_read_only(&args.db.db).await?;
+    let ids = store
+        .query_table(
+            "SELECT id FROM runs WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT 6",
+            &[Param::Text(prefix.clone())],
+        )
+        .await?;
+    let id = match ids.rows.len() {
+        0 => {
+            return Err(Error::Query(format!(
+                "no run id starts with {prefix:?} in {}",
+                args.db.db.display()
+            ))
+            .into());
+        }
+        1 => ids.rows[0][0].exact(),
+        _ => {
+            let some: Vec<String> = ids.rows.iter().map(|r| r[0].exact()).collect();
+            return Err(Error::Query(format!(
+                "run id prefix {prefix:?} is ambiguous: {}{}",
+                some[..some.len().min(5)].join(", "),
+                if some.len() > 5 { ", …" } else { "" }
+            ))
+            .into());
+        }
+    };
+    let t = store
+        .query_table(
+            "SELECT epoch, step, samples, lr, batch_size, train_loss, train_acc, test_loss, \
+             test_acc, nonfinite, wall_s FROM epoch_metrics WHERE run_id = ? ORDER BY epoch",
+            &[Param::Text(id.clone())],
+        )
+        .await?;
+    store.close().await;
+    if args.format == Format::Table {
+        println!("run {id}");
+    }
+    print_result(&t, args.format, None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
+    check_read_only(&args.query)?;
+    let store = Store::open_read_only(&args.db.db).await?;
+    let t = store.query_table(&args.query, &[]).await;
+    store.close().await;
+    print_result(&t?, args.format, None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn sweeps(args: SweepsArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&args.db.db).await?;
+    let t = store
+        .query_table(
+            "SELECT w.name AS sweep, w.cells, \
+             SUM(r.state = 'pending') AS pending, SUM(r.state = 'running') AS running, \
+             SUM(r.state = 'completed') AS completed, SUM(r.state = 'diverged') AS diverged, \
+             SUM(r.state = 'failed') AS failed, w.metric, w.path, w.description \
+             FROM sweeps w LEFT JOIN sweep_runs s ON s.sweep = w.name \
+             LEFT JOIN runs r ON r.id = s.run_id GROUP BY w.name ORDER BY w.created_at",
+            &[],
+        )
+        .await?;
+    store.close().await;
+    let show: &[&str] = &[
+        "sweep",
+        "cells",
+        "pending",
+        "running",
+        "completed",
+        "diverged",
+        "failed",
+        "metric",
+    ];
+    print_result(&t, args.format, Some(show))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let name = super::run::sweep_name(&args.sweep)?;
+    let store = Store::open_read_only(&args.db.db).await?;
+    if store.sweep(&name).await?.is_none() {
+        return Err(Error::Query(format!(
+            "no sweep named {name:?} in {}",
+            args.db.db.display()
+        ))
+        .into());
+    }
+    let runs = runs_source(true);
+    let sql = if args.epochs {
+        format!(
+            "SELECT q.*, m.epoch, m.step, m.samples, m.lr AS epoch_lr, \
+             m.batch_size AS epoch_batch_size, m.train_loss, m.train_acc, m.test_loss, \
+             m.test_acc, m.nonfinite, m.wall_s AS epoch_wall_s \
+             FROM ({runs}) q JOIN epoch_metrics m ON m.run_id = q.run_id \
+             ORDER BY q.run_id, m.epoch"
+        )
+    } else {
+        runs
+    };
+    let t = store
+        .query_table(&sql, &[Param::Text(name.clone())])
+        .await?;
+    store.close().await;
+    // Written to a temporary file beside the target, then renamed: never a half-written file.
+    let dir = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let mut tmp = tempfile_in(&dir, &args.out)?;
+    {
+        let mut w = std::io::BufWriter::new(&mut tmp.1);
+        match args.format {
+            ExportFormat::Csv => write_csv(&t, &mut w)?,
+            ExportFormat::Json => serde_json::to_writer(&mut w, &to_json(&t))?,
+            ExportFormat::Jsonl => {
+                for r in &t.rows {
+                    serde_json::to_writer(&mut w, &record(&t, r))?;
+                    writeln!(w)?;
+                }
+            }
+        }
+        w.flush().map_err(|e| Error::io(&tmp.0, e))?;
+    }
+    std::fs::rename(&tmp.0, &args.out).map_err(|e| Error::io(&args.out, e))?;
+    println!(
+        "wrote {} rows ({} columns) of sweep {name} to {}",
+        t.rows.len(),
+        t.columns.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new file `.<name>.tmp` in `dir`.
+fn tempfile_in(
+    dir: &std::path::Path,
+    target: &std::path::Path,
+) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    if !dir.is_dir() {
+        return Err(Error::data(dir, "output directory does not exist").into());
+    }
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let path = dir.join(format!(".{name}.tmp"));
+    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    Ok((path, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_formatted_for_reading() {
+        assert_eq!(display("lr", &Cell::Real(0.0321)), "3.2e-2");
+        assert_eq!(display("final_test_acc", &Cell::Real(0.723456)), "0.7235");
+        assert_eq!(display("wall_s", &Cell::Real(1.23456)), "1.23");
+        assert_eq!(display("batch_size", &Cell::Int(64)), "64");
+        assert_eq!(display("x", &Cell::Null), "-");
+        assert_eq!(Cell::Real(0.1 + 0.2).exact(), "0.30000000000000004");
+    }
+}

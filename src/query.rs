@@ -1,0 +1,500 @@
+//! User queries, made safe: `--where` filters parsed into parameterised SQL over a whitelist of
+//! columns (never pasted as text), and the guard of `scalelab sql` that lets only single
+//! read-only statements through (on top of a read-only connection).
+
+use crate::error::{Error, Result};
+
+/// A value bound to a `?` placeholder.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    /// A number.
+    Number(f64),
+    /// A string.
+    Text(String),
+}
+
+/// A parsed `--where` filter: SQL with `?` placeholders and the values to bind, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filter {
+    /// The SQL condition (columns from the whitelist, operators, placeholders).
+    pub sql: String,
+    /// Values for the placeholders.
+    pub params: Vec<Param>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Ident(String),
+    Num(f64),
+    Str(String),
+    Op(&'static str),
+    LParen,
+    RParen,
+    Comma,
+}
+
+fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>> {
+    let err =
+        |pos: usize, msg: String| Error::Query(format!("--where: {msg} at column {}", pos + 1));
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        if c.is_whitespace() {
+            i += 1;
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            out.push((start, Tok::Ident(chars[start..i].iter().collect())));
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+            || (c == '-'
+                && chars
+                    .get(i + 1)
+                    .is_some_and(|d| d.is_ascii_digit() || *d == '.'))
+        {
+            i += 1;
+            while i < chars.len()
+                && (chars[i].is_ascii_digit()
+                    || chars[i] == '.'
+                    || chars[i] == 'e'
+                    || chars[i] == 'E'
+                    || ((chars[i] == '-' || chars[i] == '+') && matches!(chars[i - 1], 'e' | 'E')))
+            {
+                i += 1;
+            }
+            let text: String = chars[start..i].iter().collect();
+            let v: f64 = text
+                .parse()
+                .map_err(|_| err(start, format!("{text:?} is not a number")))?;
+            out.push((start, Tok::Num(v)));
+        } else if c == '\'' || c == '"' {
+            i += 1;
+            let mut text = String::new();
+            loop {
+                match chars.get(i) {
+                    None => return Err(err(start, "unterminated string".into())),
+                    Some(&q) if q == c => {
+                        // A doubled quote is a literal quote, as in SQL.
+                        if chars.get(i + 1) == Some(&c) {
+                            text.push(c);
+                            i += 2;
+                        } else {
+                            i += 1;
+                            break;
+                        }
+                    }
+                    Some(&ch) => {
+                        text.push(ch);
+                        i += 1;
+                    }
+                }
+            }
+            out.push((start, Tok::Str(text)));
+        } else {
+            let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
+            let op = match two.as_str() {
+                "<=" => Some("<="),
+                ">=" => Some(">="),
+                "!=" | "<>" => Some("!="),
+                "==" => Some("="),
+                _ => None,
+            };
+            if let Some(op) = op {
+                out.push((start, Tok::Op(op)));
+                i += 2;
+                continue;
+            }
+            let tok = match c {
+                '=' => Tok::Op("="),
+                '<' => Tok::Op("<"),
+                '>' => Tok::Op(">"),
+                '(' => Tok::LParen,
+                ')' => Tok::RParen,
+                ',' => Tok::Comma,
+                other => return Err(err(start, format!("unexpected character {other:?}"))),
+            };
+            out.push((start, tok));
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    toks: Vec<(usize, Tok)>,
+    pos: usize,
+    columns: &'a [&'a str],
+    text_len: usize,
+    params: Vec<Param>,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(_, t)| t)
+    }
+    fn at(&self) -> usize {
+        self.toks.get(self.pos).map_or(self.text_len, |(p, _)| *p) + 1
+    }
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Query(format!("--where: {msg} at column {}", self.at()))
+    }
+    fn keyword(&self, kw: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Ident(s)) if s.eq_ignore_ascii_case(kw))
+    }
+    fn or(&mut self) -> Result<String> {
+        let mut left = self.and()?;
+        while self.keyword("or") {
+            self.pos += 1;
+            left = format!("({left} OR {})", self.and()?);
+        }
+        Ok(left)
+    }
+    fn and(&mut self) -> Result<String> {
+        let mut left = self.not()?;
+        while self.keyword("and") {
+            self.pos += 1;
+            left = format!("({left} AND {})", self.not()?);
+        }
+        Ok(left)
+    }
+    fn not(&mut self) -> Result<String> {
+        if self.keyword("not") {
+            self.pos += 1;
+            return Ok(format!("(NOT {})", self.not()?));
+        }
+        self.primary()
+    }
+    fn primary(&mut self) -> Result<String> {
+        if self.peek() == Some(&Tok::LParen) {
+            self.pos += 1;
+            let inner = self.or()?;
+            if self.peek() != Some(&Tok::RParen) {
+                return Err(self.err("expected ')'"));
+            }
+            self.pos += 1;
+            return Ok(inner);
+        }
+        let column = match self.peek() {
+            Some(Tok::Ident(name)) => {
+                let lower = name.to_ascii_lowercase();
+                match self.columns.iter().find(|c| **c == lower) {
+                    Some(c) => c.to_string(),
+                    None => {
+                        return Err(self.err(format!(
+                            "unknown column {name:?} (columns: {})",
+                            self.columns.join(", ")
+                        )));
+                    }
+                }
+            }
+            Some(_) => return Err(self.err("expected a column name")),
+            None => return Err(self.err("expected a condition")),
+        };
+        self.pos += 1;
+        match self.peek().cloned() {
+            Some(Tok::Op(op)) => {
+                self.pos += 1;
+                let v = self.value()?;
+                self.params.push(v);
+                Ok(format!("{column} {op} ?"))
+            }
+            Some(Tok::Ident(kw))
+                if kw.eq_ignore_ascii_case("in") || kw.eq_ignore_ascii_case("not") =>
+            {
+                let negated = kw.eq_ignore_ascii_case("not");
+                self.pos += 1;
+                if negated {
+                    if !self.keyword("in") {
+                        return Err(self.err("expected IN after NOT"));
+                    }
+                    self.pos += 1;
+                }
+                if self.peek() != Some(&Tok::LParen) {
+                    return Err(self.err("expected '(' after IN"));
+                }
+                self.pos += 1;
+                let mut n = 0;
+                loop {
+                    let v = self.value()?;
+                    self.params.push(v);
+                    n += 1;
+                    match self.peek() {
+                        Some(Tok::Comma) => self.pos += 1,
+                        Some(Tok::RParen) => {
+                            self.pos += 1;
+                            break;
+                        }
+                        _ => return Err(self.err("expected ',' or ')' in the IN list")),
+                    }
+                }
+                let marks = vec!["?"; n].join(", ");
+                Ok(format!(
+                    "{column} {}IN ({marks})",
+                    if negated { "NOT " } else { "" }
+                ))
+            }
+            Some(Tok::Ident(kw)) if kw.eq_ignore_ascii_case("is") => {
+                self.pos += 1;
+                let negated = self.keyword("not");
+                if negated {
+                    self.pos += 1;
+                }
+                if !self.keyword("null") {
+                    return Err(self.err("expected NULL after IS"));
+                }
+                self.pos += 1;
+                Ok(format!(
+                    "{column} IS {}NULL",
+                    if negated { "NOT " } else { "" }
+                ))
+            }
+            Some(Tok::Ident(kw)) if kw.eq_ignore_ascii_case("like") => {
+                self.pos += 1;
+                let v = self.value()?;
+                self.params.push(v);
+                Ok(format!("{column} LIKE ?"))
+            }
+            _ => Err(self.err(format!(
+                "expected an operator (=, !=, <, <=, >, >=, in, is null, like) after {column}"
+            ))),
+        }
+    }
+    fn value(&mut self) -> Result<Param> {
+        let v = match self.peek() {
+            Some(Tok::Num(n)) => Param::Number(*n),
+            Some(Tok::Str(s)) => Param::Text(s.clone()),
+            // A bare word on the right is taken as a string (state = completed).
+            Some(Tok::Ident(s))
+                if !["and", "or", "not"].contains(&s.to_ascii_lowercase().as_str()) =>
+            {
+                Param::Text(s.clone())
+            }
+            _ => return Err(self.err("expected a value (a number or a 'quoted string')")),
+        };
+        self.pos += 1;
+        Ok(v)
+    }
+}
+
+/// Parses a `--where` expression over the allowed `columns` into parameterised SQL.
+///
+/// Grammar: comparisons `COL op VALUE` (op: `= == != <> < <= > >=`), `COL [not] in (V, …)`,
+/// `COL is [not] null`, `COL like 'pat%'`, combined with `and`, `or`, `not` and parentheses.
+/// Values are numbers or quoted strings; anything else is an error naming its column.
+pub fn parse_filter(text: &str, columns: &[&str]) -> Result<Filter> {
+    let toks = tokenize(text)?;
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        columns,
+        text_len: text.chars().count(),
+        params: Vec::new(),
+    };
+    let sql = p.or()?;
+    if p.pos < p.toks.len() {
+        return Err(p.err("unexpected text after the condition"));
+    }
+    Ok(Filter {
+        sql,
+        params: p.params,
+    })
+}
+
+/// Words that make a statement write or reach outside the database.
+const WRITE_WORDS: [&str; 14] = [
+    "insert",
+    "update",
+    "delete",
+    "drop",
+    "alter",
+    "create",
+    "replace",
+    "attach",
+    "detach",
+    "vacuum",
+    "reindex",
+    "analyze",
+    "upsert",
+    "savepoint",
+];
+
+/// Checks that `sql` is one read-only statement (SELECT, WITH … SELECT, VALUES, EXPLAIN, or a
+/// PRAGMA that only reads). The connection it then runs on is read-only as well.
+pub fn check_read_only(sql: &str) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::Query(format!(
+            "refused: {why}; `scalelab sql` only reads"
+        )))
+    };
+    // Walk the text outside string literals, quoted identifiers and comments.
+    let chars: Vec<char> = sql.chars().collect();
+    let mut words: Vec<String> = Vec::new();
+    let mut i = 0;
+    let mut ended = false;
+    let mut word = String::new();
+    let flush = |word: &mut String, words: &mut Vec<String>| {
+        if !word.is_empty() {
+            words.push(word.to_ascii_lowercase());
+            word.clear();
+        }
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if ended && !c.is_whitespace() && c != ';' {
+            return refuse("more than one statement".into());
+        }
+        match c {
+            '\'' | '"' | '`' | '[' => {
+                flush(&mut word, &mut words);
+                let close = if c == '[' { ']' } else { c };
+                i += 1;
+                while i < chars.len() && chars[i] != close {
+                    i += 1;
+                }
+                i += 1;
+                words.push("<literal>".into());
+                continue;
+            }
+            '-' if chars.get(i + 1) == Some(&'-') => {
+                flush(&mut word, &mut words);
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            '/' if chars.get(i + 1) == Some(&'*') => {
+                flush(&mut word, &mut words);
+                i += 2;
+                while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                    i += 1;
+                }
+                i += 2;
+                continue;
+            }
+            ';' => {
+                flush(&mut word, &mut words);
+                ended = true;
+            }
+            c if c.is_ascii_alphanumeric() || c == '_' => word.push(c),
+            '=' => {
+                flush(&mut word, &mut words);
+                words.push("=".into());
+            }
+            _ => flush(&mut word, &mut words),
+        }
+        i += 1;
+    }
+    flush(&mut word, &mut words);
+    let Some(first) = words.first() else {
+        return refuse("empty statement".into());
+    };
+    if let Some(w) = words.iter().find(|w| WRITE_WORDS.contains(&w.as_str())) {
+        return refuse(format!(
+            "{} statements change the database",
+            w.to_uppercase()
+        ));
+    }
+    match first.as_str() {
+        "select" | "with" | "values" | "explain" => Ok(()),
+        "pragma" if !words.iter().any(|w| w == "=") => Ok(()),
+        "pragma" => refuse("PRAGMA assignments change settings".into()),
+        other => refuse(format!(
+            "{} is not a read-only statement",
+            other.to_uppercase()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLS: &[&str] = &["state", "lr", "batch_size", "momentum", "seed"];
+
+    #[test]
+    fn filters_become_parameterised_sql() {
+        let f = parse_filter("batch_size >= 64 and lr < 0.5", COLS).unwrap();
+        assert_eq!(f.sql, "(batch_size >= ? AND lr < ?)");
+        assert_eq!(f.params, vec![Param::Number(64.0), Param::Number(0.5)]);
+        let f = parse_filter("state = 'diverged'", COLS).unwrap();
+        assert_eq!(f.sql, "state = ?");
+        assert_eq!(f.params, vec![Param::Text("diverged".into())]);
+        let f = parse_filter("seed in (1, 2) or not (momentum == 0.9)", COLS).unwrap();
+        assert_eq!(f.sql, "(seed IN (?, ?) OR (NOT momentum = ?))");
+        let f = parse_filter("lr is not null and state not in ('failed')", COLS).unwrap();
+        assert_eq!(f.sql, "(lr IS NOT NULL AND state NOT IN (?))");
+        let f = parse_filter("lr > 1e-3 AND lr <= -2.5E+1", COLS).unwrap();
+        assert_eq!(f.params, vec![Param::Number(1e-3), Param::Number(-25.0)]);
+        let f = parse_filter("state = 'it''s'", COLS).unwrap();
+        assert_eq!(f.params, vec![Param::Text("it's".into())]);
+    }
+
+    #[test]
+    fn bad_filters_name_the_problem() {
+        let e = parse_filter("batch_size >= ", COLS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected a value") && e.contains("column 15"),
+            "{e}"
+        );
+        let e = parse_filter("batchsize > 3", COLS).unwrap_err().to_string();
+        assert!(e.contains("unknown column \"batchsize\""), "{e}");
+        let e = parse_filter("1=1; DROP TABLE runs", COLS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("';' at column 4"), "{e}");
+        let e = parse_filter("1 = 1", COLS).unwrap_err().to_string();
+        assert!(e.contains("expected a column name at column 1"), "{e}");
+        let e = parse_filter("lr = 1; DROP TABLE runs", COLS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("';'"), "{e}");
+        let e = parse_filter("lr = 1 -- comment", COLS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'-'"), "{e}");
+        let e = parse_filter("state = 'x", COLS).unwrap_err().to_string();
+        assert!(e.contains("unterminated"), "{e}");
+        let e = parse_filter("(lr = 1", COLS).unwrap_err().to_string();
+        assert!(e.contains("')'"), "{e}");
+        let e = parse_filter("lr = 1 seed = 2", COLS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unexpected text"), "{e}");
+    }
+
+    #[test]
+    fn only_single_read_only_statements_pass() {
+        for ok in [
+            "SELECT * FROM runs",
+            "select count(*) from runs;",
+            "WITH t AS (SELECT 1) SELECT * FROM t",
+            "SELECT 'DELETE FROM runs' AS text",
+            "SELECT \"update\" FROM x -- DELETE",
+            "PRAGMA table_info(runs)",
+            "EXPLAIN QUERY PLAN SELECT 1",
+        ] {
+            assert!(check_read_only(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("DELETE FROM runs", "DELETE"),
+            ("DROP TABLE runs", "DROP"),
+            ("ATTACH 'x.db' AS x", "ATTACH"),
+            ("SELECT 1; DELETE FROM runs", "more than one"),
+            ("SELECT 1; SELECT 2", "more than one"),
+            ("WITH t AS (SELECT 1) DELETE FROM runs", "DELETE"),
+            ("PRAGMA journal_mode = DELETE", "DELETE"),
+            ("PRAGMA user_version = 3", "PRAGMA"),
+            ("UPDATE runs SET state = 'x'", "UPDATE"),
+            ("", "empty"),
+        ] {
+            let e = check_read_only(bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.starts_with("refused"), "{bad}: {e}");
+        }
+    }
+}

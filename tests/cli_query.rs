@@ -1,0 +1,406 @@
+//! Questioning the database: `runs`, `metrics`, `sql`, `sweeps`, `export`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn scalelab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
+    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
+    c
+}
+
+fn out(args: &[&str]) -> (bool, String, String) {
+    let o = scalelab().args(args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (success, stdout, stderr) = out(args);
+    assert!(success, "scalelab {args:?}: {stderr}");
+    stdout
+}
+
+/// One trained sweep shared by the tests (read-only tests only).
+fn trained() -> &'static (tempfile::TempDir, PathBuf) {
+    static DB: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    DB.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let sweep = dir.path().join("q.toml");
+        std::fs::write(
+            &sweep,
+            "name = \"q\"\n[data]\ntrain_size = 300\ntest_size = 200\n[model]\nhidden = [16]\n\
+             [train]\nlr = [0.01, 3.0]\nbatch_size = [4, 16, 64]\nmomentum = 0.9\nepochs = 3\nseeds = 2\n",
+        )
+        .unwrap();
+        let db = dir.path().join("q.db");
+        ok(&["run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--quiet", "--no-report"]);
+        (dir, db)
+    })
+}
+
+fn db() -> &'static str {
+    trained().1.to_str().unwrap()
+}
+
+#[test]
+fn runs_as_csv_json_and_a_readable_table() {
+    let csv_text = ok(&[
+        "runs",
+        "--sweep",
+        "q",
+        "--where",
+        "state = 'completed'",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ]);
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = rdr.headers().unwrap().clone();
+    assert!(headers.iter().any(|h| h == "final_test_acc"));
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    let state = headers.iter().position(|h| h == "state").unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| &r[state] == "completed"));
+    let completed = ok(&[
+        "sql",
+        "SELECT COUNT(*) FROM runs WHERE state = 'completed'",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ]);
+    assert_eq!(
+        completed.lines().nth(1).unwrap().parse::<usize>().unwrap(),
+        rows.len()
+    );
+
+    let json = ok(&[
+        "runs",
+        "--format",
+        "json",
+        "--db",
+        db(),
+        "--where",
+        "lr > 1 and batch_size in (4, 16)",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 4);
+    assert!(
+        arr.iter()
+            .all(|r| r["lr"] == 3.0 && r["batch_size"].as_i64().unwrap() <= 16)
+    );
+
+    let table = ok(&["runs", "--db", db(), "--sort", "-final_test_acc"]);
+    for line in table.lines() {
+        assert!(line.chars().count() <= 120, "too wide: {line}");
+    }
+    assert!(table.contains("(12 rows)"), "{table}");
+    // Learning rates in scientific notation, accuracies to 4 digits.
+    assert!(
+        table.contains("1.0e-2") && table.contains("3.0e0"),
+        "{table}"
+    );
+    let limited = ok(&["runs", "--db", db(), "--limit", "2", "--format", "json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&limited)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn bad_filters_and_injections_are_refused_with_one_line() {
+    for (expr, needle) in [
+        ("batch_size >=", "expected a value"),
+        ("batchsize > 3", "unknown column \"batchsize\""),
+        ("1=1; DROP TABLE runs", "';' at column 4"),
+        ("lr = 0.01; DROP TABLE runs", "';'"),
+        ("lr = 0.01 OR 1=1", "column"),
+        ("state = 'x' --", "'-'"),
+    ] {
+        let (success, stdout, stderr) = out(&["runs", "--db", db(), "--where", expr]);
+        assert!(!success, "{expr} accepted: {stdout}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("--where") && stderr.contains(needle),
+            "{expr}: {stderr}"
+        );
+    }
+    let (success, _, stderr) = out(&["runs", "--db", db(), "--sort", "wall"]);
+    assert!(!success && stderr.contains("--sort") && stderr.contains("wall"));
+    // The table is intact.
+    assert!(
+        ok(&[
+            "sql",
+            "SELECT COUNT(*) FROM runs",
+            "--format",
+            "csv",
+            "--db",
+            db()
+        ])
+        .contains("12")
+    );
+}
+
+#[test]
+fn sql_refuses_writes_and_the_database_is_unchanged() {
+    let count = || {
+        ok(&[
+            "sql",
+            "SELECT COUNT(*) AS n, SUM(steps) AS s FROM runs",
+            "--format",
+            "csv",
+            "--db",
+            db(),
+        ])
+    };
+    let before = count();
+    let sweeps_before = ok(&[
+        "sql",
+        "SELECT * FROM sweeps",
+        "--format",
+        "json",
+        "--db",
+        db(),
+    ]);
+    for q in [
+        "DELETE FROM runs",
+        "DROP TABLE runs",
+        "ATTACH 'other.db' AS o",
+        "SELECT 1; DELETE FROM runs",
+        "UPDATE runs SET state = 'failed'",
+        "INSERT INTO sweeps (name) VALUES ('x')",
+        "WITH x AS (SELECT 1) DELETE FROM runs",
+        "PRAGMA journal_mode = DELETE",
+        "CREATE TABLE t (x)",
+    ] {
+        let (success, _, stderr) = out(&["sql", q, "--db", db()]);
+        assert!(!success, "{q} was accepted");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("refused"), "{q}: {stderr}");
+    }
+    assert_eq!(count(), before);
+    assert_eq!(
+        ok(&[
+            "sql",
+            "SELECT * FROM sweeps",
+            "--format",
+            "json",
+            "--db",
+            db()
+        ]),
+        sweeps_before
+    );
+    // Reading works, including a per-batch-size aggregate and the documented view.
+    let agg = ok(&[
+        "sql",
+        "SELECT batch_size, AVG(test_acc) AS acc FROM epoch_metrics GROUP BY batch_size",
+        "--format",
+        "json",
+        "--db",
+        db(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&agg).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    let (success, _, stderr) = out(&["sql", "SELECT nosuch FROM runs", "--db", db()]);
+    assert!(!success && stderr.contains("nosuch"), "{stderr}");
+    let empty = ok(&[
+        "sql",
+        "SELECT run_id, state FROM run_summary WHERE state = 'nothing'",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ]);
+    assert_eq!(
+        empty.trim(),
+        "run_id,state",
+        "an empty result keeps its header"
+    );
+}
+
+#[test]
+fn metrics_by_unique_prefix() {
+    let ids = ok(&[
+        "sql",
+        "SELECT id FROM runs WHERE state = 'completed' ORDER BY id LIMIT 1",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ]);
+    let id = ids.lines().nth(1).unwrap().to_string();
+    let csv_text = ok(&["metrics", &id[..10], "--format", "csv", "--db", db()]);
+    let lines: Vec<&str> = csv_text.lines().collect();
+    assert_eq!(lines.len(), 1 + 4, "header and epochs 0..=3");
+    assert!(lines[0].starts_with("epoch,step,samples,lr,batch_size,train_loss"));
+    let (success, _, stderr) = out(&["metrics", "0", "--db", db()]);
+    if !success {
+        assert!(
+            stderr.contains("ambiguous") || stderr.contains("no run id"),
+            "{stderr}"
+        );
+    }
+    let (success, _, stderr) = out(&["metrics", "zz", "--db", db()]);
+    assert!(!success && stderr.contains("zz"));
+    let (success, _, stderr) = out(&["metrics", "ffffffffffffffff0", "--db", db()]);
+    assert!(!success && stderr.contains("no run id"), "{stderr}");
+}
+
+#[test]
+fn export_writes_tidy_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("runs.csv");
+    ok(&[
+        "export",
+        "q",
+        "--out",
+        csv_path.to_str().unwrap(),
+        "--db",
+        db(),
+    ]);
+    let mut rdr = csv::Reader::from_path(&csv_path).unwrap();
+    assert_eq!(rdr.records().count(), 12);
+    let jsonl = dir.path().join("epochs.jsonl");
+    ok(&[
+        "export",
+        "q",
+        "--epochs",
+        "--format",
+        "jsonl",
+        "--out",
+        jsonl.to_str().unwrap(),
+        "--db",
+        db(),
+    ]);
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let epochs: usize = ok(&[
+        "sql",
+        "SELECT COUNT(*) FROM epoch_metrics",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ])
+    .lines()
+    .nth(1)
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert_eq!(text.lines().count(), epochs);
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["epoch"].is_i64() && v["lr"].is_f64() && v["run_id"].is_string());
+    }
+    let json = dir.path().join("runs.json");
+    ok(&[
+        "export",
+        "q",
+        "--format",
+        "json",
+        "--out",
+        json.to_str().unwrap(),
+        "--db",
+        db(),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 12);
+    let (success, _, stderr) = out(&[
+        "export",
+        "nosuch",
+        "--out",
+        json.to_str().unwrap(),
+        "--db",
+        db(),
+    ]);
+    assert!(!success && stderr.contains("nosuch"));
+    let sweeps = ok(&["sweeps", "--db", db(), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&sweeps).unwrap();
+    assert_eq!(v[0]["sweep"], "q");
+    assert_eq!(v[0]["cells"], 12);
+}
+
+fn write_long_sweep(dir: &Path) -> PathBuf {
+    let p = dir.join("long.toml");
+    std::fs::write(
+        &p,
+        "name = \"long\"\n[data]\ntrain_size = 1000\ntest_size = 500\n[model]\nhidden = [64]\n\
+         [train]\nlr = [0.01, 0.02]\nbatch_size = [8, 16]\nmomentum = 0.9\nepochs = 12\nseeds = 3\n",
+    )
+    .unwrap();
+    p
+}
+
+/// WAL: readers in another process neither fail nor block the writer.
+#[test]
+fn queries_work_while_a_sweep_is_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_long_sweep(dir.path());
+    let db = dir.path().join("live.db");
+    let d = db.to_str().unwrap();
+    let start = Instant::now();
+    let mut writer = scalelab()
+        .args([
+            "run",
+            sweep.to_str().unwrap(),
+            "--db",
+            d,
+            "--jobs",
+            "1",
+            "--quiet",
+            "--no-report",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reads = 0;
+    let mut slowest = Duration::ZERO;
+    while writer.try_wait().unwrap().is_none() {
+        if db.exists() {
+            let t = Instant::now();
+            let (success, stdout, stderr) = out(&["runs", "--db", d, "--format", "csv"]);
+            if success {
+                assert!(stdout.starts_with("run_id,"));
+                reads += 1;
+                slowest = slowest.max(t.elapsed());
+            } else {
+                // Only before the schema exists may a read fail.
+                assert!(
+                    stderr.contains("not a scalelab database") || stderr.contains("no database"),
+                    "{stderr}"
+                );
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(120));
+    }
+    let status = writer.wait_with_output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(reads >= 3, "only {reads} reads happened during the sweep");
+    assert!(slowest < Duration::from_secs(2), "a read took {slowest:?}");
+    let done = ok(&[
+        "sql",
+        "SELECT COUNT(*) FROM runs WHERE state = 'completed'",
+        "--format",
+        "csv",
+        "--db",
+        d,
+    ]);
+    assert_eq!(done.lines().nth(1), Some("12"));
+}
