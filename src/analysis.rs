@@ -10,6 +10,7 @@ use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::fit::{EpochPoint, FitOptions, FitReport, MetricKind, RunInput};
 use crate::provenance;
+use crate::report::{CurvePoint, ReportInput, ReportSummary, TrainingCurve};
 
 /// Flattens a JSON value into `path → value` pairs (`data.train_size → 1000`).
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
@@ -248,6 +249,94 @@ pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<
     .await
     .map_err(|e| store.err(e))?;
     Ok(report)
+}
+
+/// Fits a sweep (storing the fit) and writes its report into `out_dir`: PNG figures, an
+/// `index.html` and an `index.md`. `progress` gets a line per figure.
+pub async fn report_sweep(
+    store: &Store,
+    sweep: &str,
+    opts: &FitOptions,
+    out_dir: &std::path::Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(FitReport, ReportSummary)> {
+    let row = store.sweep(sweep).await?.ok_or_else(|| {
+        Error::Query(format!(
+            "no sweep named {sweep:?} in {}",
+            store.path().display()
+        ))
+    })?;
+    let counts: Vec<(String, i64)> = store
+        .state_counts(Some(sweep))
+        .await?
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| (s.as_str().to_string(), n))
+        .collect();
+    let completed = counts.iter().any(|(s, n)| s == "completed" && *n > 0);
+    if !completed {
+        let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        return Err(Error::Report(format!(
+            "sweep {sweep} has no completed runs ({}): nothing to report; train it with              scalelab run, or see scalelab status {sweep} for failures",
+            if states.is_empty() {
+                "no runs".to_string()
+            } else {
+                states.join(", ")
+            }
+        )));
+    }
+    let report = fit_sweep(store, sweep, opts).await?;
+    let runs = load_fit_inputs(store, sweep, opts.metric).await?;
+    let mut curves = Vec::new();
+    for (run_id, label) in crate::report::choose_curve_runs(&report, &runs) {
+        let points = store
+            .epochs_of(&run_id)
+            .await?
+            .into_iter()
+            .map(|e| CurvePoint {
+                epoch: e.epoch as u32,
+                step: e.step as u64,
+                train_loss: e.train_loss,
+                test_loss: e.test_loss,
+                train_acc: e.train_acc,
+                test_acc: e.test_acc,
+            })
+            .collect();
+        curves.push(TrainingCurve {
+            run_id,
+            label,
+            points,
+        });
+    }
+    let input = ReportInput {
+        sweep: sweep.to_string(),
+        description: row.description,
+        fit: report.clone(),
+        runs,
+        curves,
+        state_counts: counts,
+        generated_by: match provenance::git_revision() {
+            Some(rev) => format!("scalelab {} (rev {rev})", provenance::VERSION),
+            None => format!("scalelab {}", provenance::VERSION),
+        },
+    };
+    let out = out_dir.to_path_buf();
+    // Drawing is CPU work: keep it off the async threads. Progress lines are sent back.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let job = tokio::task::spawn_blocking(move || {
+        let mut send = |line: &str| {
+            let _ = tx.send(line.to_string());
+        };
+        crate::report::write_report(&input, &out, &mut send)
+    });
+    while let Some(line) = rx.recv().await {
+        progress(&line);
+    }
+    let summary = job
+        .await
+        .map_err(|e| Error::Report(format!("the report thread failed: {e}")))?
+        .map_err(|e| Error::Report(e.to_string()))?;
+    Ok((report, summary))
 }
 
 #[cfg(test)]

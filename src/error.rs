@@ -53,7 +53,7 @@ pub enum Error {
     Query(String),
 
     /// A plot or report could not be drawn or written.
-    #[error("report error: {0}")]
+    #[error("{0}")]
     Report(String),
 
     /// The run was stopped by the user (Ctrl-C) before it finished.

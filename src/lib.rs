@@ -9,14 +9,18 @@
 //! candle; fits and plot data are pure functions; only [`cli`] turns errors into messages.
 
 pub mod analysis;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod fit;
+pub mod instruments;
+pub mod plot;
 pub mod progress;
 pub mod provenance;
 pub mod query;
+pub mod report;
 pub mod scheduler;
 pub mod sweep;
 pub mod train;

@@ -103,10 +103,70 @@ fn print_fit(report: &FitReport, format: FitFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// After `scalelab run`: fit the sweep with its defaults and print the tables.
-pub(super) async fn fit_after_run(store: &Store, sweep: &str) -> anyhow::Result<FitReport> {
+/// `scalelab report SWEEP`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The sweep's name or file.
+    pub sweep: String,
+    /// Where the figures and index go (default: reports/<sweep>/).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// test_acc | test_loss | train_loss | train_acc (default: the sweep's `[eval] metric`).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// final | best | median-last-5 (default: the sweep's `[eval] select`).
+    #[arg(long)]
+    pub select: Option<String>,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+/// Fits and reports a sweep; prints where the report is.
+async fn write_report(
+    store: &Store,
+    sweep: &str,
+    opts: &FitOptions,
+    out: Option<std::path::PathBuf>,
+    print_tables: bool,
+) -> anyhow::Result<()> {
+    let out = out.unwrap_or_else(|| std::path::Path::new("reports").join(sweep));
+    let mut progress = |line: &str| eprintln!("  {line}");
+    let (report, summary) =
+        crate::analysis::report_sweep(store, sweep, opts, &out, &mut progress).await?;
+    if print_tables {
+        println!("{}", crate::fit::render_tables(&report));
+    }
+    println!(
+        "report: {} ({} figures{}; also index.md)",
+        summary.index_html.display(),
+        summary.figures.len(),
+        if summary.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} skipped for want of data", summary.skipped.len())
+        }
+    );
+    Ok(())
+}
+
+pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let name = super::run::sweep_name(&args.sweep)?;
+    let store = Store::open(&args.db.db).await?;
+    let opts = fit_options(
+        &store,
+        &name,
+        args.metric.as_deref(),
+        args.select.as_deref(),
+    )
+    .await?;
+    let result = write_report(&store, &name, &opts, args.out, false).await;
+    store.close().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After `scalelab run`: fit the sweep with its defaults, print the tables, write the report.
+pub(super) async fn fit_and_report(store: &Store, sweep: &str) -> anyhow::Result<()> {
     let opts = fit_options(store, sweep, None, None).await?;
-    let report = crate::analysis::fit_sweep(store, sweep, &opts).await?;
-    println!("{}", crate::fit::render_tables(&report));
-    Ok(report)
+    write_report(store, sweep, &opts, None, true).await
 }

@@ -2,6 +2,7 @@
 //! errors become one-line messages and exit codes.
 
 mod analysis;
+mod bench;
 mod query;
 mod run;
 mod train;
@@ -37,6 +38,8 @@ pub enum Command {
     Status(run::StatusArgs),
     /// Fit the scaling rules to a sweep's runs and store the result.
     Fit(analysis::FitArgs),
+    /// Fit a sweep and render its PNG figures with an index.html and index.md.
+    Report(analysis::ReportArgs),
     /// One row per run: configuration, state, final and best metrics.
     Runs(query::RunsArgs),
     /// The per-epoch series of one run.
@@ -47,6 +50,8 @@ pub enum Command {
     Sweeps(query::SweepsArgs),
     /// Write a sweep's runs (and optionally every epoch) as CSV or JSON for pandas & co.
     Export(query::ExportArgs),
+    /// Training throughput of the reference workload, and the machine's matmul peak.
+    Bench(bench::BenchArgs),
     /// Train one run and print one JSON object per epoch, then a summary line.
     #[command(allow_negative_numbers = true)]
     Train(CellArgs),
@@ -114,8 +119,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One compute thread per job: candle's kernels read this before every matmul.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+    // One compute thread per job: candle's kernels read this before every matmul. Set here,
+    // before the runtime or any other thread exists.
+    if let Command::Bench(b) = &cli.command {
+        crate::train::set_compute_threads(b.threads);
+    } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         crate::train::set_compute_threads(1);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -169,11 +177,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => run::worker(args).await,
         Command::Status(args) => run::status(args).await,
         Command::Fit(args) => analysis::fit(args).await,
+        Command::Report(args) => analysis::report(args).await,
         Command::Runs(args) => query::runs(args).await,
         Command::Metrics(args) => query::metrics(args).await,
         Command::Sql(args) => query::sql(args).await,
         Command::Sweeps(args) => query::sweeps(args).await,
         Command::Export(args) => query::export(args).await,
+        Command::Bench(args) => bench::bench(args).await,
         Command::Train(args) => train::run(args).await,
     }
 }

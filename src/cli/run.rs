@@ -216,7 +216,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Err(Error::Interrupted.into());
     }
     if !args.no_report {
-        super::analysis::fit_after_run(&store, &sweep.name).await?;
+        super::analysis::fit_and_report(&store, &sweep.name).await?;
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,139 @@
+//! `scalelab bench`.
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::table;
+use crate::bench::{self, BenchRow};
+use crate::error::Error;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchFormat {
+    /// Aligned columns.
+    Table,
+    /// One JSON object per line (fields as bench/torch_reference.py).
+    Json,
+}
+
+/// Models the benchmark can time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchModel {
+    /// MLP 784 → hidden → 10.
+    Mlp,
+    /// Two conv blocks (hidden, 2·hidden channels) on 28×28 inputs.
+    Cnn,
+}
+
+/// `scalelab bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Batch sizes to time.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "16,32,64,128,256,512,1024"
+    )]
+    pub batch_sizes: Vec<usize>,
+    /// The model.
+    #[arg(long, value_enum, default_value_t = BenchModel::Mlp)]
+    pub model: BenchModel,
+    /// Hidden width (mlp) or first block's channels (cnn; default 8).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Compute threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Seconds to spend timing each batch size (about).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = BenchFormat::Table)]
+    pub format: BenchFormat,
+}
+
+pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
+        return Err(
+            Error::config("batch-sizes", "give positive batch sizes, e.g. 16,32,64").into(),
+        );
+    }
+    if let Some(&b) = args.batch_sizes.iter().find(|&&b| b > bench::POOL) {
+        return Err(Error::config(
+            "batch-sizes",
+            format!(
+                "{b} is larger than the benchmark's pool of {} examples",
+                bench::POOL
+            ),
+        )
+        .into());
+    }
+    if args.threads == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
+        return Err(Error::config("threads", "threads and seconds must be positive").into());
+    }
+    // `main` has set the compute threads (RAYON_NUM_THREADS) from --threads before start-up.
+    let threads = args.threads;
+    let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<(f64, Vec<BenchRow>)> {
+        let peak = bench::matmul_peak()?;
+        let mut rows = Vec::new();
+        for &b in &args.batch_sizes {
+            let r = match args.model {
+                BenchModel::Mlp => {
+                    let h = args.hidden.unwrap_or(800);
+                    bench::bench_mlp(h, b, bench::steps_for(b, args.seconds, h), peak, threads)?
+                }
+                BenchModel::Cnn => {
+                    let c = args.hidden.unwrap_or(8);
+                    bench::bench_cnn(c, b, bench::steps_for(b, args.seconds, 200), peak, threads)?
+                }
+            };
+            if args.format == BenchFormat::Json {
+                println!("{}", serde_json::to_string(&r)?);
+            }
+            rows.push(r);
+        }
+        Ok((peak, rows))
+    })
+    .await??;
+    let (peak, rows) = rows;
+    if args.format == BenchFormat::Json {
+        println!(
+            "{}",
+            serde_json::json!({"engine": "scalelab", "threads": threads, "matmul_peak_gflops": peak})
+        );
+    } else {
+        println!(
+            "matmul peak (f32, {threads} thread{}): {peak:.1} GFLOP/s",
+            if threads == 1 { "" } else { "s" }
+        );
+        let body: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.batch_size.to_string(),
+                    format!("{:.1}", r.steps_per_s),
+                    format!("{:.0}", r.samples_per_s),
+                    format!("{:.3}", r.step_gflop),
+                    format!("{:.1}", r.gflops),
+                    format!("{:.0}%", 100.0 * r.peak_fraction),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "batch",
+                    "steps/s",
+                    "samples/s",
+                    "GFLOP/step",
+                    "GFLOP/s",
+                    "of peak"
+                ],
+                &body
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,540 @@
+//! The gradient noise scale B_simple = tr(Σ)/|G|² (McCandlish et al. 2018, arXiv 1812.06162).
+//!
+//! G is the true (full training set) gradient and Σ the covariance of one per-example gradient.
+//! Per-example gradients are never formed: the mean gradient of a batch of B examples satisfies
+//! E|G_B|² = |G|² + tr(Σ)/B when the examples are drawn independently (with replacement), so the
+//! squared norms of mean gradients at two batch sizes give unbiased estimates of both unknowns
+//! (App. A.1); see [`two_batch_estimates`]. The trainer draws batches *without* replacement from
+//! N examples, which shrinks the noise term; [`two_batch_estimates_finite`] corrects for it.
+//!
+//! A single pair of gradients gives a very noisy estimate, and |G|² may come out negative. The
+//! ratio of single estimates is biased (a ratio of noisy numbers), so [`NoiseScaleEma`] keeps
+//! separate moving averages of |G|² and tr(Σ) and divides only at the end (science.md §3).
+//! Both gradients of a pair must be taken at the same weights.
+
+use serde::{Deserialize, Serialize};
+
+use super::InstrumentError;
+
+/// Unbiased estimates of |G|² and tr(Σ) from one pair of mean gradients.
+///
+/// Either may be negative: each is a difference of noisy squared norms. Only the averages in
+/// [`NoiseScaleEma`] are meant to be divided.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TwoBatch {
+    /// Estimate of |G|², the squared norm of the true gradient.
+    pub g_sq: f64,
+    /// Estimate of tr(Σ), the trace of the per-example gradient covariance.
+    pub trace: f64,
+}
+
+fn check_input(what: &'static str, value: f64) -> Result<(), InstrumentError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(InstrumentError::BadInput { what, value })
+    }
+}
+
+fn check_batches(b_small: f64, b_big: f64) -> Result<(), InstrumentError> {
+    // Written so that NaN fails too.
+    if b_small.is_finite() && b_big.is_finite() && b_small > 0.0 && b_small < b_big {
+        Ok(())
+    } else {
+        Err(InstrumentError::BatchSizes {
+            small: b_small,
+            big: b_big,
+        })
+    }
+}
+
+/// Estimates of |G|² and tr(Σ) when the examples of each batch are drawn independently
+/// (with replacement, or from an unlimited stream): McCandlish et al. 2018, App. A.1,
+///
+/// |G|² ≈ (B_big·|G_big|² − B_small·|G_small|²)/(B_big − B_small),
+/// tr(Σ) ≈ (|G_small|² − |G_big|²)/(1/B_small − 1/B_big).
+///
+/// `g_small_sq` and `g_big_sq` are the squared norms of the mean gradients over batches of
+/// `b_small` and `b_big` examples, taken at the same weights. Errors unless
+/// 0 < `b_small` < `b_big` and both squared norms are finite and non-negative.
+pub fn two_batch_estimates(
+    b_small: f64,
+    g_small_sq: f64,
+    b_big: f64,
+    g_big_sq: f64,
+) -> Result<TwoBatch, InstrumentError> {
+    check_batches(b_small, b_big)?;
+    check_input("|G_small|²", g_small_sq)?;
+    check_input("|G_big|²", g_big_sq)?;
+    let g_sq = (b_big * g_big_sq - b_small * g_small_sq) / (b_big - b_small);
+    let trace = (g_small_sq - g_big_sq) / (1.0 / b_small - 1.0 / b_big);
+    Ok(TwoBatch { g_sq, trace })
+}
+
+/// Like [`two_batch_estimates`], for batches drawn *without* replacement from a training set of
+/// `n` examples (as the trainer draws them).
+///
+/// Derivation. Let the per-example gradients be g_1..g_N with mean G and covariance
+/// Σ = (1/N)·Σ_i (g_i − G)(g_i − G)ᵀ, the covariance of one example drawn uniformly (the noise
+/// a batch of one sees, and the Σ of McCandlish et al. for the empirical distribution). The mean
+/// of B examples drawn without replacement has covariance Σ·(N − B)/(B·(N − 1)) (the finite
+/// population correction), so
+///
+/// E|G_B|² = |G|² + c(B)·tr(Σ),   c(B) = (1/B − 1/N)·N/(N − 1).
+///
+/// Two batch sizes give two linear equations; solving them,
+///
+/// tr(Σ) ≈ (|G_small|² − |G_big|²)/(c_small − c_big),
+/// |G|² ≈ (c_small·|G_big|² − c_big·|G_small|²)/(c_small − c_big),
+///
+/// which are unbiased whatever the joint law of the two batches (the small batch may be part of
+/// the big one). As N → ∞, c(B) → 1/B and these become App. A.1. At B_big = N, c_big = 0 and the
+/// |G|² estimate is the full-batch |G_big|², as it should be.
+///
+/// How wrong the infinite formula is here: its tr(Σ) is N/(N − 1) times too large on average
+/// (harmless), but its |G|² is low by tr(Σ)/(N − 1) on average, whatever the batch sizes, a
+/// relative bias of B_simple/(N − 1): large exactly when the noise scale approaches N.
+///
+/// Errors unless 0 < `b_small` < `b_big` ≤ `n`, `n` ≥ 2, and the squared norms are finite and
+/// non-negative.
+pub fn two_batch_estimates_finite(
+    n: f64,
+    b_small: f64,
+    g_small_sq: f64,
+    b_big: f64,
+    g_big_sq: f64,
+) -> Result<TwoBatch, InstrumentError> {
+    check_batches(b_small, b_big)?;
+    if !(n.is_finite() && n >= 2.0 && b_big <= n) {
+        return Err(InstrumentError::Population { n, big: b_big });
+    }
+    check_input("|G_small|²", g_small_sq)?;
+    check_input("|G_big|²", g_big_sq)?;
+    let c = |b: f64| (1.0 / b - 1.0 / n) * n / (n - 1.0);
+    let (c_small, c_big) = (c(b_small), c(b_big));
+    let denom = c_small - c_big;
+    let g_sq = (c_small * g_big_sq - c_big * g_small_sq) / denom;
+    let trace = (g_small_sq - g_big_sq) / denom;
+    Ok(TwoBatch { g_sq, trace })
+}
+
+/// Bias-corrected exponential moving averages of |G|² and tr(Σ), and their ratio B_simple.
+///
+/// Each average is m_t = β·m_{t−1} + (1 − β)·x_t divided by 1 − β^t (as Adam does), so the first
+/// values are not shrunk toward the zero start. The correction cancels in the ratio but matters
+/// for [`NoiseScaleEma::g_sq`] and [`NoiseScaleEma::trace`] on their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseScaleEma {
+    decay: f64,
+    g_sq: f64,
+    trace: f64,
+    /// 1 − β^t, kept by the same recursion as the averages.
+    weight: f64,
+    updates: u64,
+}
+
+impl NoiseScaleEma {
+    /// Default decay β = 0.9: an average over about 1/(1 − β) = 10 recent estimates, whose
+    /// variance is (1 − β)/(1 + β) = 1/19 of one estimate's. Single estimates are noisy (tens of
+    /// percent for |G|²), while B_simple drifts over training (McCandlish et al. report growth
+    /// from about 50 to 900 on MNIST, Table 1); 0.9 trades the two for a few estimates per epoch.
+    pub const DEFAULT_DECAY: f64 = 0.9;
+
+    /// Empty averages with decay β in [0, 1) (β = 0 keeps only the last estimate).
+    pub fn new(decay: f64) -> Result<Self, InstrumentError> {
+        if !(decay.is_finite() && (0.0..1.0).contains(&decay)) {
+            return Err(InstrumentError::Setting(format!(
+                "EMA decay must lie in [0, 1), got {decay}"
+            )));
+        }
+        Ok(Self {
+            decay,
+            g_sq: 0.0,
+            trace: 0.0,
+            weight: 0.0,
+            updates: 0,
+        })
+    }
+
+    /// Adds one pair of estimates. A non-finite estimate is refused (and changes nothing).
+    pub fn update(&mut self, est: TwoBatch) -> Result<(), InstrumentError> {
+        if !est.g_sq.is_finite() {
+            return Err(InstrumentError::BadInput {
+                what: "|G|² estimate",
+                value: est.g_sq,
+            });
+        }
+        if !est.trace.is_finite() {
+            return Err(InstrumentError::BadInput {
+                what: "tr(Σ) estimate",
+                value: est.trace,
+            });
+        }
+        let b = self.decay;
+        self.g_sq = b * self.g_sq + (1.0 - b) * est.g_sq;
+        self.trace = b * self.trace + (1.0 - b) * est.trace;
+        self.weight = b * self.weight + (1.0 - b);
+        self.updates += 1;
+        Ok(())
+    }
+
+    /// The decay β.
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// How many estimates have been added.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    /// Bias-corrected average of the |G|² estimates; `None` before the first update.
+    pub fn g_sq(&self) -> Option<f64> {
+        (self.updates > 0).then(|| self.g_sq / self.weight)
+    }
+
+    /// Bias-corrected average of the tr(Σ) estimates; `None` before the first update.
+    pub fn trace(&self) -> Option<f64> {
+        (self.updates > 0).then(|| self.trace / self.weight)
+    }
+
+    /// B_simple = EMA[tr Σ]/EMA[|G|²].
+    ///
+    /// `None` before the first update, and when the |G|² average is ≤ 0 or the tr(Σ) average is
+    /// < 0. Both true values are non-negative; an average at or below zero means the noise of the
+    /// estimates still swamps the signal: the |G|² estimate is a small difference of two large
+    /// squared norms once tr(Σ)/B_big ≫ |G|², i.e. once B_simple ≫ B_big. The ratio would then
+    /// be meaningless or infinite rather than large, so it is withheld; the two averages stay
+    /// available through [`Self::g_sq`] and [`Self::trace`].
+    pub fn b_simple(&self) -> Option<f64> {
+        let g_sq = self.g_sq()?;
+        let trace = self.trace()?;
+        if g_sq <= 0.0 || trace < 0.0 {
+            return None;
+        }
+        let b = trace / g_sq;
+        b.is_finite().then_some(b)
+    }
+}
+
+impl Default for NoiseScaleEma {
+    fn default() -> Self {
+        Self {
+            decay: Self::DEFAULT_DECAY,
+            g_sq: 0.0,
+            trace: 0.0,
+            weight: 0.0,
+            updates: 0,
+        }
+    }
+}
+
+/// The batch sizes and repetitions of one noise-scale measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoiseScalePlan {
+    /// Examples in the small batch.
+    pub b_small: usize,
+    /// Examples in the big batch; the small batch should be its first `b_small` examples.
+    pub b_big: usize,
+    /// Pairs to measure; each gives one [`TwoBatch`] for [`NoiseScaleEma::update`].
+    pub repeats: usize,
+}
+
+impl NoiseScalePlan {
+    /// Examples whose gradients one measurement costs (nested batches): `b_big · repeats`.
+    pub fn examples(&self) -> usize {
+        self.b_big.saturating_mul(self.repeats)
+    }
+
+    /// Backward passes one measurement costs: two per repeat, one over the small batch and one
+    /// over the other B_big − B_small examples; the big mean gradient is then
+    /// (B_small·G_small + (B_big − B_small)·G_rest)/B_big, with no third pass.
+    pub fn backward_passes(&self) -> usize {
+        self.repeats.saturating_mul(2)
+    }
+}
+
+/// Largest ratio B_big/B_small that [`plan_noise_scale`] uses.
+pub const MAX_BIG_BATCH_FACTOR: usize = 8;
+/// Smallest ratio B_big/B_small that [`plan_noise_scale`] uses (when N or the budget allow).
+pub const MIN_BIG_BATCH_FACTOR: usize = 2;
+
+/// Batch sizes and repetitions for one measurement in a training run with batch size `batch` and
+/// `n` training examples, costing about `budget_examples` per-example gradients.
+///
+/// - B_small = the training batch size, so |G_small|² is the squared norm of the gradients
+///   training actually follows (capped at B_big/2 when the training batch is near N).
+/// - B_big = B_small·k with k from 8 down to 2 as the budget requires, and at most N. The tr(Σ)
+///   estimate divides by 1/B_small − 1/B_big = (1 − 1/k)/B_small: k = 8 already gives 7/8 of
+///   the separation an infinite big batch would, k = 2 only 1/2, while the cost grows like k.
+///   With [`two_batch_estimates_finite`], B_big = N is fine (it gives the exact |G|²).
+/// - repeats = ⌊budget/B_big⌋, at least 1. One measurement thus costs `b_big · repeats`
+///   examples, at most the budget whenever the budget is at least 2·B_small (and N ≥ 2·B_small).
+///
+/// For "≤ 10% of training time at one measurement per epoch", pass `budget_examples = n / 10`.
+/// Errors when `batch` is 0 or `n` < 2.
+pub fn plan_noise_scale(
+    batch: usize,
+    n: usize,
+    budget_examples: usize,
+) -> Result<NoiseScalePlan, InstrumentError> {
+    if batch == 0 || n < 2 {
+        return Err(InstrumentError::Setting(format!(
+            "noise-scale plan needs batch ≥ 1 and N ≥ 2, got batch = {batch}, N = {n}"
+        )));
+    }
+    let lo = batch.saturating_mul(MIN_BIG_BATCH_FACTOR);
+    let hi = batch.saturating_mul(MAX_BIG_BATCH_FACTOR);
+    let b_big = budget_examples.clamp(lo, hi).min(n);
+    let b_small = batch.min(b_big / 2).max(1);
+    let repeats = (budget_examples / b_big).max(1);
+    Ok(NoiseScalePlan {
+        b_small,
+        b_big,
+        repeats,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::seq::index::sample;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Distribution, Normal, StandardNormal};
+
+    fn norm_sq(v: &[f64]) -> f64 {
+        v.iter().map(|x| x * x).sum()
+    }
+
+    #[test]
+    fn two_batch_inverts_the_expected_norms() {
+        // E|G_B|² = |G|² + tr(Σ)/B: feed exact expectations, get the planted values back.
+        let (g_sq, trace) = (2.5, 400.0);
+        let e = |b: f64| g_sq + trace / b;
+        let est = two_batch_estimates(16.0, e(16.0), 128.0, e(128.0)).unwrap();
+        assert!((est.g_sq - g_sq).abs() < 1e-12 * trace);
+        assert!((est.trace - trace).abs() < 1e-9 * trace);
+    }
+
+    #[test]
+    fn finite_inverts_expected_norms_and_limits() {
+        let (n, g_sq, trace) = (500.0, 0.7, 90.0);
+        let e = |b: f64| g_sq + trace * (1.0 / b - 1.0 / n) * n / (n - 1.0);
+        let est = two_batch_estimates_finite(n, 10.0, e(10.0), 80.0, e(80.0)).unwrap();
+        assert!((est.g_sq - g_sq).abs() < 1e-12 * trace);
+        assert!((est.trace - trace).abs() < 1e-9 * trace);
+        // B_big = N: |G|² is the full-batch squared norm itself.
+        let full = two_batch_estimates_finite(n, 10.0, 5.0, n, 1.25).unwrap();
+        assert_eq!(full.g_sq, 1.25);
+        // N → ∞ recovers App. A.1.
+        let a = two_batch_estimates(10.0, 5.0, 80.0, 1.25).unwrap();
+        let b = two_batch_estimates_finite(1e15, 10.0, 5.0, 80.0, 1.25).unwrap();
+        assert!((a.g_sq - b.g_sq).abs() < 1e-9 && (a.trace - b.trace).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(matches!(
+            two_batch_estimates(64.0, 1.0, 64.0, 1.0),
+            Err(InstrumentError::BatchSizes { .. })
+        ));
+        assert!(two_batch_estimates(128.0, 1.0, 64.0, 1.0).is_err());
+        assert!(two_batch_estimates(0.0, 1.0, 64.0, 1.0).is_err());
+        assert!(two_batch_estimates(-4.0, 1.0, 64.0, 1.0).is_err());
+        assert!(two_batch_estimates(f64::NAN, 1.0, 64.0, 1.0).is_err());
+        assert!(matches!(
+            two_batch_estimates(8.0, f64::NAN, 64.0, 1.0),
+            Err(InstrumentError::BadInput { .. })
+        ));
+        assert!(two_batch_estimates(8.0, 1.0, 64.0, f64::INFINITY).is_err());
+        assert!(two_batch_estimates(8.0, -1.0, 64.0, 1.0).is_err());
+        assert!(matches!(
+            two_batch_estimates_finite(50.0, 8.0, 1.0, 64.0, 1.0),
+            Err(InstrumentError::Population { .. })
+        ));
+        assert!(two_batch_estimates_finite(1.0, 0.5, 1.0, 1.0, 1.0).is_err());
+        assert!(two_batch_estimates_finite(f64::NAN, 8.0, 1.0, 64.0, 1.0).is_err());
+        assert!(NoiseScaleEma::new(1.0).is_err());
+        assert!(NoiseScaleEma::new(-0.1).is_err());
+        assert!(NoiseScaleEma::new(f64::NAN).is_err());
+        let mut ema = NoiseScaleEma::default();
+        let nan = TwoBatch {
+            g_sq: f64::NAN,
+            trace: 1.0,
+        };
+        assert!(ema.update(nan).is_err());
+        assert_eq!(ema.updates(), 0);
+        assert!(plan_noise_scale(0, 100, 10).is_err());
+        assert!(plan_noise_scale(4, 1, 10).is_err());
+    }
+
+    #[test]
+    fn ema_is_bias_corrected_and_withholds_undefined_ratios() {
+        let mut ema = NoiseScaleEma::new(0.99).unwrap();
+        assert_eq!(
+            (ema.g_sq(), ema.trace(), ema.b_simple()),
+            (None, None, None)
+        );
+        // One update: the corrected average is the estimate itself, not 1% of it.
+        ema.update(TwoBatch {
+            g_sq: 2.0,
+            trace: 50.0,
+        })
+        .unwrap();
+        assert!((ema.g_sq().unwrap() - 2.0).abs() < 1e-12);
+        assert!((ema.b_simple().unwrap() - 25.0).abs() < 1e-9);
+        // A constant stream stays at its value at every step.
+        for _ in 0..50 {
+            ema.update(TwoBatch {
+                g_sq: 2.0,
+                trace: 50.0,
+            })
+            .unwrap();
+            assert!((ema.trace().unwrap() - 50.0).abs() < 1e-9);
+        }
+        let mut neg = NoiseScaleEma::default();
+        neg.update(TwoBatch {
+            g_sq: -0.1,
+            trace: 50.0,
+        })
+        .unwrap();
+        assert_eq!(neg.b_simple(), None);
+        assert_eq!(neg.g_sq(), Some(-0.1));
+    }
+
+    /// Planted distribution: g_i = G + ε_i, ε_i ~ N(0, diag σ²), independent draws, so the mean
+    /// of B examples is exactly G + N(0, diag σ²/B) and is drawn as such.
+    #[test]
+    fn ema_recovers_planted_noise_scale() {
+        let d = 100;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let g: Vec<f64> = (0..d)
+            .map(|i| if i % 2 == 0 { 0.2 } else { -0.1 })
+            .collect();
+        let sigma: Vec<f64> = (0..d).map(|i| 0.5 + (i % 5) as f64 * 0.25).collect();
+        let g_sq = norm_sq(&g);
+        let trace = norm_sq(&sigma);
+        let truth = trace / g_sq; // 20·(0.25 + 0.5625 + 1 + 1.5625 + 2.25)/2.5 = 45
+        let (bs, bb) = (16.0, 128.0);
+        let draw = |b: f64, rng: &mut ChaCha8Rng| {
+            let mean: Vec<f64> = g
+                .iter()
+                .zip(&sigma)
+                .map(|(gi, si)| gi + si / b.sqrt() * rng.sample::<f64, _>(StandardNormal))
+                .collect();
+            norm_sq(&mean)
+        };
+        let mut ema = NoiseScaleEma::new(0.999).unwrap();
+        let steps = 20_000;
+        for _ in 0..steps {
+            let small = draw(bs, &mut rng);
+            let big = draw(bb, &mut rng);
+            ema.update(two_batch_estimates(bs, small, bb, big).unwrap())
+                .unwrap();
+        }
+        let b = ema.b_simple().unwrap();
+        eprintln!("planted B_simple {truth:.3}, EMA estimate {b:.3}");
+        assert!((b / truth - 1.0).abs() < 0.05, "B_simple {b} vs {truth}");
+    }
+
+    /// A fixed population of N per-example gradients, batches without replacement (the small
+    /// batch nested in the big one, as [`NoiseScalePlan`] recommends). Averaged over many draws,
+    /// the finite correction hits the population's |G|² and tr(Σ); the infinite formula's |G|²
+    /// misses by the predicted −tr(Σ)/(N − 1).
+    #[test]
+    fn finite_correction_is_unbiased_without_replacement() {
+        let (n, d) = (200usize, 40usize);
+        let (bs, bb) = (20usize, 160usize);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let noise = Normal::new(0.0, 1.0).unwrap();
+        let pop: Vec<Vec<f64>> = (0..n)
+            .map(|_| {
+                (0..d)
+                    .map(|j| 0.15 + 0.01 * j as f64 + noise.sample(&mut rng))
+                    .collect()
+            })
+            .collect();
+        let mean: Vec<f64> = (0..d)
+            .map(|j| pop.iter().map(|g| g[j]).sum::<f64>() / n as f64)
+            .collect();
+        let g_sq = norm_sq(&mean);
+        let trace: f64 = pop
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .zip(&mean)
+                    .map(|(a, m)| (a - m).powi(2))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / n as f64;
+
+        let reps = 20_000;
+        let (mut fin, mut inf) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        let mut acc = vec![0.0; d];
+        for _ in 0..reps {
+            let idx = sample(&mut rng, n, bb);
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            let mut small_sq = 0.0;
+            for (k, i) in idx.iter().enumerate() {
+                acc.iter_mut().zip(&pop[i]).for_each(|(a, x)| *a += x);
+                if k + 1 == bs {
+                    small_sq = acc.iter().map(|a| (a / bs as f64).powi(2)).sum();
+                }
+            }
+            let big_sq: f64 = acc.iter().map(|a| (a / bb as f64).powi(2)).sum();
+            let (nf, b1, b2) = (n as f64, bs as f64, bb as f64);
+            fin.push(two_batch_estimates_finite(nf, b1, small_sq, b2, big_sq).unwrap());
+            inf.push(two_batch_estimates(b1, small_sq, b2, big_sq).unwrap());
+        }
+        let stats = |xs: &[f64]| {
+            let m = xs.iter().sum::<f64>() / xs.len() as f64;
+            let v = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+            (m, (v / xs.len() as f64).sqrt())
+        };
+        let (fg, fg_se) = stats(&fin.iter().map(|e| e.g_sq).collect::<Vec<_>>());
+        let (ft, ft_se) = stats(&fin.iter().map(|e| e.trace).collect::<Vec<_>>());
+        let (ig, ig_se) = stats(&inf.iter().map(|e| e.g_sq).collect::<Vec<_>>());
+        eprintln!(
+            "|G|² {g_sq:.4}  tr Σ {trace:.3}  B_simple {:.2}\n finite: |G|² {fg:.4} ± {fg_se:.4}, \
+             tr {ft:.3} ± {ft_se:.3}\n infinite: |G|² {ig:.4} ± {ig_se:.4}, predicted {:.4}",
+            trace / g_sq,
+            g_sq - trace / (n as f64 - 1.0)
+        );
+        assert!(
+            (fg - g_sq).abs() < 4.0 * fg_se,
+            "finite |G|² {fg} vs {g_sq}"
+        );
+        assert!(
+            (ft - trace).abs() < 4.0 * ft_se,
+            "finite tr {ft} vs {trace}"
+        );
+        // The infinite formula is off by many standard errors, by the predicted amount.
+        assert!(
+            (ig - g_sq).abs() > 20.0 * ig_se,
+            "infinite |G|² {ig} vs {g_sq}"
+        );
+        let predicted = g_sq - trace / (n as f64 - 1.0);
+        assert!((ig - predicted).abs() < 4.0 * ig_se);
+    }
+
+    #[test]
+    fn plan_follows_batch_n_and_budget() {
+        let p = plan_noise_scale(32, 50_000, 5_000).unwrap();
+        assert_eq!((p.b_small, p.b_big, p.repeats), (32, 256, 19));
+        assert!(p.examples() <= 5_000 && p.backward_passes() == 38);
+        // A small budget shrinks the big batch toward 2·B before breaking the budget.
+        let p = plan_noise_scale(32, 50_000, 100).unwrap();
+        assert_eq!((p.b_small, p.b_big, p.repeats), (32, 100, 1));
+        let p = plan_noise_scale(32, 50_000, 10).unwrap();
+        assert_eq!((p.b_small, p.b_big, p.repeats), (32, 64, 1));
+        // N caps the big batch; a training batch near N is halved for the small one.
+        let p = plan_noise_scale(100, 300, 10_000).unwrap();
+        assert_eq!((p.b_small, p.b_big), (100, 300));
+        let p = plan_noise_scale(1000, 1000, 100).unwrap();
+        assert_eq!((p.b_small, p.b_big, p.repeats), (500, 1000, 1));
+        let p = plan_noise_scale(1, 2, 0).unwrap();
+        assert_eq!((p.b_small, p.b_big, p.repeats), (1, 2, 1));
+    }
+}

@@ -1,0 +1,203 @@
+//! Figure 3: the noise-scale collapse (Smith & Le 2017, arXiv 1710.06451): the metric of every
+//! run against g = ε(N/B − 1)/(1 − m), coloured by cell, with the fitted smooth curve in ln g
+//! and the optimal g marked. If g alone organises the data, every cell falls on one curve; the
+//! collapse score (R² of the cell means under that curve) says how well, and the same score
+//! against ln B says how well B alone would have done.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::chart::{Axis, Figure, Layer, Panel, Scale};
+use super::labels::{self, CellKey, Varying};
+use super::style::{Rgb, Shape, series_color, series_shape};
+use super::{PlotError, SkipReason, draw, format};
+use crate::fit::{FitReport, RunInput};
+
+/// More cells than this share one legend entry instead of one each.
+pub const MAX_LEGEND_CELLS: usize = 10;
+
+/// The settings of every cell, from the runs (first run of each cell wins).
+pub fn cell_keys(runs: &[RunInput]) -> BTreeMap<String, CellKey> {
+    let mut out = BTreeMap::new();
+    for r in runs {
+        out.entry(r.cell.clone()).or_insert(CellKey {
+            lr: r.lr,
+            train_size: r.train_size,
+            momentum: r.momentum,
+        });
+    }
+    out
+}
+
+/// Prepares figure 3 from the collapse section; `runs` name the cells' settings.
+pub fn prepare_collapse(fit: &FitReport, runs: &[RunInput]) -> Result<Figure, SkipReason> {
+    let col = fit.collapse.fitted().ok_or_else(|| {
+        format!(
+            "no collapse fit: {}",
+            fit.collapse.reason().unwrap_or("skipped")
+        )
+    })?;
+    let metric = fit.options.metric;
+    let keys = cell_keys(runs);
+    let mut cells: Vec<&str> = col.points.iter().map(|p| p.cell.as_str()).collect();
+    cells.sort();
+    cells.dedup();
+    let shown: Vec<&CellKey> = cells.iter().filter_map(|c| keys.get(*c)).collect();
+    let vary = Varying::of(shown);
+    let mut p = Panel::new(
+        Axis::new("noise scale g = ε(N/B − 1)/(1 − m)", Scale::Log10),
+        labels::metric_axis(fit),
+    );
+    let many = cells.len() > MAX_LEGEND_CELLS;
+    for (i, cell) in cells.iter().enumerate() {
+        let colour = series_color(i);
+        let pts: Vec<(f64, f64)> = col
+            .points
+            .iter()
+            .filter(|p| p.cell == *cell && !p.censored)
+            .map(|p| (p.g, p.value))
+            .collect();
+        let mut means: Vec<(f64, f64)> = col
+            .means
+            .iter()
+            .filter(|m| m.cell == *cell)
+            .map(|m| (m.g, m.mean))
+            .collect();
+        means.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut layer =
+            Layer::markers(format!("runs/{cell}"), colour, pts, series_shape(i), true).sized(5);
+        if !many {
+            let label = keys
+                .get(*cell)
+                .map(|k| labels::cell_label(k, vary))
+                .unwrap_or_else(|| cell.to_string());
+            layer = layer.labelled(label);
+        } else if i == 0 {
+            layer = layer.labelled(format!("runs, one colour per cell ({} cells)", cells.len()));
+        }
+        p.layers.push(
+            Layer::line(format!("means/{cell}"), colour, means)
+                .sized(1)
+                .follows_range(),
+        );
+        p.layers.push(layer);
+    }
+    let censored: Vec<(f64, f64)> = col
+        .points
+        .iter()
+        .filter(|p| p.censored)
+        .map(|p| (p.g, p.value))
+        .collect();
+    if !censored.is_empty() {
+        p.layers.push(
+            Layer::markers("diverged", Rgb::BLACK, censored, Shape::Cross, true)
+                .sized(6)
+                .labelled("diverged run (censored at the worst value)"),
+        );
+    }
+    let smooth: Vec<(f64, f64)> = col
+        .smooth_g
+        .curve
+        .iter()
+        .map(|c| (c.x.exp(), c.y))
+        .collect();
+    p.layers.push(
+        Layer::line("smooth", Rgb::BLACK, smooth)
+            .sized(4)
+            .follows_range()
+            .labelled(format!(
+                "polynomial in ln g (degree {}), fitted to every run",
+                col.smooth_g.degree
+            )),
+    );
+    let edge = if col.g_opt_censored.is_some() {
+        " (at the data's edge)"
+    } else {
+        ""
+    };
+    p.layers.push(
+        Layer::vline("g_opt", series_color(1), col.g_opt).labelled(format!(
+            "g_opt = {}{edge}, {} = {}",
+            format::sig(col.g_opt, 3),
+            labels::metric_name(metric),
+            format::metric(col.value_at_g_opt, metric)
+        )),
+    );
+    let score = |s: Option<f64>| s.map(|v| format::sig(v, 3)).unwrap_or_else(|| "–".into());
+    let title = format!(
+        "Noise-scale collapse: R² on g = {}, on B alone = {}",
+        score(col.score_g),
+        score(col.score_b)
+    );
+    let mut footnote = format!(
+        "Each point is one run; thin lines join a cell's seed means. R² (collapse score): \
+         share of the variance of the (cell, B) means explained by the curve in ln g; the same \
+         fit in ln B for comparison. {} cells.",
+        col.n_cells
+    );
+    if col.excluded_full_batch > 0 {
+        footnote.push_str(&format!(
+            " {} run(s) with B ≥ N (g ≤ 0) left out.",
+            col.excluded_full_batch
+        ));
+    }
+    if let Some(note) = &col.note {
+        footnote.push_str(&format!(" {note}"));
+    }
+    Ok(Figure {
+        title,
+        panels: vec![p],
+        columns: 1,
+        footnote: Some(footnote),
+    })
+}
+
+/// Draws figure 3.
+pub fn render_collapse(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
+    draw::draw_figure(fig, path, size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::chart::LayerKind;
+    use crate::plot::testdata::{self, assert_png};
+
+    #[test]
+    fn the_curve_is_the_smooth_fit_and_every_run_is_a_point() {
+        let (runs, fit) = testdata::synthetic();
+        let col = fit.collapse.fitted().unwrap();
+        let fig = prepare_collapse(&fit, &runs).unwrap();
+        let p = &fig.panels[0];
+        let curve = p.layer("smooth").unwrap().xy();
+        assert_eq!(curve.len(), col.smooth_g.curve.len());
+        for &(g, y) in curve {
+            assert!((y - col.smooth_g.eval(g.ln())).abs() < 1e-9, "g = {g}");
+        }
+        // g_opt line where the fit put it.
+        match &p.layer("g_opt").unwrap().kind {
+            LayerKind::VLine { x, .. } => assert_eq!(*x, col.g_opt),
+            k => panic!("{k:?}"),
+        }
+        // Every collapse point is drawn once: as a run marker or a diverged cross.
+        let drawn: usize = p
+            .layers
+            .iter()
+            .filter(|l| l.key.starts_with("runs/") || l.key == "diverged")
+            .map(|l| l.xy().len())
+            .sum();
+        assert_eq!(drawn, col.points.len());
+        assert!(p.layer("diverged").is_some());
+        // 24 cells: one shared legend entry, not 24.
+        assert!(
+            fig.legend()
+                .iter()
+                .any(|e| e.label.contains("one colour per cell"))
+        );
+        assert!(fig.title.contains("R² on g"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fig3.png");
+        render_collapse(&fig, &path, (1200, 800)).unwrap();
+        assert_png(&path, (1200, 800));
+    }
+}

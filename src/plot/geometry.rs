@@ -1,0 +1,671 @@
+//! The pure geometry between a [`super::chart::Figure`] and pixels, all of it tested: axis
+//! transforms with their guards (a log axis drops non-positive values instead of panicking),
+//! ranges that never have zero width or NaN ends, tick positions, and clipping (plotters draws
+//! outside the plotting area otherwise).
+
+use super::chart::{Axis, Layer, LayerKind, Panel, Scale};
+use super::format;
+
+/// An axis range in axis coordinates (after the transform).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Span {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Span {
+    pub fn contains(&self, t: f64) -> bool {
+        t >= self.lo - 1e-12 && t <= self.hi + 1e-12
+    }
+}
+
+/// The axis coordinates a layer occupies: (x, y) pairs where both are valid, plus lone x or y
+/// values of reference lines.
+fn layer_extent(layer: &Layer, xs: Scale, ys: Scale, out_x: &mut Vec<f64>, out_y: &mut Vec<f64>) {
+    let mut pair = |x: f64, y: f64| {
+        if let (Some(x), Some(y)) = (xs.forward(x), ys.forward(y)) {
+            out_x.push(x);
+            out_y.push(y);
+        }
+    };
+    match &layer.kind {
+        LayerKind::Line { points, .. } | LayerKind::Markers { points, .. } => {
+            points.iter().for_each(|&(x, y)| pair(x, y));
+        }
+        LayerKind::Band { points } => {
+            for &(x, lo, hi) in points {
+                pair(x, lo);
+                pair(x, hi);
+            }
+        }
+        LayerKind::ErrorBars { bars, horizontal } => {
+            for b in bars {
+                if *horizontal {
+                    pair(b.lo, b.at);
+                    pair(b.hi, b.at);
+                } else {
+                    pair(b.at, b.lo);
+                    pair(b.at, b.hi);
+                }
+            }
+        }
+        LayerKind::VLine { x, .. } => out_x.extend(xs.forward(*x)),
+        LayerKind::HLine { y, .. } => out_y.extend(ys.forward(*y)),
+    }
+}
+
+/// The (x, y) spans of a panel: from the range-setting layers (from all layers if those show
+/// nothing), padded by 4%, clamped to the axes' bounds, never NaN and never of zero width.
+/// `None` when nothing in the panel can be shown on its axes.
+pub fn panel_spans(panel: &Panel) -> Option<(Span, Span)> {
+    let (xs, ys) = (panel.x.scale, panel.y.scale);
+    let collect = |only_setting: bool| {
+        let (mut vx, mut vy) = (Vec::new(), Vec::new());
+        for l in panel
+            .layers
+            .iter()
+            .filter(|l| l.sets_range || !only_setting)
+        {
+            layer_extent(l, xs, ys, &mut vx, &mut vy);
+        }
+        (vx, vy)
+    };
+    let (mut vx, mut vy) = collect(true);
+    if vx.is_empty() || vy.is_empty() {
+        let (ax, ay) = collect(false);
+        if vx.is_empty() {
+            vx = ax;
+        }
+        if vy.is_empty() {
+            vy = ay;
+        }
+    }
+    Some((span_of(&vx, &panel.x)?, span_of(&vy, &panel.y)?))
+}
+
+/// A padded, non-degenerate span over the finite `values` (axis coordinates).
+pub fn span_of(values: &[f64], axis: &Axis) -> Option<Span> {
+    let (lo, hi) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if !(lo.is_finite() && hi.is_finite()) {
+        return None;
+    }
+    let (mut lo, mut hi) = (lo, hi);
+    let width = hi - lo;
+    if width <= 1e-9 * lo.abs().max(hi.abs()).max(1e-300) {
+        // All values equal: open a window around them (a factor 2 each way on log axes).
+        let half = match axis.scale {
+            Scale::Linear if lo != 0.0 => 0.1 * lo.abs(),
+            Scale::Linear => 1.0,
+            Scale::Log10 => 2f64.log10(),
+            Scale::Log2 => 1.0,
+        };
+        lo -= half;
+        hi += half;
+    } else {
+        let pad = 0.04 * width;
+        lo -= pad;
+        hi += pad;
+    }
+    if let Some((blo, bhi)) = axis.bounds {
+        if let (Some(blo), Some(bhi)) = (axis.scale.forward(blo), axis.scale.forward(bhi)) {
+            if blo < bhi {
+                lo = lo.max(blo);
+                hi = hi.min(bhi);
+                if hi - lo <= 1e-12 {
+                    // The data sit on (or beyond) a bound: show the bounded range's nearest end.
+                    let w = 0.1 * (bhi - blo);
+                    if hi >= bhi {
+                        lo = bhi - w;
+                        hi = bhi;
+                    } else {
+                        lo = blo;
+                        hi = blo + w;
+                    }
+                }
+            }
+        }
+    }
+    (lo.is_finite() && hi.is_finite() && hi > lo).then_some(Span { lo, hi })
+}
+
+/// How tick labels are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickLabels {
+    /// Linear axes: fixed decimals from the step.
+    Fixed(usize),
+    /// Log axes: the data value ([`format::tick`]).
+    Data,
+}
+
+/// Tick positions in axis coordinates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ticks {
+    pub bold: Vec<f64>,
+    pub light: Vec<f64>,
+    pub labels: TickLabels,
+}
+
+impl Ticks {
+    /// The label of the tick at axis coordinate `t`.
+    pub fn label(&self, scale: Scale, t: f64) -> String {
+        match self.labels {
+            TickLabels::Fixed(d) => format::tick_fixed(t, d),
+            TickLabels::Data => format::tick(scale.inverse(t)),
+        }
+    }
+}
+
+/// 1, 2 or 5 × 10^k, the smallest at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    if !(raw.is_finite() && raw > 0.0) {
+        return 1.0;
+    }
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * p)
+}
+
+/// Multiples of a nice step inside [lo, hi] (about `target` of them) and its decimals.
+fn linear_ticks(lo: f64, hi: f64, target: f64) -> (Vec<f64>, usize) {
+    let step = nice_step((hi - lo) / target);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    let ticks = (first..=last.min(first.saturating_add(50)))
+        .map(|k| k as f64 * step)
+        .collect();
+    let decimals = (-(step.log10() + 1e-9).floor()).max(0.0) as usize;
+    (ticks, decimals)
+}
+
+/// Keeps at most `max` of `v`, evenly (every k-th).
+fn thin(v: Vec<f64>, max: usize) -> Vec<f64> {
+    if v.len() <= max {
+        return v;
+    }
+    let stride = v.len().div_ceil(max);
+    v.into_iter().step_by(stride).collect()
+}
+
+/// Keeps every k-th tick (smallest k) so that the kept ticks' label extents (`sizes`, pixels,
+/// one per tick) add up to at most `room`; always keeps at least one.
+pub fn thin_to_fit(ticks: &[f64], sizes: &[u32], room: u32) -> Vec<f64> {
+    for stride in 1..=ticks.len().max(1) {
+        let total: u32 = sizes.iter().step_by(stride).sum();
+        if total <= room {
+            return ticks.iter().step_by(stride).copied().collect();
+        }
+    }
+    ticks.iter().take(1).copied().collect()
+}
+
+/// Ticks for a span: nice steps on linear axes; decades (or 1-2-5, or 1…9 × 10^k) on log₁₀
+/// axes; powers of two on log₂ axes; narrow log spans fall back to nice steps in data units.
+pub fn ticks(scale: Scale, span: Span) -> Ticks {
+    let (lo, hi) = (span.lo, span.hi);
+    match scale {
+        Scale::Linear => {
+            let (bold, d) = linear_ticks(lo, hi, 6.0);
+            Ticks {
+                bold,
+                light: Vec::new(),
+                labels: TickLabels::Fixed(d),
+            }
+        }
+        Scale::Log10 => {
+            let decades: Vec<i32> = ((lo.floor() as i32)..=(hi.ceil() as i32)).collect();
+            let at = |mults: &[f64]| -> Vec<f64> {
+                decades
+                    .iter()
+                    .flat_map(|&k| mults.iter().map(move |m| (m * 10f64.powi(k)).log10()))
+                    .filter(|t| span.contains(*t))
+                    .collect()
+            };
+            let all: Vec<f64> = at(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+            for mults in [
+                &[1.0][..],
+                &[1.0, 2.0, 5.0],
+                &[1.0, 2.0, 3.0, 4.0, 5.0, 7.0],
+            ] {
+                let bold = at(mults);
+                if bold.len() >= 3 {
+                    let light = if decades.len() <= 7 {
+                        all.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    return Ticks {
+                        bold: thin(bold, 9),
+                        light,
+                        labels: TickLabels::Data,
+                    };
+                }
+            }
+            narrow_log_ticks(scale, span)
+        }
+        Scale::Log2 => {
+            let bold: Vec<f64> = ((lo.ceil() as i64)..=(hi.floor() as i64))
+                .map(|k| k as f64)
+                .collect();
+            if bold.len() >= 2 {
+                Ticks {
+                    bold: thin(bold, 10),
+                    light: Vec::new(),
+                    labels: TickLabels::Data,
+                }
+            } else {
+                narrow_log_ticks(scale, span)
+            }
+        }
+    }
+}
+
+/// A log span too narrow for round log ticks: nice steps in data units, placed on the log axis.
+fn narrow_log_ticks(scale: Scale, span: Span) -> Ticks {
+    let (dlo, dhi) = (scale.inverse(span.lo), scale.inverse(span.hi));
+    let (ticks, _) = linear_ticks(dlo, dhi, 6.0);
+    Ticks {
+        bold: ticks.into_iter().filter_map(|v| scale.forward(v)).collect(),
+        light: Vec::new(),
+        labels: TickLabels::Data,
+    }
+}
+
+/// The visible rectangle of a panel, in axis coordinates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rect {
+    pub x: Span,
+    pub y: Span,
+}
+
+impl Rect {
+    pub fn contains(&self, (x, y): (f64, f64)) -> bool {
+        self.x.contains(x) && self.y.contains(y)
+    }
+}
+
+/// Transforms points to axis coordinates and splits the line wherever a point is invalid.
+pub fn transform_runs(points: &[(f64, f64)], xs: Scale, ys: Scale) -> Vec<Vec<(f64, f64)>> {
+    let mut runs = vec![Vec::new()];
+    for &(x, y) in points {
+        match (xs.forward(x), ys.forward(y)) {
+            (Some(x), Some(y)) => {
+                if let Some(r) = runs.last_mut() {
+                    r.push((x, y));
+                }
+            }
+            _ => runs.push(Vec::new()),
+        }
+    }
+    runs.retain(|r| !r.is_empty());
+    runs
+}
+
+/// Clips a polyline to `r` (Liang–Barsky per segment); returns the visible pieces.
+pub fn clip_polyline(points: &[(f64, f64)], r: &Rect) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    if points.len() == 1 {
+        if r.contains(points[0]) {
+            out.push(vec![points[0]]);
+        }
+        return out;
+    }
+    let mut current: Vec<(f64, f64)> = Vec::new();
+    for w in points.windows(2) {
+        match clip_segment(w[0], w[1], r) {
+            Some((a, b)) => {
+                let joins = current
+                    .last()
+                    .is_some_and(|l| (l.0 - a.0).abs() < 1e-12 && (l.1 - a.1).abs() < 1e-12);
+                if !joins {
+                    if current.len() >= 2 {
+                        out.push(std::mem::take(&mut current));
+                    }
+                    current.clear();
+                    current.push(a);
+                }
+                current.push(b);
+            }
+            None => {
+                if current.len() >= 2 {
+                    out.push(std::mem::take(&mut current));
+                }
+                current.clear();
+            }
+        }
+    }
+    if current.len() >= 2 {
+        out.push(current);
+    }
+    out
+}
+
+/// Liang–Barsky: the part of segment a→b inside `r`.
+fn clip_segment(a: (f64, f64), b: (f64, f64), r: &Rect) -> Option<((f64, f64), (f64, f64))> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    for (p, q) in [
+        (-dx, a.0 - r.x.lo),
+        (dx, r.x.hi - a.0),
+        (-dy, a.1 - r.y.lo),
+        (dy, r.y.hi - a.1),
+    ] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+        } else {
+            let t = q / p;
+            if p < 0.0 {
+                t0 = t0.max(t);
+            } else {
+                t1 = t1.min(t);
+            }
+        }
+    }
+    (t0 <= t1).then_some((
+        (a.0 + t0 * dx, a.1 + t0 * dy),
+        (a.0 + t1 * dx, a.1 + t1 * dy),
+    ))
+}
+
+/// Clips a polygon to `r` (Sutherland–Hodgman); empty when nothing is visible.
+pub fn clip_polygon(poly: &[(f64, f64)], r: &Rect) -> Vec<(f64, f64)> {
+    type Inside = fn(&Rect, (f64, f64)) -> bool;
+    type Cut = fn(&Rect, (f64, f64), (f64, f64)) -> (f64, f64);
+    let edges: [(Inside, Cut); 4] = [
+        (
+            |r, p| p.0 >= r.x.lo,
+            |r, a, b| {
+                let t = (r.x.lo - a.0) / (b.0 - a.0);
+                (r.x.lo, a.1 + t * (b.1 - a.1))
+            },
+        ),
+        (
+            |r, p| p.0 <= r.x.hi,
+            |r, a, b| {
+                let t = (r.x.hi - a.0) / (b.0 - a.0);
+                (r.x.hi, a.1 + t * (b.1 - a.1))
+            },
+        ),
+        (
+            |r, p| p.1 >= r.y.lo,
+            |r, a, b| {
+                let t = (r.y.lo - a.1) / (b.1 - a.1);
+                (a.0 + t * (b.0 - a.0), r.y.lo)
+            },
+        ),
+        (
+            |r, p| p.1 <= r.y.hi,
+            |r, a, b| {
+                let t = (r.y.hi - a.1) / (b.1 - a.1);
+                (a.0 + t * (b.0 - a.0), r.y.hi)
+            },
+        ),
+    ];
+    let mut out: Vec<(f64, f64)> = poly.to_vec();
+    for (inside, cut) in edges {
+        if out.is_empty() {
+            break;
+        }
+        let input = std::mem::take(&mut out);
+        for i in 0..input.len() {
+            let cur = input[i];
+            let prev = input[(i + input.len() - 1) % input.len()];
+            match (inside(r, cur), inside(r, prev)) {
+                (true, true) => out.push(cur),
+                (true, false) => {
+                    out.push(cut(r, prev, cur));
+                    out.push(cur);
+                }
+                (false, true) => out.push(cut(r, prev, cur)),
+                (false, false) => {}
+            }
+        }
+    }
+    out
+}
+
+/// The closed outline of a band in axis coordinates, one polygon per run of valid points.
+pub fn band_polygons(points: &[(f64, f64, f64)], xs: Scale, ys: Scale) -> Vec<Vec<(f64, f64)>> {
+    let mut polys = Vec::new();
+    let mut lo: Vec<(f64, f64)> = Vec::new();
+    let mut hi: Vec<(f64, f64)> = Vec::new();
+    let mut flush = |lo: &mut Vec<(f64, f64)>, hi: &mut Vec<(f64, f64)>| {
+        if lo.len() >= 2 {
+            let mut p = std::mem::take(lo);
+            p.extend(hi.drain(..).rev());
+            polys.push(p);
+        }
+        lo.clear();
+        hi.clear();
+    };
+    for &(x, l, h) in points {
+        match (xs.forward(x), ys.forward(l), ys.forward(h)) {
+            (Some(x), Some(l), Some(h)) => {
+                lo.push((x, l));
+                hi.push((x, h));
+            }
+            _ => flush(&mut lo, &mut hi),
+        }
+    }
+    flush(&mut lo, &mut hi);
+    polys
+}
+
+/// Splits a list of (x, optional (lo, hi)) into contiguous runs of known intervals: one band
+/// per run, so a point without an interval (one seed) leaves a gap instead of a spike.
+pub fn band_runs(points: &[(f64, Option<(f64, f64)>)]) -> Vec<Vec<(f64, f64, f64)>> {
+    let mut out = vec![Vec::new()];
+    for &(x, iv) in points {
+        match iv {
+            Some((lo, hi)) if lo.is_finite() && hi.is_finite() => {
+                if let Some(run) = out.last_mut() {
+                    run.push((x, lo, hi));
+                }
+            }
+            _ => out.push(Vec::new()),
+        }
+    }
+    out.retain(|r| r.len() >= 2);
+    out
+}
+
+/// `n` points spaced evenly in the axis coordinate between `lo` and `hi` (data units), plus
+/// the `extra` data values, sorted: the sampling grid of fitted curves.
+pub fn sample_grid(scale: Scale, lo: f64, hi: f64, n: usize, extra: &[f64]) -> Vec<f64> {
+    let (Some(a), Some(b)) = (scale.forward(lo), scale.forward(hi)) else {
+        return Vec::new();
+    };
+    let n = n.max(2);
+    let mut v: Vec<f64> = (0..n)
+        .map(|i| scale.inverse(a + (b - a) * i as f64 / (n - 1) as f64))
+        .chain(
+            extra
+                .iter()
+                .copied()
+                .filter(|x| scale.forward(*x).is_some()),
+        )
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup_by(|x, y| (*x - *y).abs() <= 1e-12 * x.abs().max(1e-300));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::style::{Rgb, Shape};
+
+    fn axis(scale: Scale) -> Axis {
+        Axis::new("x", scale)
+    }
+
+    fn rect(x0: f64, x1: f64, y0: f64, y1: f64) -> Rect {
+        Rect {
+            x: Span { lo: x0, hi: x1 },
+            y: Span { lo: y0, hi: y1 },
+        }
+    }
+
+    #[test]
+    fn log_axes_drop_non_positive_values() {
+        assert_eq!(Scale::Log10.forward(0.0), None);
+        assert_eq!(Scale::Log2.forward(-1.0), None);
+        assert_eq!(Scale::Log2.forward(8.0), Some(3.0));
+        assert_eq!(Scale::Linear.forward(f64::NAN), None);
+        let runs = transform_runs(
+            &[(1.0, 1.0), (2.0, 0.0), (4.0, 2.0), (8.0, 4.0)],
+            Scale::Log2,
+            Scale::Log2,
+        );
+        assert_eq!(runs, vec![vec![(0.0, 0.0)], vec![(2.0, 1.0), (3.0, 2.0)]]);
+    }
+
+    #[test]
+    fn spans_are_never_degenerate() {
+        // One value, on every scale.
+        for s in [Scale::Linear, Scale::Log10, Scale::Log2] {
+            let t = s.forward(5.0).unwrap();
+            let sp = span_of(&[t], &axis(s)).unwrap();
+            assert!(sp.hi > sp.lo && sp.contains(t), "{s:?} {sp:?}");
+        }
+        // Zero on a linear axis, NaN ignored, nothing finite → None.
+        let sp = span_of(&[0.0, f64::NAN], &axis(Scale::Linear)).unwrap();
+        assert_eq!((sp.lo, sp.hi), (-1.0, 1.0));
+        assert!(span_of(&[f64::NAN], &axis(Scale::Linear)).is_none());
+        assert!(span_of(&[], &axis(Scale::Linear)).is_none());
+        // Padding, then bounds.
+        let acc = axis(Scale::Linear).bounded(0.0, 1.0);
+        let sp = span_of(&[0.5, 1.0], &acc).unwrap();
+        assert_eq!(sp.hi, 1.0);
+        assert!((sp.lo - 0.48).abs() < 1e-12);
+        // Every value at the bound: still a window inside the bounds.
+        let sp = span_of(&[1.0, 1.0], &acc).unwrap();
+        assert!(sp.lo < sp.hi && sp.hi <= 1.0, "{sp:?}");
+    }
+
+    #[test]
+    fn panel_spans_follow_data_not_fits() {
+        let mut p = Panel::new(axis(Scale::Log10), axis(Scale::Linear));
+        p.layers.push(Layer::markers(
+            "data",
+            Rgb::BLACK,
+            vec![(10.0, 1.0), (100.0, 2.0)],
+            Shape::Circle,
+            true,
+        ));
+        p.layers
+            .push(Layer::line("fit", Rgb::BLACK, vec![(1.0, -50.0), (1e4, 50.0)]).follows_range());
+        let (x, y) = panel_spans(&p).unwrap();
+        assert!(x.lo > 0.9 && x.hi < 2.1, "{x:?}");
+        assert!(y.lo > 0.9 && y.hi < 2.1, "{y:?}");
+        // Only non-setting layers: they decide after all.
+        p.layers.remove(0);
+        assert!(panel_spans(&p).is_some());
+        // Nothing showable: None.
+        let mut q = Panel::new(axis(Scale::Log10), axis(Scale::Log10));
+        q.layers
+            .push(Layer::line("neg", Rgb::BLACK, vec![(-1.0, -1.0)]));
+        assert!(panel_spans(&q).is_none());
+    }
+
+    #[test]
+    fn ticks_are_round_numbers() {
+        let t = ticks(Scale::Log2, Span { lo: 2.8, hi: 12.2 });
+        assert_eq!(t.bold, (3..=12).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(t.label(Scale::Log2, 3.0), "8");
+        let t = ticks(Scale::Log10, Span { lo: -3.1, hi: 0.1 });
+        assert_eq!(t.bold.len(), 4); // 1e-3 … 1
+        assert_eq!(t.label(Scale::Log10, -3.0), "0.001");
+        // Less than a decade: 1-2-5 or finer.
+        let t = ticks(
+            Scale::Log10,
+            Span {
+                lo: 3.0f64.log10(),
+                hi: 3.0,
+            },
+        );
+        assert!(t.bold.len() >= 3, "{t:?}");
+        // Very narrow: nice data steps.
+        let t = ticks(
+            Scale::Log10,
+            Span {
+                lo: 0.05f64.log10(),
+                hi: 0.051f64.log10(),
+            },
+        );
+        assert!(!t.bold.is_empty(), "{t:?}");
+        let t = ticks(Scale::Linear, Span { lo: 0.42, hi: 0.93 });
+        assert_eq!(t.labels, TickLabels::Fixed(1));
+        assert_eq!(t.bold.len(), 5); // 0.5 … 0.9
+    }
+
+    #[test]
+    fn crowded_ticks_are_thinned() {
+        let t: Vec<f64> = (0..10).map(f64::from).collect();
+        assert_eq!(thin_to_fit(&t, &[10; 10], 100), t);
+        assert_eq!(
+            thin_to_fit(&t, &[10; 10], 50),
+            vec![0.0, 2.0, 4.0, 6.0, 8.0]
+        );
+        assert_eq!(thin_to_fit(&t, &[10; 10], 1), vec![0.0]);
+        assert!(thin_to_fit(&[], &[], 1).is_empty());
+    }
+
+    #[test]
+    fn clipping_keeps_the_visible_part() {
+        let r = rect(0.0, 1.0, 0.0, 1.0);
+        let pieces = clip_polyline(&[(-1.0, 0.5), (2.0, 0.5)], &r);
+        assert_eq!(pieces, vec![vec![(0.0, 0.5), (1.0, 0.5)]]);
+        // Out and back in: two pieces.
+        let pieces = clip_polyline(&[(0.2, 0.2), (0.2, 3.0), (0.8, 0.2)], &r);
+        assert_eq!(pieces.len(), 2);
+        assert!(clip_polyline(&[(2.0, 2.0), (3.0, 3.0)], &r).is_empty());
+        let poly = clip_polygon(&[(-1.0, -1.0), (2.0, -1.0), (2.0, 0.5), (-1.0, 0.5)], &r);
+        assert!(poly.iter().all(|&p| r.contains(p)));
+        let area: f64 = (0..poly.len())
+            .map(|i| {
+                let (a, b) = (poly[i], poly[(i + 1) % poly.len()]);
+                a.0 * b.1 - b.0 * a.1
+            })
+            .sum::<f64>()
+            .abs()
+            / 2.0;
+        assert!((area - 0.5).abs() < 1e-12, "{area}");
+        assert!(clip_polygon(&[(2.0, 2.0), (3.0, 2.0), (3.0, 3.0)], &r).is_empty());
+    }
+
+    #[test]
+    fn bands_split_at_missing_intervals() {
+        let runs = band_runs(&[
+            (1.0, Some((0.0, 1.0))),
+            (2.0, Some((0.0, 1.0))),
+            (3.0, None),
+            (4.0, Some((0.0, 1.0))),
+            (5.0, Some((f64::NAN, 1.0))),
+        ]);
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].len(), 2);
+        let polys = band_polygons(&runs[0], Scale::Linear, Scale::Linear);
+        assert_eq!(
+            polys[0],
+            vec![(1.0, 0.0), (2.0, 0.0), (2.0, 1.0), (1.0, 1.0)]
+        );
+    }
+
+    #[test]
+    fn sample_grid_includes_extra_points() {
+        let g = sample_grid(Scale::Log10, 1.0, 100.0, 3, &[5.0, -1.0]);
+        assert_eq!(g.len(), 4);
+        assert!((g[1] - 5.0).abs() < 1e-12 && (g[2] - 10.0).abs() < 1e-9);
+        assert!(sample_grid(Scale::Log10, 0.0, 1.0, 3, &[]).is_empty());
+    }
+}
