@@ -1,0 +1,106 @@
+//! `scalelab report` and the report at the end of `scalelab run`: real PNGs, a real index.
+
+use std::path::Path;
+use std::process::Command;
+
+fn scalelab(cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
+    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB").current_dir(cwd);
+    c
+}
+
+/// Decodes a PNG and returns (width, height, luminance variance, distinct colours).
+fn inspect(path: &Path) -> (u32, u32, f64, usize) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let px = &buf[..info.buffer_size()];
+    let lum: Vec<f64> = px
+        .chunks(channels)
+        .map(|p| p[..3.min(channels)].iter().map(|&v| v as f64).sum::<f64>() / 3.0)
+        .collect();
+    let mean = lum.iter().sum::<f64>() / lum.len() as f64;
+    let var = lum.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lum.len() as f64;
+    let colours: std::collections::HashSet<&[u8]> = px.chunks(channels).collect();
+    (info.width, info.height, var, colours.len())
+}
+
+#[test]
+fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rep.toml"),
+        "name = \"rep\"\n[data]\ntrain_size = 400\ntest_size = 500\n[model]\nhidden = [16]\n\
+         [train]\nlr = [0.01, 0.05]\nbatch_size = { pow2 = [4, 128] }\nmomentum = 0.9\nepochs = 5\nseeds = 2\n",
+    )
+    .unwrap();
+    let out = scalelab(dir.path()).args(["run", "rep.toml", "--quiet"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("report: reports/rep/index.html"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("figure 1/8"), "progress lines: {stderr}");
+    let rep = dir.path().join("reports/rep");
+    let html = std::fs::read_to_string(rep.join("index.html")).unwrap();
+    let md = std::fs::read_to_string(rep.join("index.md")).unwrap();
+    let mut pngs: Vec<_> = std::fs::read_dir(&rep)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    pngs.sort();
+    // Batch curves, B_opt scaling, collapse, heatmap, training curves, efficiency at least.
+    assert!(pngs.len() >= 5, "{pngs:?}");
+    for p in &pngs {
+        let (w, h, var, colours) = inspect(p);
+        assert!(w >= 800 && h >= 600, "{}: {w}×{h}", p.display());
+        assert!(var > 50.0 && colours > 20, "{} looks blank", p.display());
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(html.contains(&format!("src=\"{name}\"")), "index.html misses {name}");
+        assert!(md.contains(&format!("]({name})")), "index.md misses {name}");
+    }
+    // Figures without data say why, and the fit tables are in the index.
+    assert!(html.contains("B_opt per cell") && html.contains("<table"));
+    assert!(html.contains("learning curve") || html.contains("Learning curve"));
+    assert!(!html.contains("<script"));
+    // `scalelab report` again, elsewhere.
+    let out = scalelab(dir.path()).args(["report", "rep", "--out", "again"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("again/index.html").is_file());
+}
+
+#[test]
+fn a_sweep_without_completed_runs_gets_a_message_not_an_empty_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("none.toml"),
+        "name = \"none\"\n[data]\ntrain_size = 100\ntest_size = 50\n[model]\nhidden = [4]\n\
+         [train]\nlr = 0.1\nbatch_size = 10\nepochs = 1\n",
+    )
+    .unwrap();
+    let out = scalelab(dir.path()).args(["run", "none.toml", "--enqueue-only"]).output().unwrap();
+    assert!(out.status.success());
+    let out = scalelab(dir.path()).args(["report", "none"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("none") && err.contains("no completed runs") && err.contains("1 pending"), "{err}");
+    assert!(!dir.path().join("reports/none").exists());
+}
+
+/// Text renders with a font shipped in a crate: no font-kit / fontconfig / freetype anywhere in
+/// the dependency tree (they need system libraries and fonts).
+#[test]
+fn no_system_font_libraries_in_the_dependency_tree() {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
+    for bad in ["font-kit", "fontconfig", "freetype", "servo-fontconfig"] {
+        assert!(
+            !lock.lines().any(|l| l.starts_with("name = ") && l.contains(bad)),
+            "{bad} is in Cargo.lock"
+        );
+    }
+    assert!(lock.contains("name = \"dejavu\""));
+    assert!(lock.contains("name = \"ab_glyph\""));
+}
