@@ -60,6 +60,7 @@ CREATE TABLE runs (
     final_test_acc    REAL,
     best_test_acc     REAL,
     wall_s            REAL,
+    eval_s            REAL,
     host              TEXT,
     threads           INTEGER,
     scalelab_version  TEXT,

@@ -50,6 +50,7 @@ pub struct BenchRow {
 /// The machine's f32 matmul throughput (GFLOP/s) through candle, best of several runs of a
 /// square-ish product of the size a large training step uses.
 pub fn matmul_peak() -> Result<f64> {
+    crate::train::flush_denormals();
     let (m, k, n) = (1024, 784, 800);
     let mut rng = stream(0, Stream::TrainSamples);
     let a: Vec<f32> = (0..m * k).map(|_| rng.random()).collect();
@@ -82,6 +83,7 @@ fn pool(d: usize) -> Result<(Tensor, Vec<u32>, Vec<u32>)> {
 
 /// Times `steps` training steps of `net` at batch size `b` (after [`WARMUP`] untimed ones).
 fn time_steps(net: &mut dyn Network, d: usize, b: usize, steps: usize) -> Result<f64> {
+    crate::train::flush_denormals();
     let (x, ys, perm) = pool(d)?;
     let params = net.params();
     let mut opt = MomentumSgd::new(&params, 0.9, false, 0.0);

@@ -74,8 +74,10 @@ pub struct SchedulerReport {
     pub interrupted: bool,
     /// Wall time of the call.
     pub wall_s: f64,
-    /// Sum over runs of their training wall time (data loading, training, evaluation).
+    /// Sum over runs of their wall time (training and evaluation).
     pub train_s: f64,
+    /// Of which: evaluation.
+    pub eval_s: f64,
     /// Jobs used.
     pub jobs: usize,
 }
@@ -264,6 +266,7 @@ pub async fn run_pending(
             match &result {
                 Ok((outcome, _)) => {
                     report.train_s += outcome.wall_s;
+                    report.eval_s += outcome.eval_s;
                     match &outcome.state {
                         RunState::Completed => report.completed += 1,
                         RunState::Diverged { .. } => report.diverged += 1,

@@ -5,7 +5,9 @@ use std::process::Command;
 
 fn scalelab(cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
-    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB").current_dir(cwd);
+    c.env("RAYON_NUM_THREADS", "1")
+        .env_remove("SCALELAB_DB")
+        .current_dir(cwd);
     c
 }
 
@@ -36,10 +38,20 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
          [train]\nlr = [0.01, 0.05]\nbatch_size = { pow2 = [4, 128] }\nmomentum = 0.9\nepochs = 5\nseeds = 2\n",
     )
     .unwrap();
-    let out = scalelab(dir.path()).args(["run", "rep.toml", "--quiet"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = scalelab(dir.path())
+        .args(["run", "rep.toml", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("report: reports/rep/index.html"), "{stdout}");
+    assert!(
+        stdout.contains("report: reports/rep/index.html"),
+        "{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("figure 1/8"), "progress lines: {stderr}");
     let rep = dir.path().join("reports/rep");
@@ -58,7 +70,10 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
         assert!(w >= 800 && h >= 600, "{}: {w}×{h}", p.display());
         assert!(var > 50.0 && colours > 20, "{} looks blank", p.display());
         let name = p.file_name().unwrap().to_str().unwrap();
-        assert!(html.contains(&format!("src=\"{name}\"")), "index.html misses {name}");
+        assert!(
+            html.contains(&format!("src=\"{name}\"")),
+            "index.html misses {name}"
+        );
         assert!(md.contains(&format!("]({name})")), "index.md misses {name}");
     }
     // Figures without data say why, and the fit tables are in the index.
@@ -66,8 +81,15 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
     assert!(html.contains("learning curve") || html.contains("Learning curve"));
     assert!(!html.contains("<script"));
     // `scalelab report` again, elsewhere.
-    let out = scalelab(dir.path()).args(["report", "rep", "--out", "again"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = scalelab(dir.path())
+        .args(["report", "rep", "--out", "again"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("again/index.html").is_file());
 }
 
@@ -80,13 +102,22 @@ fn a_sweep_without_completed_runs_gets_a_message_not_an_empty_report() {
          [train]\nlr = 0.1\nbatch_size = 10\nepochs = 1\n",
     )
     .unwrap();
-    let out = scalelab(dir.path()).args(["run", "none.toml", "--enqueue-only"]).output().unwrap();
+    let out = scalelab(dir.path())
+        .args(["run", "none.toml", "--enqueue-only"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = scalelab(dir.path()).args(["report", "none"]).output().unwrap();
+    let out = scalelab(dir.path())
+        .args(["report", "none"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("none") && err.contains("no completed runs") && err.contains("1 pending"), "{err}");
+    assert!(
+        err.contains("none") && err.contains("no completed runs") && err.contains("1 pending"),
+        "{err}"
+    );
     assert!(!dir.path().join("reports/none").exists());
 }
 
@@ -97,7 +128,9 @@ fn no_system_font_libraries_in_the_dependency_tree() {
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
     for bad in ["font-kit", "fontconfig", "freetype", "servo-fontconfig"] {
         assert!(
-            !lock.lines().any(|l| l.starts_with("name = ") && l.contains(bad)),
+            !lock
+                .lines()
+                .any(|l| l.starts_with("name = ") && l.contains(bad)),
             "{bad} is in Cargo.lock"
         );
     }

@@ -44,7 +44,9 @@ fn strip_wall(stdout: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("wall_s");
+            let o = v.as_object_mut().unwrap();
+            o.remove("wall_s");
+            o.remove("eval_s");
             v
         })
         .collect()

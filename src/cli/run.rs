@@ -135,7 +135,7 @@ fn print_report(r: &SchedulerReport) {
     }
     println!(
         "trained {} run{} in {:.1} s with {} job{}: {} completed, {} diverged, {} failed \
-         (training {:.1}% of job time){}",
+         (runs {:.1}% of job time, of which evaluation {:.1}%){}",
         r.trained(),
         if r.trained() == 1 { "" } else { "s" },
         r.wall_s,
@@ -145,6 +145,11 @@ fn print_report(r: &SchedulerReport) {
         r.diverged,
         r.failed,
         100.0 * r.training_share(),
+        if r.train_s > 0.0 {
+            100.0 * r.eval_s / r.train_s
+        } else {
+            0.0
+        },
         if r.released > 0 {
             format!("; {} interrupted runs left pending", r.released)
         } else {

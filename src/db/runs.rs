@@ -174,7 +174,7 @@ impl Store {
             "UPDATE runs SET state = ?, finished_at = ?, claimed_by = NULL, error = NULL, \
              diverged_at_epoch = ?, diverged_reason = ?, epochs_done = ?, steps = ?, samples = ?, \
              initial_train_loss = ?, final_train_loss = ?, final_train_acc = ?, \
-             final_test_loss = ?, final_test_acc = ?, best_test_acc = ?, wall_s = ? \
+             final_test_loss = ?, final_test_acc = ?, best_test_acc = ?, wall_s = ?, eval_s = ? \
              WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
         )
         .bind(state)
@@ -191,6 +191,7 @@ impl Store {
         .bind(finite(last.map(|m| m.test_acc)))
         .bind(finite(outcome.best_test_acc))
         .bind(outcome.wall_s)
+        .bind(outcome.eval_s)
         .bind(id)
         .bind(attempt)
         .bind(token)

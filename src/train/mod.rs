@@ -26,7 +26,7 @@ use optim::MomentumSgd;
 use rng::{Stream, stream};
 
 /// Rows per forward pass when evaluating (no graph, large batches).
-pub const EVAL_CHUNK: usize = 2048;
+pub const EVAL_CHUNK: usize = 4096;
 
 /// Metrics of one epoch, recorded after it (epoch 0 is the evaluation at initialisation).
 /// Losses are mean cross-entropy (nats); accuracies are fractions. Non-finite values are kept
@@ -108,6 +108,8 @@ pub struct RunOutcome {
     pub best_test_acc: Option<f64>,
     /// Seconds from start to end.
     pub wall_s: f64,
+    /// Of which: seconds spent evaluating (the full training and test passes after each epoch).
+    pub eval_s: f64,
 }
 
 /// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows.
@@ -138,6 +140,32 @@ pub fn set_compute_threads(n: usize) {
     unsafe { std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string()) };
 }
 
+/// Makes the calling thread flush subnormal floats to zero (x86-64: MXCSR FTZ and DAZ;
+/// aarch64: FPCR.FZ). A momentum buffer whose gradient is zero (a dead ReLU unit) decays
+/// geometrically into the subnormal range, where every multiply takes a microcode assist: the
+/// reference MLP step at B = 16 measured 8.7 ms without this and 2.5 ms with it. Values below
+/// 1.2e-38 then count as 0, as with PyTorch's `torch.set_flush_denormal(True)`. The setting
+/// belongs to the thread; the trainer calls this before every run.
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads and writes this thread's SSE control register; only the FTZ (bit 15) and
+    // DAZ (bit 6) flags change, which affect rounding of subnormals only.
+    unsafe {
+        let mut csr: u32 = 0;
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack));
+        csr |= (1 << 15) | (1 << 6);
+        std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, readonly));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: sets FPCR.FZ (bit 24) of this thread; other fields are kept.
+    unsafe {
+        let mut fpcr: u64;
+        std::arch::asm!("mrs {}, fpcr", out(reg) fpcr, options(nomem, nostack));
+        fpcr |= 1 << 24;
+        std::arch::asm!("msr fpcr, {}", in(reg) fpcr, options(nomem, nostack));
+    }
+}
+
 /// Trains one run to the end of its budget, to divergence, or until `stop` is raised.
 ///
 /// Same config, same data and same seed give bit-identical metrics (on the same machine and
@@ -149,6 +177,7 @@ pub fn train(
     stop: &AtomicBool,
 ) -> Result<RunOutcome> {
     cfg.validate()?;
+    flush_denormals();
     let n = data.train_len();
     if n as u64 != cfg.data.train_size {
         return Err(Error::config(
@@ -167,6 +196,7 @@ pub fn train(
     let mut perm: Vec<u32> = (0..n as u32).collect();
     let mut labels: Vec<u32> = Vec::with_capacity(n);
 
+    let eval_time = std::cell::Cell::new(0.0f64);
     let eval = |net: &dyn Network,
                 epoch: u32,
                 step: u64,
@@ -174,8 +204,10 @@ pub fn train(
                 lr: f64,
                 batch_size: u64|
      -> Result<EpochMetrics> {
+        let t = Instant::now();
         let (train_loss, train_acc) = evaluate(net, &data.train_x, &data.train_y)?;
         let (test_loss, test_acc) = evaluate(net, &data.test_x, &data.test_y)?;
+        eval_time.set(eval_time.get() + t.elapsed().as_secs_f64());
         Ok(EpochMetrics {
             epoch,
             step,
@@ -203,6 +235,7 @@ pub fn train(
         final_test_acc: None,
         best_test_acc: None,
         wall_s: 0.0,
+        eval_s: 0.0,
     };
 
     let (max_epochs, max_steps) = match cfg.budget {
@@ -219,6 +252,7 @@ pub fn train(
             if stop.load(Ordering::Relaxed) {
                 outcome.state = RunState::Stopped;
                 outcome.wall_s = start.elapsed().as_secs_f64();
+                outcome.eval_s = eval_time.get();
                 return Ok(outcome);
             }
             let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
@@ -274,6 +308,7 @@ pub fn train(
         }
     }
     outcome.wall_s = start.elapsed().as_secs_f64();
+    outcome.eval_s = eval_time.get();
     Ok(outcome)
 }
 

@@ -85,10 +85,9 @@ impl InplaceOp2 for ReluBackward {
         if h.len() != d.len() {
             candle_core::bail!("relu-backward: {} vs {} values", d.len(), h.len());
         }
+        // Branch-free, so the loop vectorises.
         for (dv, hv) in d.iter_mut().zip(h) {
-            if *hv <= 0.0 {
-                *dv = 0.0;
-            }
+            *dv = if *hv > 0.0 { *dv } else { 0.0 };
         }
         Ok(())
     }
@@ -185,6 +184,22 @@ impl InplaceOp2 for Axpy {
     }
 }
 
+/// Column sums of a `(rows, n)` tensor: the bias gradient Σ_rows dZ. One pass adding rows into
+/// an accumulator (candle's `sum(0)` walks the columns with a stride, far slower).
+pub fn sum_rows(t: &Tensor) -> Result<Tensor> {
+    let (_, n) = t.dims2()?;
+    let acc = with_f32(t, |v| {
+        let mut acc = vec![0f32; n];
+        for row in v.chunks_exact(n) {
+            for (a, x) in acc.iter_mut().zip(row) {
+                *a += x;
+            }
+        }
+        acc
+    })?;
+    Ok(Tensor::from_vec(acc, n, &Device::Cpu)?)
+}
+
 /// Runs `f` on the contiguous `f32` CPU data of `t` without copying it.
 pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
@@ -228,6 +243,7 @@ pub fn softmax_xent(logits: &Tensor, y: &[u32], grad: bool) -> Result<(LossSum, 
             count: rows,
             ..LossSum::default()
         };
+        let mut e = vec![0f32; k];
         for (i, row) in z.chunks_exact(k).enumerate() {
             let mut best = 0;
             let mut max = f32::NEG_INFINITY;
@@ -241,13 +257,19 @@ pub fn softmax_xent(logits: &Tensor, y: &[u32], grad: bool) -> Result<(LossSum, 
             if best == label {
                 s.correct += 1;
             }
-            let se: f64 = row.iter().map(|&v| ((v - max) as f64).exp()).sum();
+            // exp in f32 (every term is ≤ 1 after the shift), sums and logs in f64.
+            let mut se = 0f64;
+            for (ej, &v) in e.iter_mut().zip(row) {
+                *ej = (v - max).exp();
+                se += *ej as f64;
+            }
             let lse = max as f64 + se.ln();
             s.loss += lse - row.get(label).copied().unwrap_or(f32::NAN) as f64;
             if grad {
                 let out = &mut dl[i * k..(i + 1) * k];
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = (((v - max) as f64).exp() / se) as f32 * inv;
+                let scale = (1.0 / se) as f32 * inv;
+                for (o, &ej) in out.iter_mut().zip(&e) {
+                    *o = ej * scale;
                 }
                 if let Some(o) = out.get_mut(label) {
                     *o -= inv;

@@ -1,0 +1,50 @@
+//! `scalelab bench`: the fields torch_reference.py prints, plus the peak and its fraction.
+
+use std::process::Command;
+
+#[test]
+fn bench_prints_json_lines_with_the_reference_fields() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args([
+            "bench",
+            "--batch-sizes",
+            "16,64",
+            "--seconds",
+            "0.05",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "two batch sizes and the peak line");
+    for (row, b) in lines[..2].iter().zip([16, 64]) {
+        assert_eq!(row["engine"], "scalelab");
+        assert_eq!(row["threads"], 1);
+        assert_eq!(row["hidden"], 800);
+        assert_eq!(row["batch_size"], b);
+        let steps = row["steps_per_s"].as_f64().unwrap();
+        let samples = row["samples_per_s"].as_f64().unwrap();
+        assert!(steps > 0.0 && (samples / steps - b as f64).abs() < 1e-6);
+        // 6·B·P FLOPs minus the input layer's input gradient: 2·B·(2·P + 800·10).
+        let p = (784 * 800 + 800 * 10) as f64;
+        let want = 2.0 * b as f64 * (2.0 * p + 8000.0) / 1e9;
+        assert!((row["step_gflop"].as_f64().unwrap() - want).abs() < 1e-9);
+        assert!(row["peak_fraction"].as_f64().unwrap() > 0.0);
+    }
+    assert!(lines[2]["matmul_peak_gflops"].as_f64().unwrap() > 1.0);
+    let bad = Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args(["bench", "--batch-sizes", "0"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("batch-sizes"));
+}
