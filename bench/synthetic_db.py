@@ -1,10 +1,10 @@
 """Fill a scalelab database with a synthetic sweep of many runs, for query benchmarks.
 
 Not part of the test suite. Usage (from the repository root):
-    cargo run --release -- run sweeps/quickstart.toml --db /tmp/big.db --enqueue-only
-    python3 bench/synthetic_db.py /tmp/big.db --runs 20000 --epochs 49     # 1,000,000 epoch rows
-    time target/release/scalelab runs --sweep big --db /tmp/big.db --where "batch_size >= 64" --format csv > /dev/null
-    time target/release/scalelab sql "SELECT batch_size, AVG(test_acc) FROM epoch_metrics GROUP BY batch_size" --db /tmp/big.db
+    cargo run --release -- run sweeps/quickstart.toml --db big.db --enqueue-only
+    python3 bench/synthetic_db.py big.db --runs 20000 --epochs 49     # 1,000,000 epoch rows
+    time target/release/scalelab runs --sweep big --db big.db --where "batch_size >= 64" --format csv > /dev/null
+    time target/release/scalelab sql "SELECT batch_size, AVG(test_acc) FROM epoch_metrics GROUP BY batch_size" --db big.db
 
 Rows are plausible but made up (they are not training results); the schema is scalelab's own.
 """

@@ -8,7 +8,9 @@ use serde_json::Value;
 use crate::config::RunConfig;
 use crate::db::Store;
 use crate::error::{Error, Result};
-use crate::fit::{EpochPoint, FitOptions, FitReport, MetricKind, RunInput};
+use crate::fit::{
+    BSimplePoint, EpochPoint, FitOptions, FitReport, MetricKind, RunInput, RunInstruments,
+};
 use crate::provenance;
 use crate::report::{CurvePoint, ReportInput, ReportSummary, TrainingCurve};
 
@@ -141,6 +143,8 @@ struct RunRow {
     config: String,
     state: String,
     steps: Option<i64>,
+    init_top_eigenvalue: Option<f64>,
+    init_hessian_trace: Option<f64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -150,6 +154,8 @@ struct EpochRow {
     step: i64,
     samples: i64,
     value: Option<f64>,
+    b_simple: Option<f64>,
+    train_loss: Option<f64>,
 }
 
 /// The completed and diverged runs of a sweep, with the chosen metric per epoch.
@@ -159,7 +165,8 @@ pub async fn load_fit_inputs(
     metric: MetricKind,
 ) -> Result<Vec<RunInput>> {
     let runs: Vec<RunRow> = sqlx::query_as(
-        "SELECT r.id, r.config, r.state, r.steps FROM runs r \
+        "SELECT r.id, r.config, r.state, r.steps, r.init_top_eigenvalue, r.init_hessian_trace \
+         FROM runs r \
          JOIN sweep_runs s ON s.run_id = r.id \
          WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY s.position",
     )
@@ -169,13 +176,16 @@ pub async fn load_fit_inputs(
     .map_err(|e| store.err(e))?;
     // The metric's column name comes from a closed enum, never from user text.
     let column = match metric {
-        MetricKind::TestAcc => "test_acc",
-        MetricKind::TestLoss => "test_loss",
-        MetricKind::TrainLoss => "train_loss",
-        MetricKind::TrainAcc => "train_acc",
+        MetricKind::TestAcc => "m.test_acc",
+        MetricKind::TestLoss => "m.test_loss",
+        MetricKind::TrainLoss => "m.train_loss",
+        MetricKind::TrainAcc => "m.train_acc",
+        MetricKind::GapLoss => "m.test_loss - m.train_loss",
+        MetricKind::GapAcc => "m.train_acc - m.test_acc",
     };
     let sql = format!(
-        "SELECT m.run_id, m.epoch, m.step, m.samples, m.{column} AS value FROM epoch_metrics m \
+        "SELECT m.run_id, m.epoch, m.step, m.samples, {column} AS value, m.b_simple, \
+         m.train_loss FROM epoch_metrics m \
          JOIN sweep_runs s ON s.run_id = m.run_id \
          JOIN runs r ON r.id = m.run_id \
          WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY m.run_id, m.epoch"
@@ -186,7 +196,19 @@ pub async fn load_fit_inputs(
         .await
         .map_err(|e| store.err(e))?;
     let mut curves: HashMap<String, Vec<EpochPoint>> = HashMap::new();
+    let mut noise: HashMap<String, Vec<BSimplePoint>> = HashMap::new();
     for e in epochs {
+        if let Some(b) = e.b_simple.filter(|b| b.is_finite()) {
+            noise
+                .entry(e.run_id.clone())
+                .or_default()
+                .push(BSimplePoint {
+                    epoch: e.epoch as u32,
+                    step: e.step as u64,
+                    b_simple: b,
+                    train_loss: e.train_loss,
+                });
+        }
         curves.entry(e.run_id).or_default().push(EpochPoint {
             epoch: e.epoch as u32,
             step: e.step as u64,
@@ -208,6 +230,11 @@ pub async fn load_fit_inputs(
         .zip(labels)
         .map(|((r, c), (cell, group))| RunInput {
             curve: curves.remove(&r.id).unwrap_or_default(),
+            instruments: RunInstruments {
+                b_simple: noise.remove(&r.id).unwrap_or_default(),
+                init_top_eigenvalue: r.init_top_eigenvalue,
+                init_trace: r.init_hessian_trace,
+            },
             run_id: r.id,
             cell,
             schedule_group: group,

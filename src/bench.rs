@@ -2,7 +2,7 @@
 //! with `bench/torch_reference.py` (same model, same optimiser, same batch gathering), and the
 //! machine's own f32 matmul peak, so each step's FLOPs can be read as a fraction of it.
 //!
-//! Method (../shared/perf.md): MLP 784 → hidden → 10, momentum SGD 0.9, 8192 random inputs in
+//! Method (docs/performance.md): MLP 784 → hidden → 10, momentum SGD 0.9, 8192 random inputs in
 //! [0, 1), batches gathered by index from a fixed permutation, 20 warm-up steps, then `steps`
 //! timed steps; one compute thread unless `--threads` says otherwise.
 

@@ -415,6 +415,63 @@ impl std::str::FromStr for Schedule {
     }
 }
 
+/// When the curvature of the training loss is measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CurvatureWhen {
+    /// Never.
+    #[default]
+    Off,
+    /// At the initial weights.
+    Init,
+    /// At the initial and at the final weights.
+    InitAndFinal,
+}
+
+impl CurvatureWhen {
+    /// Whether no measurement is made.
+    pub fn is_off(&self) -> bool {
+        *self == CurvatureWhen::Off
+    }
+}
+
+impl std::str::FromStr for CurvatureWhen {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "off" => Ok(CurvatureWhen::Off),
+            "init" => Ok(CurvatureWhen::Init),
+            "init-and-final" => Ok(CurvatureWhen::InitAndFinal),
+            other => Err(Error::config(
+                "curvature",
+                format!("unknown value {other:?} (expected off, init or init-and-final)"),
+            )),
+        }
+    }
+}
+
+/// Measurements made during a run that do not change its training (they use their own random
+/// streams and restore the weights): the gradient noise scale and the curvature of the loss.
+/// Part of a run's identity only when switched on, so runs without them keep their ids.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instruments {
+    /// Measure the gradient noise scale B_simple after every k-th epoch (and at epoch 0);
+    /// 0 switches it off.
+    #[serde(default)]
+    pub noise_scale_every: u32,
+    /// Top Hessian eigenvalue and Hessian trace of the training loss.
+    #[serde(default)]
+    pub curvature: CurvatureWhen,
+}
+
+impl Instruments {
+    /// Whether every instrument is off.
+    pub fn is_off(&self) -> bool {
+        self.noise_scale_every == 0 && self.curvature.is_off()
+    }
+}
+
 /// Default divergence threshold: a run whose loss exceeds this multiple of its initial training
 /// loss (or becomes non-finite) is stopped and stored as DIVERGED.
 pub const DEFAULT_DIVERGENCE_FACTOR: f64 = 10.0;
@@ -451,6 +508,9 @@ pub struct RunConfig {
     pub noise_scale: Option<f64>,
     /// Loss multiple of the initial loss above which the run counts as diverged.
     pub divergence_factor: f64,
+    /// Instruments (off by default; serialised only when on).
+    #[serde(default, skip_serializing_if = "Instruments::is_off")]
+    pub instruments: Instruments,
 }
 
 impl RunConfig {
@@ -656,6 +716,7 @@ pub fn example_config() -> RunConfig {
         seed: 1,
         noise_scale: None,
         divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
+        instruments: Instruments::default(),
     }
 }
 
@@ -731,7 +792,7 @@ mod tests {
     }
 
     /// Smith, Kindermans, Ying & Le 2017: B₀ = 128, N = 50,000, factor 5 at 30/60/80% of 200
-    /// epochs. Arithmetic in ../shared/science.md §2: 78,200 and 29,000 updates.
+    /// epochs. Arithmetic in docs/science.md §2: 78,200 and 29,000 updates.
     #[test]
     fn schedule_update_counts_match_the_papers_arithmetic() {
         let mut c = teacher_config();

@@ -22,8 +22,8 @@ use crate::plot::chart::Figure;
 use crate::plot::heatmap::Heatmap;
 use crate::plot::labels::{metric_name, metric_title, select_words};
 use crate::plot::{
-    SkipReason, batch, collapse, curves, efficiency, format, heatmap, learning_curve, scaling,
-    schedules,
+    SkipReason, batch, collapse, curves, efficiency, format, heatmap, instruments, learning_curve,
+    scaling, schedules,
 };
 
 /// Everything a report needs; built by the database glue, which lives elsewhere.
@@ -65,9 +65,11 @@ enum Kind {
     Curves,
     Efficiency,
     LearningCurve,
+    NoiseScale,
+    Curvature,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 10] = [
     Kind::MetricVsBatch,
     Kind::Scaling,
     Kind::Collapse,
@@ -76,6 +78,8 @@ const KINDS: [Kind; 8] = [
     Kind::Curves,
     Kind::Efficiency,
     Kind::LearningCurve,
+    Kind::NoiseScale,
+    Kind::Curvature,
 ];
 
 impl Kind {
@@ -90,6 +94,8 @@ impl Kind {
             Kind::Curves => "training-curves",
             Kind::Efficiency => "efficiency",
             Kind::LearningCurve => "learning-curve",
+            Kind::NoiseScale => "gradient-noise-scale",
+            Kind::Curvature => "curvature-at-init",
         }
     }
 
@@ -104,6 +110,8 @@ impl Kind {
             Kind::Curves => "training curves",
             Kind::Efficiency => "steps and examples to target",
             Kind::LearningCurve => "learning curve",
+            Kind::NoiseScale => "gradient noise scale",
+            Kind::Curvature => "curvature at initialisation",
         }
     }
 
@@ -118,6 +126,8 @@ impl Kind {
             Kind::Curves => "Training curves of selected runs".into(),
             Kind::Efficiency => "Steps and examples to a target; critical batch size".into(),
             Kind::LearningCurve => "Learning curve: error against training-set size".into(),
+            Kind::NoiseScale => "Gradient noise scale B_simple over training".into(),
+            Kind::Curvature => format!("{m} against curvature at initialisation"),
         }
     }
 
@@ -160,6 +170,16 @@ impl Kind {
                  slope β says how fast more data helps (Hestness et al. 2017 report −0.35 to \
                  −0.07); the curve flattens towards the floor γ."
                 .into(),
+            Kind::NoiseScale => "The measured noise scale B_simple = tr(Σ)/|G|² of a run per \
+                 cell, epoch by epoch, with that cell's B_opt (dashed, same colour) and B_crit \
+                 (grey): McCandlish et al. (2018) predict B_crit ≈ B_noise, of the order of \
+                 B_simple, and B_simple growing as the loss falls."
+                .into(),
+            Kind::Curvature => format!(
+                "Each point is a run; within a colour only the seed differs. A downward trend \
+                 (ρ < 0 for an accuracy) would say that seeds starting in a flatter region reach \
+                 a better {m}, as Kuzborskij & Lampert's stability argument suggests."
+            ),
         }
     }
 }
@@ -197,6 +217,8 @@ fn prepare(kind: Kind, input: &ReportInput) -> Result<Prepared, SkipReason> {
         Kind::Curves => Prepared::Chart(curves::prepare_training_curves(&input.curves)?),
         Kind::Efficiency => Prepared::Chart(efficiency::prepare_efficiency(fit)?),
         Kind::LearningCurve => Prepared::Chart(learning_curve::prepare_learning_curve(fit)?),
+        Kind::NoiseScale => Prepared::Chart(instruments::prepare_noise_scale(fit)?),
+        Kind::Curvature => Prepared::Chart(instruments::prepare_curvature(fit)?),
     })
 }
 
@@ -213,6 +235,7 @@ fn render(kind: Kind, p: &Prepared, path: &Path) -> Result<(), PlotError> {
                 Kind::Schedules => schedules::render_schedules,
                 Kind::Curves => curves::render_training_curves,
                 Kind::Efficiency => efficiency::render_efficiency,
+                Kind::NoiseScale | Kind::Curvature => instruments::render_instruments,
                 // The heatmap never prepares a `Chart`; every chart draws the same way.
                 Kind::LearningCurve | Kind::Heatmap => learning_curve::render_learning_curve,
             };
@@ -238,6 +261,9 @@ fn tables_for(kind: Kind, input: &ReportInput) -> Vec<Table> {
         ),
         Kind::Efficiency => tables::efficiency_tables(fit),
         Kind::LearningCurve => tables::learning_curve_tables(fit),
+        Kind::NoiseScale | Kind::Curvature => {
+            tables::instruments_tables(fit, kind == Kind::Curvature)
+        }
     }
 }
 
@@ -370,7 +396,7 @@ fn bound_section(fit: &FitReport) -> Section {
         heading: "Validation bound on the selected model".into(),
         how_to_read: "With probability at least 1 − δ the selected run's true error is below the \
              bound; the slack pays for choosing it among every run compared on the same test \
-             set (Hoeffding with a union bound; science.md §5)."
+             set (Hoeffding with a union bound; docs/science.md §5)."
             .into(),
         body,
         tables,

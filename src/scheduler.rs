@@ -103,7 +103,7 @@ enum Write {
     Epoch(EpochRow),
     Finish {
         run: ClaimedRun,
-        outcome: RunOutcome,
+        outcome: Box<RunOutcome>,
         last: Option<EpochMetrics>,
         ack: oneshot::Sender<Result<bool>>,
     },
@@ -125,7 +125,7 @@ async fn write_outcome(
     let msg = match result {
         Ok((outcome, last)) => Write::Finish {
             run,
-            outcome,
+            outcome: Box::new(outcome),
             last,
             ack,
         },

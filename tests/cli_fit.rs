@@ -4,7 +4,10 @@ use std::process::Command;
 
 fn scalelab() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
-    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
+    // Reports land in reports/<sweep>/ under the working directory: keep them out of the tree.
+    c.env("RAYON_NUM_THREADS", "1")
+        .env_remove("SCALELAB_DB")
+        .current_dir(std::env::temp_dir());
     c
 }
 

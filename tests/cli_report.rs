@@ -53,7 +53,7 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
         "{stdout}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("figure 1/8"), "progress lines: {stderr}");
+    assert!(stderr.contains("figure 1/10"), "progress lines: {stderr}");
     let rep = dir.path().join("reports/rep");
     let html = std::fs::read_to_string(rep.join("index.html")).unwrap();
     let md = std::fs::read_to_string(rep.join("index.md")).unwrap();
@@ -136,4 +136,83 @@ fn no_system_font_libraries_in_the_dependency_tree() {
     }
     assert!(lock.contains("name = \"dejavu\""));
     assert!(lock.contains("name = \"ab_glyph\""));
+}
+
+#[test]
+fn instruments_reach_the_database_the_fit_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inst.toml"),
+        "name = \"inst\"\n[data]\ntrain_size = 600\ntest_size = 300\n[model]\nhidden = [16]\n\
+         [train]\nlr = 0.02\nbatch_size = [16, 64]\nmomentum = 0.9\nepochs = 5\nseeds = 4\n\
+         [instruments]\nnoise_scale_every = 1\ncurvature = \"init\"\n",
+    )
+    .unwrap();
+    let out = scalelab(dir.path())
+        .args(["run", "inst.toml", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("== Instruments =="), "{stdout}");
+    let rep = dir.path().join("reports/inst");
+    for fig in [
+        "fig9-gradient-noise-scale.png",
+        "fig10-curvature-at-init.png",
+    ] {
+        let (w, h, var, _) = inspect(&rep.join(fig));
+        assert!(w >= 800 && h >= 600 && var > 50.0, "{fig}");
+    }
+    let sql = |q: &str| {
+        let o = scalelab(dir.path())
+            .args(["sql", q, "--format", "csv"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    };
+    // B_simple is positive where it is stored, and stored at almost every epoch (it is withheld,
+    // NULL, when the |G|² average is not positive); every run has its curvature.
+    assert_eq!(
+        sql("SELECT COUNT(*) FROM epoch_metrics WHERE b_simple <= 0"),
+        "0"
+    );
+    let missing: f64 = sql("SELECT AVG(b_simple IS NULL) FROM epoch_metrics")
+        .parse()
+        .unwrap();
+    assert!(missing < 0.1, "{missing}");
+    assert_eq!(
+        sql("SELECT COUNT(*) FROM runs WHERE init_top_eigenvalue IS NULL"),
+        "0"
+    );
+    assert_eq!(
+        sql(
+            "SELECT COUNT(*) FROM epoch_summary WHERE ABS(gap_loss - (test_loss - train_loss)) > 1e-12"
+        ),
+        "0"
+    );
+    let json = scalelab(dir.path())
+        .args(["fit", "inst", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["instruments"]["status"], "fitted");
+    assert_eq!(v["instruments"]["noise_scale"]["status"], "fitted");
+    assert_eq!(v["instruments"]["curvature"]["status"], "fitted");
+    assert_eq!(v["instruments"]["curvature"]["n"], 8);
+    let gap = scalelab(dir.path())
+        .args(["fit", "inst", "--metric", "gap_loss", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(gap.status.success());
+    let g: serde_json::Value = serde_json::from_slice(&gap.stdout).unwrap();
+    assert_eq!(g["options"]["metric"], "gap_loss");
 }

@@ -90,7 +90,7 @@ fn cnn_gradients_match_central_finite_differences() {
 
 /// On a quadratic L = ½ Σ hᵢ wᵢ², heavy-ball momentum with rate ε contracts each slow mode by
 /// the dominant root of λ² − (1 + m − εh)λ + m = 0, which is 1 − εh/(1−m) + O((εh)²): after the
-/// transient it tracks plain SGD with rate ε/(1−m) (Smith & Le 2017; science.md §1).
+/// transient it tracks plain SGD with rate ε/(1−m) (Smith & Le 2017; docs/science.md §1).
 #[test]
 fn momentum_tracks_plain_sgd_with_the_effective_learning_rate() {
     let curv = [0.002f32, 0.005, 0.01];
@@ -145,6 +145,7 @@ pub fn teacher_config(seed: u64) -> RunConfig {
         seed,
         noise_scale: None,
         divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
+        instruments: Default::default(),
     }
 }
 

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::{
-    Budget, DEFAULT_DIVERGENCE_FACTOR, DataConfig, DatasetKind, ModelConfig, RunConfig, Schedule,
-    TRAINER_VERSION,
+    Budget, DEFAULT_DIVERGENCE_FACTOR, DataConfig, DatasetKind, Instruments, ModelConfig,
+    RunConfig, Schedule, TRAINER_VERSION,
 };
 use crate::error::Error;
 use crate::train::{EpochMetrics, RunState};
@@ -82,6 +82,12 @@ pub struct CellArgs {
     /// A loss above this multiple of the initial loss counts as divergence.
     #[arg(long, default_value_t = DEFAULT_DIVERGENCE_FACTOR)]
     pub divergence_factor: f64,
+    /// Measure the gradient noise scale B_simple every k epochs (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub noise_scale_every: u32,
+    /// Curvature of the loss: off | init | init-and-final.
+    #[arg(long, default_value = "off")]
+    pub curvature: String,
 }
 
 impl CellArgs {
@@ -156,6 +162,10 @@ impl CellArgs {
             seed: self.seed,
             noise_scale: None,
             divergence_factor: self.divergence_factor,
+            instruments: Instruments {
+                noise_scale_every: self.noise_scale_every,
+                curvature: self.curvature.parse()?,
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -46,6 +46,8 @@ pub struct StoredEpoch {
     pub nonfinite: Option<String>,
     /// Seconds since the run started.
     pub wall_s: f64,
+    /// Gradient noise scale B_simple (when measured).
+    pub b_simple: Option<f64>,
 }
 
 fn split(name: &str, v: f64, flags: &mut Vec<String>) -> Option<f64> {
@@ -83,8 +85,9 @@ impl Store {
             let nonfinite = (!flags.is_empty()).then(|| flags.join(","));
             written += sqlx::query(
                 "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, \
-                 train_loss, train_acc, test_loss, test_acc, nonfinite, wall_s) \
-                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+                 train_loss, train_acc, test_loss, test_acc, nonfinite, wall_s, grad_sq, \
+                 trace_sigma, b_simple) \
+                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
                  WHERE EXISTS (SELECT 1 FROM runs WHERE id = ? AND attempt = ? \
                                AND claimed_by = ? AND state = 'running') \
                  ON CONFLICT (run_id, epoch) DO NOTHING",
@@ -101,6 +104,9 @@ impl Store {
             .bind(test_acc)
             .bind(nonfinite)
             .bind(m.wall_s)
+            .bind(m.grad_sq.filter(|v| v.is_finite()))
+            .bind(m.trace_sigma.filter(|v| v.is_finite()))
+            .bind(m.b_simple.filter(|v| v.is_finite()))
             .bind(&r.run_id)
             .bind(r.attempt)
             .bind(&r.token)
@@ -117,7 +123,7 @@ impl Store {
     pub async fn epochs_of(&self, run_id: &str) -> Result<Vec<StoredEpoch>> {
         sqlx::query_as::<_, StoredEpoch>(
             "SELECT run_id, epoch, step, samples, lr, batch_size, train_loss, train_acc, \
-             test_loss, test_acc, nonfinite, wall_s FROM epoch_metrics WHERE run_id = ? \
+             test_loss, test_acc, nonfinite, wall_s, b_simple FROM epoch_metrics WHERE run_id = ? \
              ORDER BY epoch",
         )
         .bind(run_id)

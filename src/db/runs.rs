@@ -174,7 +174,10 @@ impl Store {
             "UPDATE runs SET state = ?, finished_at = ?, claimed_by = NULL, error = NULL, \
              diverged_at_epoch = ?, diverged_reason = ?, epochs_done = ?, steps = ?, samples = ?, \
              initial_train_loss = ?, final_train_loss = ?, final_train_acc = ?, \
-             final_test_loss = ?, final_test_acc = ?, best_test_acc = ?, wall_s = ?, eval_s = ? \
+             final_test_loss = ?, final_test_acc = ?, best_test_acc = ?, wall_s = ?, eval_s = ?, \
+             instruments_s = ?, init_top_eigenvalue = ?, init_eigen_converged = ?, \
+             init_hessian_trace = ?, init_hessian_trace_se = ?, final_top_eigenvalue = ?, \
+             final_eigen_converged = ?, final_hessian_trace = ?, final_hessian_trace_se = ? \
              WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
         )
         .bind(state)
@@ -192,6 +195,15 @@ impl Store {
         .bind(finite(outcome.best_test_acc))
         .bind(outcome.wall_s)
         .bind(outcome.eval_s)
+        .bind(outcome.instruments_s)
+        .bind(finite(outcome.curvature_init.map(|c| c.top_eigenvalue)))
+        .bind(outcome.curvature_init.map(|c| c.converged))
+        .bind(finite(outcome.curvature_init.map(|c| c.trace)))
+        .bind(finite(outcome.curvature_init.map(|c| c.trace_se)))
+        .bind(finite(outcome.curvature_final.map(|c| c.top_eigenvalue)))
+        .bind(outcome.curvature_final.map(|c| c.converged))
+        .bind(finite(outcome.curvature_final.map(|c| c.trace)))
+        .bind(finite(outcome.curvature_final.map(|c| c.trace_se)))
         .bind(id)
         .bind(attempt)
         .bind(token)

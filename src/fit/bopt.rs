@@ -1,4 +1,4 @@
-//! The optimal batch size per cell (Smith & Le 2017, arXiv 1710.06451; science.md §1).
+//! The optimal batch size per cell (Smith & Le 2017, arXiv 1710.06451; docs/science.md §1).
 //!
 //! Per cell (fixed ε, N, m, schedule): the seed mean of the selected metric against B; the grid
 //! argmax; the vertex of the quadratic in log2 B through the argmax and its two neighbours,
@@ -62,7 +62,7 @@ pub struct CellBopt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap_censored_share: Option<f64>,
     /// g_opt = ε(N/B_opt − 1)/(1 − m) (Smith & Le 2017, with the −1 for sampling without
-    /// replacement and ε/(1 − m) the effective learning rate; science.md §1).
+    /// replacement and ε/(1 − m) the effective learning rate; docs/science.md §1).
     pub g_opt: f64,
     /// εN/(B_opt(1 − m)), the B ≪ N form Smith & Le predict constant across cells.
     pub g_opt_approx: f64,

@@ -1,4 +1,4 @@
-//! The validation bound for the model the sweep selects (science.md §5: Kawaguchi, Kaelbling &
+//! The validation bound for the model the sweep selects (docs/science.md §5: Kawaguchi, Kaelbling &
 //! Bengio 2017, arXiv 1710.05468; the exact form there is unverified, this is the standard
 //! Hoeffding + union bound for a loss in [0, 1]).
 //!

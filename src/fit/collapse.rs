@@ -1,4 +1,4 @@
-//! Noise-scale collapse (Smith & Le 2017, arXiv 1710.06451; science.md §1).
+//! Noise-scale collapse (Smith & Le 2017, arXiv 1710.06451; docs/science.md §1).
 //!
 //! If the SGD noise scale g = ε(N/B − 1)/(1−m) is what sets generalisation, the metric of every
 //! run, from every cell, falls on one curve of g. The smooth curve is a least-squares polynomial

@@ -1,5 +1,5 @@
 //! Steps to a target and the critical batch size (McCandlish, Kaplan, Amodei et al. 2018,
-//! arXiv 1812.06162 §2.2 and App. D; Shallue et al. 2018, arXiv 1811.03600; science.md §3).
+//! arXiv 1812.06162 §2.2 and App. D; Shallue et al. 2018, arXiv 1811.03600; docs/science.md §3).
 //!
 //! For each target value of the metric and each batch size, the fastest run at that B (any ε,
 //! any m: hyperparameters are tuned per B, as both papers do) reaches the target after S steps
@@ -417,6 +417,7 @@ mod tests {
         let per_epoch = n.div_ceil(b);
         let epochs = ((2.0 * s) / per_epoch as f64).ceil() as u32 + 1;
         RunInput {
+            instruments: Default::default(),
             run_id: id.into(),
             cell: format!("lr{lr}"),
             schedule_group: "g".into(),
@@ -530,7 +531,7 @@ mod tests {
         );
     }
 
-    /// Noisy quadratic model (Zhang et al. 2019, arXiv 1907.04164; science.md §6): h_i = 1/i,
+    /// Noisy quadratic model (Zhang et al. 2019, arXiv 1907.04164; docs/science.md §6): h_i = 1/i,
     /// gradient-noise covariance C = H/B, so E[w_i²] evolves in closed form:
     /// m_i ← (1 − ε h_i)² m_i + ε² h_i/B, and E[L] = ½ Σ h_i m_i. Steps to `target` (linearly
     /// interpolated between steps), or None.

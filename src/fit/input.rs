@@ -14,15 +14,21 @@ pub enum MetricKind {
     TestLoss,
     TrainLoss,
     TrainAcc,
+    /// Generalisation gap in loss: test loss − training loss (lower is better).
+    GapLoss,
+    /// Generalisation gap in accuracy: training − test accuracy (lower is better).
+    GapAcc,
 }
 
 impl MetricKind {
     /// All kinds, in the order the CLI lists them.
-    pub const ALL: [MetricKind; 4] = [
+    pub const ALL: [MetricKind; 6] = [
         MetricKind::TestAcc,
         MetricKind::TestLoss,
         MetricKind::TrainLoss,
         MetricKind::TrainAcc,
+        MetricKind::GapLoss,
+        MetricKind::GapAcc,
     ];
 
     /// Accuracies are maximised, losses minimised.
@@ -35,6 +41,11 @@ impl MetricKind {
         self.higher_is_better()
     }
 
+    /// Whether the metric is a generalisation gap (a difference, which may be negative).
+    pub fn is_gap(self) -> bool {
+        matches!(self, MetricKind::GapLoss | MetricKind::GapAcc)
+    }
+
     /// The stored name, as the CLI and the JSON spell it.
     pub fn name(self) -> &'static str {
         match self {
@@ -42,6 +53,8 @@ impl MetricKind {
             MetricKind::TestLoss => "test_loss",
             MetricKind::TrainLoss => "train_loss",
             MetricKind::TrainAcc => "train_acc",
+            MetricKind::GapLoss => "gap_loss",
+            MetricKind::GapAcc => "gap_acc",
         }
     }
 
@@ -94,7 +107,7 @@ impl FromStr for MetricKind {
 
 /// How one run's curve is reduced to one number.
 ///
-/// `MedianLast5` is Goyal et al. 2017's evaluation rule (arXiv 1706.02677, science.md §5).
+/// `MedianLast5` is Goyal et al. 2017's evaluation rule (arXiv 1706.02677, docs/science.md §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Select {
@@ -178,6 +191,9 @@ pub struct RunInput {
     /// Parameter updates used in total.
     pub steps: u64,
     pub curve: Vec<EpochPoint>,
+    /// What the instruments measured (empty when they were off).
+    #[serde(default, skip_serializing_if = "crate::fit::RunInstruments::is_empty")]
+    pub instruments: crate::fit::RunInstruments,
 }
 
 /// What to fit and how.
@@ -196,7 +212,7 @@ pub struct FitOptions {
     /// Efficiency targets in metric units; `None` chooses them from the data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<f64>>,
-    /// δ of the validation bound (science.md §5).
+    /// δ of the validation bound (docs/science.md §5).
     pub delta: f64,
 }
 

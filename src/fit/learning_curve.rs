@@ -1,5 +1,5 @@
 //! Learning curve: test error against training-set size (Hestness et al. 2017, arXiv 1712.00409;
-//! science.md §4).
+//! docs/science.md §4).
 //!
 //! error(N) = α·N^β + γ, fitted by Levenberg–Marquardt (N scaled by its geometric mean N_ref
 //! inside the fit for conditioning; α reported in the original units), with a t interval on β
@@ -140,6 +140,12 @@ fn error_of(metric: MetricKind, v: f64) -> f64 {
 /// The learning curve over the distinct training-set sizes.
 pub(crate) fn fit_learning_curve(ctx: &Ctx) -> Outcome<LearningCurveSection> {
     let metric = ctx.metric();
+    if metric.is_gap() {
+        return Outcome::skipped(format!(
+            "the learning curve is fitted to an error or a loss against N, not to the \
+             generalisation gap {metric}"
+        ));
+    }
     // N → (cell, B) → (values, classes)
     let mut by_n: BTreeMap<u64, Configs> = BTreeMap::new();
     for (_, r, v) in ctx.valued() {

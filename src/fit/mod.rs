@@ -1,7 +1,7 @@
 //! Scaling-law fits: pure functions from stored runs to a [`FitReport`].
 //!
 //! Every estimator here is a pure function of [`RunInput`]s (no database, no I/O), so each is
-//! unit-tested against a planted ground truth (`../shared/science.md` §6). The formulas and their
+//! unit-tested against a planted ground truth (docs/science.md §6). The formulas and their
 //! sources are cited next to the code; `docs/fits.md` explains each estimator for a reviewer.
 //!
 //! Data flow: [`fit_all`] deduplicates the runs, reduces each run's curve to one number
@@ -16,6 +16,7 @@ mod collapse;
 mod degenerate;
 mod efficiency;
 mod input;
+mod instruments;
 mod learning_curve;
 mod nls;
 mod regression;
@@ -35,6 +36,10 @@ pub use bound::ValidationBound;
 pub use collapse::{CollapseMean, CollapsePoint, CollapseSection, CurvePoint, SmoothFit};
 pub use efficiency::{EfficiencyPoint, EfficiencySection, Regime, SkippedTarget, TargetFit};
 pub use input::{EpochPoint, FitOptions, MetricKind, ParseFitError, RunInput, Select};
+pub use instruments::{
+    BSimplePoint, BSimpleSeries, CurvaturePoint, CurvatureSummary, InstrumentsSection,
+    NoiseScaleSummary, RunInstruments, spearman,
+};
 pub use learning_curve::{LearningCurvePoint, LearningCurveSection, Region};
 pub use regression::{
     Coefficient, ConstantFit, HypothesisTest, LogLinearFit, RegressionPoint, ScalingSection,
@@ -130,6 +135,13 @@ pub struct FitReport {
     pub efficiency: Outcome<EfficiencySection>,
     pub learning_curve: Outcome<LearningCurveSection>,
     pub validation_bound: Outcome<ValidationBound>,
+    /// The instruments' measurements (noise scale, curvature), when the sweep made any.
+    #[serde(default = "no_instruments")]
+    pub instruments: Outcome<InstrumentsSection>,
+}
+
+fn no_instruments() -> Outcome<InstrumentsSection> {
+    Outcome::skipped("the sweep measured no instruments")
 }
 
 /// What every estimator reads: the deduplicated runs, one selected value per run, the options.
@@ -224,6 +236,7 @@ pub fn fit_all(runs: &[RunInput], opts: &FitOptions) -> FitReport {
         efficiency: efficiency::fit_efficiency(&ctx),
         learning_curve: learning_curve::fit_learning_curve(&ctx),
         validation_bound: bound::fit_validation_bound(&ctx),
+        instruments: instruments::fit_instruments(&ctx),
         bopt,
         scaling,
         options: ctx.opts.clone(),

@@ -1,5 +1,5 @@
 //! The scaling regression of B_opt on ε, N and m (Smith & Le 2017, arXiv 1710.06451;
-//! science.md §1, "the decisive test").
+//! docs/science.md §1, "the decisive test").
 //!
 //! ln B_opt = c + a·ln ε + b·ln N + γ·ln(1/(1−m)), by weighted least squares over the
 //! non-censored cells, with only the axes that vary across those cells entering. Smith & Le
@@ -28,7 +28,7 @@ use super::{FitOptions, Interval, Outcome};
 pub struct Coefficient {
     /// "intercept", "ln_lr", "ln_train_size" or "ln_inv_one_minus_momentum".
     pub name: String,
-    /// "c", "a", "b" or "gamma" (science.md §1).
+    /// "c", "a", "b" or "gamma" (docs/science.md §1).
     pub symbol: String,
     pub estimate: f64,
     pub std_error: f64,

@@ -1,5 +1,5 @@
 //! Schedules: decay the learning rate or increase the batch size (Smith, Kindermans, Ying & Le
-//! 2017, arXiv 1711.00489; science.md §2).
+//! 2017, arXiv 1711.00489; docs/science.md §2).
 //!
 //! Within each `schedule_group` that has at least two schedule modes: per schedule, the selected
 //! metric's seed mean and t interval, the updates used (mean `steps`), the mean curve per epoch;
@@ -395,7 +395,7 @@ mod tests {
         assert!(t.p_lower < 0.05 && t.p_upper < 0.05);
         assert!(t.interval.lo > -0.01 && t.interval.hi < 0.01);
         assert!((t.interval.level - 0.9).abs() < 1e-12);
-        // Updates: 29,000 / 78,200 (science.md §2 arithmetic) and 40,000 / 78,200.
+        // Updates: 29,000 / 78,200 (docs/science.md §2 arithmetic) and 40,000 / 78,200.
         assert!((g.update_ratios[0].ratio - 29_000.0 / 78_200.0).abs() < 1e-12);
         assert_eq!(g.update_ratios[1].numerator, HYBRID);
         assert_eq!(g.largest_gap.as_ref().unwrap().gap, 0.0);

@@ -4,7 +4,7 @@
 //! result: all three rules look at epochs ≥ 1 only.
 //!
 //! Diverged runs are data, not missing (Smith & Le 2017, arXiv 1710.06451, as summarised in
-//! science.md §1: "censored at the worst value"). Their value is the *censor value*: the worst
+//! docs/science.md §1: "censored at the worst value"). Their value is the *censor value*: the worst
 //! finite value of the metric among
 //!   (a) every epoch of every run that did not diverge, and
 //!   (b) epoch 0 of every run (initialisation is untouched by a later divergence);

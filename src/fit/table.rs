@@ -7,8 +7,8 @@ use std::fmt::Write;
 use comfy_table::{ContentArrangement, Table, presets};
 
 use super::{
-    BoptSection, CollapseSection, EfficiencySection, FitReport, Interval, LearningCurveSection,
-    Outcome, ScalingSection, SchedulesSection, ValidationBound,
+    BoptSection, CollapseSection, EfficiencySection, FitReport, InstrumentsSection, Interval,
+    LearningCurveSection, Outcome, ScalingSection, SchedulesSection, ValidationBound,
 };
 
 const WIDTH: u16 = 120;
@@ -385,6 +385,44 @@ fn render_bound(out: &mut String, b: &ValidationBound) {
 }
 
 /// The report as human tables.
+fn render_instruments(out: &mut String, s: &InstrumentsSection) {
+    match &s.noise_scale {
+        Outcome::Fitted(n) => {
+            let _ = writeln!(
+                out,
+                "gradient noise scale B_simple (McCandlish et al. 2018) in {} run(s): median {} at \
+                 initialisation, {} at the last reading",
+                n.runs,
+                num(n.first_median),
+                num(n.last_median)
+            );
+            if let (Some(rho), Some(share)) = (n.median_rank_correlation, n.share_growing) {
+                let _ = writeln!(
+                    out,
+                    "median Spearman ρ(B_simple, training loss) over epochs {}: B_simple grows as \
+                     the loss falls in {:.0}% of the runs",
+                    num(rho),
+                    100.0 * share
+                );
+            }
+        }
+        Outcome::Skipped { reason } => {
+            let _ = writeln!(out, "noise scale: skipped: {reason}");
+        }
+    }
+    match &s.curvature {
+        Outcome::Fitted(c) => {
+            let _ = writeln!(out, "{}", wrap_prose(&c.statement));
+            if let Some(p) = c.p_value {
+                let _ = writeln!(out, "p-value of ρ = 0: {}", num(p));
+            }
+        }
+        Outcome::Skipped { reason } => {
+            let _ = writeln!(out, "curvature: skipped: {reason}");
+        }
+    }
+}
+
 pub fn render_tables(report: &FitReport) -> String {
     let mut out = String::new();
     let o = &report.options;
@@ -422,6 +460,12 @@ pub fn render_tables(report: &FitReport) -> String {
         "Efficiency (critical batch size)",
         &report.efficiency,
         render_efficiency,
+    );
+    section(
+        &mut out,
+        "Instruments",
+        &report.instruments,
+        render_instruments,
     );
     section(
         &mut out,

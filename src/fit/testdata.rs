@@ -1,4 +1,4 @@
-//! Planted ground truths for the tests (science.md §6). Test-only.
+//! Planted ground truths for the tests (docs/science.md §6). Test-only.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +23,7 @@ impl Gauss {
 /// A bare run with the given per-epoch values (epoch e at step 10e, 100e samples).
 pub fn run_with_curve(id: &str, diverged: bool, vals: &[Option<f64>]) -> RunInput {
     RunInput {
+        instruments: Default::default(),
         run_id: id.to_string(),
         cell: "cell".to_string(),
         schedule_group: "group".to_string(),
@@ -63,6 +64,7 @@ pub fn flat_run(
 ) -> RunInput {
     let steps_per_epoch = n.div_ceil(b);
     RunInput {
+        instruments: Default::default(),
         run_id: format!("{cell}/B{b}/s{seed}"),
         cell: cell.to_string(),
         schedule_group: cell.to_string(),
@@ -92,7 +94,7 @@ pub fn pow2_grid() -> Vec<u64> {
     (3..=12).map(|k| 1u64 << k).collect()
 }
 
-/// Planted scaling data (science.md §6): B_opt = k·ε·N^n_power/(1−m); the test accuracy of a run
+/// Planted scaling data (docs/science.md §6): B_opt = k·ε·N^n_power/(1−m); the test accuracy of a run
 /// is max(0, 0.9 − 0.03·(log2 B − log2 B_opt)² + noise_sd·z), for every (ε, N, m) cell, pow2 B
 /// grid and seed.
 #[allow(clippy::too_many_arguments)] // a test generator: one argument per planted axis

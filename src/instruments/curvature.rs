@@ -3,7 +3,7 @@
 //! Kuzborskij & Lampert (arXiv 1703.01678) tie SGD's generalisation to the curvature around the
 //! initial point. candle has no grad-of-grad, so the Hessian-vector product H·v, which
 //! Pearlmutter (1994) computes exactly, is taken here by central differences of gradients,
-//! H·v ≈ (∇L(w + s·v) − ∇L(w − s·v))/(2s), with error O(s²) (science.md §5). Everything is
+//! H·v ≈ (∇L(w + s·v) − ∇L(w − s·v))/(2s), with error O(s²) (docs/science.md §5). Everything is
 //! built on that product: power iteration for the eigenvalue of largest magnitude and Hutchinson
 //! probes for the trace. The loss is seen only through a [`GradientOracle`].
 
@@ -463,7 +463,7 @@ mod tests {
         norm(a.iter().zip(b).map(|(x, y)| x - y)) / norm(b.iter().copied())
     }
 
-    /// science.md §6: h_i = 1/i.
+    /// docs/science.md §6: h_i = 1/i.
     fn harmonic(d: usize) -> Vec<f64> {
         (1..=d).map(|i| 1.0 / i as f64).collect()
     }

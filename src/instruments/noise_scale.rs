@@ -9,7 +9,7 @@
 //!
 //! A single pair of gradients gives a very noisy estimate, and |G|² may come out negative. The
 //! ratio of single estimates is biased (a ratio of noisy numbers), so [`NoiseScaleEma`] keeps
-//! separate moving averages of |G|² and tr(Σ) and divides only at the end (science.md §3).
+//! separate moving averages of |G|² and tr(Σ) and divides only at the end (docs/science.md §3).
 //! Both gradients of a pair must be taken at the same weights.
 
 use serde::{Deserialize, Serialize};

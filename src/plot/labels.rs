@@ -17,6 +17,8 @@ pub fn metric_name(kind: MetricKind) -> &'static str {
         MetricKind::TestLoss => "test loss",
         MetricKind::TrainLoss => "training loss",
         MetricKind::TrainAcc => "training accuracy",
+        MetricKind::GapLoss => "generalisation gap (test − training loss)",
+        MetricKind::GapAcc => "generalisation gap (training − test accuracy)",
     }
 }
 
@@ -32,10 +34,11 @@ pub fn metric_title(kind: MetricKind) -> String {
 
 /// The unit of the metric.
 pub fn metric_unit(kind: MetricKind) -> &'static str {
-    if kind.is_accuracy() {
-        "fraction correct"
-    } else {
-        "cross-entropy, nats"
+    match kind {
+        MetricKind::GapAcc => "fraction",
+        MetricKind::GapLoss => "nats",
+        k if k.is_accuracy() => "fraction correct",
+        _ => "cross-entropy, nats",
     }
 }
 
@@ -61,6 +64,8 @@ pub fn metric_axis(fit: &FitReport) -> Axis {
     let axis = Axis::new(label, Scale::Linear);
     if kind.is_accuracy() {
         axis.bounded(0.0, 1.0)
+    } else if kind.is_gap() {
+        axis
     } else {
         axis.bounded(0.0, f64::INFINITY)
     }
@@ -76,6 +81,8 @@ pub fn metric_axis_per_epoch(fit: &FitReport) -> Axis {
     );
     if kind.is_accuracy() {
         axis.bounded(0.0, 1.0)
+    } else if kind.is_gap() {
+        axis
     } else {
         axis.bounded(0.0, f64::INFINITY)
     }

@@ -21,6 +21,7 @@ pub mod efficiency;
 pub mod format;
 pub mod geometry;
 pub mod heatmap;
+pub mod instruments;
 pub mod labels;
 pub mod learning_curve;
 pub mod scaling;

@@ -1,6 +1,6 @@
 //! Figure 2: B_opt against ε, N and 1/(1−m), log–log, with the fitted scaling law, its 95%
 //! band and the Smith & Le slope-1 reference (Smith & Le 2017, arXiv 1710.06451:
-//! B_opt ∝ εN/(1−m); science.md §1, "the decisive test").
+//! B_opt ∝ εN/(1−m); docs/science.md §1, "the decisive test").
 //!
 //! One panel per axis that varies across the cells. When several axes vary, each panel shows
 //! B_opt *adjusted to the mean of the other axes* with the fitted slopes (a partial-residual

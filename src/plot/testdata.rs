@@ -66,7 +66,7 @@ pub fn rising_run(
 ) -> RunInput {
     let per_epoch = n.div_ceil(b);
     let s_b = S_MIN * (1.0 + B_CRIT / b as f64);
-    let curve = (0..=EPOCHS)
+    let curve: Vec<EpochPoint> = (0..=EPOCHS)
         .map(|e| {
             let step = per_epoch * e as u64;
             let v = 0.1 + (final_acc - 0.1) * (1.0 - (-3.0 * step as f64 / s_b).exp());
@@ -78,7 +78,28 @@ pub fn rising_run(
             }
         })
         .collect();
+    // Instruments (planted): B_simple grows as the accuracy rises (the loss falls), and the
+    // curvature at initialisation depends on the seed only.
+    let b_simple = curve
+        .iter()
+        .filter(|p: &&EpochPoint| p.value.is_some())
+        .map(|p| {
+            let v = p.value.unwrap_or(0.1);
+            crate::fit::BSimplePoint {
+                epoch: p.epoch,
+                step: p.step,
+                b_simple: 40.0 * (1.0 + 20.0 * (v - 0.1)),
+                train_loss: Some(2.3 * (1.0 - v)),
+            }
+        })
+        .collect();
+    let instruments = crate::fit::RunInstruments {
+        b_simple,
+        init_top_eigenvalue: Some(1.0 + 0.1 * seed as f64),
+        init_trace: Some(20.0 + seed as f64),
+    };
     RunInput {
+        instruments,
         run_id: format!("{cell}/B{b}/s{seed}"),
         cell: cell.to_string(),
         schedule_group: cell.to_string(),
@@ -127,6 +148,7 @@ fn schedule_runs(g: &mut Gauss) -> Vec<RunInput> {
                 });
             }
             runs.push(RunInput {
+                instruments: Default::default(),
                 run_id: format!("sched/{mode}/s{seed}"),
                 cell: format!("sched/{mode}"),
                 schedule_group: "N4000_lr0.1_m0.9_B128".into(),

@@ -528,6 +528,98 @@ fn learning_curve_section(l: &LearningCurveSection) -> Vec<Table> {
     vec![p.noted(Some(note)), pts]
 }
 
+/// The instruments: B_simple per plotted run (`curvature == false`) or the curvature points
+/// and their rank correlation.
+pub fn instruments_tables(fit: &FitReport, curvature: bool) -> Vec<Table> {
+    let Some(inst) = fit.instruments.fitted() else {
+        return Vec::new();
+    };
+    if curvature {
+        let Some(c) = inst.curvature.fitted() else {
+            return Vec::new();
+        };
+        let mut t = Table::new(
+            "Rank correlation of curvature at initialisation and the metric",
+            &[
+                "ρ (Spearman, within groups)",
+                "interval",
+                "p-value",
+                "runs",
+                "groups",
+            ],
+        );
+        t.row(vec![
+            format::sig(c.rho, 3),
+            opt_interval(&c.interval, |v| format::sig(v, 3)),
+            c.p_value.map(|p| format::sig(p, 3)).unwrap_or_else(dash),
+            c.n.to_string(),
+            c.groups.to_string(),
+        ]);
+        let mut pts = Table::new(
+            "Runs",
+            &[
+                "run",
+                "group",
+                "seed",
+                "top eigenvalue",
+                "Hessian trace",
+                "metric",
+            ],
+        );
+        for p in &c.points {
+            pts.row(vec![
+                p.run_id.clone(),
+                p.group.clone(),
+                p.seed.to_string(),
+                format::sig(p.top_eigenvalue, 4),
+                p.trace.map(|t| format::sig(t, 4)).unwrap_or_else(dash),
+                format::sig(p.value, 4),
+            ]);
+        }
+        return vec![t.noted(Some(c.statement.clone())), pts];
+    }
+    let Some(n) = inst.noise_scale.fitted() else {
+        return Vec::new();
+    };
+    let mut t = Table::new(
+        "Gradient noise scale B_simple (plotted runs)",
+        &["cell", "B", "run", "first", "last", "max", "readings"],
+    );
+    for s in &n.series {
+        let vals: Vec<f64> = s.points.iter().map(|p| p.b_simple).collect();
+        let max = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        t.row(vec![
+            s.cell.clone(),
+            s.batch_size.to_string(),
+            s.run_id.clone(),
+            vals.first()
+                .map(|v| format::sig(*v, 3))
+                .unwrap_or_else(dash),
+            vals.last().map(|v| format::sig(*v, 3)).unwrap_or_else(dash),
+            if max.is_finite() {
+                format::sig(max, 3)
+            } else {
+                dash()
+            },
+            vals.len().to_string(),
+        ]);
+    }
+    let note = match (n.median_rank_correlation, n.share_growing) {
+        (Some(r), Some(g)) => Some(format!(
+            "Over {} runs: median B_simple {} at initialisation and {} at the last reading; \
+             median Spearman ρ(B_simple, training loss) {}; B_simple grows as the loss falls in \
+             {} of the runs.",
+            n.runs,
+            format::sig(n.first_median, 3),
+            format::sig(n.last_median, 3),
+            format::sig(r, 2),
+            format::percent(g, 0)
+        )),
+        _ => None,
+    };
+    vec![t.noted(note)]
+}
+
 /// The validation bound (no figure): the selected run and the high-probability bound.
 pub fn bound_tables(b: &ValidationBound) -> Vec<Table> {
     let mut t = Table::new(

@@ -66,13 +66,13 @@ fn full_synthetic_report_has_every_figure_and_table() {
     let dir = tempfile::tempdir().unwrap();
     let mut lines = Vec::new();
     let sum = write_report(&input, dir.path(), &mut |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(sum.figures.len(), 8, "skipped: {:?}", sum.skipped);
+    assert_eq!(sum.figures.len(), 10, "skipped: {:?}", sum.skipped);
     assert!(sum.skipped.is_empty());
-    assert!(lines[0].starts_with("figure 1/8: "), "{lines:?}");
+    assert!(lines[0].starts_with("figure 1/10: "), "{lines:?}");
     assert!(
         lines
             .iter()
-            .any(|l| l == "figure 3/8: noise-scale collapse")
+            .any(|l| l == "figure 3/10: noise-scale collapse")
     );
     let html = std::fs::read_to_string(&sum.index_html).unwrap();
     let md = std::fs::read_to_string(&sum.index_md).unwrap();
@@ -157,7 +157,7 @@ fn degenerate_sweeps_draw_what_they_can_and_say_why_not() {
     ];
     let input = input_for(runs, vec![("completed", 1), ("diverged", 2)]);
     let sum = write_report(&input, &dir.path().join("a"), &mut |_| {}).unwrap();
-    assert_eq!(sum.figures.len() + sum.skipped.len(), 8);
+    assert_eq!(sum.figures.len() + sum.skipped.len(), 10);
     assert!(sum.skipped.len() >= 6, "{:?}", sum.skipped);
     assert!(sum.skipped.iter().all(|(_, why)| !why.trim().is_empty()));
     let html = std::fs::read_to_string(&sum.index_html).unwrap();
@@ -186,7 +186,7 @@ fn degenerate_sweeps_draw_what_they_can_and_say_why_not() {
     }
     let input = input_for(runs, vec![("completed", 8)]);
     let sum = write_report(&input, &dir.path().join("b"), &mut |_| {}).unwrap();
-    assert_eq!(sum.figures.len() + sum.skipped.len(), 8);
+    assert_eq!(sum.figures.len() + sum.skipped.len(), 10);
     for f in &sum.figures {
         assert_png(f, image_size(f));
     }

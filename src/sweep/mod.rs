@@ -16,7 +16,14 @@ use crate::error::{Error, Result};
 use spec::{Source, SweepFile};
 
 /// Metrics a sweep can be fitted on.
-pub const METRICS: [&str; 4] = ["test_acc", "test_loss", "train_loss", "train_acc"];
+pub const METRICS: [&str; 6] = [
+    "test_acc",
+    "test_loss",
+    "train_loss",
+    "train_acc",
+    "gap_loss",
+    "gap_acc",
+];
 /// Rules that reduce a run's curve to one number.
 pub const SELECTS: [&str; 3] = ["final", "best", "median-last-5"];
 
@@ -352,6 +359,22 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         None => "final".to_string(),
     };
 
+    // [instruments]
+    let instruments = crate::config::Instruments {
+        noise_scale_every: f
+            .instruments
+            .noise_scale_every
+            .as_ref()
+            .map_or(0, |v| *v.get_ref()),
+        curvature: match &f.instruments.curvature {
+            Some(c) => c
+                .get_ref()
+                .parse()
+                .map_err(|e: Error| src.error(c.span(), e.to_string()))?,
+            None => crate::config::CurvatureWhen::Off,
+        },
+    };
+
     let axes = vec![
         ("seed".to_string(), fmt_list(&seeds)),
         (
@@ -472,6 +495,7 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
             seed: seeds[s],
             noise_scale: g,
             divergence_factor: divergence,
+            instruments,
         };
         cfg.validate().map_err(|e| {
             let hint = if e.to_string().contains("larger than the training set") {

@@ -32,6 +32,19 @@ pub struct SweepFile {
     /// `[eval]`.
     #[serde(default)]
     pub eval: EvalSection,
+    /// `[instruments]`.
+    #[serde(default)]
+    pub instruments: InstrumentsSection,
+}
+
+/// `[instruments]`: measurements that do not change training.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstrumentsSection {
+    /// Gradient noise scale every k epochs (0: off).
+    pub noise_scale_every: Option<Spanned<u32>>,
+    /// off | init | init-and-final.
+    pub curvature: Option<Spanned<String>>,
 }
 
 /// `[data]`: which data, how much of it.

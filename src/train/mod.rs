@@ -6,6 +6,7 @@
 //! documented in docs/trainer.md.
 
 pub mod data;
+pub mod instrument;
 pub mod model;
 pub mod ops;
 pub mod optim;
@@ -57,6 +58,15 @@ pub struct EpochMetrics {
     pub test_acc: f64,
     /// Seconds since the run started (training and evaluation).
     pub wall_s: f64,
+    /// Gradient noise scale instrument (when on, at its epochs): EMA of the |G|² estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_sq: Option<f64>,
+    /// EMA of the tr(Σ) estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_sigma: Option<f64>,
+    /// B_simple = tr(Σ)/|G|² (McCandlish et al. 2018).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_simple: Option<f64>,
 }
 
 /// Where the trainer sends each epoch's metrics (a database writer, stdout, a vector).
@@ -110,6 +120,15 @@ pub struct RunOutcome {
     pub wall_s: f64,
     /// Of which: seconds spent evaluating (the full training and test passes after each epoch).
     pub eval_s: f64,
+    /// Of which: seconds spent in the instruments (noise scale, curvature).
+    #[serde(default)]
+    pub instruments_s: f64,
+    /// Curvature of the training loss at the initial weights, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curvature_init: Option<instrument::Curvature>,
+    /// Curvature at the final weights, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curvature_final: Option<instrument::Curvature>,
 }
 
 /// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows.
@@ -219,12 +238,43 @@ pub fn train(
             test_loss,
             test_acc,
             wall_s: start.elapsed().as_secs_f64(),
+            grad_sq: None,
+            trace_sigma: None,
+            b_simple: None,
         })
     };
+    let inst = cfg.instruments;
+    let mut probe = (inst.noise_scale_every > 0).then(|| instrument::NoiseProbe::new(cfg.seed, n));
+    let mut inst_s = 0.0;
+    let mut measure_noise =
+        |net: &mut dyn Network, m: &mut EpochMetrics, batch: u64| -> Result<f64> {
+            let Some(p) = probe.as_mut() else {
+                return Ok(0.0);
+            };
+            if m.epoch % inst.noise_scale_every != 0 || !m.train_loss.is_finite() {
+                return Ok(0.0);
+            }
+            let t = Instant::now();
+            let r = p.measure(net, data, batch as usize)?;
+            m.grad_sq = r.grad_sq;
+            m.trace_sigma = r.trace_sigma;
+            m.b_simple = r.b_simple;
+            Ok(t.elapsed().as_secs_f64())
+        };
 
-    let m0 = eval(&*net, 0, 0, 0, cfg.lr, cfg.batch_size)?;
+    let mut m0 = eval(&*net, 0, 0, 0, cfg.lr, cfg.batch_size)?;
     let initial_loss = m0.train_loss;
     let threshold = cfg.divergence_factor * initial_loss;
+    let curvature_init = if inst.curvature.is_off() {
+        None
+    } else {
+        let t = Instant::now();
+        let c = instrument::measure_curvature(&mut *net, data, cfg.seed)?;
+        inst_s += t.elapsed().as_secs_f64();
+        Some(c)
+    };
+    inst_s += measure_noise(&mut *net, &mut m0, cfg.batch_size)?;
+    m0.wall_s = start.elapsed().as_secs_f64();
     sink.record(&m0)?;
     let mut outcome = RunOutcome {
         state: RunState::Completed,
@@ -236,6 +286,9 @@ pub fn train(
         best_test_acc: None,
         wall_s: 0.0,
         eval_s: 0.0,
+        instruments_s: 0.0,
+        curvature_init,
+        curvature_final: None,
     };
 
     let (max_epochs, max_steps) = match cfg.budget {
@@ -253,6 +306,7 @@ pub fn train(
                 outcome.state = RunState::Stopped;
                 outcome.wall_s = start.elapsed().as_secs_f64();
                 outcome.eval_s = eval_time.get();
+                outcome.instruments_s = inst_s;
                 return Ok(outcome);
             }
             let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
@@ -278,7 +332,7 @@ pub fn train(
             }
         }
         outcome.epochs = epoch as u32;
-        let m = eval(
+        let mut m = eval(
             &*net,
             epoch as u32,
             outcome.steps,
@@ -286,6 +340,10 @@ pub fn train(
             lr,
             batch,
         )?;
+        if diverged.is_none() {
+            inst_s += measure_noise(&mut *net, &mut m, batch)?;
+            m.wall_s = start.elapsed().as_secs_f64();
+        }
         sink.record(&m)?;
         outcome.final_test_acc = Some(m.test_acc);
         if m.test_acc.is_finite() {
@@ -307,8 +365,16 @@ pub fn train(
             break;
         }
     }
+    if inst.curvature == crate::config::CurvatureWhen::InitAndFinal
+        && outcome.state == RunState::Completed
+    {
+        let t = Instant::now();
+        outcome.curvature_final = Some(instrument::measure_curvature(&mut *net, data, cfg.seed)?);
+        inst_s += t.elapsed().as_secs_f64();
+    }
     outcome.wall_s = start.elapsed().as_secs_f64();
     outcome.eval_s = eval_time.get();
+    outcome.instruments_s = inst_s;
     Ok(outcome)
 }
 

@@ -184,6 +184,26 @@ impl InplaceOp2 for Axpy {
     }
 }
 
+/// `dst ← src` from a host slice (sets parameters to a given point, then back).
+pub struct Assign<'a> {
+    /// The values, as many as the tensor holds.
+    pub src: &'a [f32],
+}
+
+impl candle_core::InplaceOp1 for Assign<'_> {
+    fn name(&self) -> &'static str {
+        "assign"
+    }
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let d = slice_mut(s, l, "assign")?;
+        if d.len() != self.src.len() {
+            candle_core::bail!("assign: {} values into {}", self.src.len(), d.len());
+        }
+        d.copy_from_slice(self.src);
+        Ok(())
+    }
+}
+
 /// Column sums of a `(rows, n)` tensor: the bias gradient Σ_rows dZ. One pass adding rows into
 /// an accumulator (candle's `sum(0)` walks the columns with a stride, far slower).
 pub fn sum_rows(t: &Tensor) -> Result<Tensor> {

@@ -2,7 +2,7 @@
 //! g ← g + λw;  u ← m·u + g;  w ← w − ε·u   (Nesterov: w ← w − ε·(g + m·u)).
 //!
 //! The loss is the mean over the batch, so at steady state the step is ε/(1−m) times the mean
-//! gradient: ε/(1−m) is the effective learning rate (Smith & Le 2017, §1 of science.md).
+//! gradient: ε/(1−m) is the effective learning rate (Smith & Le 2017, docs/science.md §1).
 //! candle-nn's SGD has no momentum; this one updates each parameter in one fused in-place pass.
 
 use std::cell::RefCell;

@@ -1,0 +1,404 @@
+//! Fits of the instruments' measurements: the gradient noise scale B_simple over training
+//! (McCandlish et al. 2018, arXiv 1812.06162) set beside B_opt and B_crit, and the rank
+//! correlation between the curvature at initialisation and the selected metric across seeds
+//! (Kuzborskij & Lampert 2017, arXiv 1703.01678: a less curved start should generalise better).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use super::{Ctx, Interval, Outcome};
+
+/// One epoch's noise-scale reading of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BSimplePoint {
+    /// Epoch (0 = at initialisation).
+    pub epoch: u32,
+    /// Updates so far.
+    pub step: u64,
+    /// B_simple = tr(Σ)/|G|².
+    pub b_simple: f64,
+    /// Training loss at that epoch (B_simple is expected to grow as it falls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+}
+
+/// What the instruments measured in one run (empty when they were off).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInstruments {
+    /// B_simple per measured epoch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub b_simple: Vec<BSimplePoint>,
+    /// Top Hessian eigenvalue of the training loss at initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_top_eigenvalue: Option<f64>,
+    /// Hessian trace (Hutchinson) at initialisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_trace: Option<f64>,
+}
+
+impl RunInstruments {
+    /// Whether nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        self.b_simple.is_empty() && self.init_top_eigenvalue.is_none() && self.init_trace.is_none()
+    }
+}
+
+/// One run's B_simple series, for the figure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BSimpleSeries {
+    /// The run.
+    pub run_id: String,
+    /// Its cell.
+    pub cell: String,
+    /// Its batch size.
+    pub batch_size: u64,
+    /// Its learning rate.
+    pub lr: f64,
+    /// The readings.
+    pub points: Vec<BSimplePoint>,
+}
+
+/// The noise-scale summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoiseScaleSummary {
+    /// Runs with at least one reading.
+    pub runs: usize,
+    /// Median over runs of the first reading (at initialisation).
+    pub first_median: f64,
+    /// Median over runs of the last reading.
+    pub last_median: f64,
+    /// Median over runs of Spearman's ρ between B_simple and the training loss over epochs
+    /// (negative: B_simple grows as the loss falls, as McCandlish et al. report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_rank_correlation: Option<f64>,
+    /// Share of runs (with ≥ 3 readings) whose ρ is negative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_growing: Option<f64>,
+    /// Up to 12 series for plotting: per cell, the run nearest its best batch size, lowest seed.
+    pub series: Vec<BSimpleSeries>,
+}
+
+/// One run in the curvature comparison.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvaturePoint {
+    /// The run.
+    pub run_id: String,
+    /// Its cell and batch size (runs are compared within a (cell, B) group: only the seed differs).
+    pub group: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Top Hessian eigenvalue at initialisation.
+    pub top_eigenvalue: f64,
+    /// Hessian trace at initialisation, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<f64>,
+    /// The selected metric.
+    pub value: f64,
+}
+
+/// Rank correlation between curvature at initialisation and the selected metric.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvatureSummary {
+    /// The runs compared.
+    pub points: Vec<CurvaturePoint>,
+    /// (cell, B) groups with at least 3 seeds that enter the correlation.
+    pub groups: usize,
+    /// Spearman's ρ of the within-group ranks (each group's ranks centred, then pooled).
+    pub rho: f64,
+    /// Its confidence interval (Fisher z with the Spearman variance 1.06/(n − 3), Fieller,
+    /// Hartley & Pearson 1957).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// Two-sided p-value of ρ = 0 (t with n − 2 − (groups − 1) degrees of freedom).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// Runs in the correlation.
+    pub n: usize,
+    /// One sentence: what the sign means for the metric.
+    pub statement: String,
+}
+
+/// The instruments section of the fit report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstrumentsSection {
+    /// The gradient noise scale over training.
+    pub noise_scale: Outcome<NoiseScaleSummary>,
+    /// Curvature at initialisation against the metric.
+    pub curvature: Outcome<CurvatureSummary>,
+}
+
+/// Ranks (1-based, ties averaged).
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Pearson correlation; `None` when either side has no spread.
+fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    if x.len() < 2 {
+        return None;
+    }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    let r = sxy / (sxx * syy).sqrt();
+    r.is_finite().then_some(r.clamp(-1.0, 1.0))
+}
+
+/// Spearman's ρ of two series.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    pearson(&ranks(x), &ranks(y))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn fit_noise_scale(ctx: &Ctx) -> Outcome<NoiseScaleSummary> {
+    let with: Vec<_> = ctx
+        .runs
+        .iter()
+        .filter(|r| !r.instruments.b_simple.is_empty())
+        .collect();
+    if with.is_empty() {
+        return Outcome::skipped(
+            "no run measured the gradient noise scale (set noise_scale_every under [instruments])",
+        );
+    }
+    let first = median(
+        with.iter()
+            .map(|r| r.instruments.b_simple[0].b_simple)
+            .collect(),
+    );
+    let last = median(
+        with.iter()
+            .filter_map(|r| r.instruments.b_simple.last().map(|p| p.b_simple))
+            .collect(),
+    );
+    let rhos: Vec<f64> = with
+        .iter()
+        .filter(|r| r.instruments.b_simple.len() >= 3)
+        .filter_map(|r| {
+            let pts: Vec<&BSimplePoint> = r
+                .instruments
+                .b_simple
+                .iter()
+                .filter(|p| p.train_loss.is_some_and(f64::is_finite))
+                .collect();
+            let b: Vec<f64> = pts.iter().map(|p| p.b_simple).collect();
+            let l: Vec<f64> = pts.iter().filter_map(|p| p.train_loss).collect();
+            spearman(&b, &l)
+        })
+        .collect();
+    let (median_rho, share) = if rhos.is_empty() {
+        (None, None)
+    } else {
+        let neg = rhos.iter().filter(|&&r| r < 0.0).count() as f64 / rhos.len() as f64;
+        (Some(median(rhos.clone())), Some(neg))
+    };
+    // Per cell: the run whose B is nearest the cell's best selected value, lowest seed first.
+    let mut by_cell: BTreeMap<&str, Vec<(usize, &&crate::fit::RunInput)>> = BTreeMap::new();
+    for (i, r) in ctx.runs.iter().enumerate() {
+        if !r.instruments.b_simple.is_empty() {
+            by_cell.entry(r.cell.as_str()).or_default().push((i, r));
+        }
+    }
+    let mut series = Vec::new();
+    for runs in by_cell.values() {
+        let best = runs
+            .iter()
+            .filter_map(|(i, r)| ctx.sel[*i].map(|s| (s.value, r)))
+            .max_by(|a, b| {
+                let (x, y) = (a.0, b.0);
+                if ctx.opts.metric.higher_is_better() {
+                    x.total_cmp(&y)
+                } else {
+                    y.total_cmp(&x)
+                }
+            })
+            .map(|(_, r)| r.batch_size);
+        let target = best.unwrap_or(runs[0].1.batch_size);
+        if let Some((_, r)) = runs
+            .iter()
+            .filter(|(_, r)| r.batch_size == target)
+            .min_by_key(|(_, r)| r.seed)
+        {
+            series.push(BSimpleSeries {
+                run_id: r.run_id.clone(),
+                cell: r.cell.clone(),
+                batch_size: r.batch_size,
+                lr: r.lr,
+                points: r.instruments.b_simple.clone(),
+            });
+        }
+        if series.len() >= 12 {
+            break;
+        }
+    }
+    Outcome::Fitted(NoiseScaleSummary {
+        runs: with.len(),
+        first_median: first,
+        last_median: last,
+        median_rank_correlation: median_rho,
+        share_growing: share,
+        series,
+    })
+}
+
+fn fit_curvature(ctx: &Ctx) -> Outcome<CurvatureSummary> {
+    let mut groups: BTreeMap<String, Vec<CurvaturePoint>> = BTreeMap::new();
+    for (i, r, value) in ctx.valued() {
+        let Some(top) = ctx.runs[i].instruments.init_top_eigenvalue else {
+            continue;
+        };
+        if !(top.is_finite() && value.is_finite()) {
+            continue;
+        }
+        let group = if r.cell == "all" {
+            format!("B={}", r.batch_size)
+        } else {
+            format!("{} B={}", r.cell, r.batch_size)
+        };
+        groups
+            .entry(group.clone())
+            .or_default()
+            .push(CurvaturePoint {
+                run_id: r.run_id.clone(),
+                group,
+                seed: r.seed,
+                top_eigenvalue: top,
+                trace: r.instruments.init_trace.filter(|t| t.is_finite()),
+                value,
+            });
+    }
+    if groups.is_empty() {
+        return Outcome::skipped(
+            "no run measured the curvature at initialisation (set curvature = \"init\" under \
+             [instruments])",
+        );
+    }
+    // Within each group only the seed (the initialisation) differs: centre the ranks there.
+    let (mut rx, mut ry) = (Vec::new(), Vec::new());
+    let mut used = 0;
+    for pts in groups.values().filter(|p| p.len() >= 3) {
+        let cx = ranks(&pts.iter().map(|p| p.top_eigenvalue).collect::<Vec<_>>());
+        let cy = ranks(&pts.iter().map(|p| p.value).collect::<Vec<_>>());
+        let mean = (pts.len() as f64 + 1.0) / 2.0;
+        rx.extend(cx.iter().map(|r| r - mean));
+        ry.extend(cy.iter().map(|r| r - mean));
+        used += 1;
+    }
+    let points: Vec<CurvaturePoint> = groups.into_values().flatten().collect();
+    if used == 0 {
+        return Outcome::skipped(format!(
+            "{} run(s) measured the curvature, but no (cell, B) has 3 or more seeds to rank",
+            points.len()
+        ));
+    }
+    let Some(rho) = pearson(&rx, &ry) else {
+        return Outcome::skipped(
+            "the curvature or the metric does not vary across seeds: no rank correlation",
+        );
+    };
+    let n = rx.len();
+    let dof = n as f64 - 2.0 - (used as f64 - 1.0);
+    let conf = ctx.opts.confidence;
+    let (interval, p_value) = if n > 3 && dof >= 1.0 {
+        let z = rho.clamp(-0.999_999, 0.999_999).atanh();
+        let se = (1.06 / (n as f64 - 3.0)).sqrt();
+        let q = statrs::distribution::Normal::standard().inverse_cdf(0.5 + conf / 2.0);
+        let iv = Interval {
+            lo: (z - q * se).tanh(),
+            hi: (z + q * se).tanh(),
+            level: conf,
+        };
+        let t = rho * (dof / (1.0 - rho * rho).max(1e-12)).sqrt();
+        let p = StudentsT::new(0.0, 1.0, dof)
+            .ok()
+            .map(|d| 2.0 * (1.0 - d.cdf(t.abs())));
+        (Some(iv), p.filter(|p| p.is_finite()))
+    } else {
+        (None, None)
+    };
+    let (predicted, sign) = if ctx.opts.metric.higher_is_better() {
+        ("ρ < 0", rho < 0.0)
+    } else {
+        ("ρ > 0", rho > 0.0)
+    };
+    let iv = interval
+        .map(|i| format!(" [{:.3}, {:.3}]", i.lo, i.hi))
+        .unwrap_or_default();
+    let excludes_zero = interval.is_some_and(|i| i.lo > 0.0 || i.hi < 0.0);
+    let verdict = match (excludes_zero, sign) {
+        (true, true) => "the data agree with it",
+        (true, false) => "the data contradict it",
+        (false, _) => "the interval includes 0: no correlation is shown at this sample size",
+    };
+    let statement = format!(
+        "Spearman ρ between the top Hessian eigenvalue at initialisation and {} across seeds \
+         (within {used} (cell, B) group(s), {n} runs): ρ = {rho:.3}{iv}; a flatter start \
+         generalising better (Kuzborskij & Lampert) predicts {predicted}; {verdict}",
+        ctx.opts.metric.name(),
+    );
+    Outcome::Fitted(CurvatureSummary {
+        points,
+        groups: used,
+        rho,
+        interval,
+        p_value,
+        n,
+        statement,
+    })
+}
+
+/// The instruments section; skipped as a whole when no run measured anything.
+pub fn fit_instruments(ctx: &Ctx) -> Outcome<InstrumentsSection> {
+    if ctx.runs.iter().all(|r| r.instruments.is_empty()) {
+        return Outcome::skipped("the sweep measured no instruments");
+    }
+    Outcome::Fitted(InstrumentsSection {
+        noise_scale: fit_noise_scale(ctx),
+        curvature: fit_curvature(ctx),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_of_monotone_and_reversed_series() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(spearman(&x, &[10.0, 20.0, 25.0, 80.0, 90.0]), Some(1.0));
+        assert_eq!(spearman(&x, &[5.0, 4.0, 3.0, 2.0, 1.0]), Some(-1.0));
+        assert_eq!(ranks(&[3.0, 1.0, 3.0]), vec![2.5, 1.0, 2.5]);
+        assert_eq!(spearman(&x, &[1.0; 5]), None);
+    }
+}
