@@ -453,3 +453,38 @@ mod readers {
         assert!(rows[4].train_loss < rows[0].train_loss);
     }
 }
+
+/// The hand-written forward pass against candle's own convolution and pooling, on a
+/// non-square multi-channel image with odd channel counts.
+#[test]
+fn cnn_logits_match_candle_conv_and_pool() {
+    let (c, h, w) = (2, 12, 8);
+    let mut rng = stream(9, Stream::Init);
+    let net = Cnn::new((c, h, w), (3, 5), 4, &mut rng).unwrap();
+    let x = random_input(3, c * h * w, 4);
+    let p = net.params();
+    let relu_pool = |t: Tensor, b: &Tensor| {
+        t.broadcast_add(&b.reshape((1, (), 1, 1)).unwrap())
+            .unwrap()
+            .relu()
+            .unwrap()
+            .max_pool2d(2)
+            .unwrap()
+    };
+    let img = x.reshape((3, c, h, w)).unwrap();
+    let a1 = relu_pool(img.conv2d(&p[0], 2, 1, 1, 1).unwrap(), &p[1]);
+    let a2 = relu_pool(a1.conv2d(&p[2], 2, 1, 1, 1).unwrap(), &p[3]);
+    let want = a2
+        .flatten_from(1)
+        .unwrap()
+        .matmul(&p[4].t().unwrap())
+        .unwrap()
+        .broadcast_add(&p[5])
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let got = net.logits(&x).unwrap().to_vec2::<f32>().unwrap();
+    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
+    }
+}

@@ -220,6 +220,15 @@ pub fn sum_rows(t: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(acc, n, &Device::Cpu)?)
 }
 
+/// The contiguous `f32` data behind a tensor's storage guard (`Tensor::storage_and_layout`),
+/// so several tensors can be read at once without copying.
+pub fn f32_data<'a>(s: &'a candle_core::Storage, l: &Layout) -> Result<&'a [f32]> {
+    match s {
+        candle_core::Storage::Cpu(s) => Ok(slice(s, l, "read")?),
+        _ => Err(candle_core::Error::Msg("scalelab trains on the CPU only".into()).into()),
+    }
+}
+
 /// Runs `f` on the contiguous `f32` CPU data of `t` without copying it.
 pub fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
@@ -304,6 +313,474 @@ pub fn softmax_xent(logits: &Tensor, y: &[u32], grad: bool) -> Result<(LossSum, 
         None
     };
     Ok((sum, dl))
+}
+
+/// A read-only view of a matrix inside a slice: element (i, j) is
+/// `data[i·row_stride + j·col_stride]`, so a transpose is a view, never a copy.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    /// The values.
+    pub data: &'a [f32],
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Distance between rows.
+    pub row_stride: usize,
+    /// Distance between columns.
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// The row-major `rows × cols` matrix held by `data`.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, as a view.
+    pub fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Whether every element the view names lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// `dst ← a·b` (or `dst ← dst + a·b` with `accumulate`), `dst` row-major `a.rows × b.cols`, on
+/// the calling thread, with the gemm crate's kernels (the ones candle's `matmul` runs) but into
+/// a buffer the caller owns: no allocation, and products accumulate in place.
+///
+/// The kernel vectorises along the contiguous dimension of `dst`; shapes whose contiguous
+/// dimension is short (a few channels) run several times slower than their transposes.
+pub fn matmul_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || dst.len() != m * n || !a.in_bounds() || !b.in_bounds() {
+        return Err(candle_core::Error::Msg(format!(
+            "matmul: ({m}×{k})·({}×{n}) into {} values, or a view out of bounds",
+            b.rows,
+            dst.len()
+        ))
+        .into());
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return Ok(());
+    }
+    // SAFETY: every element gemm reads or writes lies inside the slices (checked above: the
+    // largest offset of each view is within its slice, and dst holds m·n row-major values);
+    // dst is borrowed mutably, so it cannot alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
+}
+
+/// The shape of a stride-1 convolution's input and its square kernel: `channels × height ×
+/// width` pixels, `kernel × kernel` taps, `pad` zeros on every side (output size = input size
+/// when `kernel = 2·pad + 1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Input channels.
+    pub channels: usize,
+    /// Input height.
+    pub height: usize,
+    /// Input width.
+    pub width: usize,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Zero padding on each side.
+    pub pad: usize,
+}
+
+impl ConvGeometry {
+    /// Output pixels (height · width for a "same" convolution).
+    pub fn pixels(&self) -> usize {
+        let (oh, ow) = self.out();
+        oh * ow
+    }
+
+    /// Patch length: channels · kernel².
+    pub fn patch(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    /// Output rows and columns (stride 1).
+    fn out(&self) -> (usize, usize) {
+        (
+            (self.height + 2 * self.pad + 1).saturating_sub(self.kernel),
+            (self.width + 2 * self.pad + 1).saturating_sub(self.kernel),
+        )
+    }
+
+    /// Values of the zero-padded image, `(height + 2·pad)·(width + 2·pad)·channels`.
+    pub fn padded_len(&self) -> usize {
+        (self.height + 2 * self.pad) * (self.width + 2 * self.pad) * self.channels
+    }
+
+    /// Values of the image, channels · height · width.
+    pub fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Values of its patch matrix, pixels · patch.
+    pub fn cols_len(&self) -> usize {
+        self.pixels() * self.patch()
+    }
+}
+
+/// An error unless a buffer holds the `want` values an op needs.
+fn expect_len(op: &str, what: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        return Ok(());
+    }
+    Err(candle_core::Error::Msg(format!("{op}: {what} holds {got} values, needs {want}")).into())
+}
+
+/// Copies input row `sy` of `plane` (or zeros, when `sy` is in the padding) into `line` with
+/// `pad` zeros on both sides, so every tap reads inside `line`.
+fn padded_line(plane: &[f32], g: &ConvGeometry, sy: usize, line: &mut [f32]) {
+    let (w, pad) = (g.width, g.pad);
+    if sy < g.height {
+        line[..pad].fill(0.0);
+        line[pad..pad + w].copy_from_slice(&plane[sy * w..(sy + 1) * w]);
+        line[pad + w..].fill(0.0);
+    } else {
+        line.fill(0.0);
+    }
+}
+
+/// im2col for one image in CHW layout, patches as *columns*: `dst` is `(patch, pixels)`
+/// row-major, row `(c, kh, kw)` holding, for every output pixel, the input pixel that tap
+/// sees (0 in the padding). A convolution is then `W·dst` with W `(out, c·k·k)` — PyTorch's
+/// weight layout — and its output `(out, pixels)` is CHW again. Each row is a shifted copy of
+/// an input plane.
+pub fn im2col_patch_cols(src: &[f32], g: ConvGeometry, dst: &mut [f32]) -> Result<()> {
+    expect_len("im2col", "input", src.len(), g.input_len())?;
+    expect_len("im2col", "patches", dst.len(), g.cols_len())?;
+    let (oh, ow) = g.out();
+    let (h, w, k) = (g.height, g.width, g.kernel);
+    let pixels = oh * ow;
+    let mut line = vec![0f32; w + 2 * g.pad];
+    for (c, plane) in src.chunks_exact(h * w).enumerate() {
+        for kh in 0..k {
+            for y in 0..oh {
+                padded_line(plane, &g, (y + kh).wrapping_sub(g.pad), &mut line);
+                for kw in 0..k {
+                    let at = ((c * k + kh) * k + kw) * pixels + y * ow;
+                    dst[at..at + ow].copy_from_slice(&line[kw..kw + ow]);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// CHW → HWC with `pad` zeros around: `dst` is `(height + 2·pad, width + 2·pad, channels)`,
+/// the input [`im2col_padded_hwc`] reads.
+pub fn chw_to_padded_hwc(src: &[f32], g: ConvGeometry, dst: &mut [f32]) -> Result<()> {
+    expect_len("pad", "input", src.len(), g.input_len())?;
+    expect_len("pad", "output", dst.len(), g.padded_len())?;
+    let (h, w, c, pad) = (g.height, g.width, g.channels, g.pad);
+    let wp = w + 2 * pad;
+    dst.fill(0.0);
+    for (ci, plane) in src.chunks_exact(h * w).enumerate() {
+        for (y, line) in plane.chunks_exact(w).enumerate() {
+            let row = &mut dst[((y + pad) * wp + pad) * c..((y + pad) * wp + pad + w) * c];
+            for (px, &v) in row.chunks_exact_mut(c).zip(line) {
+                px[ci] = v;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The inverse of [`chw_to_padded_hwc`]: the inside of a padded HWC image, as CHW (the
+/// padding is dropped).
+pub fn padded_hwc_to_chw(src: &[f32], g: ConvGeometry, dst: &mut [f32]) -> Result<()> {
+    expect_len("unpad", "input", src.len(), g.padded_len())?;
+    expect_len("unpad", "output", dst.len(), g.input_len())?;
+    let (h, w, c, pad) = (g.height, g.width, g.channels, g.pad);
+    let wp = w + 2 * pad;
+    for (ci, plane) in dst.chunks_exact_mut(h * w).enumerate() {
+        for (y, line) in plane.chunks_exact_mut(w).enumerate() {
+            let row = &src[((y + pad) * wp + pad) * c..((y + pad) * wp + pad + w) * c];
+            for (v, px) in line.iter_mut().zip(row.chunks_exact(c)) {
+                *v = px[ci];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// im2col for one zero-padded HWC image ([`chw_to_padded_hwc`]), patches as *rows*: `dst`
+/// is `(pixels, k·k·channels)` row-major, row p holding output pixel p's patch in
+/// (kh, kw, c) order. A convolution is then `dst·Wᵀ` with W `(out, kh, kw, c)`, output
+/// `(pixels, out)` (HWC). For each (pixel, kh) the k·c values are adjacent in the input, one
+/// copy: measured 2.5× faster than (c, kh, kw) patches, whose runs are k values long.
+pub fn im2col_padded_hwc(src: &[f32], g: ConvGeometry, dst: &mut [f32]) -> Result<()> {
+    expect_len("im2col", "input", src.len(), g.padded_len())?;
+    expect_len("im2col", "patches", dst.len(), g.cols_len())?;
+    let (oh, ow) = g.out();
+    let run = g.kernel * g.channels;
+    let line = (g.width + 2 * g.pad) * g.channels;
+    let mut rows = dst.chunks_exact_mut(g.patch());
+    for y in 0..oh {
+        for x in 0..ow {
+            let Some(row) = rows.next() else {
+                return Ok(());
+            };
+            for (kh, seg) in row.chunks_exact_mut(run).enumerate() {
+                let at = (y + kh) * line + x * g.channels;
+                seg.copy_from_slice(&src[at..at + run]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// col2im, the adjoint of [`im2col_padded_hwc`]: `dst` (padded HWC, overwritten) receives, at
+/// every input pixel, the sum of the `cols` entries that copied it — the gradient with respect
+/// to the convolution's input, given the gradient `cols` with respect to its patches. Sums run
+/// in a fixed order (pixel by pixel), so results are deterministic; the padding collects the
+/// gradient of the zeros, which is then dropped.
+pub fn col2im_padded_hwc(cols: &[f32], g: ConvGeometry, dst: &mut [f32]) -> Result<()> {
+    expect_len("col2im", "patches", cols.len(), g.cols_len())?;
+    expect_len("col2im", "output", dst.len(), g.padded_len())?;
+    let (oh, ow) = g.out();
+    let run = g.kernel * g.channels;
+    let line = (g.width + 2 * g.pad) * g.channels;
+    dst.fill(0.0);
+    let mut rows = cols.chunks_exact(g.patch());
+    for y in 0..oh {
+        for x in 0..ow {
+            let Some(row) = rows.next() else {
+                return Ok(());
+            };
+            for (kh, seg) in row.chunks_exact(run).enumerate() {
+                let at = (y + kh) * line + x * g.channels;
+                for (d, s) in dst[at..at + run].iter_mut().zip(seg) {
+                    *d += s;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The layout of a [`max_pool2_bias_relu`] input of `channels × height × width` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolInput {
+    /// Channels.
+    pub channels: usize,
+    /// Height (an odd last row is dropped).
+    pub height: usize,
+    /// Width (an odd last column is dropped).
+    pub width: usize,
+    /// HWC (pixels one after another, channels inside) rather than CHW.
+    pub channels_last: bool,
+}
+
+/// One step of a 2×2 window's running maximum: value `v` at index `at` replaces the maximum so
+/// far if larger, or if NaN (PyTorch's CPU rule; the first maximum wins ties). Selects, not
+/// branches: which value wins is random, and mispredicted branches made pooling 3× slower.
+#[inline(always)]
+fn running_max(max: &mut f32, arg: &mut usize, v: f32, at: usize) {
+    let take = (v > *max) | v.is_nan();
+    *max = if take { v } else { *max };
+    *arg = if take { at } else { *arg };
+}
+
+/// ReLU that lets a NaN through (as PyTorch's), so a diverging run stays visible.
+#[inline(always)]
+fn relu(x: f32) -> f32 {
+    if x <= 0.0 { 0.0 } else { x }
+}
+
+/// 2×2 max pooling (stride 2, odd edges dropped) of `ReLU(z + b)` for one image: writes the
+/// pooled values to `out` (CHW, `channels × height/2 × width/2`, whatever `z`'s layout) and,
+/// for each, the index into `z` of its window's maximum to `argmax`.
+///
+/// Ties go to the first maximum in row-major window order, (0,0), (0,1), (1,0), (1,1), as in
+/// PyTorch's CPU kernel; a NaN counts as the maximum and passes through the ReLU. The ReLU is
+/// applied after the max (they commute: ReLU is monotone), once per output.
+pub fn max_pool2_bias_relu(
+    z: &[f32],
+    shape: PoolInput,
+    bias: &[f32],
+    out: &mut [f32],
+    argmax: &mut [u32],
+) -> Result<()> {
+    let PoolInput {
+        channels,
+        height,
+        width,
+        channels_last,
+    } = shape;
+    let (h2, w2) = (height / 2, width / 2);
+    let n = channels * h2 * w2;
+    expect_len("max-pool", "input", z.len(), channels * height * width)?;
+    expect_len("max-pool", "bias", bias.len(), channels)?;
+    expect_len("max-pool", "output", out.len(), n)?;
+    expect_len("max-pool", "argmax", argmax.len(), n)?;
+    if n == 0 {
+        return Ok(());
+    }
+    if channels_last {
+        let c = channels;
+        for y in 0..h2 {
+            for x in 0..w2 {
+                let p = (2 * y * width + 2 * x) * c;
+                let q = p + width * c;
+                let (r0, r1) = (&z[p..p + 2 * c], &z[q..q + 2 * c]);
+                for (ci, &b) in bias.iter().enumerate() {
+                    let (mut max, mut arg) = (r0[ci] + b, p);
+                    running_max(&mut max, &mut arg, r0[c + ci] + b, p + c);
+                    running_max(&mut max, &mut arg, r1[ci] + b, q);
+                    running_max(&mut max, &mut arg, r1[c + ci] + b, q + c);
+                    let o = (ci * h2 + y) * w2 + x;
+                    out[o] = relu(max);
+                    argmax[o] = (arg + ci) as u32;
+                }
+            }
+        }
+        return Ok(());
+    }
+    let mut rows = out.chunks_exact_mut(w2).zip(argmax.chunks_exact_mut(w2));
+    for (c, &b) in bias.iter().enumerate() {
+        for y in 0..h2 {
+            let Some((out_row, arg_row)) = rows.next() else {
+                return Ok(());
+            };
+            let top = c * height * width + 2 * y * width;
+            let r0 = z[top..top + 2 * w2].chunks_exact(2);
+            let r1 = z[top + width..top + width + 2 * w2].chunks_exact(2);
+            let outs = out_row.iter_mut().zip(arg_row.iter_mut());
+            for (x, ((o, a), (p0, p1))) in outs.zip(r0.zip(r1)).enumerate() {
+                let (mut max, mut arg) = (p0[0] + b, 0);
+                running_max(&mut max, &mut arg, p0[1] + b, 1);
+                running_max(&mut max, &mut arg, p1[0] + b, width);
+                running_max(&mut max, &mut arg, p1[1] + b, width + 1);
+                *o = relu(max);
+                *a = (top + 2 * x + arg) as u32;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Back-propagation through [`max_pool2_bias_relu`]: `dz` (overwritten, the layout of `z`)
+/// gets each output's gradient at its window's maximum and 0 elsewhere; outputs that the ReLU
+/// clipped (`out` ≤ 0) pass nothing. Adds the bias gradient, the sum per channel of what
+/// passed, into `dbias`. `grad` and `out` are CHW, one channel after another.
+pub fn max_unpool2_relu(
+    grad: &[f32],
+    out: &[f32],
+    argmax: &[u32],
+    dz: &mut [f32],
+    dbias: &mut [f32],
+) -> Result<()> {
+    let channels = dbias.len();
+    let n = grad.len();
+    if out.len() != n || argmax.len() != n || channels == 0 || n % channels != 0 {
+        return Err(candle_core::Error::Msg(format!(
+            "max-unpool: {n} gradients, {} outputs, {} indices, {channels} channels",
+            out.len(),
+            argmax.len()
+        ))
+        .into());
+    }
+    dz.fill(0.0);
+    let per = n / channels;
+    for (c, db) in dbias.iter_mut().enumerate() {
+        let r = c * per..(c + 1) * per;
+        for ((&g, &v), &i) in grad[r.clone()].iter().zip(&out[r.clone()]).zip(&argmax[r]) {
+            if v > 0.0 {
+                let slot = dz.get_mut(i as usize).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("max-unpool: index {i} out of range"))
+                })?;
+                *slot += g;
+                *db += g;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cross-entropy of one row of logits `z` against `label`, with `softmax_xent`'s
+/// arithmetic: returns the loss (f64) and whether the argmax (first maximum) is the label; with
+/// `grad`, writes `scale·(softmax − onehot)` into it.
+pub fn softmax_xent_row(
+    z: &[f32],
+    label: u32,
+    scale: f32,
+    grad: Option<&mut [f32]>,
+) -> (f64, bool) {
+    let mut best = 0;
+    let mut max = f32::NEG_INFINITY;
+    for (j, &v) in z.iter().enumerate() {
+        if v > max {
+            max = v;
+            best = j;
+        }
+    }
+    let label = label as usize;
+    let mut se = 0f64;
+    for &v in z {
+        se += (v - max).exp() as f64;
+    }
+    let loss = max as f64 + se.ln() - z.get(label).copied().unwrap_or(f32::NAN) as f64;
+    if let Some(out) = grad {
+        let s = (1.0 / se) as f32 * scale;
+        for (o, &v) in out.iter_mut().zip(z) {
+            *o = (v - max).exp() * s;
+        }
+        if let Some(o) = out.get_mut(label) {
+            *o -= scale;
+        }
+    }
+    (loss, best == label)
 }
 
 #[cfg(test)]
