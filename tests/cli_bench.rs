@@ -48,3 +48,37 @@ fn bench_prints_json_lines_with_the_reference_fields() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("batch-sizes"));
 }
+
+#[test]
+fn bench_times_the_cnn_with_its_own_flop_count() {
+    let out = Command::new(env!("CARGO_BIN_EXE_scalelab"))
+        .args([
+            "bench",
+            "--model",
+            "cnn",
+            "--batch-sizes",
+            "8",
+            "--seconds",
+            "0.05",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(row["model"], "cnn");
+    assert_eq!(row["hidden"], 8);
+    assert_eq!(row["batch_size"], 8);
+    // Forward MACs per image: conv1 28·28·8·25, conv2 14·14·16·200, dense 10·16·7·7; a step ≈
+    // 3 forward passes of 2 FLOPs per MAC.
+    let macs = (28 * 28 * 8 * 25 + 14 * 14 * 16 * 200 + 10 * 16 * 7 * 7) as f64;
+    let want = 3.0 * 2.0 * macs * 8.0 / 1e9;
+    assert!((row["step_gflop"].as_f64().unwrap() - want).abs() < 1e-9);
+    assert!(row["steps_per_s"].as_f64().unwrap() > 0.0);
+}

@@ -81,11 +81,11 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let r = match args.model {
                 BenchModel::Mlp => {
                     let h = args.hidden.unwrap_or(800);
-                    bench::bench_mlp(h, b, bench::steps_for(b, args.seconds, h), peak, threads)?
+                    bench::bench_mlp(h, b, args.seconds, peak, threads)?
                 }
                 BenchModel::Cnn => {
                     let c = args.hidden.unwrap_or(8);
-                    bench::bench_cnn(c, b, bench::steps_for(b, args.seconds, 200), peak, threads)?
+                    bench::bench_cnn(c, b, args.seconds, peak, threads)?
                 }
             };
             if args.format == BenchFormat::Json {
