@@ -2,18 +2,12 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_prints_json_lines_with_the_reference_fields() {
+/// Runs `scalelab bench ARGS --seconds 0.05 --format json` and parses its lines.
+fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_scalelab"))
-        .args([
-            "bench",
-            "--batch-sizes",
-            "16,64",
-            "--seconds",
-            "0.05",
-            "--format",
-            "json",
-        ])
+        .arg("bench")
+        .args(args)
+        .args(["--seconds", "0.05", "--format", "json"])
         .output()
         .unwrap();
     assert!(
@@ -21,10 +15,15 @@ fn bench_prints_json_lines_with_the_reference_fields() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+        .collect()
+}
+
+#[test]
+fn bench_prints_json_lines_with_the_reference_fields() {
+    let lines = bench_json(&["--batch-sizes", "16,64"]);
     assert_eq!(lines.len(), 3, "two batch sizes and the peak line");
     for (row, b) in lines[..2].iter().zip([16, 64]) {
         assert_eq!(row["engine"], "scalelab");
@@ -51,27 +50,8 @@ fn bench_prints_json_lines_with_the_reference_fields() {
 
 #[test]
 fn bench_times_the_cnn_with_its_own_flop_count() {
-    let out = Command::new(env!("CARGO_BIN_EXE_scalelab"))
-        .args([
-            "bench",
-            "--model",
-            "cnn",
-            "--batch-sizes",
-            "8",
-            "--seconds",
-            "0.05",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let row: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let lines = bench_json(&["--model", "cnn", "--batch-sizes", "8"]);
+    let row = &lines[0];
     assert_eq!(row["model"], "cnn");
     assert_eq!(row["hidden"], 8);
     assert_eq!(row["batch_size"], 8);

@@ -3,8 +3,9 @@
 //! every parameter.
 //!
 //! The `mlp` back-propagates by hand over candle matmuls on transposed views (no autograd graph,
-//! no copies for transposes, no gradient for the input layer's input); the `cnn` uses candle's
-//! autograd. Both are checked against central finite differences in the tests.
+//! no copies for transposes, no gradient for the input layer's input); the `cnn` back-propagates
+//! by hand one image at a time (im2col, max pooling with argmax, col2im). Both are checked against
+//! central finite differences in the tests.
 
 mod cnn;
 mod mlp;
