@@ -93,6 +93,8 @@ pub fn prepare_metric_vs_batch(fit: &FitReport) -> Result<Figure, SkipReason> {
                 format::momentum(m)
             ));
         }
+        // Drawn after every line (on top) and listed after the learning rates in the legend.
+        let mut diverged_layers = Vec::new();
         // Same ε twice in a panel (different schedules): say which cell.
         let dup = |c: &CellBopt| cells.iter().filter(|o| o.lr == c.lr).count() > 1;
         for c in &cells {
@@ -144,7 +146,7 @@ pub fn prepare_metric_vs_batch(fit: &FitReport) -> Result<Figure, SkipReason> {
                 .collect();
             if !diverged.is_empty() {
                 any_diverged = true;
-                p.layers.push(
+                diverged_layers.push(
                     Layer::markers(
                         format!("diverged/{}", c.cell),
                         Rgb::BLACK,
@@ -184,6 +186,7 @@ pub fn prepare_metric_vs_batch(fit: &FitReport) -> Result<Figure, SkipReason> {
                 .sized(10),
             );
         }
+        p.layers.extend(diverged_layers);
         panels.push(p);
     }
     // Legend-only entries for the B_opt markers (black: they apply to every colour).
