@@ -97,10 +97,17 @@ impl SchedulerReport {
     }
 }
 
+/// How often a running job hands its epoch rows to the writer: a short run sends them all at
+/// its end, a long one every half second, so the writer wakes about once per run instead of once
+/// per epoch (each wake is a thread hand-off that, with `--jobs` = cores, takes a core from
+/// training).
+const EPOCH_FLUSH: Duration = Duration::from_millis(500);
+
 /// Messages to the one writer task. Outcomes carry an acknowledgement, so the scheduler knows
 /// the run's new state is in the database before it looks for more work.
 enum Write {
-    Epoch(EpochRow),
+    /// Epoch rows of one run, in order (a run sends them in bursts, see [`EPOCH_FLUSH`]).
+    Epochs(Vec<EpochRow>),
     Finish {
         run: ClaimedRun,
         outcome: Box<RunOutcome>,
@@ -342,18 +349,33 @@ fn spawn_job(set: &mut JoinSet<JobResult>, job: Job) {
                 })?;
                 let data = cache.get(&cfg.data)?;
                 let mut last = None;
+                let mut rows = Vec::new();
+                let mut sent = Instant::now();
+                let send = |rows: &mut Vec<EpochRow>| -> Result<()> {
+                    if rows.is_empty() {
+                        return Ok(());
+                    }
+                    tx.send(Write::Epochs(std::mem::take(rows)))
+                        .map_err(|_| Error::Db("the database writer has stopped".into()))
+                };
                 let mut sink = |m: &EpochMetrics| -> Result<()> {
                     last = Some(m.clone());
-                    tx.send(Write::Epoch(EpochRow {
+                    rows.push(EpochRow {
                         run_id: run.id.clone(),
                         attempt: run.attempt,
                         token: token.clone(),
                         metrics: m.clone(),
-                    }))
-                    .map_err(|_| Error::Db("the database writer has stopped".into()))
+                    });
+                    if sent.elapsed() >= EPOCH_FLUSH {
+                        sent = Instant::now();
+                        send(&mut rows)?;
+                    }
+                    Ok(())
                 };
-                let outcome = crate::train::train(&cfg, &data, &mut sink, &stop)?;
-                Ok((outcome, last))
+                let outcome = crate::train::train(&cfg, &data, &mut sink, &stop);
+                // The rest of the run's rows go before its outcome (sent after this returns).
+                send(&mut rows)?;
+                Ok((outcome?, last))
             })();
             (run, result)
         },
@@ -381,7 +403,7 @@ async fn writer_task(
         }
         for msg in pending {
             match msg {
-                Write::Epoch(row) => batch.push(row),
+                Write::Epochs(rows) => batch.extend(rows),
                 Write::Finish {
                     run,
                     outcome,
