@@ -50,6 +50,9 @@ pub struct StoredEpoch {
     pub b_simple: Option<f64>,
 }
 
+/// Epoch rows per INSERT statement (15 parameters each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 64;
+
 fn split(name: &str, v: f64, flags: &mut Vec<String>) -> Option<f64> {
     if v.is_finite() {
         Some(v)
@@ -75,45 +78,64 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let mut written = 0;
-        for r in rows {
-            let m = &r.metrics;
-            let mut flags = Vec::new();
-            let train_loss = split("train_loss", m.train_loss, &mut flags);
-            let train_acc = split("train_acc", m.train_acc, &mut flags);
-            let test_loss = split("test_loss", m.test_loss, &mut flags);
-            let test_acc = split("test_acc", m.test_acc, &mut flags);
-            let nonfinite = (!flags.is_empty()).then(|| flags.join(","));
-            written += sqlx::query(
-                "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, \
-                 train_loss, train_acc, test_loss, test_acc, nonfinite, wall_s, grad_sq, \
-                 trace_sigma, b_simple) \
-                 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = ? AND attempt = ? \
-                               AND claimed_by = ? AND state = 'running') \
-                 ON CONFLICT (run_id, epoch) DO NOTHING",
+        // Consecutive rows of one claim: the claim is checked once, the rows go in multi-row
+        // INSERTs (one statement per `ROWS_PER_INSERT` instead of one per row).
+        for group in rows
+            .chunk_by(|a, b| a.run_id == b.run_id && a.attempt == b.attempt && a.token == b.token)
+        {
+            let first = &group[0];
+            let owned = sqlx::query_scalar::<_, i64>(
+                "SELECT 1 FROM runs WHERE id = ? AND attempt = ? AND claimed_by = ? \
+                 AND state = 'running'",
             )
-            .bind(&r.run_id)
-            .bind(m.epoch as i64)
-            .bind(m.step as i64)
-            .bind(m.samples as i64)
-            .bind(m.lr)
-            .bind(m.batch_size as i64)
-            .bind(train_loss)
-            .bind(train_acc)
-            .bind(test_loss)
-            .bind(test_acc)
-            .bind(nonfinite)
-            .bind(m.wall_s)
-            .bind(m.grad_sq.filter(|v| v.is_finite()))
-            .bind(m.trace_sigma.filter(|v| v.is_finite()))
-            .bind(m.b_simple.filter(|v| v.is_finite()))
-            .bind(&r.run_id)
-            .bind(r.attempt)
-            .bind(&r.token)
-            .execute(&mut *tx)
+            .bind(&first.run_id)
+            .bind(first.attempt)
+            .bind(&first.token)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| self.err(e))?
-            .rows_affected();
+            .is_some();
+            if !owned {
+                continue;
+            }
+            for chunk in group.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, \
+                     train_loss, train_acc, test_loss, test_acc, nonfinite, wall_s, grad_sq, \
+                     trace_sigma, b_simple) ",
+                );
+                q.push_values(chunk, |mut b, r| {
+                    let m = &r.metrics;
+                    let mut flags = Vec::new();
+                    let train_loss = split("train_loss", m.train_loss, &mut flags);
+                    let train_acc = split("train_acc", m.train_acc, &mut flags);
+                    let test_loss = split("test_loss", m.test_loss, &mut flags);
+                    let test_acc = split("test_acc", m.test_acc, &mut flags);
+                    let nonfinite = (!flags.is_empty()).then(|| flags.join(","));
+                    b.push_bind(r.run_id.clone())
+                        .push_bind(m.epoch as i64)
+                        .push_bind(m.step as i64)
+                        .push_bind(m.samples as i64)
+                        .push_bind(m.lr)
+                        .push_bind(m.batch_size as i64)
+                        .push_bind(train_loss)
+                        .push_bind(train_acc)
+                        .push_bind(test_loss)
+                        .push_bind(test_acc)
+                        .push_bind(nonfinite)
+                        .push_bind(m.wall_s)
+                        .push_bind(m.grad_sq.filter(|v| v.is_finite()))
+                        .push_bind(m.trace_sigma.filter(|v| v.is_finite()))
+                        .push_bind(m.b_simple.filter(|v| v.is_finite()));
+                });
+                q.push(" ON CONFLICT (run_id, epoch) DO NOTHING");
+                written += q
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?
+                    .rows_affected();
+            }
         }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(written)
