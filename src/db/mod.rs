@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{Error, Result};
 
@@ -113,7 +113,6 @@ impl Store {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(busy_timeout());
@@ -127,6 +126,7 @@ impl Store {
             pool,
             path: path.to_path_buf(),
         };
+        store.ensure_wal().await?;
         // Two processes may create the same new database at once: the loser of the race sees
         // "table already exists" (the winner's migration committed meanwhile) and, on retrying,
         // finds the migration applied.
@@ -148,6 +148,44 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Puts the database in WAL mode (a permanent setting of the file) unless it already is.
+    ///
+    /// Not a per-connection pragma: switching the journal mode needs an exclusive lock that
+    /// SQLite's busy timeout does not wait for, so a `journal_mode = WAL` on every new connection
+    /// failed at once, as "database is locked", when another process opened the same file at the
+    /// same moment. Here the mode is read first, and a switch that finds the file busy is
+    /// retried within the busy timeout.
+    async fn ensure_wal(&self) -> Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| db_error(&self.path, e))?;
+            if mode.eq_ignore_ascii_case("wal") {
+                return Ok(());
+            }
+            let switched = sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
+                .fetch_one(&self.pool)
+                .await;
+            let busy = match &switched {
+                Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
+                Ok(_) => true,
+                Err(e) => e.to_string().to_lowercase().contains("locked"),
+            };
+            if !busy || started.elapsed() >= busy_timeout() {
+                return Err(match switched {
+                    Err(e) => db_error(&self.path, e),
+                    Ok(m) => Error::Db(format!(
+                        "database {}: cannot switch to WAL journal mode (still {m})",
+                        self.path.display()
+                    )),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Opens an existing database read-only (no migrations, no writes possible): for queries
