@@ -222,25 +222,12 @@ fn prepare(kind: Kind, input: &ReportInput) -> Result<Prepared, SkipReason> {
     })
 }
 
-fn render(kind: Kind, p: &Prepared, path: &Path) -> Result<(), PlotError> {
+/// Draws a prepared figure: the heatmap has its own drawing, every chart draws the same way.
+fn render(p: &Prepared, path: &Path) -> Result<(), PlotError> {
     let size = p.size();
     match p {
         Prepared::Heat(h) => heatmap::render_heatmap(h, path, size),
-        Prepared::Chart(f) => {
-            type Draw = fn(&Figure, &Path, (u32, u32)) -> Result<(), PlotError>;
-            let draw: Draw = match kind {
-                Kind::MetricVsBatch => batch::render_metric_vs_batch,
-                Kind::Scaling => scaling::render_scaling,
-                Kind::Collapse => collapse::render_collapse,
-                Kind::Schedules => schedules::render_schedules,
-                Kind::Curves => curves::render_training_curves,
-                Kind::Efficiency => efficiency::render_efficiency,
-                Kind::NoiseScale | Kind::Curvature => instruments::render_instruments,
-                // The heatmap never prepares a `Chart`; every chart draws the same way.
-                Kind::LearningCurve | Kind::Heatmap => learning_curve::render_learning_curve,
-            };
-            draw(f, path, size)
-        }
+        Prepared::Chart(f) => crate::plot::draw::draw_figure(f, path, size),
     }
 }
 
@@ -325,7 +312,7 @@ pub fn write_report(
         let body = match prepare(kind, input) {
             Ok(p) => {
                 progress(&format!("figure {n}/{total}: {}", kind.name()));
-                render(kind, &p, &path)?;
+                render(&p, &path)?;
                 figures.push(path);
                 let (width, height) = p.size();
                 Body::Image {

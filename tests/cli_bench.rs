@@ -1,20 +1,18 @@
 //! `scalelab bench`: the fields torch_reference.py prints, plus the peak and its fraction.
 
-use std::process::Command;
+mod common;
+
+use common::{scalelab, succeed};
 
 /// Runs `scalelab bench ARGS --seconds 0.05 --format json` and parses its lines.
 fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_scalelab"))
-        .arg("bench")
-        .args(args)
-        .args(["--seconds", "0.05", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        succeed(
+            scalelab()
+                .arg("bench")
+                .args(args)
+                .args(["--seconds", "0.05", "--format", "json"]),
+        );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -40,7 +38,7 @@ fn bench_prints_json_lines_with_the_reference_fields() {
         assert!(row["peak_fraction"].as_f64().unwrap() > 0.0);
     }
     assert!(lines[2]["matmul_peak_gflops"].as_f64().unwrap() > 1.0);
-    let bad = Command::new(env!("CARGO_BIN_EXE_scalelab"))
+    let bad = scalelab()
         .args(["bench", "--batch-sizes", "0"])
         .output()
         .unwrap();

@@ -1,24 +1,18 @@
 //! `scalelab fit` on real, trained sweeps: tables, JSON, storage, degenerate sweeps.
 
+mod common;
+
 use std::process::Command;
 
+use common::{scalelab_in, succeed};
+
+/// Reports land in reports/<sweep>/ under the working directory: keep them out of the tree.
 fn scalelab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
-    // Reports land in reports/<sweep>/ under the working directory: keep them out of the tree.
-    c.env("RAYON_NUM_THREADS", "1")
-        .env_remove("SCALELAB_DB")
-        .current_dir(std::env::temp_dir());
-    c
+    scalelab_in(&std::env::temp_dir())
 }
 
 fn ok(args: &[&str]) -> String {
-    let out = scalelab().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "scalelab {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(succeed(scalelab().args(args)).stdout).unwrap()
 }
 
 const SWEEP: &str = r#"

@@ -1,15 +1,13 @@
 //! Questioning the database: `runs`, `metrics`, `sql`, `sweeps`, `export`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-fn scalelab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
-    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
-    c
-}
+mod common;
+
+use common::scalelab;
 
 fn out(args: &[&str]) -> (bool, String, String) {
     let o = scalelab().args(args).output().unwrap();

@@ -1,15 +1,10 @@
 //! `scalelab report` and the report at the end of `scalelab run`: real PNGs, a real index.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn scalelab(cwd: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
-    c.env("RAYON_NUM_THREADS", "1")
-        .env_remove("SCALELAB_DB")
-        .current_dir(cwd);
-    c
-}
+use std::path::Path;
+
+use common::{scalelab_in as scalelab, succeed};
 
 /// Decodes a PNG and returns (width, height, luminance variance, distinct colours).
 fn inspect(path: &Path) -> (u32, u32, f64, usize) {
@@ -38,15 +33,7 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
          [train]\nlr = [0.01, 0.05]\nbatch_size = { pow2 = [4, 128] }\nmomentum = 0.9\nepochs = 5\nseeds = 2\n",
     )
     .unwrap();
-    let out = scalelab(dir.path())
-        .args(["run", "rep.toml", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(scalelab(dir.path()).args(["run", "rep.toml", "--quiet"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("report: reports/rep/index.html"),
@@ -81,15 +68,7 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
     assert!(html.contains("learning curve") || html.contains("Learning curve"));
     assert!(!html.contains("<script"));
     // `scalelab report` again, elsewhere.
-    let out = scalelab(dir.path())
-        .args(["report", "rep", "--out", "again"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(scalelab(dir.path()).args(["report", "rep", "--out", "again"]));
     assert!(dir.path().join("again/index.html").is_file());
 }
 
@@ -102,11 +81,7 @@ fn a_sweep_without_completed_runs_gets_a_message_not_an_empty_report() {
          [train]\nlr = 0.1\nbatch_size = 10\nepochs = 1\n",
     )
     .unwrap();
-    let out = scalelab(dir.path())
-        .args(["run", "none.toml", "--enqueue-only"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    succeed(scalelab(dir.path()).args(["run", "none.toml", "--enqueue-only"]));
     let out = scalelab(dir.path())
         .args(["report", "none"])
         .output()
@@ -148,15 +123,7 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
          [instruments]\nnoise_scale_every = 1\ncurvature = \"init\"\n",
     )
     .unwrap();
-    let out = scalelab(dir.path())
-        .args(["run", "inst.toml", "--quiet"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(scalelab(dir.path()).args(["run", "inst.toml", "--quiet"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("== Instruments =="), "{stdout}");
     let rep = dir.path().join("reports/inst");
@@ -168,11 +135,7 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
         assert!(w >= 800 && h >= 600 && var > 50.0, "{fig}");
     }
     let sql = |q: &str| {
-        let o = scalelab(dir.path())
-            .args(["sql", q, "--format", "csv"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = succeed(scalelab(dir.path()).args(["sql", q, "--format", "csv"]));
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .nth(1)
@@ -208,11 +171,9 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
     assert_eq!(v["instruments"]["noise_scale"]["status"], "fitted");
     assert_eq!(v["instruments"]["curvature"]["status"], "fitted");
     assert_eq!(v["instruments"]["curvature"]["n"], 8);
-    let gap = scalelab(dir.path())
-        .args(["fit", "inst", "--metric", "gap_loss", "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(gap.status.success());
+    let gap = succeed(
+        scalelab(dir.path()).args(["fit", "inst", "--metric", "gap_loss", "--format", "json"]),
+    );
     let g: serde_json::Value = serde_json::from_slice(&gap.stdout).unwrap();
     assert_eq!(g["options"]["metric"], "gap_loss");
 }

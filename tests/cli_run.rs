@@ -7,21 +7,12 @@ use std::time::{Duration, Instant};
 
 use scalelab::db::Store;
 
-fn scalelab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
-    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
-    c
-}
+mod common;
+
+use common::{scalelab, succeed};
 
 fn run_ok(args: &[&str]) -> Output {
-    let out = scalelab().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "scalelab {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeed(scalelab().args(args))
 }
 
 /// A sweep of `cells` runs (seeds) of a few tenths of a second each.
@@ -636,15 +627,7 @@ fn failing_runs_are_retried_up_to_the_limit_then_failed_with_the_error() {
     );
     // The data disappears before a worker trains the run.
     std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap();
-    let out = scalelab()
-        .args(["worker", "--db", d, "--quiet", "--jobs", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["worker", "--db", d, "--quiet", "--jobs", "1"]);
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'failed'"),
         1

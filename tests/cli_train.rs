@@ -1,12 +1,8 @@
 //! `scalelab train` driven as a user would: real binary, real output, real errors.
 
-use std::process::Command;
+mod common;
 
-fn scalelab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
-    c.env("RAYON_NUM_THREADS", "1");
-    c
-}
+use common::scalelab;
 
 /// Runs `scalelab train ARGS` and returns (exit code, stdout, stderr).
 fn train(args: &[&str]) -> (i32, String, String) {

@@ -186,7 +186,8 @@ pub struct RunInput {
     pub seed: u64,
     /// "constant" | "decay-lr" | "increase-batch" | "hybrid".
     pub schedule: String,
-    /// DIVERGED runs are scientific results, censored at the worst value (see [`select`]).
+    /// DIVERGED runs are scientific results, censored at the worst value (see
+    /// [`select_value`](crate::fit::select_value)).
     pub diverged: bool,
     /// Parameter updates used in total.
     pub steps: u64,

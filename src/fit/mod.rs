@@ -5,8 +5,8 @@
 //! sources are cited next to the code; `docs/fits.md` explains each estimator for a reviewer.
 //!
 //! Data flow: [`fit_all`] deduplicates the runs, reduces each run's curve to one number
-//! ([`select`]), then hands the same selection to every estimator. An estimator that cannot run
-//! on the data returns [`Outcome::Skipped`] with one human sentence; none of them panics, and no
+//! ([`select_value`]), then hands the same selection to every estimator. An estimator that
+//! cannot run on the data returns [`Outcome::Skipped`] with one human sentence; none of them panics, and no
 //! NaN or infinity reaches the report (JSON cannot hold them).
 
 mod bopt;
@@ -25,7 +25,7 @@ mod select;
 mod stats;
 mod table;
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 
 use std::collections::HashSet;
 

@@ -8,13 +8,12 @@
 //! peak sits on the grid's edge, so B_opt is only a bound).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::chart::{Bar, Figure, Layer, Panel};
 use super::geometry::band_runs;
 use super::labels::{self, CellKey, Varying};
 use super::style::{Rgb, Shape, series_color};
-use super::{PlotError, SkipReason, draw, format};
+use super::{SkipReason, format};
 use crate::fit::{CellBopt, FitReport};
 
 /// More panels than this would be too small to read; the rest are named in the footnote.
@@ -227,19 +226,11 @@ pub fn prepare_metric_vs_batch(fit: &FitReport) -> Result<Figure, SkipReason> {
     })
 }
 
-/// Draws figure 1.
-pub fn render_metric_vs_batch(
-    fig: &Figure,
-    path: &Path,
-    size: (u32, u32),
-) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fit::{fit_all, select_value};
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -323,12 +314,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig1.png");
         let size = fig.preferred_size();
-        render_metric_vs_batch(&fig, &path, size).unwrap();
+        draw_figure(&fig, &path, size).unwrap();
         assert_png(&path, size);
         // Any size the caller asks for.
-        render_metric_vs_batch(&fig, &path, (900, 600)).unwrap();
+        draw_figure(&fig, &path, (900, 600)).unwrap();
         assert_png(&path, (900, 600));
-        assert!(render_metric_vs_batch(&fig, &path, (10, 10)).is_err());
+        assert!(draw_figure(&fig, &path, (10, 10)).is_err());
     }
 
     #[test]
@@ -351,7 +342,7 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.png");
-        render_metric_vs_batch(&fig, &path, (1200, 800)).unwrap();
+        draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
     }
 }

@@ -5,12 +5,11 @@
 //! against ln B says how well B alone would have done.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::labels::{self, CellKey, Varying};
 use super::style::{Rgb, Shape, series_color, series_shape};
-use super::{PlotError, SkipReason, draw, format};
+use super::{SkipReason, format};
 use crate::fit::{FitReport, RunInput};
 
 /// More cells than this share one legend entry instead of one each.
@@ -152,15 +151,11 @@ pub fn prepare_collapse(fit: &FitReport, runs: &[RunInput]) -> Result<Figure, Sk
     })
 }
 
-/// Draws figure 3.
-pub fn render_collapse(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plot::chart::LayerKind;
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -197,7 +192,7 @@ mod tests {
         assert!(fig.title.contains("R² on g"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig3.png");
-        render_collapse(&fig, &path, (1200, 800)).unwrap();
+        draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
     }
 }

@@ -3,13 +3,11 @@
 //! smallest, the optimal and the largest batch size of the best cell), so the figure shows how
 //! the curves differ on either side of B_opt.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
+use super::SkipReason;
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::style::{series_color, series_dashed, series_shape};
-use super::{PlotError, SkipReason, draw};
 
 /// One evaluation of a run, with every stored series.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,19 +147,11 @@ pub fn prepare_training_curves(curves: &[TrainingCurve]) -> Result<Figure, SkipR
     })
 }
 
-/// Draws figure 6.
-pub fn render_training_curves(
-    fig: &Figure,
-    path: &Path,
-    size: (u32, u32),
-) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plot::chart::Scale;
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::assert_png;
 
     fn curve(id: &str, scale: f64, diverge: bool) -> TrainingCurve {
@@ -196,7 +186,7 @@ mod tests {
         assert_eq!(fig.legend().len(), 2);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig6.png");
-        render_training_curves(&fig, &path, (1200, 800)).unwrap();
+        draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
     }
 

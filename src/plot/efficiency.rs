@@ -3,13 +3,11 @@
 //! (McCandlish et al. 2018, arXiv 1812.06162; Shallue et al. 2018, arXiv 1811.03600: perfect
 //! scaling below B_crit, diminishing returns around it, no gain far above).
 
-use std::path::Path;
-
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::geometry::sample_grid;
 use super::labels;
 use super::style::{Rgb, series_color, series_shape};
-use super::{PlotError, SkipReason, draw, format};
+use super::{SkipReason, format};
 use crate::fit::{FitReport, TargetFit};
 
 /// S(B) = S_min(1 + B_crit/B) (McCandlish et al. 2018, eq. 2.11).
@@ -190,15 +188,11 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
     })
 }
 
-/// Draws figure 7.
-pub fn render_efficiency(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plot::chart::LayerKind;
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -254,7 +248,7 @@ mod tests {
         assert!(f.b_crit > 128.0 && f.b_crit < 512.0, "{}", f.b_crit);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig7.png");
-        render_efficiency(&fig, &path, fig.preferred_size()).unwrap();
+        draw_figure(&fig, &path, fig.preferred_size()).unwrap();
         assert_png(&path, fig.preferred_size());
     }
 }

@@ -7,11 +7,9 @@
 //!     run, coloured by (cell, B) group, with the within-group rank correlation in the title
 //!     (Kuzborskij & Lampert 2017: a flatter start should generalise better).
 
-use std::path::Path;
-
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::style::{Rgb, Shape, series_color};
-use super::{PlotError, SkipReason, draw, format, labels};
+use super::{SkipReason, format, labels};
 use crate::fit::FitReport;
 
 /// Prepares figure 9 from the instruments, B_opt and efficiency sections.
@@ -172,15 +170,11 @@ pub fn prepare_curvature(fit: &FitReport) -> Result<Figure, SkipReason> {
     })
 }
 
-/// Draws figure 9 or 10.
-pub fn render_instruments(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plot::chart::LayerKind;
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -215,7 +209,7 @@ mod tests {
         assert_eq!(ns.share_growing, Some(1.0));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig9.png");
-        render_instruments(&fig, &path, (1200, 800)).unwrap();
+        draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
     }
 
@@ -235,7 +229,7 @@ mod tests {
         assert!(fig.title.contains("ρ = "));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig10.png");
-        render_instruments(&fig, &path, (1200, 800)).unwrap();
+        draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
     }
 }

@@ -3,13 +3,11 @@
 //! chance error. A straight stretch on log–log axes is the power-law region; the curve bends to
 //! γ at the floor.
 
-use std::path::Path;
-
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::geometry::sample_grid;
 use super::labels;
 use super::style::{Rgb, Shape, series_color};
-use super::{PlotError, SkipReason, draw, format};
+use super::{SkipReason, format};
 use crate::fit::{FitReport, LearningCurveSection};
 
 /// α·N^β + γ.
@@ -126,14 +124,10 @@ pub fn prepare_learning_curve(fit: &FitReport) -> Result<Figure, SkipReason> {
     })
 }
 
-/// Draws figure 8.
-pub fn render_learning_curve(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -161,7 +155,7 @@ mod tests {
         assert!(lc.beta < -0.2 && lc.beta > -0.8, "β = {}", lc.beta);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig8.png");
-        render_learning_curve(&fig, &path, (1200, 800)).unwrap();
+        draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
     }
 }

@@ -2,9 +2,9 @@
 //!
 //! Every figure is made in two steps, after criterion's plots: a pure `prepare_*` function turns
 //! the fits (and, where needed, the runs) into a [`chart::Figure`] (or a heatmap), a plain
-//! description of panels, lines, bands and markers in data units that the tests inspect; a thin
-//! `render_*` function hands that description to the one generic drawer ([`draw`], with the
-//! pure, tested transforms, ticks and clipping of [`geometry`]). A figure
+//! description of panels, lines, bands and markers in data units that the tests inspect; the one
+//! generic drawer, [`draw::draw_figure`], draws every such description (with the pure, tested
+//! transforms, ticks and clipping of [`geometry`]); only the heatmap has its own drawing. A figure
 //! the data cannot support comes back as `Err(reason)` from its `prepare_*`: one human sentence
 //! the index shows instead of the image.
 //!

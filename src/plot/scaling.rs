@@ -8,14 +8,12 @@
 //! mean prediction with the other regressors at their means x̄_j, and its band is
 //! ± t·√(x₀ᵀ Cov x₀) with x₀ = (1, …), t from Student's t with the fit's degrees of freedom.
 
-use std::path::Path;
-
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use super::chart::{Axis, Bar, Figure, Layer, Panel, Scale};
 use super::geometry::sample_grid;
 use super::style::{Rgb, Shape, series_color};
-use super::{PlotError, SkipReason, draw, format};
+use super::{SkipReason, format};
 use crate::fit::{CellBopt, FitReport, LogLinearFit};
 
 /// One regression axis: its name in the fit, its symbol, its description, its data value.
@@ -345,15 +343,12 @@ fn panel(ctx: &Ctx, cells: &[CellBopt], k: usize, y_label: &str) -> Result<Panel
     Ok(p)
 }
 
-/// Draws figure 2.
-pub fn render_scaling(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fit::fit_all;
     use crate::plot::chart::LayerKind;
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -442,7 +437,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig2.png");
-        render_scaling(&fig, &path, fig.preferred_size()).unwrap();
+        draw_figure(&fig, &path, fig.preferred_size()).unwrap();
         assert_png(&path, fig.preferred_size());
     }
 

@@ -5,12 +5,10 @@
 //! One row of two panels per schedule group (at most [`MAX_GROUPS`]); each schedule keeps its
 //! colour in every row.
 
-use std::path::Path;
-
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::labels;
 use super::style::{Shape, series_color};
-use super::{PlotError, SkipReason, draw, format};
+use super::{SkipReason, format};
 use crate::fit::{Equivalence, FitReport, Outcome, ScheduleGroupFit};
 
 /// At most this many groups (rows); the rest are in the table.
@@ -152,14 +150,10 @@ pub fn prepare_schedules(fit: &FitReport) -> Result<Figure, SkipReason> {
     })
 }
 
-/// Draws figure 5.
-pub fn render_schedules(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
-    draw::draw_figure(fig, path, size)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -189,7 +183,7 @@ mod tests {
         assert!(fig.footnote.as_deref().unwrap().contains("updates ="));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig5.png");
-        render_schedules(&fig, &path, (1200, 800)).unwrap();
+        draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
     }
 }

@@ -100,20 +100,10 @@ pub fn rising_run(
     };
     RunInput {
         instruments,
-        run_id: format!("{cell}/B{b}/s{seed}"),
-        cell: cell.to_string(),
-        schedule_group: cell.to_string(),
-        lr,
-        batch_size: b,
-        momentum: m,
-        train_size: n,
-        test_size: 10_000,
-        classes: 10,
-        seed,
-        schedule: "constant".into(),
         diverged,
         steps: per_epoch * if diverged { 2 } else { EPOCHS as u64 },
         curve,
+        ..crate::fit::testdata::flat_run(cell, lr, n, m, b, seed, final_acc, EPOCHS)
     }
 }
 

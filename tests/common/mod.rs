@@ -1,0 +1,35 @@
+//! Helpers shared by the command-line tests: the binary as a user runs it, and a success check
+//! that shows what the command printed when it fails.
+
+// Each test crate uses a part of this module.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The scalelab binary with one compute thread and no database from the environment.
+pub fn scalelab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
+    c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
+    c
+}
+
+/// [`scalelab`] run in `dir`, where the default database and `reports/` land.
+pub fn scalelab_in(dir: &Path) -> Command {
+    let mut c = scalelab();
+    c.current_dir(dir);
+    c
+}
+
+/// Runs `cmd`, asserts that it succeeded (printing its stdout and stderr if not), and returns
+/// its output.
+pub fn succeed(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("the scalelab binary runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
