@@ -14,7 +14,8 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::train::model::{Cnn, Mlp, Network};
+use crate::train::model::{Cnn, Grads, Mlp, Network};
+use crate::train::ops::gather_rows;
 use crate::train::optim::MomentumSgd;
 use crate::train::rng::{Stream, stream};
 
@@ -96,6 +97,8 @@ fn time_steps(net: &mut dyn Network, d: usize, b: usize, seconds: f64) -> Result
     let mut opt = MomentumSgd::new(&params, 0.9, false, 0.0);
     let mut idx = vec![0u32; b];
     let mut labels = vec![0u32; b];
+    let mut xb = Vec::new();
+    let mut grads = Grads::for_params(&params);
     let mut step = |s: usize| -> Result<()> {
         for (i, slot) in idx.iter_mut().enumerate() {
             *slot = perm[(s * b + i) % POOL];
@@ -103,9 +106,8 @@ fn time_steps(net: &mut dyn Network, d: usize, b: usize, seconds: f64) -> Result
         for (l, &i) in labels.iter_mut().zip(&idx) {
             *l = ys[i as usize];
         }
-        let it = Tensor::from_slice(&idx, b, &Device::Cpu)?;
-        let xb = x.index_select(&it, 0)?;
-        let (_, grads) = net.loss_and_grads(&xb, &labels)?;
+        gather_rows(&x, &idx, &mut xb)?;
+        net.loss_and_grads(&xb, &labels, &mut grads)?;
         opt.step(0.01, &params, &grads)
     };
     // The first steps allocate and fault pages in; the later warm-up steps calibrate.

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use nalgebra::DMatrix;
 use scalelab::config::{Budget, CurvatureWhen, Instruments, example_config};
 use scalelab::train::instrument::{assign_params, flat_params, measure_curvature};
-use scalelab::train::model::{Mlp, Network};
+use scalelab::train::model::{Grads, Mlp, Network};
 use scalelab::train::rng::{Stream, stream};
 use scalelab::train::{EpochMetrics, RunOutcome, data, train};
 
@@ -117,11 +117,19 @@ fn curvature_matches_a_dense_hessian_of_a_small_network() {
         }
         fn gradient(&mut self, w: &[f32], out: &mut [f32]) -> Result<(), InstrumentError> {
             assign_params(&self.params, w).unwrap();
-            let (_, g) = self
-                .net
-                .loss_and_grads(&self.ds.train_x, &self.ds.train_y)
+            let mut g = Grads::for_params(&self.params);
+            let x = self
+                .ds
+                .train_x
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
                 .unwrap();
-            out.copy_from_slice(&flat_params(&g).unwrap());
+            self.net
+                .loss_and_grads(&x, &self.ds.train_y, &mut g)
+                .unwrap();
+            let flat: Vec<f32> = g.bufs().concat();
+            out.copy_from_slice(&flat);
             Ok(())
         }
     }

@@ -8,7 +8,7 @@ use scalelab::config::{
     Budget, DEFAULT_DIVERGENCE_FACTOR, DataConfig, DatasetKind, ModelConfig, ModelKind, RunConfig,
     Schedule, TRAINER_VERSION,
 };
-use scalelab::train::model::{Cnn, Mlp, Network};
+use scalelab::train::model::{Cnn, Grads, Mlp, Network};
 use scalelab::train::ops::{Axpy, softmax_xent};
 use scalelab::train::optim::MomentumSgd;
 use scalelab::train::rng::{Stream, stream};
@@ -36,14 +36,15 @@ fn mean_loss(net: &dyn Network, x: &Tensor, y: &[u32]) -> f64 {
 /// difference is not the derivative, so a network with many kinks (the cnn) may disagree at a
 /// few coordinates; those shrink as h does (checked by hand: they converge to the analytic value).
 fn gradient_agreement(net: &mut dyn Network, x: &Tensor, y: &[u32], steps: &[f32]) -> f64 {
-    let (_, grads) = net.loss_and_grads(x, y).unwrap();
     let params = net.params();
-    assert_eq!(params.len(), grads.len());
+    let mut grads = Grads::for_params(&params);
+    let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    net.loss_and_grads(&xv, y, &mut grads).unwrap();
+    assert_eq!(params.len(), grads.bufs().len());
     let mut checked = 0;
     let mut agree = 0;
-    for (p, g) in params.iter().zip(&grads) {
-        assert_eq!(p.dims(), g.dims());
-        let g = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (p, g) in params.iter().zip(grads.bufs()) {
+        assert_eq!(p.elem_count(), g.len());
         let n = p.elem_count();
         // Every coordinate of small tensors, a spread of them in larger ones.
         let stride = (n / 40).max(1);
@@ -78,6 +79,62 @@ fn mlp_gradients_match_central_finite_differences() {
     assert_eq!(share, 1.0, "{share}");
 }
 
+/// Layers of 32 units or more take the other weight-gradient product (aᵀ·dZ written in place
+/// rather than (dZᵀ·a)ᵀ).
+#[test]
+fn wide_mlp_gradients_match_central_finite_differences() {
+    let mut rng = stream(4, Stream::Init);
+    let mut net = Mlp::new(5, &[40, 33], 3, &mut rng).unwrap();
+    let x = random_input(6, 5, 7);
+    let y = [0, 1, 2, 2, 1, 0];
+    let share = gradient_agreement(&mut net, &x, &y, &[1e-3, 3e-4]);
+    assert!(share >= 0.99, "only {share} of the coordinates agree");
+}
+
+/// The step writes into buffers that outlive it (the network's scratch, the caller's
+/// gradients): every gradient is overwritten, whatever the buffers held and whatever batch
+/// size the scratch was last sized for.
+#[test]
+fn training_steps_overwrite_their_reused_buffers() {
+    let nets: Vec<(Box<dyn Network>, usize)> = vec![
+        (
+            Box::new(Mlp::new(64, &[40, 9], 3, &mut stream(1, Stream::Init)).unwrap()),
+            64,
+        ),
+        (
+            Box::new(Cnn::new((1, 8, 8), (2, 3), 3, &mut stream(1, Stream::Init)).unwrap()),
+            64,
+        ),
+    ];
+    for (mut net, d) in nets {
+        let params = net.params();
+        let big = random_input(8, d, 3)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let small = random_input(3, d, 4)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let (yb, ys) = ([0, 1, 2, 0, 1, 2, 2, 1], [2, 0, 1]);
+        let mut first = Grads::for_params(&params);
+        let s1 = net.loss_and_grads(&big, &yb, &mut first).unwrap();
+        let mut again = Grads::for_params(&params);
+        for b in again.bufs_mut() {
+            b.fill(f32::NAN);
+        }
+        net.loss_and_grads(&small, &ys, &mut again).unwrap();
+        let s2 = net.loss_and_grads(&big, &yb, &mut again).unwrap();
+        assert_eq!(s1, s2);
+        assert_eq!(first, again);
+        assert!(first.sq_norm() > 0.0);
+        // A batch whose inputs do not match its labels is an error, not a panic.
+        assert!(net.loss_and_grads(&big[1..], &yb, &mut again).is_err());
+    }
+}
+
 #[test]
 fn cnn_gradients_match_central_finite_differences() {
     let mut rng = stream(5, Stream::Init);
@@ -103,8 +160,9 @@ fn momentum_tracks_plain_sgd_with_the_effective_learning_rate() {
             let wv = w.to_vec1::<f32>().unwrap();
             traj.push(wv.iter().map(|&v| v as f64).collect());
             let g: Vec<f32> = wv.iter().zip(&curv).map(|(w, h)| w * h).collect();
-            let g = Tensor::new(g.as_slice(), &Device::Cpu).unwrap();
-            opt.step(lr, std::slice::from_ref(&w), &[g]).unwrap();
+            let mut grads = Grads::for_params(std::slice::from_ref(&w));
+            grads.bufs_mut()[0].copy_from_slice(&g);
+            opt.step(lr, std::slice::from_ref(&w), &grads).unwrap();
         }
         traj
     };

@@ -3,13 +3,13 @@
 //! being trained, without changing its training — own random streams, no update, weights
 //! restored bit for bit.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::data::Dataset;
-use super::model::Network;
+use super::model::{Grads, Network};
 use super::ops::{Assign, with_f32};
 use super::rng::{Stream, stream};
 use crate::error::{Error, Result};
@@ -55,22 +55,10 @@ pub fn assign_params(params: &[Tensor], w: &[f32]) -> Result<()> {
     Ok(())
 }
 
-/// Squared Euclidean norm of a set of gradient tensors, accumulated in f64.
-fn sq_norm(grads: &[Tensor]) -> Result<f64> {
-    let mut s = 0.0;
-    for g in grads {
-        s += with_f32(g, |v| {
-            v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
-        })?;
-    }
-    Ok(s)
-}
-
 /// Gathers the rows `idx` of the training set.
-fn gather(data: &Dataset, idx: &[u32]) -> Result<(Tensor, Vec<u32>)> {
-    let it = Tensor::from_slice(idx, idx.len(), &Device::Cpu)?;
-    let x = data.train_x.index_select(&it, 0)?;
-    let y = idx.iter().map(|&i| data.train_y[i as usize]).collect();
+fn gather(data: &Dataset, idx: &[u32]) -> Result<(Vec<f32>, Vec<u32>)> {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    data.gather_train(idx, &mut x, &mut y)?;
     Ok((x, y))
 }
 
@@ -114,29 +102,28 @@ impl NoiseProbe {
         let budget = ((n as f64 * NOISE_SCALE_BUDGET) as usize).max(2 * batch);
         let plan = instruments::plan_noise_scale(batch, n, budget).map_err(inst)?;
         let (bs, bb) = (plan.b_small, plan.b_big);
+        let params = net.params();
+        let (mut gs, mut gr) = (Grads::for_params(&params), Grads::for_params(&params));
         for _ in 0..plan.repeats {
             let (picked, _) = self.order.partial_shuffle(&mut self.rng, bb);
             let picked = picked.to_vec();
             let (xs, ys) = gather(data, &picked[..bs])?;
-            let (_, gs) = net.loss_and_grads(&xs, &ys)?;
-            let gs_sq = sq_norm(&gs)?;
+            net.loss_and_grads(&xs, &ys, &mut gs)?;
+            let gs_sq = gs.sq_norm();
             let (xr, yr) = gather(data, &picked[bs..])?;
-            let (_, gr) = net.loss_and_grads(&xr, &yr)?;
+            net.loss_and_grads(&xr, &yr, &mut gr)?;
             // G_big = (B_s·G_s + (B_b − B_s)·G_rest)/B_b, its squared norm element by element.
             let (ws, wr) = (bs as f64 / bb as f64, (bb - bs) as f64 / bb as f64);
-            let mut gb_sq = 0.0;
-            for (a, b) in gs.iter().zip(&gr) {
-                let va = with_f32(a, |v| v.to_vec())?;
-                gb_sq += with_f32(b, |vb| {
-                    va.iter()
-                        .zip(vb)
-                        .map(|(&x, &y)| {
-                            let g = ws * x as f64 + wr * y as f64;
-                            g * g
-                        })
-                        .sum::<f64>()
-                })?;
-            }
+            let gb_sq: f64 = gs
+                .bufs()
+                .iter()
+                .flatten()
+                .zip(gr.bufs().iter().flatten())
+                .map(|(&x, &y)| {
+                    let g = ws * x as f64 + wr * y as f64;
+                    g * g
+                })
+                .sum();
             let est = instruments::two_batch_estimates_finite(
                 n as f64, bs as f64, gs_sq, bb as f64, gb_sq,
             )
@@ -174,8 +161,9 @@ pub struct Curvature {
 struct NetOracle<'a> {
     net: &'a mut dyn Network,
     params: Vec<Tensor>,
-    x: Tensor,
+    x: Vec<f32>,
     y: Vec<u32>,
+    grads: Grads,
     dim: usize,
 }
 
@@ -187,14 +175,13 @@ impl GradientOracle for NetOracle<'_> {
     fn gradient(&mut self, w: &[f32], out: &mut [f32]) -> std::result::Result<(), InstrumentError> {
         let err = |e: Error| InstrumentError::Oracle(e.to_string());
         assign_params(&self.params, w).map_err(err)?;
-        let (_, grads) = self.net.loss_and_grads(&self.x, &self.y).map_err(err)?;
-        let mut at = 0;
-        for g in &grads {
-            with_f32(g, |v| {
-                out[at..at + v.len()].copy_from_slice(v);
-                at += v.len();
-            })
+        self.net
+            .loss_and_grads(&self.x, &self.y, &mut self.grads)
             .map_err(err)?;
+        let mut at = 0;
+        for g in self.grads.bufs() {
+            out[at..at + g.len()].copy_from_slice(g);
+            at += g.len();
         }
         Ok(())
     }
@@ -218,6 +205,7 @@ pub fn measure_curvature(net: &mut dyn Network, data: &Dataset, seed: u64) -> Re
             params: params.clone(),
             x,
             y,
+            grads: Grads::for_params(&params),
             dim: w0.len(),
         };
         let eig = instruments::top_eigenvalue(

@@ -15,7 +15,7 @@ pub mod rng;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
@@ -132,20 +132,19 @@ pub struct RunOutcome {
 }
 
 /// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows.
-pub fn evaluate(net: &dyn Network, x: &Tensor, y: &[u32]) -> Result<(f64, f64)> {
+pub fn evaluate(net: &mut dyn Network, x: &Tensor, y: &[u32]) -> Result<(f64, f64)> {
     let n = y.len();
+    let d = x.dims().get(1..).map_or(1, |s| s.iter().product::<usize>());
     let mut loss = 0.0;
     let mut correct = 0usize;
-    let mut start = 0;
-    while start < n {
-        let len = EVAL_CHUNK.min(n - start);
-        let xb = x.narrow(0, start, len)?;
-        let logits = net.logits(&xb)?;
-        let (s, _) = ops::softmax_xent(&logits, &y[start..start + len], false)?;
-        loss += s.loss;
-        correct += s.correct;
-        start += len;
-    }
+    ops::with_f32(x, |xs| -> Result<()> {
+        for (xc, yc) in xs.chunks(EVAL_CHUNK * d).zip(y.chunks(EVAL_CHUNK)) {
+            let s = net.eval_loss(xc, yc)?;
+            loss += s.loss;
+            correct += s.correct;
+        }
+        Ok(())
+    })??;
     let n = n.max(1) as f64;
     Ok((loss / n, correct as f64 / n))
 }
@@ -214,9 +213,11 @@ pub fn train(
     let mut order = stream(cfg.seed, Stream::DataOrder);
     let mut perm: Vec<u32> = (0..n as u32).collect();
     let mut labels: Vec<u32> = Vec::with_capacity(n);
+    let mut xbatch: Vec<f32> = Vec::new();
+    let mut grads = model::Grads::for_params(&params);
 
     let eval_time = std::cell::Cell::new(0.0f64);
-    let eval = |net: &dyn Network,
+    let eval = |net: &mut dyn Network,
                 epoch: u32,
                 step: u64,
                 samples: u64,
@@ -262,7 +263,7 @@ pub fn train(
             Ok(t.elapsed().as_secs_f64())
         };
 
-    let mut m0 = eval(&*net, 0, 0, 0, cfg.lr, cfg.batch_size)?;
+    let mut m0 = eval(&mut *net, 0, 0, 0, cfg.lr, cfg.batch_size)?;
     let initial_loss = m0.train_loss;
     let threshold = cfg.divergence_factor * initial_loss;
     let curvature_init = if inst.curvature.is_off() {
@@ -309,11 +310,8 @@ pub fn train(
                 outcome.instruments_s = inst_s;
                 return Ok(outcome);
             }
-            let idx = Tensor::from_slice(chunk, chunk.len(), &Device::Cpu)?;
-            let x = data.train_x.index_select(&idx, 0)?;
-            labels.clear();
-            labels.extend(chunk.iter().map(|&i| data.train_y[i as usize]));
-            let (sum, grads) = net.loss_and_grads(&x, &labels)?;
+            data.gather_train(chunk, &mut xbatch, &mut labels)?;
+            let sum = net.loss_and_grads(&xbatch, &labels, &mut grads)?;
             let loss = sum.loss / sum.count.max(1) as f64;
             if !loss.is_finite() || loss > threshold {
                 diverged = Some(format!(
@@ -333,7 +331,7 @@ pub fn train(
         }
         outcome.epochs = epoch as u32;
         let mut m = eval(
-            &*net,
+            &mut *net,
             epoch as u32,
             outcome.steps,
             outcome.samples,

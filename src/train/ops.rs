@@ -47,49 +47,39 @@ impl InplaceOp2 for BiasAct {
     ) -> candle_core::Result<()> {
         let b = slice(s2, l2, "bias-act")?;
         let z = slice_mut(s1, l1, "bias-act")?;
-        let n = b.len();
-        if n == 0 || z.len() % n != 0 {
-            candle_core::bail!("bias-act: {} values do not split into rows of {n}", z.len());
-        }
-        for row in z.chunks_exact_mut(n) {
-            if self.relu {
-                for (v, bb) in row.iter_mut().zip(b) {
-                    *v = (*v + bb).max(0.0);
-                }
-            } else {
-                for (v, bb) in row.iter_mut().zip(b) {
-                    *v += bb;
-                }
-            }
-        }
-        Ok(())
+        bias_act(z, b, self.relu).map_err(|e| candle_core::Error::Msg(e.to_string()))
     }
 }
 
-/// `d ← d ⊙ [h > 0]`: back-propagation through a ReLU whose output was h.
-pub struct ReluBackward;
-
-impl InplaceOp2 for ReluBackward {
-    fn name(&self) -> &'static str {
-        "relu-backward"
+/// `z ← z + b` row-wise (z row-major with rows of `b.len()` values), then ReLU if `relu`.
+pub fn bias_act(z: &mut [f32], b: &[f32], relu: bool) -> Result<()> {
+    let n = b.len();
+    if n == 0 || z.len() % n != 0 {
+        return Err(candle_core::Error::Msg(format!(
+            "bias-act: {} values do not split into rows of {n}",
+            z.len()
+        ))
+        .into());
     }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<()> {
-        let h = slice(s2, l2, "relu-backward")?;
-        let d = slice_mut(s1, l1, "relu-backward")?;
-        if h.len() != d.len() {
-            candle_core::bail!("relu-backward: {} vs {} values", d.len(), h.len());
+    for row in z.chunks_exact_mut(n) {
+        if relu {
+            for (v, bb) in row.iter_mut().zip(b) {
+                *v = (*v + bb).max(0.0);
+            }
+        } else {
+            for (v, bb) in row.iter_mut().zip(b) {
+                *v += bb;
+            }
         }
-        // Branch-free, so the loop vectorises.
-        for (dv, hv) in d.iter_mut().zip(h) {
-            *dv = if *hv > 0.0 { *dv } else { 0.0 };
-        }
-        Ok(())
+    }
+    Ok(())
+}
+
+/// `d ← d ⊙ [h > 0]`: back-propagation through a ReLU whose output was h (branch-free, so the
+/// loop vectorises).
+pub fn relu_backward(d: &mut [f32], h: &[f32]) {
+    for (dv, hv) in d.iter_mut().zip(h) {
+        *dv = if *hv > 0.0 { *dv } else { 0.0 };
     }
 }
 
@@ -105,23 +95,19 @@ pub struct SgdUpdate<'a> {
     pub weight_decay: f32,
     /// Nesterov momentum.
     pub nesterov: bool,
+    /// The gradient g of this parameter (same length).
+    pub grad: &'a [f32],
     /// The momentum buffer u of this parameter (same length).
     pub buf: RefCell<&'a mut [f32]>,
 }
 
-impl InplaceOp2 for SgdUpdate<'_> {
+impl candle_core::InplaceOp1 for SgdUpdate<'_> {
     fn name(&self) -> &'static str {
         "sgd-update"
     }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<()> {
-        let g = slice(s2, l2, "sgd-update")?;
-        let w = slice_mut(s1, l1, "sgd-update")?;
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let g = self.grad;
+        let w = slice_mut(s, l, "sgd-update")?;
         let mut buf = self.buf.borrow_mut();
         if g.len() != w.len() || buf.len() != w.len() {
             candle_core::bail!(
@@ -204,20 +190,35 @@ impl candle_core::InplaceOp1 for Assign<'_> {
     }
 }
 
-/// Column sums of a `(rows, n)` tensor: the bias gradient Σ_rows dZ. One pass adding rows into
-/// an accumulator (candle's `sum(0)` walks the columns with a stride, far slower).
-pub fn sum_rows(t: &Tensor) -> Result<Tensor> {
-    let (_, n) = t.dims2()?;
-    let acc = with_f32(t, |v| {
-        let mut acc = vec![0f32; n];
-        for row in v.chunks_exact(n) {
-            for (a, x) in acc.iter_mut().zip(row) {
-                *a += x;
-            }
+/// `acc ← Σ_rows t`, t row-major with rows of `acc.len()` values: the bias gradient Σ_rows dZ,
+/// adding whole rows in order (a column-wise sum walks memory with a stride, far slower).
+pub fn sum_rows_into(t: &[f32], acc: &mut [f32]) {
+    acc.fill(0.0);
+    for row in t.chunks_exact(acc.len().max(1)) {
+        for (a, x) in acc.iter_mut().zip(row) {
+            *a += x;
         }
-        acc
-    })?;
-    Ok(Tensor::from_vec(acc, n, &Device::Cpu)?)
+    }
+}
+
+/// Copies the rows `idx` of the `(rows, d)` tensor `src` into `dst` (row-major), reusing its
+/// memory; an index past the last row is an error.
+pub fn gather_rows(src: &Tensor, idx: &[u32], dst: &mut Vec<f32>) -> Result<()> {
+    let (rows, d) = src.dims2()?;
+    with_f32(src, |v| {
+        dst.clear();
+        for &i in idx {
+            let i = i as usize;
+            if i >= rows {
+                return Err(candle_core::Error::Msg(format!(
+                    "gather: row {i} of a {rows}-row tensor"
+                )));
+            }
+            dst.extend_from_slice(&v[i * d..(i + 1) * d]);
+        }
+        Ok(())
+    })??;
+    Ok(())
 }
 
 /// The contiguous `f32` data behind a tensor's storage guard (`Tensor::storage_and_layout`),
@@ -767,20 +768,30 @@ pub fn softmax_xent_row(
     }
     let label = label as usize;
     let mut se = 0f64;
-    for &v in z {
-        se += (v - max).exp() as f64;
-    }
-    let loss = max as f64 + se.ln() - z.get(label).copied().unwrap_or(f32::NAN) as f64;
-    if let Some(out) = grad {
-        let s = (1.0 / se) as f32 * scale;
-        for (o, &v) in out.iter_mut().zip(z) {
-            *o = (v - max).exp() * s;
+    let loss = |se: f64| max as f64 + se.ln() - z.get(label).copied().unwrap_or(f32::NAN) as f64;
+    match grad {
+        None => {
+            for &v in z {
+                se += (v - max).exp() as f64;
+            }
+            (loss(se), best == label)
         }
-        if let Some(o) = out.get_mut(label) {
-            *o -= scale;
+        Some(out) => {
+            // Each exponential once: kept in `out`, then scaled.
+            for (o, &v) in out.iter_mut().zip(z) {
+                *o = (v - max).exp();
+                se += *o as f64;
+            }
+            let s = (1.0 / se) as f32 * scale;
+            for o in out.iter_mut() {
+                *o *= s;
+            }
+            if let Some(o) = out.get_mut(label) {
+                *o -= scale;
+            }
+            (loss(se), best == label)
         }
     }
-    (loss, best == label)
 }
 
 #[cfg(test)]
@@ -799,18 +810,15 @@ mod tests {
             (false, 0.01, 0.931, 0.69),
         ] {
             let w = Tensor::new(&[1f32], &Device::Cpu).unwrap();
-            let g = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
             let mut buf = vec![0.2f32];
-            w.inplace_op2(
-                &g,
-                &SgdUpdate {
-                    lr: 0.1,
-                    momentum: 0.9,
-                    weight_decay: wd,
-                    nesterov,
-                    buf: RefCell::new(&mut buf),
-                },
-            )
+            w.inplace_op1(&SgdUpdate {
+                lr: 0.1,
+                momentum: 0.9,
+                weight_decay: wd,
+                nesterov,
+                grad: &[0.5],
+                buf: RefCell::new(&mut buf),
+            })
             .unwrap();
             let got = w.to_vec1::<f32>().unwrap()[0];
             assert!(

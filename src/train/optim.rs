@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use candle_core::Tensor;
 
 use crate::error::Result;
+use crate::train::model::Grads;
 use crate::train::ops::SgdUpdate;
 
 /// The optimiser state: hyper-parameters and one momentum buffer per parameter tensor.
@@ -32,16 +33,17 @@ impl MomentumSgd {
     }
 
     /// One update of every parameter with learning rate `lr`.
-    pub fn step(&mut self, lr: f64, params: &[Tensor], grads: &[Tensor]) -> Result<()> {
-        for ((p, g), buf) in params.iter().zip(grads).zip(self.bufs.iter_mut()) {
+    pub fn step(&mut self, lr: f64, params: &[Tensor], grads: &Grads) -> Result<()> {
+        for ((p, g), buf) in params.iter().zip(grads.bufs()).zip(self.bufs.iter_mut()) {
             let op = SgdUpdate {
                 lr: lr as f32,
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
                 nesterov: self.nesterov,
+                grad: g,
                 buf: RefCell::new(buf.as_mut_slice()),
             };
-            p.inplace_op2(g, &op)?;
+            p.inplace_op1(&op)?;
         }
         Ok(())
     }

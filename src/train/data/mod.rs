@@ -68,6 +68,15 @@ impl Dataset {
     pub fn input_dim(&self) -> usize {
         self.input_shape.iter().product()
     }
+
+    /// Copies the training rows `idx` into `x` (row-major) and their labels into `y`, reusing
+    /// both buffers' memory.
+    pub fn gather_train(&self, idx: &[u32], x: &mut Vec<f32>, y: &mut Vec<u32>) -> Result<()> {
+        crate::train::ops::gather_rows(&self.train_x, idx, x)?;
+        y.clear();
+        y.extend(idx.iter().map(|&i| self.train_y[i as usize]));
+        Ok(())
+    }
 }
 
 /// Loads (or generates) the data set a config describes.

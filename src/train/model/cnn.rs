@@ -37,7 +37,7 @@
 use candle_core::{Device, Tensor};
 use rand::Rng;
 
-use super::{Network, kaiming_uniform};
+use super::{Grads, Network, check_batch, kaiming_uniform};
 use crate::error::{Error, Result};
 use crate::train::ops::{
     ConvGeometry, LossSum, MatRef, PoolInput, chw_to_padded_hwc, col2im_padded_hwc, f32_data,
@@ -95,6 +95,8 @@ impl Shapes {
 struct Scratch {
     /// W₂ as `(out, kh, kw, in)`.
     w2: Vec<f32>,
+    /// W₂'s gradient in the same layout.
+    gw2: Vec<f32>,
     cols1: Vec<f32>,
     /// z₁, then its gradient.
     z1: Vec<f32>,
@@ -119,6 +121,7 @@ impl Scratch {
         let (g1, g2) = (s.conv1, s.conv2);
         Scratch {
             w2: vec![0.0; s.c2 * g2.patch()],
+            gw2: vec![0.0; s.c2 * g2.patch()],
             cols1: vec![0.0; g1.cols_len()],
             z1: vec![0.0; s.c1 * g1.pixels()],
             a1: vec![0.0; g2.input_len()],
@@ -199,26 +202,14 @@ impl Cnn {
     }
 }
 
-/// Runs `f` on the parameters' values (read in place, no copy), the input rows `x` (flattened
-/// CHW images) and their count, after repacking conv 2's weight into `m.w2`.
-fn with_data<R>(
+/// Runs `f` on the parameters' values (read in place, no copy), after repacking conv 2's weight
+/// into `m.w2`.
+fn with_weights<R>(
     params: &[Tensor],
     s: &Shapes,
-    x: &Tensor,
     m: &mut Scratch,
-    f: impl FnOnce(&Weights, &[f32], usize, &mut Scratch) -> Result<R>,
+    f: impl FnOnce(&Weights, &mut Scratch) -> Result<R>,
 ) -> Result<R> {
-    let d = s.conv1.input_len();
-    let (rows, cols) = x.dims2()?;
-    if cols != d {
-        return Err(candle_core::Error::Msg(format!(
-            "cnn: inputs of {cols} values, expected {}×{}×{} = {d}",
-            s.conv1.channels, s.conv1.height, s.conv1.width
-        ))
-        .into());
-    }
-    let x = x.contiguous()?;
-    let xs = x.storage_and_layout();
     let guards: Vec<_> = params.iter().map(Tensor::storage_and_layout).collect();
     let p = guards
         .iter()
@@ -233,7 +224,7 @@ fn with_data<R>(
         b3: p[5],
     };
     channels_last(w.w2, s.c1, KERNEL * KERNEL, &mut m.w2);
-    f(&w, f32_data(&xs.0, xs.1)?, rows, m)
+    f(&w, m)
 }
 
 /// `(out, in, taps)` → `(out, taps, in)`: a transpose of each output channel's block.
@@ -283,31 +274,37 @@ fn forward_image(s: &Shapes, w: &Weights, x: &[f32], m: &mut Scratch) -> Result<
 }
 
 /// The gradient accumulators of one step, conv 2's weight in `Scratch::w2`'s layout.
-struct Grads {
-    w1: Vec<f32>,
-    b1: Vec<f32>,
-    w2: Vec<f32>,
-    b2: Vec<f32>,
-    w3: Vec<f32>,
-    b3: Vec<f32>,
+struct GradsMut<'a> {
+    w1: &'a mut [f32],
+    b1: &'a mut [f32],
+    w2: &'a mut [f32],
+    b2: &'a mut [f32],
+    w3: &'a mut [f32],
+    b3: &'a mut [f32],
 }
 
 /// One image's backward pass from `m.dlogits`, after [`forward_image`] on the same image;
 /// adds the parameter gradients into `g`.
-fn backward_image(s: &Shapes, w: &Weights, m: &mut Scratch, g: &mut Grads) -> Result<()> {
+fn backward_image(s: &Shapes, w: &Weights, m: &mut Scratch, g: &mut GradsMut) -> Result<()> {
     let (g1, g2) = (s.conv1, s.conv2);
     m.da2.fill(0.0);
     let rows = w.w3.chunks_exact(s.features);
     let grad_rows = g.w3.chunks_exact_mut(s.features);
-    for (((&d, row), grad_row), gb) in m.dlogits.iter().zip(rows).zip(grad_rows).zip(&mut g.b3) {
+    for (((&d, row), grad_row), gb) in m
+        .dlogits
+        .iter()
+        .zip(rows)
+        .zip(grad_rows)
+        .zip(g.b3.iter_mut())
+    {
         axpy(d, &m.a2, grad_row);
         axpy(d, row, &mut m.da2);
         *gb += d;
     }
-    max_unpool2_relu(&m.da2, &m.a2, &m.arg2, &mut m.z2, &mut g.b2)?;
+    max_unpool2_relu(&m.da2, &m.a2, &m.arg2, &mut m.z2, g.b2)?;
     let dz2 = MatRef::row_major(&m.z2, g2.pixels(), s.c2);
     matmul_into(
-        &mut g.w2,
+        g.w2,
         dz2.t(),
         MatRef::row_major(&m.cols2, g2.pixels(), g2.patch()),
         true,
@@ -320,9 +317,9 @@ fn backward_image(s: &Shapes, w: &Weights, m: &mut Scratch, g: &mut Grads) -> Re
     )?;
     col2im_padded_hwc(&m.cols2, g2, &mut m.a1_hwc)?;
     padded_hwc_to_chw(&m.a1_hwc, g2, &mut m.da1)?;
-    max_unpool2_relu(&m.da1, &m.a1, &m.arg1, &mut m.z1, &mut g.b1)?;
+    max_unpool2_relu(&m.da1, &m.a1, &m.arg1, &mut m.z1, g.b1)?;
     matmul_into(
-        &mut g.w1,
+        g.w1,
         MatRef::row_major(&m.z1, s.c1, g1.pixels()),
         MatRef::row_major(&m.cols1, g1.patch(), g1.pixels()).t(),
         true,
@@ -363,49 +360,66 @@ impl Network for Cnn {
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let s = &self.shapes;
+        let d = s.conv1.input_len();
+        let (rows, cols) = x.dims2()?;
+        if cols != d {
+            return Err(candle_core::Error::Msg(format!(
+                "cnn: inputs of {cols} values, expected {}×{}×{} = {d}",
+                s.conv1.channels, s.conv1.height, s.conv1.width
+            ))
+            .into());
+        }
+        let x = x.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let xs = f32_data(&xs, xl)?;
         let mut m = Scratch::new(s);
-        let (rows, out) = with_data(&self.params, s, x, &mut m, |w, xs, rows, m| {
+        let out = with_weights(&self.params, s, &mut m, |w, m| {
             let mut out = vec![0f32; rows * s.classes];
-            let d = s.conv1.input_len();
             for (xi, zi) in xs.chunks_exact(d).zip(out.chunks_exact_mut(s.classes)) {
                 forward_image(s, w, xi, m)?;
                 zi.copy_from_slice(&m.logits);
             }
-            Ok((rows, out))
+            Ok(out)
         })?;
         Ok(Tensor::from_vec(out, (rows, s.classes), &Device::Cpu)?)
     }
 
-    fn loss_and_grads(&mut self, x: &Tensor, y: &[u32]) -> Result<(LossSum, Vec<Tensor>)> {
+    fn loss_and_grads(&mut self, x: &[f32], y: &[u32], grads: &mut Grads) -> Result<LossSum> {
         let Cnn {
             shapes: s,
             params,
             scratch,
             ..
         } = self;
-        let zeros = |i: usize| vec![0f32; params[i].elem_count()];
-        let mut g = Grads {
-            w1: zeros(0),
-            b1: zeros(1),
-            w2: zeros(2),
-            b2: zeros(3),
-            w3: zeros(4),
-            b3: zeros(5),
+        let d = s.conv1.input_len();
+        check_batch("cnn", x, y, d)?;
+        grads.check(params.iter().map(Tensor::elem_count))?;
+        let [w1, b1, w2, b2, w3, b3] = grads.bufs_mut() else {
+            return Err(
+                candle_core::Error::Msg("cnn: six gradient buffers expected".into()).into(),
+            );
         };
-        let sum = with_data(params, s, x, scratch, |w, xs, rows, m| {
-            if y.len() != rows {
-                return Err(candle_core::Error::Msg(format!(
-                    "cnn: {rows} inputs but {} labels",
-                    y.len()
-                ))
-                .into());
-            }
+        for b in [&mut *w1, &mut *b1, &mut *b2, &mut *w3, &mut *b3] {
+            b.fill(0.0);
+        }
+        scratch.gw2.fill(0.0);
+        let Scratch { gw2, .. } = scratch;
+        let mut gw2 = std::mem::take(gw2);
+        let mut g = GradsMut {
+            w1,
+            b1,
+            w2: &mut gw2,
+            b2,
+            w3,
+            b3,
+        };
+        let sum = with_weights(params, s, scratch, |w, m| {
             let mut sum = LossSum {
-                count: rows,
+                count: y.len(),
                 ..LossSum::default()
             };
-            let scale = 1.0 / rows as f32;
-            for (xi, &label) in xs.chunks_exact(s.conv1.input_len()).zip(y) {
+            let scale = 1.0 / y.len().max(1) as f32;
+            for (xi, &label) in x.chunks_exact(d).zip(y) {
                 forward_image(s, w, xi, m)?;
                 let (loss, correct) =
                     softmax_xent_row(&m.logits, label, scale, Some(&mut m.dlogits));
@@ -414,15 +428,34 @@ impl Network for Cnn {
                 backward_image(s, w, m, &mut g)?;
             }
             Ok(sum)
-        })?;
-        let mut w2 = zeros(2);
-        channels_first(&g.w2, s.c1, KERNEL * KERNEL, &mut w2);
-        let grads = [g.w1, g.b1, w2, g.b2, g.w3, g.b3]
-            .into_iter()
-            .zip(params.iter())
-            .map(|(g, p)| Tensor::from_vec(g, p.shape(), &Device::Cpu))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok((sum, grads))
+        });
+        channels_first(&gw2, s.c1, KERNEL * KERNEL, w2);
+        scratch.gw2 = gw2;
+        sum
+    }
+
+    fn eval_loss(&mut self, x: &[f32], y: &[u32]) -> Result<LossSum> {
+        let Cnn {
+            shapes: s,
+            params,
+            scratch,
+            ..
+        } = self;
+        let d = s.conv1.input_len();
+        check_batch("cnn", x, y, d)?;
+        with_weights(params, s, scratch, |w, m| {
+            let mut sum = LossSum {
+                count: y.len(),
+                ..LossSum::default()
+            };
+            for (xi, &label) in x.chunks_exact(d).zip(y) {
+                forward_image(s, w, xi, m)?;
+                let (loss, correct) = softmax_xent_row(&m.logits, label, 1.0, None);
+                sum.loss += loss;
+                sum.correct += correct as usize;
+            }
+            Ok(sum)
+        })
     }
 
     fn forward_macs(&self) -> u64 {

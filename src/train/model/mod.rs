@@ -31,12 +31,88 @@ pub trait Network: Send {
     /// bookkeeping.
     fn logits(&self, x: &Tensor) -> Result<Tensor>;
 
-    /// Sum of the loss over the batch, correct predictions, and the gradient of the *mean*
-    /// cross-entropy loss with respect to each parameter (same order as [`Network::params`]).
-    fn loss_and_grads(&mut self, x: &Tensor, y: &[u32]) -> Result<(LossSum, Vec<Tensor>)>;
+    /// One training step's forward and backward pass on the batch `x` (`y.len()` rows of `D`
+    /// values, row-major) with labels `y`: returns the sum of the loss over the batch and the
+    /// correct predictions, and overwrites every buffer of `grads` with the gradient of the
+    /// *mean* cross-entropy loss with respect to its parameter. Nothing is allocated per call
+    /// once the network has seen the batch size: intermediates live in the network's scratch,
+    /// gradients in buffers the caller owns (and may hold while it asks for another set).
+    fn loss_and_grads(&mut self, x: &[f32], y: &[u32], grads: &mut Grads) -> Result<LossSum>;
+
+    /// The loss summed over the batch and the correct predictions, forward only (evaluation),
+    /// with the arithmetic of [`Network::loss_and_grads`]'s forward pass and no allocation once
+    /// the network has seen a batch this large.
+    fn eval_loss(&mut self, x: &[f32], y: &[u32]) -> Result<LossSum>;
 
     /// Multiply–add count of one example's forward pass (for FLOP accounting).
     fn forward_macs(&self) -> u64;
+}
+
+/// One gradient buffer per parameter, in [`Network::params`] order and of the same sizes
+/// (row-major in each parameter's shape), reused from step to step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Grads {
+    bufs: Vec<Vec<f32>>,
+}
+
+impl Grads {
+    /// Zeroed buffers shaped like `params`.
+    pub fn for_params(params: &[Tensor]) -> Self {
+        Grads {
+            bufs: params.iter().map(|p| vec![0.0; p.elem_count()]).collect(),
+        }
+    }
+
+    /// The buffers.
+    pub fn bufs(&self) -> &[Vec<f32>] {
+        &self.bufs
+    }
+
+    /// The buffers, to write.
+    pub fn bufs_mut(&mut self) -> &mut [Vec<f32>] {
+        &mut self.bufs
+    }
+
+    /// Squared Euclidean norm of all gradients, accumulated in f64.
+    pub fn sq_norm(&self) -> f64 {
+        self.bufs
+            .iter()
+            .flatten()
+            .map(|&g| g as f64 * g as f64)
+            .sum()
+    }
+
+    /// Checks that the buffers match `sizes` (a network's parameter sizes).
+    pub(crate) fn check(&self, sizes: impl IntoIterator<Item = usize>) -> Result<()> {
+        let mut count = 0;
+        let mut ok = true;
+        for (i, n) in sizes.into_iter().enumerate() {
+            count = i + 1;
+            ok &= self.bufs.get(i).is_some_and(|b| b.len() == n);
+        }
+        if ok && count == self.bufs.len() {
+            Ok(())
+        } else {
+            Err(candle_core::Error::Msg(
+                "gradient buffers do not match the network's parameters".into(),
+            )
+            .into())
+        }
+    }
+}
+
+/// Checks a batch's shape: `x` holds `y.len()` rows of `d` values.
+pub(crate) fn check_batch(what: &str, x: &[f32], y: &[u32], d: usize) -> Result<()> {
+    if x.len() == y.len() * d {
+        Ok(())
+    } else {
+        Err(candle_core::Error::Msg(format!(
+            "{what}: {} input values for {} labels of {d} values each",
+            x.len(),
+            y.len()
+        ))
+        .into())
+    }
 }
 
 /// Builds the network a config describes for inputs of `input_shape` and `classes` outputs,
