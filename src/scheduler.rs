@@ -1,10 +1,12 @@
-//! The scheduler: claims pending runs, trains each on a blocking thread (one compute thread per
-//! job, at most `jobs` at a time), and funnels every epoch and outcome through one writer task
-//! that batches database writes. Heartbeats keep claims alive; runs whose claimer died are
-//! requeued; Ctrl-C stops claiming, stops running jobs at their next step, and gives them back
-//! as PENDING.
+//! The scheduler: claims pending runs and trains them on `jobs` slot threads (one compute
+//! thread each), and funnels every epoch and outcome through one writer task that batches
+//! database writes. It claims one run ahead of the slots, so a slot that ends a run starts the
+//! next one at once, without a round trip through the runtime or the database; outcomes are
+//! written while the next run trains. Heartbeats keep claims alive; runs whose claimer died are
+//! requeued; Ctrl-C stops claiming, stops running jobs at their next step, and gives them (and
+//! the run claimed ahead) back as PENDING.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +39,8 @@ pub struct SchedulerOptions {
     pub max_failures: i64,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The data sets of this process's runs (shared, so a caller can prefetch into it).
+    pub data: Arc<DataCache>,
 }
 
 impl Default for SchedulerOptions {
@@ -48,6 +52,7 @@ impl Default for SchedulerOptions {
             heartbeat_every: Duration::from_secs(5),
             max_failures: 3,
             progress: true,
+            data: Arc::default(),
         }
     }
 }
@@ -103,8 +108,14 @@ impl SchedulerReport {
 /// training).
 const EPOCH_FLUSH: Duration = Duration::from_millis(500);
 
-/// Messages to the one writer task. Outcomes carry an acknowledgement, so the scheduler knows
-/// the run's new state is in the database before it looks for more work.
+/// How often the writer copies the write-ahead log into the database file while a sweep runs
+/// (a passive checkpoint, which never waits for readers): the checkpoint SQLite makes when the
+/// last connection closes is then small, so a sweep's end does not wait for it.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Messages to the one writer task, written in the order sent. Outcomes carry an
+/// acknowledgement, so the scheduler knows when a run's new state is in the database (it waits
+/// for all of them before deciding that no work is left).
 enum Write {
     /// Epoch rows of one run, in order (a run sends them in bursts, see [`EPOCH_FLUSH`]).
     Epochs(Vec<EpochRow>),
@@ -121,13 +132,13 @@ enum Write {
     },
 }
 
-/// Sends an outcome to the writer and waits until it is written. Returns false when the claim
-/// had been lost (another process took the run over).
-async fn write_outcome(
+/// Sends an outcome to the writer; the receiver yields whether it was written (false when the
+/// claim had been lost: another process took the run over).
+fn send_outcome(
     tx: &mpsc::UnboundedSender<Write>,
     run: ClaimedRun,
     result: Result<(RunOutcome, Option<EpochMetrics>)>,
-) -> Result<bool> {
+) -> Result<oneshot::Receiver<Result<bool>>> {
     let (ack, done) = oneshot::channel();
     let msg = match result {
         Ok((outcome, last)) => Write::Finish {
@@ -144,32 +155,73 @@ async fn write_outcome(
     };
     tx.send(msg)
         .map_err(|_| Error::Db("the database writer has stopped".into()))?;
-    done.await
+    Ok(done)
+}
+
+/// Sends an outcome to the writer and waits until it is written. Returns false when the claim
+/// had been lost.
+async fn write_outcome(
+    tx: &mpsc::UnboundedSender<Write>,
+    run: ClaimedRun,
+    result: Result<(RunOutcome, Option<EpochMetrics>)>,
+) -> Result<bool> {
+    send_outcome(tx, run, result)?
+        .await
         .map_err(|_| Error::Db("the database writer has stopped".into()))?
 }
 
-/// Loaded data sets shared by the runs of a process (a sweep's cells share few data sets).
+/// Loaded data sets shared by the runs of a process (a sweep's cells share few data sets). Each
+/// is built once: a job that needs a data set another thread is building waits for it.
 #[derive(Default)]
-struct DataCache {
-    sets: Mutex<HashMap<String, Arc<Dataset>>>,
+pub struct DataCache {
+    sets: Mutex<HashMap<String, Slot>>,
+}
+
+/// One data set of the cache: empty until built; its lock is held while it is built.
+type Slot = Arc<Mutex<Option<Arc<Dataset>>>>;
+
+impl std::fmt::Debug for DataCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.sets.lock().map_or(0, |m| m.len());
+        write!(f, "DataCache({n} data sets)")
+    }
 }
 
 impl DataCache {
     const MAX: usize = 16;
 
-    fn get(&self, cfg: &DataConfig) -> Result<Arc<Dataset>> {
+    /// The data set `cfg` describes, built on first use.
+    pub fn get(&self, cfg: &DataConfig) -> Result<Arc<Dataset>> {
         let key = serde_json::to_string(cfg).unwrap_or_default();
-        if let Some(ds) = self.sets.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            return Ok(ds);
-        }
-        let ds = Arc::new(crate::train::data::load(cfg)?);
-        if let Ok(mut m) = self.sets.lock() {
-            if m.len() >= Self::MAX {
-                m.clear();
+        let slot = {
+            let mut sets = self
+                .sets
+                .lock()
+                .map_err(|_| Error::Db("the data cache is poisoned".into()))?;
+            if sets.len() >= Self::MAX && !sets.contains_key(&key) {
+                sets.clear();
             }
-            m.insert(key, ds.clone());
+            sets.entry(key).or_default().clone()
+        };
+        let mut slot = slot
+            .lock()
+            .map_err(|_| Error::Db("the data cache is poisoned".into()))?;
+        if let Some(ds) = slot.as_ref() {
+            return Ok(ds.clone());
         }
+        // A failure leaves the slot empty: the next run that needs it tries again.
+        let ds = Arc::new(crate::train::data::load(cfg)?);
+        *slot = Some(ds.clone());
         Ok(ds)
+    }
+
+    /// Starts building the data set `cfg` describes on a thread of its own, so it is ready (or
+    /// nearly) when the first run asks for it; an error is left for that run to meet.
+    pub fn prefetch(self: &Arc<Self>, cfg: DataConfig) {
+        let cache = self.clone();
+        std::thread::spawn(move || {
+            let _ = cache.get(&cfg);
+        });
     }
 }
 
@@ -214,30 +266,63 @@ pub async fn run_pending(
         }
     });
 
-    let cache = Arc::new(DataCache::default());
-    let mut running: JoinSet<JobResult> = JoinSet::new();
+    let slot = Arc::new(SlotShared {
+        ready: Mutex::new(VecDeque::new()),
+        token: token.clone(),
+        tx: tx.clone(),
+        stop: stop.clone(),
+        cache: opts.data.clone(),
+    });
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<JobResult>();
+    // One thread per job slot; each trains claimed runs one after another until none is ready.
+    let mut slots: JoinSet<()> = JoinSet::new();
+    // Runs claimed and not yet reported back: the ones training and the ones in `ready`.
+    let mut in_flight = 0usize;
+    // Outcomes sent to the writer and not yet acknowledged: a slot goes on to its next run
+    // without waiting for its last outcome to be written (the writer keeps their order).
+    let mut acks: JoinSet<Result<bool>> = JoinSet::new();
     let poll = Duration::from_millis(500);
     let mut last_requeue = Instant::now();
     let result: Result<()> = async {
         loop {
             let stopping = stop.load(Ordering::SeqCst);
-            while !stopping && running.len() < jobs {
-                let Some(run) = store.claim_next(sweep, &token).await? else {
-                    break;
-                };
-                let job = Job {
-                    run,
-                    token: token.clone(),
-                    tx: tx.clone(),
-                    stop: stop.clone(),
-                    cache: cache.clone(),
-                };
-                spawn_job(&mut running, job);
+            if stopping {
+                in_flight -= release_all(store, &slot).await?;
+            } else {
+                // Claim one run ahead: the slot that ends a run first finds its next one
+                // waiting, and the claim's transaction runs while the slots train. (One, not one
+                // per slot: a claimed run shows as RUNNING to every other process.)
+                while in_flight < jobs + 1 {
+                    let Some(run) = store.claim_next(sweep, &token).await? else {
+                        break;
+                    };
+                    slot.push(run)?;
+                    in_flight += 1;
+                }
+                let waiting = slot.waiting()?;
+                while slots.len() < jobs.min(in_flight) && waiting > 0 {
+                    let shared = slot.clone();
+                    let done = done_tx.clone();
+                    slots.spawn_blocking(move || shared.work(&done));
+                }
             }
-            progress.set_running(running.len() as u64);
-            if running.is_empty() {
+            while let Some(written) = acks.try_join_next() {
+                count_ack(written, &mut report)?;
+            }
+            progress.set_running(slots.len().min(in_flight) as u64);
+            if in_flight == 0 {
+                // Every outcome of ours in the database before deciding what is left: a failed
+                // run may be pending again, and our own runs must not look like others' work.
+                while let Some(written) = acks.join_next().await {
+                    count_ack(written, &mut report)?;
+                }
                 if stopping {
                     break;
+                }
+                if let Some(run) = store.claim_next(sweep, &token).await? {
+                    slot.push(run)?;
+                    in_flight += 1;
+                    continue;
                 }
                 // Nothing to claim: are other processes still training runs we wait for?
                 if store.running_runs(sweep).await?.is_empty() {
@@ -250,26 +335,29 @@ pub async fn run_pending(
                 }
                 continue;
             }
-            let joined = tokio::select! {
-                j = running.join_next() => j,
-                _ = tokio::time::sleep(poll) => None,
-            };
-            let Some(joined) = joined else {
-                if last_requeue.elapsed() >= opts.stale_after / 4 {
-                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
-                    last_requeue = Instant::now();
+            let (run, result) = tokio::select! {
+                finished = done_rx.recv() => match finished {
+                    Some(pair) => pair,
+                    None => continue,
+                },
+                ended = slots.join_next(), if !slots.is_empty() => {
+                    if let Some(Err(e)) = ended {
+                        // A panic inside a slot: its run cannot be identified here; it is
+                        // requeued when its heartbeat goes stale.
+                        progress.println(&format!("warning: a training thread failed: {e}"));
+                        in_flight = in_flight.saturating_sub(1);
+                    }
+                    continue;
                 }
-                continue;
-            };
-            let (run, result) = match joined {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // A panic inside a job: its run cannot be identified here, the heartbeat
-                    // stops for none of them; report and go on (the run is requeued when stale).
-                    progress.println(&format!("warning: a training thread failed: {e}"));
+                _ = tokio::time::sleep(poll) => {
+                    if last_requeue.elapsed() >= opts.stale_after / 4 {
+                        store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+                        last_requeue = Instant::now();
+                    }
                     continue;
                 }
             };
+            in_flight -= 1;
             match &result {
                 Ok((outcome, _)) => {
                     report.train_s += outcome.wall_s;
@@ -290,25 +378,32 @@ pub async fn run_pending(
                     progress.println(&format!("run {} failed: {e}", run.id));
                 }
             }
-            if !write_outcome(&tx, run, result).await? {
-                report.lost += 1;
-            }
+            let done = send_outcome(&tx, run, result)?;
+            acks.spawn(async move {
+                done.await
+                    .map_err(|_| Error::Db("the database writer has stopped".into()))?
+            });
         }
         Ok(())
     }
     .await;
 
-    // Whatever happened, stop the jobs, let them give their runs back, and flush the writer.
+    // Whatever happened, stop the slots, let them give their runs back, and flush the writer.
     if result.is_err() {
         stop.store(true, Ordering::SeqCst);
     }
-    while let Some(joined) = running.join_next().await {
-        if let Ok((run, res)) = joined {
-            if let Ok(false) = write_outcome(&tx, run, res).await {
-                report.lost += 1;
-            }
+    let _ = release_all(store, &slot).await;
+    while slots.join_next().await.is_some() {}
+    drop(done_tx);
+    while let Some((run, res)) = done_rx.recv().await {
+        if let Ok(false) = write_outcome(&tx, run, res).await {
+            report.lost += 1;
         }
     }
+    while let Some(written) = acks.join_next().await {
+        let _ = count_ack(written, &mut report);
+    }
+    drop(slot);
     drop(tx);
     writer
         .await
@@ -321,9 +416,31 @@ pub async fn run_pending(
     Ok(report)
 }
 
-/// One claimed run and what its training thread needs.
-struct Job {
-    run: ClaimedRun,
+/// Gives back the claimed runs no slot has started (Ctrl-C, or an error); returns how many.
+async fn release_all(store: &Store, slot: &SlotShared) -> Result<usize> {
+    let runs: Vec<ClaimedRun> = slot.take_all()?;
+    for run in &runs {
+        store.release_run(&run.id, run.attempt, &slot.token).await?;
+    }
+    Ok(runs.len())
+}
+
+/// Accounts for one acknowledged outcome: a lost claim is counted, a database error ends the
+/// scheduler.
+fn count_ack(
+    written: std::result::Result<Result<bool>, tokio::task::JoinError>,
+    report: &mut SchedulerReport,
+) -> Result<()> {
+    let kept = written.map_err(|e| Error::Db(format!("database writer task failed: {e}")))??;
+    if !kept {
+        report.lost += 1;
+    }
+    Ok(())
+}
+
+/// What the job slots share: the claimed runs waiting for a slot, and what training needs.
+struct SlotShared {
+    ready: Mutex<VecDeque<ClaimedRun>>,
     token: String,
     tx: mpsc::UnboundedSender<Write>,
     stop: Arc<AtomicBool>,
@@ -332,55 +449,77 @@ struct Job {
 
 type JobResult = (ClaimedRun, Result<(RunOutcome, Option<EpochMetrics>)>);
 
-fn spawn_job(set: &mut JoinSet<JobResult>, job: Job) {
-    let Job {
-        run,
-        token,
-        tx,
-        stop,
-        cache,
-    } = job;
-    let handle = tokio::runtime::Handle::current();
-    set.spawn_blocking_on(
-        move || {
-            let result = (|| -> Result<(RunOutcome, Option<EpochMetrics>)> {
-                let cfg: RunConfig = serde_json::from_str(&run.config).map_err(|e| {
-                    Error::Db(format!("run {}: stored config is not valid: {e}", run.id))
-                })?;
-                let data = cache.get(&cfg.data)?;
-                let mut last = None;
-                let mut rows = Vec::new();
-                let mut sent = Instant::now();
-                let send = |rows: &mut Vec<EpochRow>| -> Result<()> {
-                    if rows.is_empty() {
-                        return Ok(());
-                    }
-                    tx.send(Write::Epochs(std::mem::take(rows)))
-                        .map_err(|_| Error::Db("the database writer has stopped".into()))
-                };
-                let mut sink = |m: &EpochMetrics| -> Result<()> {
-                    last = Some(m.clone());
-                    rows.push(EpochRow {
-                        run_id: run.id.clone(),
-                        attempt: run.attempt,
-                        token: token.clone(),
-                        metrics: m.clone(),
-                    });
-                    if sent.elapsed() >= EPOCH_FLUSH {
-                        sent = Instant::now();
-                        send(&mut rows)?;
-                    }
-                    Ok(())
-                };
-                let outcome = crate::train::train(&cfg, &data, &mut sink, &stop);
-                // The rest of the run's rows go before its outcome (sent after this returns).
+impl SlotShared {
+    fn queue(&self) -> Result<std::sync::MutexGuard<'_, VecDeque<ClaimedRun>>> {
+        self.ready
+            .lock()
+            .map_err(|_| Error::Db("the scheduler's run queue is poisoned".into()))
+    }
+
+    fn push(&self, run: ClaimedRun) -> Result<()> {
+        self.queue()?.push_back(run);
+        Ok(())
+    }
+
+    fn waiting(&self) -> Result<usize> {
+        Ok(self.queue()?.len())
+    }
+
+    fn take_all(&self) -> Result<Vec<ClaimedRun>> {
+        Ok(self.queue()?.drain(..).collect())
+    }
+
+    /// A slot's thread: trains the waiting runs one after another, reporting each on `done`,
+    /// until none is waiting or the user stops.
+    fn work(&self, done: &mpsc::UnboundedSender<JobResult>) {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Some(run) = self.queue().ok().and_then(|mut q| q.pop_front()) else {
+                return;
+            };
+            let result = self.train_one(&run);
+            if done.send((run, result)).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn train_one(&self, run: &ClaimedRun) -> Result<(RunOutcome, Option<EpochMetrics>)> {
+        let cfg: RunConfig = serde_json::from_str(&run.config)
+            .map_err(|e| Error::Db(format!("run {}: stored config is not valid: {e}", run.id)))?;
+        let data = self.cache.get(&cfg.data)?;
+        let mut last = None;
+        let mut rows = Vec::new();
+        let mut sent = Instant::now();
+        let send = |rows: &mut Vec<EpochRow>| -> Result<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            self.tx
+                .send(Write::Epochs(std::mem::take(rows)))
+                .map_err(|_| Error::Db("the database writer has stopped".into()))
+        };
+        let mut sink = |m: &EpochMetrics| -> Result<()> {
+            last = Some(m.clone());
+            rows.push(EpochRow {
+                run_id: run.id.clone(),
+                attempt: run.attempt,
+                token: self.token.clone(),
+                metrics: m.clone(),
+            });
+            if sent.elapsed() >= EPOCH_FLUSH {
+                sent = Instant::now();
                 send(&mut rows)?;
-                Ok((outcome?, last))
-            })();
-            (run, result)
-        },
-        &handle,
-    );
+            }
+            Ok(())
+        };
+        let outcome = crate::train::train(&cfg, &data, &mut sink, &self.stop);
+        // The rest of the run's rows go before its outcome (sent after this returns).
+        send(&mut rows)?;
+        Ok((outcome?, last))
+    }
 }
 
 /// The one task that writes to the database: epoch rows are batched into one transaction per
@@ -392,6 +531,7 @@ async fn writer_task(
     max_failures: i64,
 ) -> Result<()> {
     let mut batch: Vec<EpochRow> = Vec::new();
+    let mut last_checkpoint = Instant::now();
     while let Some(first) = rx.recv().await {
         let mut pending = vec![first];
         // Drain what has queued up meanwhile, so one transaction carries a burst of rows.
@@ -429,6 +569,10 @@ async fn writer_task(
         }
         store.record_epochs(&batch).await?;
         batch.clear();
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            store.checkpoint().await;
+            last_checkpoint = Instant::now();
+        }
     }
     Ok(())
 }

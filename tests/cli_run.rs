@@ -177,7 +177,7 @@ fn a_sweep_runs_once_and_a_second_run_trains_nothing() {
 #[test]
 fn kill_dash_nine_then_rerun_completes_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = write_sweep(dir.path(), "killed", 3, 25);
+    let sweep = write_sweep(dir.path(), "killed", 3, 100);
     let db = dir.path().join("k.db");
     let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
     let mut child = scalelab()
@@ -208,7 +208,7 @@ fn kill_dash_nine_then_rerun_completes_without_loss_or_duplicates() {
     let start = Instant::now();
     run_ok(&["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"]);
     assert!(start.elapsed() < Duration::from_secs(60));
-    assert_complete_and_consistent(&db, 12, 25);
+    assert_complete_and_consistent(&db, 12, 100);
     // Nothing completed before the kill was retrained or lost.
     for (id, n) in completed_before {
         let (attempt, epochs): (i64, i64) = rt().block_on(async {
@@ -232,7 +232,7 @@ fn kill_dash_nine_then_rerun_completes_without_loss_or_duplicates() {
 #[test]
 fn two_processes_split_the_cells_and_train_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = write_sweep(dir.path(), "pair", 3, 6);
+    let sweep = write_sweep(dir.path(), "pair", 3, 60);
     let db = dir.path().join("p.db");
     let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
     // Create the database first so both start on the same file.
@@ -254,7 +254,7 @@ fn two_processes_split_the_cells_and_train_nothing_twice() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_complete_and_consistent(&db, 12, 6);
+    assert_complete_and_consistent(&db, 12, 60);
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM runs WHERE attempt != 1"),
         0
@@ -267,7 +267,7 @@ fn two_processes_split_the_cells_and_train_nothing_twice() {
 #[test]
 fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = write_sweep(dir.path(), "sigint", 3, 40);
+    let sweep = write_sweep(dir.path(), "sigint", 3, 200);
     let db = dir.path().join("c.db");
     let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
     let mut child = scalelab()
@@ -276,8 +276,9 @@ fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Two training, and one claimed ahead for the next free job slot.
     wait_until(&mut child, "two runs are running", || {
-        try_count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'") == Some(2)
+        try_count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'").unwrap_or(0) >= 2
     });
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -319,7 +320,7 @@ fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
     );
     // And the sweep can be finished later.
     run_ok(&["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"]);
-    assert_complete_and_consistent(&db, 12, 40);
+    assert_complete_and_consistent(&db, 12, 200);
 }
 
 #[test]

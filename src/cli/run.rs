@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -9,7 +10,7 @@ use clap::Args;
 use super::{DbArg, table};
 use crate::db::{RunStatus, Store};
 use crate::error::Error;
-use crate::scheduler::{self, SchedulerOptions, SchedulerReport};
+use crate::scheduler::{self, DataCache, SchedulerOptions, SchedulerReport};
 use crate::sweep::{self, Sweep};
 
 /// `scalelab run SWEEP.toml`.
@@ -168,6 +169,13 @@ fn print_report(r: &SchedulerReport) {
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything is validated before the database is touched.
     let sweep = resolve_sweep(&args.sweep, &args.db.db).await?;
+    // The first cell's data set is built while the database is opened and the sweep enqueued.
+    let data = Arc::new(DataCache::default());
+    if !args.enqueue_only {
+        if let Some(cell) = sweep.cells.first() {
+            data.prefetch(cell.data.clone());
+        }
+    }
     let store = Store::open(&args.db.db).await?;
     let enq = store.register_sweep(&sweep).await?;
     if args.retry_failed {
@@ -207,6 +215,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             sweep: Some(sweep.name.clone()),
             stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
             progress: !args.quiet,
+            data,
             ..SchedulerOptions::default()
         };
         let stop = super::stop_on_signal();

@@ -264,6 +264,15 @@ impl Store {
     }
 
     /// Closes every connection (checkpointing the WAL where possible).
+    /// Copies what the write-ahead log holds into the database file, as far as no reader
+    /// prevents it (`PRAGMA wal_checkpoint(PASSIVE)`). Best effort: a failure leaves the log for
+    /// SQLite's next checkpoint.
+    pub async fn checkpoint(&self) {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await;
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -21,9 +21,13 @@ struct Teacher {
     d: usize,
     h: usize,
     k: usize,
-    w1: Vec<f64>,
+    /// W₂ transposed, `(h, k)`.
+    w2t: Vec<f64>,
+    /// W₁ transposed, `(d, h)`: the hidden units' sums run side by side (vectorised), each
+    /// adding its terms in the same order as a row-by-row dot product, so labels are unchanged
+    /// bit for bit.
+    w1t: Vec<f64>,
     b1: Vec<f64>,
-    w2: Vec<f64>,
     offset: Vec<f64>,
 }
 
@@ -38,24 +42,35 @@ impl Teacher {
         let w1 = normal(h * d, 1.0 / (d as f64).sqrt());
         let b1 = normal(h, 0.5);
         let w2 = normal(k * h, 2.0 / (h as f64).sqrt());
+        let mut w1t = vec![0.0; d * h];
+        for (j, row) in w1.chunks_exact(d).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                w1t[i * h + j] = v;
+            }
+        }
+        let mut w2t = vec![0.0; h * k];
+        for (c, row) in w2.chunks_exact(h).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                w2t[j * k + c] = v;
+            }
+        }
         let mut t = Teacher {
+            w2t,
             d,
             h,
             k,
-            w1,
+            w1t,
             b1,
-            w2,
             offset: vec![0.0; k],
         };
+        let xs: Vec<f64> = (0..CALIBRATION * d)
+            .map(|_| rng.sample::<f64, _>(StandardNormal))
+            .collect();
+        let mut logits = vec![0.0; CALIBRATION * k];
+        t.logits_rows(&xs, &mut logits);
         let mut mean = vec![0.0; k];
-        let mut x = vec![0.0; d];
-        let mut logits = vec![0.0; k];
-        for _ in 0..CALIBRATION {
-            for v in x.iter_mut() {
-                *v = rng.sample::<f64, _>(StandardNormal);
-            }
-            t.logits(&x, &mut logits);
-            for (m, l) in mean.iter_mut().zip(&logits) {
+        for row in logits.chunks_exact(k) {
+            for (m, l) in mean.iter_mut().zip(row) {
                 *m += l / CALIBRATION as f64;
             }
         }
@@ -64,22 +79,63 @@ impl Teacher {
     }
 
     fn logits(&self, x: &[f64], out: &mut [f64]) {
-        let mut hidden = vec![0.0; self.h];
-        for (j, hv) in hidden.iter_mut().enumerate() {
-            let row = &self.w1[j * self.d..(j + 1) * self.d];
-            let z: f64 = row.iter().zip(x).map(|(w, x)| w * x).sum::<f64>() + self.b1[j];
-            *hv = z.tanh();
+        // Σᵢ w₁[j][i]·xᵢ for every j at once, i in order from −0.0 (as `Iterator::sum`).
+        let mut hidden = vec![-0.0; self.h];
+        for (row, &xi) in self.w1t.chunks_exact(self.h).zip(x) {
+            for (hv, &w) in hidden.iter_mut().zip(row) {
+                *hv += w * xi;
+            }
         }
-        for (c, o) in out.iter_mut().enumerate().take(self.k) {
-            let row = &self.w2[c * self.h..(c + 1) * self.h];
-            *o = row.iter().zip(&hidden).map(|(w, h)| w * h).sum::<f64>() - self.offset[c];
+        for (hv, b) in hidden.iter_mut().zip(&self.b1) {
+            *hv = (*hv + b).tanh();
+        }
+        // The same for the classes: Σⱼ w₂[c][j]·hⱼ for every c at once, j in order.
+        let out = &mut out[..self.k];
+        out.fill(-0.0);
+        for (row, &hj) in self.w2t.chunks_exact(self.k).zip(&hidden) {
+            for (o, &w) in out.iter_mut().zip(row) {
+                *o += w * hj;
+            }
+        }
+        for (o, c) in out.iter_mut().zip(&self.offset) {
+            *o -= c;
         }
     }
 
-    fn label(&self, x: &[f64]) -> u32 {
-        let mut logits = vec![0.0; self.k];
-        self.logits(x, &mut logits);
-        argmax(&logits) as u32
+    /// The same logits computed row by row (the definition the vectorised form must match).
+    #[cfg(test)]
+    fn logits_by_rows(&self, x: &[f64], out: &mut [f64]) {
+        let mut hidden = vec![0.0; self.h];
+        for (j, hv) in hidden.iter_mut().enumerate() {
+            let row = (0..self.d).map(|i| self.w1t[i * self.h + j]);
+            let z: f64 = row.zip(x).map(|(w, x)| w * x).sum::<f64>() + self.b1[j];
+            *hv = z.tanh();
+        }
+        for (c, o) in out.iter_mut().enumerate().take(self.k) {
+            let row = (0..self.h).map(|j| self.w2t[j * self.k + c]);
+            *o = row.zip(&hidden).map(|(w, h)| w * h).sum::<f64>() - self.offset[c];
+        }
+    }
+
+    /// The logits of many inputs (`xs` row-major, `d` per row) into `out` (`k` per row), the
+    /// rows split between the machine's cores; each row's arithmetic is that of
+    /// [`Teacher::logits`], so the result does not depend on the split.
+    fn logits_rows(&self, xs: &[f64], out: &mut [f64]) {
+        let rows = out.len() / self.k.max(1);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(rows / 256)
+            .max(1);
+        let per = rows.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (xc, oc) in xs.chunks(per * self.d).zip(out.chunks_mut(per * self.k)) {
+                scope.spawn(move || {
+                    for (x, o) in xc.chunks_exact(self.d).zip(oc.chunks_exact_mut(self.k)) {
+                        self.logits(x, o);
+                    }
+                });
+            }
+        });
     }
 }
 
@@ -96,24 +152,23 @@ fn argmax(v: &[f64]) -> usize {
 /// Draws `n` labelled samples from `rng`: d normals, then one uniform and one class for the
 /// label-noise decision (always drawn, so the stream stays aligned whatever the noise level).
 fn samples(teacher: &Teacher, n: usize, noise: f64, rng: &mut impl Rng) -> (Vec<f32>, Vec<u32>) {
-    let mut xs = Vec::with_capacity(n * teacher.d);
-    let mut ys = Vec::with_capacity(n);
-    let mut x = vec![0.0; teacher.d];
+    let (d, k) = (teacher.d, teacher.k);
+    let mut xs = Vec::with_capacity(n * d);
+    let mut flips = Vec::with_capacity(n);
     for _ in 0..n {
-        for v in x.iter_mut() {
-            *v = rng.sample::<f64, _>(StandardNormal);
-        }
+        xs.extend((0..d).map(|_| rng.sample::<f64, _>(StandardNormal)));
         let u: f64 = rng.random();
-        let random_class = rng.random_range(0..teacher.k as u32);
-        let y = if u < noise {
-            random_class
-        } else {
-            teacher.label(&x)
-        };
-        xs.extend(x.iter().map(|&v| v as f32));
-        ys.push(y);
+        let random_class = rng.random_range(0..k as u32);
+        flips.push((u < noise).then_some(random_class));
     }
-    (xs, ys)
+    let mut logits = vec![0.0; n * k];
+    teacher.logits_rows(&xs, &mut logits);
+    let ys = logits
+        .chunks_exact(k.max(1))
+        .zip(flips)
+        .map(|(l, flip)| flip.unwrap_or(argmax(l) as u32))
+        .collect();
+    (xs.iter().map(|&v| v as f32).collect(), ys)
 }
 
 /// Generates the data set described by `cfg` (defaults already filled in).
@@ -137,4 +192,29 @@ pub(super) fn generate(cfg: &DataConfig) -> Result<Dataset> {
         &mut stream(cfg.data_seed, Stream::TestSamples),
     );
     Dataset::from_vecs(vec![d], k, train_x, train_y, test_x, test_y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vectorised hidden layer gives the row-by-row logits bit for bit, so the data set (its
+    /// labels and calibration offsets) is what it was before the change.
+    #[test]
+    fn vectorised_logits_equal_row_by_row_logits_bitwise() {
+        for (d, h, k, seed) in [(32, 64, 10, 0), (7, 13, 3, 5), (100, 33, 4, 9)] {
+            let t = Teacher::new(d, h, k, seed);
+            let mut rng = stream(seed, Stream::TrainSamples);
+            let (mut a, mut b) = (vec![0.0; k], vec![0.0; k]);
+            for _ in 0..200 {
+                let x: Vec<f64> = (0..d)
+                    .map(|_| rng.sample::<f64, _>(StandardNormal))
+                    .collect();
+                t.logits(&x, &mut a);
+                t.logits_by_rows(&x, &mut b);
+                let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&a), bits(&b));
+            }
+        }
+    }
 }
