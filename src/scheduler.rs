@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -194,18 +194,15 @@ impl DataCache {
     pub fn get(&self, cfg: &DataConfig) -> Result<Arc<Dataset>> {
         let key = serde_json::to_string(cfg).unwrap_or_default();
         let slot = {
-            let mut sets = self
-                .sets
-                .lock()
-                .map_err(|_| Error::Db("the data cache is poisoned".into()))?;
+            // A panic elsewhere cannot leave the map or a slot half-written (a slot is only
+            // set after a successful build), so a poisoned lock is simply taken over.
+            let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
             if sets.len() >= Self::MAX && !sets.contains_key(&key) {
                 sets.clear();
             }
             sets.entry(key).or_default().clone()
         };
-        let mut slot = slot
-            .lock()
-            .map_err(|_| Error::Db("the data cache is poisoned".into()))?;
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(ds) = slot.as_ref() {
             return Ok(ds.clone());
         }
@@ -287,7 +284,9 @@ pub async fn run_pending(
         loop {
             let stopping = stop.load(Ordering::SeqCst);
             if stopping {
-                in_flight -= release_all(store, &slot).await?;
+                let released = release_all(store, &slot).await?;
+                in_flight -= released;
+                report.released += released as u64;
             } else {
                 // Claim one run ahead: the slot that ends a run first finds its next one
                 // waiting, and the claim's transaction runs while the slots train. (One, not one
@@ -342,8 +341,9 @@ pub async fn run_pending(
                 },
                 ended = slots.join_next(), if !slots.is_empty() => {
                     if let Some(Err(e)) = ended {
-                        // A panic inside a slot: its run cannot be identified here; it is
-                        // requeued when its heartbeat goes stale.
+                        // Not reached in practice: a slot turns a training panic into its
+                        // run's error. Anything else that kills a slot leaves its run claimed
+                        // until this process exits.
                         progress.println(&format!("warning: a training thread failed: {e}"));
                         in_flight = in_flight.saturating_sub(1);
                     }
@@ -416,13 +416,20 @@ pub async fn run_pending(
     Ok(report)
 }
 
-/// Gives back the claimed runs no slot has started (Ctrl-C, or an error); returns how many.
+/// Gives back the claimed runs no slot has started (Ctrl-C, or an error); returns how many. Every
+/// run is tried, whatever happens to the others; the first error is returned after.
 async fn release_all(store: &Store, slot: &SlotShared) -> Result<usize> {
     let runs: Vec<ClaimedRun> = slot.take_all()?;
+    let mut first_error = None;
     for run in &runs {
-        store.release_run(&run.id, run.attempt, &slot.token).await?;
+        if let Err(e) = store.release_run(&run.id, run.attempt, &slot.token).await {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(runs.len())
+    match first_error {
+        None => Ok(runs.len()),
+        Some(e) => Err(e),
+    }
 }
 
 /// Accounts for one acknowledged outcome: a lost claim is counted, a database error ends the
@@ -479,7 +486,19 @@ impl SlotShared {
             let Some(run) = self.queue().ok().and_then(|mut q| q.pop_front()) else {
                 return;
             };
-            let result = self.train_one(&run);
+            // A panic while training becomes this run's error (retried, then FAILED) instead of
+            // killing the slot with the run still claimed: this process's heartbeats would keep
+            // such a run RUNNING, and the sweep would wait for it forever.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.train_one(&run)))
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown cause".into());
+                        Err(Error::Db(format!("training panicked: {what}")))
+                    });
             if done.send((run, result)).is_err() {
                 return;
             }

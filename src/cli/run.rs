@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{DbArg, table};
+use crate::config::DatasetKind;
 use crate::db::{RunStatus, Store};
 use crate::error::Error;
 use crate::scheduler::{self, DataCache, SchedulerOptions, SchedulerReport};
@@ -169,10 +170,15 @@ fn print_report(r: &SchedulerReport) {
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything is validated before the database is touched.
     let sweep = resolve_sweep(&args.sweep, &args.db.db).await?;
-    // The first cell's data set is built while the database is opened and the sweep enqueued.
+    // The first cell's data set is built while the database is opened and the sweep enqueued:
+    // only a generated one (cheap, and its identity is its parameters), as the sweep may turn
+    // out to have nothing left to train.
     let data = Arc::new(DataCache::default());
-    if !args.enqueue_only {
-        if let Some(cell) = sweep.cells.first() {
+    if let Some(cell) = sweep.cells.first().filter(|_| !args.enqueue_only) {
+        if matches!(
+            cell.data.dataset,
+            DatasetKind::Teacher | DatasetKind::GaussianMixture
+        ) {
             data.prefetch(cell.data.clone());
         }
     }

@@ -263,7 +263,6 @@ impl Store {
         db_error(&self.path, e)
     }
 
-    /// Closes every connection (checkpointing the WAL where possible).
     /// Copies what the write-ahead log holds into the database file, as far as no reader
     /// prevents it (`PRAGMA wal_checkpoint(PASSIVE)`). Best effort: a failure leaves the log for
     /// SQLite's next checkpoint.
@@ -273,6 +272,7 @@ impl Store {
             .await;
     }
 
+    /// Closes every connection (checkpointing the WAL where possible).
     pub async fn close(&self) {
         self.pool.close().await;
     }
