@@ -288,6 +288,12 @@ pub async fn run_pending(
                 in_flight -= released;
                 report.released += released as u64;
             } else {
+                // Runs of claimers that died are requeued whether or not this process is busy
+                // (before, only while it waited: a busy process left them waiting).
+                if last_requeue.elapsed() >= opts.stale_after / 4 {
+                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+                    last_requeue = Instant::now();
+                }
                 // Claim one run ahead: the slot that ends a run first finds its next one
                 // waiting, and the claim's transaction runs while the slots train. (One, not one
                 // per slot: a claimed run shows as RUNNING to every other process.)
