@@ -174,11 +174,11 @@ async fn write_outcome(
 /// is built once: a job that needs a data set another thread is building waits for it.
 #[derive(Default)]
 pub struct DataCache {
-    sets: Mutex<HashMap<String, Slot>>,
+    sets: Mutex<HashMap<String, CacheEntry>>,
 }
 
 /// One data set of the cache: empty until built; its lock is held while it is built.
-type Slot = Arc<Mutex<Option<Arc<Dataset>>>>;
+type CacheEntry = Arc<Mutex<Option<Arc<Dataset>>>>;
 
 impl std::fmt::Debug for DataCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,8 +193,8 @@ impl DataCache {
     /// The data set `cfg` describes, built on first use.
     pub fn get(&self, cfg: &DataConfig) -> Result<Arc<Dataset>> {
         let key = serde_json::to_string(cfg).unwrap_or_default();
-        let slot = {
-            // A panic elsewhere cannot leave the map or a slot half-written (a slot is only
+        let entry = {
+            // A panic elsewhere cannot leave the map or an entry half-written (an entry is only
             // set after a successful build), so a poisoned lock is simply taken over.
             let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
             if sets.len() >= Self::MAX && !sets.contains_key(&key) {
@@ -202,13 +202,13 @@ impl DataCache {
             }
             sets.entry(key).or_default().clone()
         };
-        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(ds) = slot.as_ref() {
+        let mut built = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ds) = built.as_ref() {
             return Ok(ds.clone());
         }
-        // A failure leaves the slot empty: the next run that needs it tries again.
+        // A failure leaves the entry empty: the next run that needs it tries again.
         let ds = Arc::new(crate::train::data::load(cfg)?);
-        *slot = Some(ds.clone());
+        *built = Some(ds.clone());
         Ok(ds)
     }
 

@@ -28,29 +28,6 @@ fn slice_mut<'a>(
     }
 }
 
-/// `z ← z + b` row-wise (z is `(rows, n)`, b is `(n,)`), then ReLU if `relu`.
-pub struct BiasAct {
-    /// Apply ReLU after adding the bias.
-    pub relu: bool,
-}
-
-impl InplaceOp2 for BiasAct {
-    fn name(&self) -> &'static str {
-        "bias-act"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<()> {
-        let b = slice(s2, l2, "bias-act")?;
-        let z = slice_mut(s1, l1, "bias-act")?;
-        bias_act(z, b, self.relu).map_err(|e| candle_core::Error::Msg(e.to_string()))
-    }
-}
-
 /// `z ← z + b` row-wise (z row-major with rows of `b.len()` values), then ReLU if `relu`.
 pub fn bias_act(z: &mut [f32], b: &[f32], relu: bool) -> Result<()> {
     let n = b.len();
@@ -251,6 +228,22 @@ pub struct LossSum {
     pub count: usize,
 }
 
+impl LossSum {
+    /// Nothing summed yet over a batch of `count` rows.
+    pub fn new(count: usize) -> Self {
+        LossSum {
+            count,
+            ..LossSum::default()
+        }
+    }
+
+    /// Adds one row's loss and whether it was predicted correctly ([`softmax_xent_row`]).
+    pub fn add(&mut self, (loss, correct): (f64, bool)) {
+        self.loss += loss;
+        self.correct += correct as usize;
+    }
+}
+
 /// Softmax cross-entropy of `logits` `(rows, k)` against labels `y`; with `grad`, also the
 /// gradient of the *mean* loss with respect to the logits, (softmax − onehot)/rows.
 pub fn softmax_xent(logits: &Tensor, y: &[u32], grad: bool) -> Result<(LossSum, Option<Tensor>)> {
@@ -269,42 +262,10 @@ pub fn softmax_xent(logits: &Tensor, y: &[u32], grad: bool) -> Result<(LossSum, 
     };
     let inv = 1.0 / rows as f32;
     let sum = with_f32(logits, |z| {
-        let mut s = LossSum {
-            count: rows,
-            ..LossSum::default()
-        };
-        let mut e = vec![0f32; k];
-        for (i, row) in z.chunks_exact(k).enumerate() {
-            let mut best = 0;
-            let mut max = f32::NEG_INFINITY;
-            for (j, &v) in row.iter().enumerate() {
-                if v > max {
-                    max = v;
-                    best = j;
-                }
-            }
-            let label = y[i] as usize;
-            if best == label {
-                s.correct += 1;
-            }
-            // exp in f32 (every term is ≤ 1 after the shift), sums and logs in f64.
-            let mut se = 0f64;
-            for (ej, &v) in e.iter_mut().zip(row) {
-                *ej = (v - max).exp();
-                se += *ej as f64;
-            }
-            let lse = max as f64 + se.ln();
-            s.loss += lse - row.get(label).copied().unwrap_or(f32::NAN) as f64;
-            if grad {
-                let out = &mut dl[i * k..(i + 1) * k];
-                let scale = (1.0 / se) as f32 * inv;
-                for (o, &ej) in out.iter_mut().zip(&e) {
-                    *o = ej * scale;
-                }
-                if let Some(o) = out.get_mut(label) {
-                    *o -= inv;
-                }
-            }
+        let mut s = LossSum::new(rows);
+        for (i, (row, &label)) in z.chunks_exact(k).zip(y).enumerate() {
+            let out = dl.get_mut(i * k..(i + 1) * k);
+            s.add(softmax_xent_row(row, label, inv, out));
         }
         s
     })?;
@@ -749,8 +710,8 @@ pub fn max_unpool2_relu(
     Ok(())
 }
 
-/// The cross-entropy of one row of logits `z` against `label`, with `softmax_xent`'s
-/// arithmetic: returns the loss (f64) and whether the argmax (first maximum) is the label; with
+/// The cross-entropy of one row of logits `z` against `label` (what [`softmax_xent`] computes for
+/// every row): returns the loss (f64) and whether the argmax (first maximum) is the label; with
 /// `grad`, writes `scale·(softmax − onehot)` into it.
 pub fn softmax_xent_row(
     z: &[f32],

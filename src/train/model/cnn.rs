@@ -414,17 +414,16 @@ impl Network for Cnn {
             b3,
         };
         let sum = with_weights(params, s, scratch, |w, m| {
-            let mut sum = LossSum {
-                count: y.len(),
-                ..LossSum::default()
-            };
+            let mut sum = LossSum::new(y.len());
             let scale = 1.0 / y.len().max(1) as f32;
             for (xi, &label) in x.chunks_exact(d).zip(y) {
                 forward_image(s, w, xi, m)?;
-                let (loss, correct) =
-                    softmax_xent_row(&m.logits, label, scale, Some(&mut m.dlogits));
-                sum.loss += loss;
-                sum.correct += correct as usize;
+                sum.add(softmax_xent_row(
+                    &m.logits,
+                    label,
+                    scale,
+                    Some(&mut m.dlogits),
+                ));
                 backward_image(s, w, m, &mut g)?;
             }
             Ok(sum)
@@ -444,15 +443,10 @@ impl Network for Cnn {
         let d = s.conv1.input_len();
         check_batch("cnn", x, y, d)?;
         with_weights(params, s, scratch, |w, m| {
-            let mut sum = LossSum {
-                count: y.len(),
-                ..LossSum::default()
-            };
+            let mut sum = LossSum::new(y.len());
             for (xi, &label) in x.chunks_exact(d).zip(y) {
                 forward_image(s, w, xi, m)?;
-                let (loss, correct) = softmax_xent_row(&m.logits, label, 1.0, None);
-                sum.loss += loss;
-                sum.correct += correct as usize;
+                sum.add(softmax_xent_row(&m.logits, label, 1.0, None));
             }
             Ok(sum)
         })

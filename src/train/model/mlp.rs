@@ -12,18 +12,19 @@
 //! prefers, and transposed (a few thousand values).
 //!
 //! The training step writes every product straight into buffers that live from step to step
-//! (activations and dZ in the network's scratch, gradients in the caller's [`Grads`]): no
-//! allocation, so no zeroing of fresh matmul outputs and no page faults — 6% of a step at
+//! (activations and dZ in the network's scratch, gradients in the caller's [`Grads`]): nothing
+//! batch- or layer-sized is allocated (only a per-layer list of pointers to the weights), so no
+//! zeroing of fresh matmul outputs and no page faults — 6% of a step at
 //! B = 1024 when each product allocated its output.
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use rand::Rng;
 
 use super::{Grads, Network, check_batch, kaiming_uniform};
 use crate::error::Result;
 use crate::train::ops::{
-    BiasAct, LossSum, MatRef, bias_act, f32_data, matmul_into, relu_backward, softmax_xent_row,
-    sum_rows_into,
+    LossSum, MatRef, bias_act, f32_data, matmul_into, relu_backward, softmax_xent_row,
+    sum_rows_into, with_f32,
 };
 
 /// A multilayer perceptron `D → hidden… → classes`.
@@ -77,19 +78,6 @@ impl Mlp {
             eval_scratch: Scratch::default(),
         })
     }
-
-    /// Forward pass keeping every layer's activation (the input first, the logits last).
-    fn forward_all(&self, x: &Tensor) -> Result<Vec<Tensor>> {
-        let last = self.weights.len() - 1;
-        let mut acts = Vec::with_capacity(self.weights.len() + 1);
-        acts.push(x.clone());
-        for (l, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
-            let z = acts[l].matmul(w)?;
-            z.inplace_op2(b, &BiasAct { relu: l < last })?;
-            acts.push(z);
-        }
-        Ok(acts)
-    }
 }
 
 impl Network for Mlp {
@@ -102,8 +90,17 @@ impl Network for Mlp {
     }
 
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        let mut acts = self.forward_all(x)?;
-        Ok(acts.pop().unwrap_or_else(|| x.clone()))
+        let x = x.contiguous()?;
+        let rows = x.dim(0)?;
+        let mut acts = Vec::new();
+        with_f32(&x, |xs| {
+            with_params(&self.weights, &self.biases, |w, b| {
+                forward_into(&mut acts, &self.widths, w, b, xs, rows)
+            })
+        })??;
+        let classes = self.widths[self.widths.len() - 1];
+        let logits = acts.pop().unwrap_or_default();
+        Ok(Tensor::from_vec(logits, (rows, classes), &Device::Cpu)?)
     }
 
     fn loss_and_grads(&mut self, x: &[f32], y: &[u32], grads: &mut Grads) -> Result<LossSum> {
@@ -123,70 +120,56 @@ impl Network for Mlp {
                 .zip(biases.iter())
                 .flat_map(|(w, b)| [w.elem_count(), b.elem_count()]),
         )?;
-        let wg: Vec<_> = weights.iter().map(Tensor::storage_and_layout).collect();
-        let bg: Vec<_> = biases.iter().map(Tensor::storage_and_layout).collect();
-        let w = wg
-            .iter()
-            .map(|(s, l)| f32_data(s, l))
-            .collect::<Result<Vec<_>>>()?;
-        let b = bg
-            .iter()
-            .map(|(s, l)| f32_data(s, l))
-            .collect::<Result<Vec<_>>>()?;
+        with_params(weights, biases, |w, b| {
+            forward_into(&mut m.acts, widths, w, b, x, rows)?;
 
-        forward_into(&mut m.acts, widths, &w, &b, x, rows)?;
+            // Loss and ∂L/∂logits.
+            let classes = widths[layers];
+            m.dz.resize(rows * classes, 0.0);
+            let mut sum = LossSum::new(rows);
+            let scale = 1.0 / rows.max(1) as f32;
+            let logits = &m.acts[layers - 1];
+            for ((z, d), &label) in logits
+                .chunks_exact(classes)
+                .zip(m.dz.chunks_exact_mut(classes))
+                .zip(y)
+            {
+                sum.add(softmax_xent_row(z, label, scale, Some(d)));
+            }
 
-        // Loss and ∂L/∂logits.
-        let classes = widths[layers];
-        m.dz.resize(rows * classes, 0.0);
-        let mut sum = LossSum {
-            count: rows,
-            ..LossSum::default()
-        };
-        let scale = 1.0 / rows.max(1) as f32;
-        let logits = &m.acts[layers - 1];
-        for ((z, d), &label) in logits
-            .chunks_exact(classes)
-            .zip(m.dz.chunks_exact_mut(classes))
-            .zip(y)
-        {
-            let (loss, correct) = softmax_xent_row(z, label, scale, Some(d));
-            sum.loss += loss;
-            sum.correct += correct as usize;
-        }
-
-        // Backward.
-        let g = grads.bufs_mut();
-        for l in (0..layers).rev() {
-            let (fan_in, out) = (widths[l], widths[l + 1]);
-            let a_prev = if l == 0 { x } else { &m.acts[l - 1] };
-            let a = MatRef::row_major(a_prev, rows, fan_in);
-            let dz = MatRef::row_major(&m.dz, rows, out);
-            if out < NARROW {
-                m.narrow.resize(out * fan_in, 0.0);
-                matmul_into(&mut m.narrow, dz.t(), a, false)?;
-                for (o, row) in m.narrow.chunks_exact(fan_in).enumerate() {
-                    for (i, &v) in row.iter().enumerate() {
-                        g[2 * l][i * out + o] = v;
+            // Backward.
+            let g = grads.bufs_mut();
+            for l in (0..layers).rev() {
+                let (fan_in, out) = (widths[l], widths[l + 1]);
+                let a_prev = if l == 0 { x } else { &m.acts[l - 1] };
+                let a = MatRef::row_major(a_prev, rows, fan_in);
+                let dz = MatRef::row_major(&m.dz, rows, out);
+                if out < NARROW {
+                    m.narrow.resize(out * fan_in, 0.0);
+                    matmul_into(&mut m.narrow, dz.t(), a, false)?;
+                    for (o, row) in m.narrow.chunks_exact(fan_in).enumerate() {
+                        for (i, &v) in row.iter().enumerate() {
+                            g[2 * l][i * out + o] = v;
+                        }
                     }
+                } else {
+                    matmul_into(&mut g[2 * l], a.t(), dz, false)?;
                 }
-            } else {
-                matmul_into(&mut g[2 * l], a.t(), dz, false)?;
+                sum_rows_into(&m.dz, &mut g[2 * l + 1]);
+                if l > 0 {
+                    m.dz_prev.resize(rows * fan_in, 0.0);
+                    matmul_into(
+                        &mut m.dz_prev,
+                        dz,
+                        MatRef::row_major(w[l], fan_in, out).t(),
+                        false,
+                    )?;
+                    relu_backward(&mut m.dz_prev, a_prev);
+                    std::mem::swap(&mut m.dz, &mut m.dz_prev);
+                }
             }
-            sum_rows_into(&m.dz, &mut g[2 * l + 1]);
-            if l > 0 {
-                m.dz_prev.resize(rows * fan_in, 0.0);
-                matmul_into(
-                    &mut m.dz_prev,
-                    dz,
-                    MatRef::row_major(w[l], fan_in, out).t(),
-                    false,
-                )?;
-                relu_backward(&mut m.dz_prev, a_prev);
-                std::mem::swap(&mut m.dz, &mut m.dz_prev);
-            }
-        }
-        Ok(sum)
+            Ok(sum)
+        })
     }
 
     fn eval_loss(&mut self, x: &[f32], y: &[u32]) -> Result<LossSum> {
@@ -199,27 +182,14 @@ impl Network for Mlp {
         } = self;
         let rows = y.len();
         check_batch("mlp", x, y, widths[0])?;
-        let wg: Vec<_> = weights.iter().map(Tensor::storage_and_layout).collect();
-        let bg: Vec<_> = biases.iter().map(Tensor::storage_and_layout).collect();
-        let w = wg
-            .iter()
-            .map(|(s, l)| f32_data(s, l))
-            .collect::<Result<Vec<_>>>()?;
-        let b = bg
-            .iter()
-            .map(|(s, l)| f32_data(s, l))
-            .collect::<Result<Vec<_>>>()?;
-        forward_into(&mut m.acts, widths, &w, &b, x, rows)?;
+        with_params(weights, biases, |w, b| {
+            forward_into(&mut m.acts, widths, w, b, x, rows)
+        })?;
         let classes = widths[widths.len() - 1];
-        let mut sum = LossSum {
-            count: rows,
-            ..LossSum::default()
-        };
+        let mut sum = LossSum::new(rows);
         let logits = m.acts.last().map_or(&[][..], Vec::as_slice);
         for (z, &label) in logits.chunks_exact(classes).zip(y) {
-            let (loss, correct) = softmax_xent_row(z, label, 1.0, None);
-            sum.loss += loss;
-            sum.correct += correct as usize;
+            sum.add(softmax_xent_row(z, label, 1.0, None));
         }
         Ok(sum)
     }
@@ -227,6 +197,25 @@ impl Network for Mlp {
     fn forward_macs(&self) -> u64 {
         self.weights.iter().map(|w| w.elem_count() as u64).sum()
     }
+}
+
+/// Runs `f` on the weights' and biases' values, read in place (no copy).
+fn with_params<R>(
+    weights: &[Tensor],
+    biases: &[Tensor],
+    f: impl FnOnce(&[&[f32]], &[&[f32]]) -> Result<R>,
+) -> Result<R> {
+    let wg: Vec<_> = weights.iter().map(Tensor::storage_and_layout).collect();
+    let bg: Vec<_> = biases.iter().map(Tensor::storage_and_layout).collect();
+    let w = wg
+        .iter()
+        .map(|(s, l)| f32_data(s, l))
+        .collect::<Result<Vec<_>>>()?;
+    let b = bg
+        .iter()
+        .map(|(s, l)| f32_data(s, l))
+        .collect::<Result<Vec<_>>>()?;
+    f(&w, &b)
 }
 
 /// The forward pass into `acts` (one buffer per layer, resized to `rows`): zₗ = aₗ₋₁·Wₗᵀ + bₗ,

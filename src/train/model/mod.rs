@@ -34,13 +34,13 @@ pub trait Network: Send {
     /// One training step's forward and backward pass on the batch `x` (`y.len()` rows of `D`
     /// values, row-major) with labels `y`: returns the sum of the loss over the batch and the
     /// correct predictions, and overwrites every buffer of `grads` with the gradient of the
-    /// *mean* cross-entropy loss with respect to its parameter. Nothing is allocated per call
-    /// once the network has seen the batch size: intermediates live in the network's scratch,
+    /// *mean* cross-entropy loss with respect to its parameter. Nothing batch- or layer-sized
+    /// is allocated once the network has seen the batch size: intermediates live in the network's scratch,
     /// gradients in buffers the caller owns (and may hold while it asks for another set).
     fn loss_and_grads(&mut self, x: &[f32], y: &[u32], grads: &mut Grads) -> Result<LossSum>;
 
     /// The loss summed over the batch and the correct predictions, forward only (evaluation),
-    /// with the arithmetic of [`Network::loss_and_grads`]'s forward pass and no allocation once
+    /// with the arithmetic of [`Network::loss_and_grads`]'s forward pass and nothing batch-sized allocated once
     /// the network has seen a batch this large.
     fn eval_loss(&mut self, x: &[f32], y: &[u32]) -> Result<LossSum>;
 
