@@ -213,8 +213,18 @@ impl DataCache {
     }
 
     /// Starts building the data set `cfg` describes on a thread of its own, so it is ready (or
-    /// nearly) when the first run asks for it; an error is left for that run to meet.
+    /// nearly) when the first run asks for it; an error is left for that run to meet. Does
+    /// nothing when that data set is already built or being built.
     pub fn prefetch(self: &Arc<Self>, cfg: DataConfig) {
+        let key = serde_json::to_string(&cfg).unwrap_or_default();
+        if self
+            .sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&key)
+        {
+            return;
+        }
         let cache = self.clone();
         std::thread::spawn(move || {
             let _ = cache.get(&cfg);
@@ -495,16 +505,7 @@ impl SlotShared {
             // A panic while training becomes this run's error (retried, then FAILED) instead of
             // killing the slot with the run still claimed: this process's heartbeats would keep
             // such a run RUNNING, and the sweep would wait for it forever.
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.train_one(&run)))
-                    .unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown cause".into());
-                        Err(Error::Db(format!("training panicked: {what}")))
-                    });
+            let result = panic_as_error(|| self.train_one(&run));
             if done.send((run, result)).is_err() {
                 return;
             }
@@ -514,6 +515,9 @@ impl SlotShared {
     fn train_one(&self, run: &ClaimedRun) -> Result<(RunOutcome, Option<EpochMetrics>)> {
         let cfg: RunConfig = serde_json::from_str(&run.config)
             .map_err(|e| Error::Db(format!("run {}: stored config is not valid: {e}", run.id)))?;
+        // A config edited in the database is checked like a sweep file's before anything is
+        // built from it (a zero input dimension would otherwise reach the data generator).
+        cfg.validate()?;
         let data = self.cache.get(&cfg.data)?;
         let mut last = None;
         let mut rows = Vec::new();
@@ -545,6 +549,18 @@ impl SlotShared {
         send(&mut rows)?;
         Ok((outcome?, last))
     }
+}
+
+/// Runs `f`, turning a panic inside it into an error that carries the panic's message.
+fn panic_as_error<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        Err(Error::Db(format!("training panicked: {what}")))
+    })
 }
 
 /// The one task that writes to the database: epoch rows are batched into one transaction per
@@ -600,4 +616,45 @@ async fn writer_task(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_error_with_its_message() {
+        let err = panic_as_error::<()>(|| panic!("boom at step 3")).unwrap_err();
+        assert_eq!(err.to_string(), "training panicked: boom at step 3");
+        let width = 7;
+        let err = panic_as_error::<()>(|| panic!("width {width} is odd")).unwrap_err();
+        assert_eq!(err.to_string(), "training panicked: width 7 is odd");
+        let err = panic_as_error::<()>(|| std::panic::panic_any(42u8)).unwrap_err();
+        assert_eq!(err.to_string(), "training panicked: unknown cause");
+    }
+
+    #[test]
+    fn the_data_cache_builds_each_data_set_once_prefetched_or_not() {
+        use crate::config::{DataConfig, DatasetKind};
+        let cache = Arc::new(DataCache::default());
+        let a = DataConfig::new(DatasetKind::Teacher, 300, 100);
+        cache.prefetch(a.clone());
+        let first = cache.get(&a).unwrap();
+        // Prefetching a data set that is built already does nothing; asking again shares it.
+        cache.prefetch(a.clone());
+        assert!(Arc::ptr_eq(&first, &cache.get(&a).unwrap()));
+        // Another N is another data set, built on its own.
+        let b = DataConfig::new(DatasetKind::Teacher, 600, 100);
+        let other = cache.get(&b).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(first.train_len(), 300);
+        assert_eq!(other.train_len(), 600);
+    }
+
+    #[test]
+    fn results_pass_through_unchanged() {
+        assert_eq!(panic_as_error(|| Ok(5)).unwrap(), 5);
+        let err = panic_as_error::<()>(|| Err(Error::Db("disk full".into()))).unwrap_err();
+        assert_eq!(err.to_string(), Error::Db("disk full".into()).to_string());
+    }
 }

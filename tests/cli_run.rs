@@ -693,3 +693,55 @@ fn unusable_database_paths_are_named() {
     }
     assert_eq!(std::fs::read(&garbage).unwrap(), vec![b'x'; 4096]);
 }
+
+#[test]
+fn a_config_edited_into_nonsense_in_the_database_fails_with_a_named_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_sweep(dir.path(), "e", 1, 2);
+    let db = dir.path().join("e.db");
+    let (p, d) = (path.to_str().unwrap(), db.to_str().unwrap());
+    run_ok(&["run", p, "--db", d, "--enqueue-only"]);
+    // Someone edits one pending run's stored config: a zero input dimension, which a sweep
+    // file could never carry (it would panic in the data generator if it reached it).
+    rt().block_on(async {
+        let store = Store::open(&db).await.unwrap();
+        let edited = sqlx::query(
+            "UPDATE runs SET config = json_set(config, '$.data.dim', 0) \
+             WHERE id = (SELECT id FROM runs ORDER BY id LIMIT 1)",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(edited.rows_affected(), 1);
+        store.close().await;
+    });
+    run_ok(&["worker", "--db", d, "--quiet", "--jobs", "2"]);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'failed'"),
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM runs WHERE state = 'failed' \
+             AND error LIKE '%dim%must be at least 1%' AND error NOT LIKE '%panick%'"
+        ),
+        1
+    );
+    // The other three trained in full; the failed one left no epoch rows.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM runs WHERE state IN ('completed', 'diverged')"
+        ),
+        3
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM epoch_metrics m JOIN runs r ON r.id = m.run_id \
+             WHERE r.state = 'failed'"
+        ),
+        0
+    );
+}
