@@ -190,9 +190,14 @@ impl std::fmt::Debug for DataCache {
 impl DataCache {
     const MAX: usize = 16;
 
+    /// A data set's key: its config's canonical JSON.
+    fn key(cfg: &DataConfig) -> String {
+        serde_json::to_string(cfg).unwrap_or_default()
+    }
+
     /// The data set `cfg` describes, built on first use.
     pub fn get(&self, cfg: &DataConfig) -> Result<Arc<Dataset>> {
-        let key = serde_json::to_string(cfg).unwrap_or_default();
+        let key = Self::key(cfg);
         let entry = {
             // A panic elsewhere cannot leave the map or an entry half-written (an entry is only
             // set after a successful build), so a poisoned lock is simply taken over.
@@ -216,12 +221,11 @@ impl DataCache {
     /// nearly) when the first run asks for it; an error is left for that run to meet. Does
     /// nothing when that data set is already built or being built.
     pub fn prefetch(self: &Arc<Self>, cfg: DataConfig) {
-        let key = serde_json::to_string(&cfg).unwrap_or_default();
         if self
             .sets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&key)
+            .contains_key(&Self::key(&cfg))
         {
             return;
         }
@@ -365,13 +369,8 @@ pub async fn run_pending(
                     }
                     continue;
                 }
-                _ = tokio::time::sleep(poll) => {
-                    if last_requeue.elapsed() >= opts.stale_after / 4 {
-                        store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
-                        last_requeue = Instant::now();
-                    }
-                    continue;
-                }
+                // Waking up is all: the loop's top requeues dead claimers' runs when due.
+                _ = tokio::time::sleep(poll) => continue,
             };
             in_flight -= 1;
             match &result {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{DbArg, table};
-use crate::config::DatasetKind;
 use crate::db::{RunStatus, Store};
 use crate::error::Error;
 use crate::scheduler::{self, DataCache, SchedulerOptions, SchedulerReport};
@@ -175,10 +174,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // out to have nothing left to train.
     let data = Arc::new(DataCache::default());
     if let Some(cell) = sweep.cells.first().filter(|_| !args.enqueue_only) {
-        if matches!(
-            cell.data.dataset,
-            DatasetKind::Teacher | DatasetKind::GaussianMixture
-        ) {
+        if !cell.data.dataset.on_disk() {
             data.prefetch(cell.data.clone());
         }
     }

@@ -178,6 +178,15 @@ pub fn sum_rows_into(t: &[f32], acc: &mut [f32]) {
     }
 }
 
+/// `dst ← srcᵀ`: `src` is `(rows, cols)` row-major, `dst` becomes `(cols, rows)` row-major.
+pub fn transpose_into<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    for (r, row) in src.chunks_exact(cols.max(1)).take(rows).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            dst[c * rows + r] = v;
+        }
+    }
+}
+
 /// Copies the rows `idx` of the `(rows, d)` tensor `src` into `dst` (row-major), reusing its
 /// memory; an index past the last row is an error.
 pub fn gather_rows(src: &Tensor, idx: &[u32], dst: &mut Vec<f32>) -> Result<()> {
@@ -758,6 +767,17 @@ pub fn softmax_xent_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_into_swaps_rows_and_columns() {
+        let src = [1, 2, 3, 4, 5, 6]; // 2×3
+        let mut dst = [0; 6];
+        transpose_into(&src, 2, 3, &mut dst);
+        assert_eq!(dst, [1, 4, 2, 5, 3, 6]); // 3×2
+        let mut back = [0; 6];
+        transpose_into(&dst, 3, 2, &mut back);
+        assert_eq!(back, src);
+    }
 
     /// Hand-computed: w = 1, g = 0.5, u₀ = 0.2, m = 0.9, ε = 0.1, λ = 0.
     /// Heavy-ball: u = 0.9·0.2 + 0.5 = 0.68; w = 1 − 0.1·0.68 = 0.932.

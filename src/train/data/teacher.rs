@@ -12,6 +12,7 @@ use rand_distr::StandardNormal;
 use super::Dataset;
 use crate::config::DataConfig;
 use crate::error::Result;
+use crate::train::ops::transpose_into;
 use crate::train::rng::{Stream, stream};
 
 /// Size of the calibration sample used to centre the teacher's logits.
@@ -43,17 +44,9 @@ impl Teacher {
         let b1 = normal(h, 0.5);
         let w2 = normal(k * h, 2.0 / (h as f64).sqrt());
         let mut w1t = vec![0.0; d * h];
-        for (j, row) in w1.chunks_exact(d).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                w1t[i * h + j] = v;
-            }
-        }
+        transpose_into(&w1, h, d, &mut w1t);
         let mut w2t = vec![0.0; h * k];
-        for (c, row) in w2.chunks_exact(h).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                w2t[j * k + c] = v;
-            }
-        }
+        transpose_into(&w2, k, h, &mut w2t);
         let mut t = Teacher {
             w2t,
             d,
@@ -78,9 +71,10 @@ impl Teacher {
         t
     }
 
-    fn logits(&self, x: &[f64], out: &mut [f64]) {
+    /// The logits of one input `x` into `out`, with `hidden` (`h` values) as working memory.
+    fn logits(&self, x: &[f64], out: &mut [f64], hidden: &mut [f64]) {
         // Σᵢ w₁[j][i]·xᵢ for every j at once, i in order from −0.0 (as `Iterator::sum`).
-        let mut hidden = vec![-0.0; self.h];
+        hidden.fill(-0.0);
         for (row, &xi) in self.w1t.chunks_exact(self.h).zip(x) {
             for (hv, &w) in hidden.iter_mut().zip(row) {
                 *hv += w * xi;
@@ -92,7 +86,7 @@ impl Teacher {
         // The same for the classes: Σⱼ w₂[c][j]·hⱼ for every c at once, j in order.
         let out = &mut out[..self.k];
         out.fill(-0.0);
-        for (row, &hj) in self.w2t.chunks_exact(self.k).zip(&hidden) {
+        for (row, &hj) in self.w2t.chunks_exact(self.k).zip(hidden.iter()) {
             for (o, &w) in out.iter_mut().zip(row) {
                 *o += w * hj;
             }
@@ -130,8 +124,9 @@ impl Teacher {
         std::thread::scope(|scope| {
             for (xc, oc) in xs.chunks(per * self.d).zip(out.chunks_mut(per * self.k)) {
                 scope.spawn(move || {
+                    let mut hidden = vec![0.0; self.h];
                     for (x, o) in xc.chunks_exact(self.d).zip(oc.chunks_exact_mut(self.k)) {
-                        self.logits(x, o);
+                        self.logits(x, o, &mut hidden);
                     }
                 });
             }
@@ -206,11 +201,13 @@ mod tests {
             let t = Teacher::new(d, h, k, seed);
             let mut rng = stream(seed, Stream::TrainSamples);
             let (mut a, mut b) = (vec![0.0; k], vec![0.0; k]);
+            // Working memory holding anything (here NaN) must not leak into the logits.
+            let mut hidden = vec![f64::NAN; h];
             for _ in 0..200 {
                 let x: Vec<f64> = (0..d)
                     .map(|_| rng.sample::<f64, _>(StandardNormal))
                     .collect();
-                t.logits(&x, &mut a);
+                t.logits(&x, &mut a, &mut hidden);
                 t.logits_by_rows(&x, &mut b);
                 let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&a), bits(&b));

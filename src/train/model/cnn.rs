@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::train::ops::{
     ConvGeometry, LossSum, MatRef, PoolInput, chw_to_padded_hwc, col2im_padded_hwc, f32_data,
     im2col_padded_hwc, im2col_patch_cols, matmul_into, max_pool2_bias_relu, max_unpool2_relu,
-    padded_hwc_to_chw, softmax_xent_row,
+    padded_hwc_to_chw, softmax_xent_row, transpose_into,
 };
 
 const KERNEL: usize = 5;
@@ -233,11 +233,7 @@ fn channels_last(src: &[f32], cin: usize, taps: usize, dst: &mut [f32]) {
         .chunks_exact(cin * taps)
         .zip(dst.chunks_exact_mut(cin * taps))
     {
-        for (t, px) in d.chunks_exact_mut(cin).enumerate() {
-            for (ci, v) in px.iter_mut().enumerate() {
-                *v = s[ci * taps + t];
-            }
-        }
+        transpose_into(s, cin, taps, d);
     }
 }
 

@@ -24,7 +24,7 @@ use super::{Grads, Network, check_batch, kaiming_uniform};
 use crate::error::Result;
 use crate::train::ops::{
     LossSum, MatRef, bias_act, f32_data, matmul_into, relu_backward, softmax_xent_row,
-    sum_rows_into, with_f32,
+    sum_rows_into, transpose_into, with_f32,
 };
 
 /// A multilayer perceptron `D → hidden… → classes`.
@@ -147,11 +147,7 @@ impl Network for Mlp {
                 if out < NARROW {
                     m.narrow.resize(out * fan_in, 0.0);
                     matmul_into(&mut m.narrow, dz.t(), a, false)?;
-                    for (o, row) in m.narrow.chunks_exact(fan_in).enumerate() {
-                        for (i, &v) in row.iter().enumerate() {
-                            g[2 * l][i * out + o] = v;
-                        }
-                    }
+                    transpose_into(&m.narrow, out, fan_in, &mut g[2 * l]);
                 } else {
                     matmul_into(&mut g[2 * l], a.t(), dz, false)?;
                 }
