@@ -35,7 +35,7 @@ pub struct SchedulerOptions {
     pub stale_after: Duration,
     /// How often heartbeats are sent.
     pub heartbeat_every: Duration,
-    /// Failures after which a run stays FAILED.
+    /// Failures after which a run stays FAILED (an invalid configuration fails at once).
     pub max_failures: i64,
     /// Show a progress bar on stderr.
     pub progress: bool,
@@ -128,6 +128,8 @@ enum Write {
     Fail {
         run: ClaimedRun,
         error: String,
+        /// An invalid configuration: no retry can fix it, so the run is FAILED at once.
+        permanent: bool,
         ack: oneshot::Sender<Result<bool>>,
     },
 }
@@ -150,6 +152,7 @@ fn send_outcome(
         Err(e) => Write::Fail {
             run,
             error: e.to_string(),
+            permanent: matches!(e, Error::Config { .. }),
             ack,
         },
     };
@@ -512,8 +515,12 @@ impl SlotShared {
     }
 
     fn train_one(&self, run: &ClaimedRun) -> Result<(RunOutcome, Option<EpochMetrics>)> {
-        let cfg: RunConfig = serde_json::from_str(&run.config)
-            .map_err(|e| Error::Db(format!("run {}: stored config is not valid: {e}", run.id)))?;
+        let cfg: RunConfig = serde_json::from_str(&run.config).map_err(|e| {
+            Error::config(
+                "config",
+                format!("run {}: stored config is not valid: {e}", run.id),
+            )
+        })?;
         // A config edited in the database is checked like a sweep file's before anything is
         // built from it (a zero input dimension would otherwise reach the data generator).
         cfg.validate()?;
@@ -597,11 +604,17 @@ async fn writer_task(
                         .await;
                     let _ = ack.send(written);
                 }
-                Write::Fail { run, error, ack } => {
+                Write::Fail {
+                    run,
+                    error,
+                    permanent,
+                    ack,
+                } => {
                     store.record_epochs(&batch).await?;
                     batch.clear();
+                    let limit = if permanent { 1 } else { max_failures };
                     let written = store
-                        .fail_run(&run.id, run.attempt, &token, &error, max_failures)
+                        .fail_run(&run.id, run.attempt, &token, &error, limit)
                         .await;
                     let _ = ack.send(written);
                 }

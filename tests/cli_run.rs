@@ -728,6 +728,14 @@ fn a_config_edited_into_nonsense_in_the_database_fails_with_a_named_error() {
         ),
         1
     );
+    // No retry can fix a config: it failed at its first attempt, not after three.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM runs WHERE state = 'failed' AND failures = 1 AND attempt = 1"
+        ),
+        1
+    );
     // The other three trained in full; the failed one left no epoch rows.
     assert_eq!(
         count(
