@@ -113,6 +113,12 @@ const EPOCH_FLUSH: Duration = Duration::from_millis(500);
 /// last connection closes is then small, so a sweep's end does not wait for it.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// How long the writer waits for more messages after the first of a burst, so that the outcomes
+/// and epoch rows of several short runs share one transaction (with two jobs on two cores the
+/// database threads' work per run is taken from training). Cut short by [`Write::Flush`] when
+/// the scheduler waits for acknowledgements.
+const WRITE_LINGER: Duration = Duration::from_millis(100);
+
 /// Messages to the one writer task, written in the order sent. Outcomes carry an
 /// acknowledgement, so the scheduler knows when a run's new state is in the database (it waits
 /// for all of them before deciding that no work is left).
@@ -132,6 +138,8 @@ enum Write {
         permanent: bool,
         ack: oneshot::Sender<Result<bool>>,
     },
+    /// Someone waits for the acknowledgements sent so far: write what is queued now.
+    Flush,
 }
 
 /// Sends an outcome to the writer; the receiver yields whether it was written (false when the
@@ -168,8 +176,9 @@ async fn write_outcome(
     run: ClaimedRun,
     result: Result<(RunOutcome, Option<EpochMetrics>)>,
 ) -> Result<bool> {
-    send_outcome(tx, run, result)?
-        .await
+    let done = send_outcome(tx, run, result)?;
+    let _ = tx.send(Write::Flush);
+    done.await
         .map_err(|_| Error::Db("the database writer has stopped".into()))?
 }
 
@@ -335,6 +344,9 @@ pub async fn run_pending(
             if in_flight == 0 {
                 // Every outcome of ours in the database before deciding what is left: a failed
                 // run may be pending again, and our own runs must not look like others' work.
+                if !acks.is_empty() {
+                    let _ = tx.send(Write::Flush);
+                }
                 while let Some(written) = acks.join_next().await {
                     count_ack(written, &mut report)?;
                 }
@@ -577,56 +589,106 @@ async fn writer_task(
     mut rx: mpsc::UnboundedReceiver<Write>,
     max_failures: i64,
 ) -> Result<()> {
-    let mut batch: Vec<EpochRow> = Vec::new();
     let mut last_checkpoint = Instant::now();
     while let Some(first) = rx.recv().await {
+        // Gather what is queued and what arrives within `WRITE_LINGER` of the first message
+        // (unless someone waits): one transaction carries the burst's epoch rows and outcomes
+        // together. Each statement is a hand-off to the database thread, and with `--jobs` =
+        // cores every hand-off takes a core from training.
+        let linger_until = Instant::now() + WRITE_LINGER;
+        let mut flush = matches!(first, Write::Flush);
         let mut pending = vec![first];
-        // Drain what has queued up meanwhile, so one transaction carries a burst of rows.
-        while pending.len() < 512 {
-            match rx.try_recv() {
-                Ok(m) => pending.push(m),
-                Err(_) => break,
-            }
-        }
-        for msg in pending {
-            match msg {
-                Write::Epochs(rows) => batch.extend(rows),
-                Write::Finish {
-                    run,
-                    outcome,
-                    last,
-                    ack,
-                } => {
-                    store.record_epochs(&batch).await?;
-                    batch.clear();
-                    let written = store
-                        .finish_run(&run.id, run.attempt, &token, &outcome, last.as_ref())
-                        .await;
-                    let _ = ack.send(written);
+        while pending.len() < 512 && !flush {
+            let next = match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    let left = linger_until.saturating_duration_since(Instant::now());
+                    // Nothing within the linger (Err) or the channel closed (None): write.
+                    tokio::time::timeout(left, rx.recv()).await.ok().flatten()
                 }
-                Write::Fail {
-                    run,
-                    error,
-                    permanent,
-                    ack,
-                } => {
-                    store.record_epochs(&batch).await?;
-                    batch.clear();
-                    let limit = if permanent { 1 } else { max_failures };
-                    let written = store
-                        .fail_run(&run.id, run.attempt, &token, &error, limit)
-                        .await;
-                    let _ = ack.send(written);
+            };
+            let Some(m) = next else { break };
+            flush = matches!(m, Write::Flush);
+            pending.push(m);
+        }
+        if pending.iter().all(|m| matches!(m, Write::Flush)) {
+            continue;
+        }
+        let mut acks = Vec::new();
+        let mut tx = store.begin_write().await?;
+        let written = write_burst(&store, &mut tx, &token, pending, max_failures, &mut acks).await;
+        let committed = match written {
+            Ok(()) => tx.commit().await.map_err(|e| store.err(e)),
+            Err(e) => Err(e),
+        };
+        // An outcome is acknowledged only once its transaction is committed; a database error
+        // reaches every outcome of the burst and ends the writer (and so the scheduler).
+        match committed {
+            Ok(()) => {
+                for (ack, kept) in acks {
+                    let _ = ack.send(Ok(kept));
                 }
             }
+            Err(e) => {
+                for (ack, _) in acks {
+                    let _ = ack.send(Err(Error::Db(e.to_string())));
+                }
+                return Err(e);
+            }
         }
-        store.record_epochs(&batch).await?;
-        batch.clear();
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             store.checkpoint().await;
             last_checkpoint = Instant::now();
         }
     }
+    Ok(())
+}
+
+/// Writes one burst of messages, in order, inside `tx`; collects each outcome's
+/// acknowledgement with whether its claim was still held.
+async fn write_burst(
+    store: &Store,
+    tx: &mut sqlx::SqliteConnection,
+    token: &str,
+    pending: Vec<Write>,
+    max_failures: i64,
+    acks: &mut Vec<(oneshot::Sender<Result<bool>>, bool)>,
+) -> Result<()> {
+    let mut rows: Vec<EpochRow> = Vec::new();
+    for msg in pending {
+        match msg {
+            Write::Epochs(more) => rows.extend(more),
+            Write::Finish {
+                run,
+                outcome,
+                last,
+                ack,
+            } => {
+                store.record_epochs_in(tx, &rows).await?;
+                rows.clear();
+                let kept = store
+                    .finish_run_in(tx, &run.id, run.attempt, token, &outcome, last.as_ref())
+                    .await?;
+                acks.push((ack, kept));
+            }
+            Write::Fail {
+                run,
+                error,
+                permanent,
+                ack,
+            } => {
+                store.record_epochs_in(tx, &rows).await?;
+                rows.clear();
+                let limit = if permanent { 1 } else { max_failures };
+                let kept = store
+                    .fail_run_in(tx, &run.id, run.attempt, token, &error, limit)
+                    .await?;
+                acks.push((ack, kept));
+            }
+            Write::Flush => {}
+        }
+    }
+    store.record_epochs_in(tx, &rows).await?;
     Ok(())
 }
 
@@ -661,6 +723,99 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &other));
         assert_eq!(first.train_len(), 300);
         assert_eq!(other.train_len(), 600);
+    }
+
+    fn epoch(epoch: u32) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            step: 4 * epoch as u64,
+            samples: 100 * epoch as u64,
+            lr: 0.1,
+            batch_size: 25,
+            train_loss: 1.0,
+            train_acc: 0.5,
+            test_loss: 1.1,
+            test_acc: 0.4,
+            wall_s: 0.01,
+            grad_sq: None,
+            trace_sigma: None,
+            b_simple: None,
+        }
+    }
+
+    fn rows(run: &ClaimedRun, token: &str, epochs: u32) -> Write {
+        Write::Epochs(
+            (0..epochs)
+                .map(|e| EpochRow {
+                    run_id: run.id.clone(),
+                    attempt: run.attempt,
+                    token: token.into(),
+                    metrics: epoch(e),
+                })
+                .collect(),
+        )
+    }
+
+    /// Several runs' rows and outcomes, one of them for a claim that is not this process's,
+    /// reach the writer in one burst (one transaction): each outcome is acknowledged with
+    /// whether it was kept, and the database holds exactly the kept ones.
+    #[tokio::test]
+    async fn the_writer_commits_a_burst_of_outcomes_and_skips_a_lost_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("w.db")).await.unwrap();
+        let sweep =
+            crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
+        store.register_sweep(&sweep).await.unwrap();
+        let a = store.claim_next(None, "me").await.unwrap().unwrap();
+        let b = store.claim_next(None, "me").await.unwrap().unwrap();
+        let c = store.claim_next(None, "other").await.unwrap().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, 3));
+        let outcome = RunOutcome {
+            state: RunState::Completed,
+            epochs: 2,
+            steps: 8,
+            samples: 200,
+            initial_train_loss: 2.3,
+            final_test_acc: Some(0.4),
+            best_test_acc: Some(0.4),
+            wall_s: 0.02,
+            eval_s: 0.01,
+            instruments_s: 0.0,
+            curvature_init: None,
+            curvature_final: None,
+        };
+        tx.send(rows(&a, "me", 3)).unwrap();
+        let ack_a = send_outcome(&tx, a.clone(), Ok((outcome.clone(), Some(epoch(2))))).unwrap();
+        let ack_b = send_outcome(&tx, b.clone(), Err(Error::Db("disk hiccup".into()))).unwrap();
+        // A run this process lost (claimed by another): neither its rows nor its end land.
+        tx.send(rows(&c, "me", 2)).unwrap();
+        let ack_c = send_outcome(&tx, c.clone(), Ok((outcome, None))).unwrap();
+        tx.send(Write::Flush).unwrap();
+        assert!(ack_a.await.unwrap().unwrap());
+        assert!(ack_b.await.unwrap().unwrap());
+        assert!(!ack_c.await.unwrap().unwrap());
+
+        let state = |id: String| {
+            let store = store.clone();
+            async move {
+                let (state, failures): (String, i64) =
+                    sqlx::query_as("SELECT state, failures FROM runs WHERE id = ?")
+                        .bind(id)
+                        .fetch_one(store.pool())
+                        .await
+                        .unwrap();
+                (state, failures)
+            }
+        };
+        assert_eq!(state(a.id.clone()).await, ("completed".into(), 0));
+        assert_eq!(store.epochs_of(&a.id).await.unwrap().len(), 3);
+        // A transient error: back to pending for a retry, its rows (none) gone.
+        assert_eq!(state(b.id.clone()).await, ("pending".into(), 1));
+        assert_eq!(state(c.id.clone()).await, ("running".into(), 0));
+        assert!(store.epochs_of(&c.id).await.unwrap().is_empty());
+        drop(tx);
+        writer.await.unwrap().unwrap();
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! NULL in their column *and* named in `nonfinite` (e.g. `train_loss=nan,test_loss=inf`), so
 //! they stay distinguishable from missing values; SQLite itself cannot store NaN.
 
+use sqlx::SqliteConnection;
+
 use super::Store;
 use crate::error::Result;
 use crate::train::EpochMetrics;
@@ -77,6 +79,17 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.begin_write().await?;
+        let written = self.record_epochs_in(&mut tx, rows).await?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(written)
+    }
+
+    /// [`Store::record_epochs`] inside a transaction the caller commits.
+    pub(crate) async fn record_epochs_in(
+        &self,
+        tx: &mut SqliteConnection,
+        rows: &[EpochRow],
+    ) -> Result<u64> {
         let mut written = 0;
         // Consecutive rows of one claim: the claim is checked once, the rows go in multi-row
         // INSERTs (one statement per `ROWS_PER_INSERT` instead of one per row).
@@ -137,7 +150,6 @@ impl Store {
                     .rows_affected();
             }
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(written)
     }
 

@@ -4,6 +4,8 @@
 //! Every write that ends a claim checks `(id, attempt, claimed_by)`, so a process that lost its
 //! claim (it was presumed dead and the run was handed to another) can never overwrite the run.
 
+use sqlx::SqliteConnection;
+
 use super::{RunStatus, Store};
 use crate::error::Result;
 use crate::provenance;
@@ -85,8 +87,9 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
-        if let Some(run) = &claimed {
-            // Metrics of an earlier, interrupted attempt are not this attempt's.
+        if let Some(run) = claimed.as_ref().filter(|r| r.attempt > 1) {
+            // Metrics of an earlier, interrupted attempt are not this attempt's (a first
+            // attempt has none: every path back to PENDING deletes a run's rows).
             sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
                 .bind(&run.id)
                 .execute(&mut *tx)
@@ -162,12 +165,30 @@ impl Store {
         outcome: &RunOutcome,
         last: Option<&EpochMetrics>,
     ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let kept = self
+            .finish_run_in(&mut tx, id, attempt, token, outcome, last)
+            .await?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(kept)
+    }
+
+    /// [`Store::finish_run`] inside a transaction the caller commits.
+    pub(crate) async fn finish_run_in(
+        &self,
+        tx: &mut SqliteConnection,
+        id: &str,
+        attempt: i64,
+        token: &str,
+        outcome: &RunOutcome,
+        last: Option<&EpochMetrics>,
+    ) -> Result<bool> {
         let (state, epoch, reason) = match &outcome.state {
             RunState::Completed => ("completed", None, None),
             RunState::Diverged { epoch, reason } => {
                 ("diverged", Some(*epoch as i64), Some(reason.as_str()))
             }
-            RunState::Stopped => return self.release_run(id, attempt, token).await,
+            RunState::Stopped => return self.release_run_in(tx, id, attempt, token).await,
         };
         let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
         let n = sqlx::query(
@@ -207,7 +228,7 @@ impl Store {
         .bind(id)
         .bind(attempt)
         .bind(token)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?
         .rows_affected();
@@ -225,6 +246,23 @@ impl Store {
         max_failures: i64,
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        let kept = self
+            .fail_run_in(&mut tx, id, attempt, token, error, max_failures)
+            .await?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(kept)
+    }
+
+    /// [`Store::fail_run`] inside a transaction the caller commits.
+    pub(crate) async fn fail_run_in(
+        &self,
+        tx: &mut SqliteConnection,
+        id: &str,
+        attempt: i64,
+        token: &str,
+        error: &str,
+        max_failures: i64,
+    ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE runs SET failures = failures + 1, error = ?, claimed_by = NULL, \
              finished_at = ?, \
@@ -248,13 +286,25 @@ impl Store {
                 .await
                 .map_err(|e| self.err(e))?;
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(n == 1)
     }
 
     /// Gives a claimed run back (interrupted by the user): PENDING again, partial metrics gone.
     pub async fn release_run(&self, id: &str, attempt: i64, token: &str) -> Result<bool> {
         let mut tx = self.begin_write().await?;
+        let kept = self.release_run_in(&mut tx, id, attempt, token).await?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(kept)
+    }
+
+    /// [`Store::release_run`] inside a transaction the caller commits.
+    async fn release_run_in(
+        &self,
+        tx: &mut SqliteConnection,
+        id: &str,
+        attempt: i64,
+        token: &str,
+    ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE runs SET state = 'pending', claimed_by = NULL, heartbeat_at = NULL \
              WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
@@ -273,7 +323,6 @@ impl Store {
                 .await
                 .map_err(|e| self.err(e))?;
         }
-        tx.commit().await.map_err(|e| self.err(e))?;
         Ok(n == 1)
     }
 
