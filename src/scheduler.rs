@@ -129,11 +129,14 @@ enum Write {
         run: ClaimedRun,
         outcome: Box<RunOutcome>,
         last: Option<EpochMetrics>,
+        /// When the run ended (Unix seconds): the write may come up to `WRITE_LINGER` later.
+        finished_at: f64,
         ack: oneshot::Sender<Result<bool>>,
     },
     Fail {
         run: ClaimedRun,
         error: String,
+        finished_at: f64,
         /// An invalid configuration: no retry can fix it, so the run is FAILED at once.
         permanent: bool,
         ack: oneshot::Sender<Result<bool>>,
@@ -150,16 +153,19 @@ fn send_outcome(
     result: Result<(RunOutcome, Option<EpochMetrics>)>,
 ) -> Result<oneshot::Receiver<Result<bool>>> {
     let (ack, done) = oneshot::channel();
+    let finished_at = provenance::now();
     let msg = match result {
         Ok((outcome, last)) => Write::Finish {
             run,
             outcome: Box::new(outcome),
             last,
+            finished_at,
             ack,
         },
         Err(e) => Write::Fail {
             run,
             error: e.to_string(),
+            finished_at,
             permanent: matches!(e, Error::Config { .. }),
             ack,
         },
@@ -662,18 +668,28 @@ async fn write_burst(
                 run,
                 outcome,
                 last,
+                finished_at,
                 ack,
             } => {
                 store.record_epochs_in(tx, &rows).await?;
                 rows.clear();
                 let kept = store
-                    .finish_run_in(tx, &run.id, run.attempt, token, &outcome, last.as_ref())
+                    .finish_run_in(
+                        tx,
+                        &run.id,
+                        run.attempt,
+                        token,
+                        &outcome,
+                        last.as_ref(),
+                        finished_at,
+                    )
                     .await?;
                 acks.push((ack, kept));
             }
             Write::Fail {
                 run,
                 error,
+                finished_at,
                 permanent,
                 ack,
             } => {
@@ -681,7 +697,7 @@ async fn write_burst(
                 rows.clear();
                 let limit = if permanent { 1 } else { max_failures };
                 let kept = store
-                    .fail_run_in(tx, &run.id, run.attempt, token, &error, limit)
+                    .fail_run_in(tx, &run.id, run.attempt, token, &error, limit, finished_at)
                     .await?;
                 acks.push((ack, kept));
             }
@@ -791,6 +807,9 @@ mod tests {
         // A run this process lost (claimed by another): neither its rows nor its end land.
         tx.send(rows(&c, "me", 2)).unwrap();
         let ack_c = send_outcome(&tx, c.clone(), Ok((outcome, None))).unwrap();
+        // The writer lingers for more; the run's end time is when it ended, not when written.
+        tokio::time::sleep(WRITE_LINGER / 3).await;
+        let flushed_at = provenance::now();
         tx.send(Write::Flush).unwrap();
         assert!(ack_a.await.unwrap().unwrap());
         assert!(ack_b.await.unwrap().unwrap());
@@ -809,6 +828,12 @@ mod tests {
             }
         };
         assert_eq!(state(a.id.clone()).await, ("completed".into(), 0));
+        let finished: f64 = sqlx::query_scalar("SELECT finished_at FROM runs WHERE id = ?")
+            .bind(&a.id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert!(finished < flushed_at, "{finished} vs {flushed_at}");
         assert_eq!(store.epochs_of(&a.id).await.unwrap().len(), 3);
         // A transient error: back to pending for a retry, its rows (none) gone.
         assert_eq!(state(b.id.clone()).await, ("pending".into(), 1));

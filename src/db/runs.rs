@@ -167,13 +167,23 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let kept = self
-            .finish_run_in(&mut tx, id, attempt, token, outcome, last)
+            .finish_run_in(
+                &mut tx,
+                id,
+                attempt,
+                token,
+                outcome,
+                last,
+                provenance::now(),
+            )
             .await?;
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(kept)
     }
 
-    /// [`Store::finish_run`] inside a transaction the caller commits.
+    /// [`Store::finish_run`] inside a transaction the caller commits; `finished_at` is when the
+    /// run ended (the write may come later).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn finish_run_in(
         &self,
         tx: &mut SqliteConnection,
@@ -182,6 +192,7 @@ impl Store {
         token: &str,
         outcome: &RunOutcome,
         last: Option<&EpochMetrics>,
+        finished_at: f64,
     ) -> Result<bool> {
         let (state, epoch, reason) = match &outcome.state {
             RunState::Completed => ("completed", None, None),
@@ -202,7 +213,7 @@ impl Store {
              WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
         )
         .bind(state)
-        .bind(provenance::now())
+        .bind(finished_at)
         .bind(epoch)
         .bind(reason)
         .bind(outcome.epochs as i64)
@@ -247,13 +258,23 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let kept = self
-            .fail_run_in(&mut tx, id, attempt, token, error, max_failures)
+            .fail_run_in(
+                &mut tx,
+                id,
+                attempt,
+                token,
+                error,
+                max_failures,
+                provenance::now(),
+            )
             .await?;
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(kept)
     }
 
-    /// [`Store::fail_run`] inside a transaction the caller commits.
+    /// [`Store::fail_run`] inside a transaction the caller commits; `finished_at` is when the
+    /// attempt ended.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn fail_run_in(
         &self,
         tx: &mut SqliteConnection,
@@ -262,6 +283,7 @@ impl Store {
         token: &str,
         error: &str,
         max_failures: i64,
+        finished_at: f64,
     ) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE runs SET failures = failures + 1, error = ?, claimed_by = NULL, \
@@ -270,7 +292,7 @@ impl Store {
              WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
         )
         .bind(error)
-        .bind(provenance::now())
+        .bind(finished_at)
         .bind(max_failures)
         .bind(id)
         .bind(attempt)
