@@ -312,6 +312,8 @@ pub async fn run_pending(
     let mut acks: JoinSet<Result<bool>> = JoinSet::new();
     let poll = Duration::from_millis(500);
     let mut last_requeue = Instant::now();
+    // The sweep position after this process's last claim: claims look there first.
+    let mut cursor = 0i64;
     let result: Result<()> = async {
         loop {
             let stopping = stop.load(Ordering::SeqCst);
@@ -330,9 +332,10 @@ pub async fn run_pending(
                 // waiting, and the claim's transaction runs while the slots train. (One, not one
                 // per slot: a claimed run shows as RUNNING to every other process.)
                 while in_flight < jobs + 1 {
-                    let Some(run) = store.claim_next(sweep, &token).await? else {
+                    let Some(run) = store.claim_next_from(sweep, &token, cursor).await? else {
                         break;
                     };
+                    cursor = run.position.map_or(cursor, |p| p + 1);
                     slot.push(run)?;
                     in_flight += 1;
                 }
@@ -359,7 +362,8 @@ pub async fn run_pending(
                 if stopping {
                     break;
                 }
-                if let Some(run) = store.claim_next(sweep, &token).await? {
+                if let Some(run) = store.claim_next_from(sweep, &token, cursor).await? {
+                    cursor = run.position.map_or(cursor, |p| p + 1);
                     slot.push(run)?;
                     in_flight += 1;
                     continue;

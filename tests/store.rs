@@ -81,3 +81,72 @@ async fn epoch_rows_land_only_under_their_own_claim() {
     assert!(eb[0].nonfinite.as_deref().unwrap().contains("test_loss"));
     assert!(store.epochs_of(&c.id).await.unwrap().is_empty());
 }
+
+/// Claims follow the sweep's order from the caller's cursor, and a run that became pending
+/// again behind the cursor (a retry) is claimed once nothing is left after it.
+#[tokio::test]
+async fn claims_follow_sweep_order_from_the_cursor_and_come_back_for_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    let sweep = load_sweep(Path::new("sweeps/quickstart.toml")).unwrap();
+    store.register_sweep(&sweep).await.unwrap();
+    let name = Some(sweep.name.as_str());
+
+    let mut cursor = 0;
+    let mut first = Vec::new();
+    for expected in 0..3 {
+        let run = store
+            .claim_next_from(name, "me", cursor)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(run.position, Some(expected));
+        assert_eq!(run.id, sweep.cells[expected as usize].run_id());
+        cursor = expected + 1;
+        first.push(run);
+    }
+    // The first run fails once: pending again, behind the cursor.
+    let r0 = &first[0];
+    assert!(
+        store
+            .fail_run(&r0.id, r0.attempt, "me", "disk hiccup", 3)
+            .await
+            .unwrap()
+    );
+    let next = store
+        .claim_next_from(name, "me", cursor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.position, Some(3), "the cursor goes on first");
+    cursor = 4;
+    // Everything after the cursor is taken (by another process, say): the retry comes back.
+    sqlx::query(
+        "UPDATE runs SET state = 'running', claimed_by = 'other' WHERE state = 'pending' \
+         AND id IN (SELECT run_id FROM sweep_runs WHERE position >= 4)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let retry = store
+        .claim_next_from(name, "me", cursor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((retry.position, retry.attempt), (Some(0), 2));
+    assert_eq!(retry.id, r0.id);
+    assert!(
+        store
+            .claim_next_from(name, "me", 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Claimed for any sweep (a worker), a run has no position.
+    sqlx::query("UPDATE runs SET state = 'pending' WHERE claimed_by = 'other'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let any = store.claim_next(None, "me").await.unwrap().unwrap();
+    assert_eq!(any.position, None);
+}
