@@ -313,7 +313,7 @@ pub async fn run_pending(
     let poll = Duration::from_millis(500);
     let mut last_requeue = Instant::now();
     // The sweep position after this process's last claim: claims look there first.
-    let mut cursor = 0i64;
+    let mut cursor = 0;
     let result: Result<()> = async {
         loop {
             let stopping = stop.load(Ordering::SeqCst);
@@ -332,10 +332,9 @@ pub async fn run_pending(
                 // waiting, and the claim's transaction runs while the slots train. (One, not one
                 // per slot: a claimed run shows as RUNNING to every other process.)
                 while in_flight < jobs + 1 {
-                    let Some(run) = store.claim_next_from(sweep, &token, cursor).await? else {
+                    let Some(run) = claim(store, sweep, &token, &mut cursor).await? else {
                         break;
                     };
-                    cursor = run.position.map_or(cursor, |p| p + 1);
                     slot.push(run)?;
                     in_flight += 1;
                 }
@@ -362,8 +361,7 @@ pub async fn run_pending(
                 if stopping {
                     break;
                 }
-                if let Some(run) = store.claim_next_from(sweep, &token, cursor).await? {
-                    cursor = run.position.map_or(cursor, |p| p + 1);
+                if let Some(run) = claim(store, sweep, &token, &mut cursor).await? {
                     slot.push(run)?;
                     in_flight += 1;
                     continue;
@@ -454,6 +452,21 @@ pub async fn run_pending(
     report.interrupted = stop.load(Ordering::SeqCst);
     report.wall_s = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Claims the next pending run, looking from `cursor` (the sweep position after this process's
+/// last claim) first, and moves the cursor past it.
+async fn claim(
+    store: &Store,
+    sweep: Option<&str>,
+    token: &str,
+    cursor: &mut i64,
+) -> Result<Option<ClaimedRun>> {
+    let run = store.claim_next_from(sweep, token, *cursor).await?;
+    if let Some(p) = run.as_ref().and_then(|r| r.position) {
+        *cursor = p + 1;
+    }
+    Ok(run)
 }
 
 /// Gives back the claimed runs no slot has started (Ctrl-C, or an error); returns how many. Every

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use scalelab::db::Store;
 use scalelab::db::metrics::EpochRow;
-use scalelab::sweep::load_sweep;
+use scalelab::sweep::{Sweep, load_sweep};
 use scalelab::train::EpochMetrics;
 
 fn metrics(epoch: u32, test_loss: f64) -> EpochMetrics {
@@ -36,12 +36,19 @@ fn row(run: &scalelab::db::runs::ClaimedRun, token: &str, m: EpochMetrics) -> Ep
     }
 }
 
-#[tokio::test]
-async fn epoch_rows_land_only_under_their_own_claim() {
+/// A new database in a temporary directory (kept alive by the first value) with the quickstart
+/// sweep registered.
+async fn quickstart_store() -> (tempfile::TempDir, Store, Sweep) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
     let sweep = load_sweep(Path::new("sweeps/quickstart.toml")).unwrap();
     store.register_sweep(&sweep).await.unwrap();
+    (dir, store, sweep)
+}
+
+#[tokio::test]
+async fn epoch_rows_land_only_under_their_own_claim() {
+    let (_dir, store, _) = quickstart_store().await;
     let a = store.claim_next(None, "me").await.unwrap().unwrap();
     let b = store.claim_next(None, "me").await.unwrap().unwrap();
     let c = store
@@ -86,10 +93,7 @@ async fn epoch_rows_land_only_under_their_own_claim() {
 /// again behind the cursor (a retry) is claimed once nothing is left after it.
 #[tokio::test]
 async fn claims_follow_sweep_order_from_the_cursor_and_come_back_for_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
-    let sweep = load_sweep(Path::new("sweeps/quickstart.toml")).unwrap();
-    store.register_sweep(&sweep).await.unwrap();
+    let (_dir, store, sweep) = quickstart_store().await;
     let name = Some(sweep.name.as_str());
 
     let mut cursor = 0;

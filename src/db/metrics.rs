@@ -78,10 +78,8 @@ impl Store {
         if rows.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin_write().await?;
-        let written = self.record_epochs_in(&mut tx, rows).await?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(written)
+        self.in_write_tx(async |tx| self.record_epochs_in(tx, rows).await)
+            .await
     }
 
     /// [`Store::record_epochs`] inside a transaction the caller commits.

@@ -253,6 +253,18 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Runs `f` inside a write transaction (see [`Store::begin_write`]) and commits it; an
+    /// error from `f` rolls it back.
+    pub(crate) async fn in_write_tx<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut sqlx::SqliteConnection) -> Result<T>,
+    ) -> Result<T> {
+        let mut tx = self.begin_write().await?;
+        let out = f(&mut tx).await?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

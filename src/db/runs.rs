@@ -77,26 +77,27 @@ impl Store {
         from: i64,
     ) -> Result<Option<ClaimedRun>> {
         let now = provenance::now();
-        let mut tx = self.begin_write().await?;
-        let mut start = from.max(0);
-        let claimed = loop {
-            let claimed = self.claim_in(&mut tx, sweep, token, now, start).await?;
-            if claimed.is_some() || start == 0 || sweep.is_none() {
-                break claimed;
+        self.in_write_tx(async |tx| {
+            let mut start = from.max(0);
+            let claimed = loop {
+                let claimed = self.claim_in(tx, sweep, token, now, start).await?;
+                if claimed.is_some() || start == 0 || sweep.is_none() {
+                    break claimed;
+                }
+                start = 0;
+            };
+            if let Some(run) = claimed.as_ref().filter(|r| r.attempt > 1) {
+                // Metrics of an earlier, interrupted attempt are not this attempt's (a first
+                // attempt has none: every path back to PENDING deletes a run's rows).
+                sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
+                    .bind(&run.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
             }
-            start = 0;
-        };
-        if let Some(run) = claimed.as_ref().filter(|r| r.attempt > 1) {
-            // Metrics of an earlier, interrupted attempt are not this attempt's (a first
-            // attempt has none: every path back to PENDING deletes a run's rows).
-            sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
-                .bind(&run.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| self.err(e))?;
-        }
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(claimed)
+            Ok(claimed)
+        })
+        .await
     }
 
     /// One claim attempt inside `tx`: the first pending run at sweep position ≥ `from` (or, for
@@ -207,20 +208,12 @@ impl Store {
         outcome: &RunOutcome,
         last: Option<&EpochMetrics>,
     ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let kept = self
-            .finish_run_in(
-                &mut tx,
-                id,
-                attempt,
-                token,
-                outcome,
-                last,
-                provenance::now(),
-            )
-            .await?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(kept)
+        let now = provenance::now();
+        self.in_write_tx(async |tx| {
+            self.finish_run_in(tx, id, attempt, token, outcome, last, now)
+                .await
+        })
+        .await
     }
 
     /// [`Store::finish_run`] inside a transaction the caller commits; `finished_at` is when the
@@ -298,20 +291,12 @@ impl Store {
         error: &str,
         max_failures: i64,
     ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let kept = self
-            .fail_run_in(
-                &mut tx,
-                id,
-                attempt,
-                token,
-                error,
-                max_failures,
-                provenance::now(),
-            )
-            .await?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(kept)
+        let now = provenance::now();
+        self.in_write_tx(async |tx| {
+            self.fail_run_in(tx, id, attempt, token, error, max_failures, now)
+                .await
+        })
+        .await
     }
 
     /// [`Store::fail_run`] inside a transaction the caller commits; `finished_at` is when the
@@ -355,10 +340,8 @@ impl Store {
 
     /// Gives a claimed run back (interrupted by the user): PENDING again, partial metrics gone.
     pub async fn release_run(&self, id: &str, attempt: i64, token: &str) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let kept = self.release_run_in(&mut tx, id, attempt, token).await?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(kept)
+        self.in_write_tx(async |tx| self.release_run_in(tx, id, attempt, token).await)
+            .await
     }
 
     /// [`Store::release_run`] inside a transaction the caller commits.
