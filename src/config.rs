@@ -523,39 +523,39 @@ impl RunConfig {
         if d.test_size == 0 {
             return Err(Error::config("test_size", "must be at least 1, got 0"));
         }
-        if let Some(dim) = d.dim {
-            if dim == 0 {
-                return Err(Error::config("dim", "must be at least 1, got 0"));
-            }
+        if let Some(dim) = d.dim
+            && dim == 0
+        {
+            return Err(Error::config("dim", "must be at least 1, got 0"));
         }
-        if let Some(c) = d.classes {
-            if c < 2 {
-                return Err(Error::config(
-                    "classes",
-                    format!("must be at least 2, got {c}"),
-                ));
-            }
+        if let Some(c) = d.classes
+            && c < 2
+        {
+            return Err(Error::config(
+                "classes",
+                format!("must be at least 2, got {c}"),
+            ));
         }
-        if let Some(p) = d.label_noise {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(Error::config(
-                    "label_noise",
-                    format!("must be a fraction in [0, 1], got {p}"),
-                ));
-            }
+        if let Some(p) = d.label_noise
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(Error::config(
+                "label_noise",
+                format!("must be a fraction in [0, 1], got {p}"),
+            ));
         }
-        if let Some(h) = d.teacher_hidden {
-            if h == 0 {
-                return Err(Error::config("teacher_hidden", "must be at least 1, got 0"));
-            }
+        if let Some(h) = d.teacher_hidden
+            && h == 0
+        {
+            return Err(Error::config("teacher_hidden", "must be at least 1, got 0"));
         }
-        if let Some(s) = d.separation {
-            if !(s.is_finite() && s >= 0.0) {
-                return Err(Error::config(
-                    "separation",
-                    format!("must be a finite number ≥ 0, got {s}"),
-                ));
-            }
+        if let Some(s) = d.separation
+            && !(s.is_finite() && s >= 0.0)
+        {
+            return Err(Error::config(
+                "separation",
+                format!("must be a finite number ≥ 0, got {s}"),
+            ));
         }
         if d.dataset.on_disk() && d.data_dir.is_none() {
             return Err(Error::config(

@@ -91,6 +91,20 @@ fn wide_mlp_gradients_match_central_finite_differences() {
     assert!(share >= 0.99, "only {share} of the coordinates agree");
 }
 
+/// Batches of 512 or more into a layer of 128+ inputs and 384+ units take the packed AVX-512
+/// product for its weight gradient (where the CPU has AVX-512; elsewhere the gemm crate's,
+/// checked the same way).
+#[test]
+fn large_batch_mlp_gradients_match_central_finite_differences() {
+    let mut rng = stream(5, Stream::Init);
+    let mut net = Mlp::new(130, &[400], 3, &mut rng).unwrap();
+    let rows = 600;
+    let x = random_input(rows, 130, 9);
+    let y: Vec<u32> = (0..rows as u32).map(|i| i % 3).collect();
+    let share = gradient_agreement(&mut net, &x, &y, &[1e-3, 3e-4]);
+    assert!(share >= 0.99, "only {share} of the coordinates agree");
+}
+
 /// The step writes into buffers that outlive it (the network's scratch, the caller's
 /// gradients): every gradient is overwritten, whatever the buffers held and whatever batch
 /// size the scratch was last sized for.

@@ -173,10 +173,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // only a generated one (cheap, and its identity is its parameters), as the sweep may turn
     // out to have nothing left to train.
     let data = Arc::new(DataCache::default());
-    if let Some(cell) = sweep.cells.first().filter(|_| !args.enqueue_only) {
-        if !cell.data.dataset.on_disk() {
-            data.prefetch(cell.data.clone());
-        }
+    if let Some(cell) = sweep.cells.first().filter(|_| !args.enqueue_only)
+        && !cell.data.dataset.on_disk()
+    {
+        data.prefetch(cell.data.clone());
     }
     let store = Store::open(&args.db.db).await?;
     let enq = store.register_sweep(&sweep).await?;

@@ -101,14 +101,14 @@ impl Store {
     /// Opens (creating if needed) the database at `path` for reading and writing, and applies
     /// the migrations.
     pub async fn open(path: &Path) -> Result<Store> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
-                return Err(Error::Db(format!(
-                    "cannot create database {}: directory {} does not exist",
-                    path.display(),
-                    parent.display()
-                )));
-            }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.is_dir()
+        {
+            return Err(Error::Db(format!(
+                "cannot create database {}: directory {} does not exist",
+                path.display(),
+                parent.display()
+            )));
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)

@@ -397,10 +397,10 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let mut out: Vec<(RunStatus, i64)> = RunStatus::ALL.iter().map(|&s| (s, 0)).collect();
         for (state, n) in rows {
-            if let Ok(s) = state.parse::<RunStatus>() {
-                if let Some(slot) = out.iter_mut().find(|(st, _)| *st == s) {
-                    slot.1 = n;
-                }
+            if let Ok(s) = state.parse::<RunStatus>()
+                && let Some(slot) = out.iter_mut().find(|(st, _)| *st == s)
+            {
+                slot.1 = n;
             }
         }
         Ok(out)

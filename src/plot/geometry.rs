@@ -111,22 +111,21 @@ pub fn span_of(values: &[f64], axis: &Axis) -> Option<Span> {
         lo -= pad;
         hi += pad;
     }
-    if let Some((blo, bhi)) = axis.bounds {
-        if let (Some(blo), Some(bhi)) = (axis.scale.forward(blo), axis.scale.forward(bhi)) {
-            if blo < bhi {
-                lo = lo.max(blo);
-                hi = hi.min(bhi);
-                if hi - lo <= 1e-12 {
-                    // The data sit on (or beyond) a bound: show the bounded range's nearest end.
-                    let w = 0.1 * (bhi - blo);
-                    if hi >= bhi {
-                        lo = bhi - w;
-                        hi = bhi;
-                    } else {
-                        lo = blo;
-                        hi = blo + w;
-                    }
-                }
+    if let Some((blo, bhi)) = axis.bounds
+        && let (Some(blo), Some(bhi)) = (axis.scale.forward(blo), axis.scale.forward(bhi))
+        && blo < bhi
+    {
+        lo = lo.max(blo);
+        hi = hi.min(bhi);
+        if hi - lo <= 1e-12 {
+            // The data sit on (or beyond) a bound: show the bounded range's nearest end.
+            let w = 0.1 * (bhi - blo);
+            if hi >= bhi {
+                lo = bhi - w;
+                hi = bhi;
+            } else {
+                lo = blo;
+                hi = blo + w;
             }
         }
     }

@@ -65,19 +65,19 @@ pub fn prepare_noise_scale(fit: &FitReport) -> Result<Figure, SkipReason> {
             );
         }
     }
-    if let Some(eff) = fit.efficiency.fitted() {
-        if let Some(t) = eff.fits.last() {
-            p.layers.push(
-                Layer::hline("bcrit", Rgb::GREY, t.b_crit)
-                    .dashed(true)
-                    .setting_range()
-                    .labelled(format!(
-                        "B_crit at target {} = {}",
-                        format::sig(t.target, 3),
-                        format::sig(t.b_crit, 3)
-                    )),
-            );
-        }
+    if let Some(eff) = fit.efficiency.fitted()
+        && let Some(t) = eff.fits.last()
+    {
+        p.layers.push(
+            Layer::hline("bcrit", Rgb::GREY, t.b_crit)
+                .dashed(true)
+                .setting_range()
+                .labelled(format!(
+                    "B_crit at target {} = {}",
+                    format::sig(t.target, 3),
+                    format::sig(t.b_crit, 3)
+                )),
+        );
     }
     let trend = match (ns.median_rank_correlation, ns.share_growing) {
         (Some(r), Some(s)) => format!(

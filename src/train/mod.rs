@@ -11,6 +11,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod rng;
+mod sgemm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -252,7 +253,7 @@ pub fn train(
             let Some(p) = probe.as_mut() else {
                 return Ok(0.0);
             };
-            if m.epoch % inst.noise_scale_every != 0 || !m.train_loss.is_finite() {
+            if !m.epoch.is_multiple_of(inst.noise_scale_every) || !m.train_loss.is_finite() {
                 return Ok(0.0);
             }
             let t = Instant::now();

@@ -31,7 +31,7 @@ fn slice_mut<'a>(
 /// `z ← z + b` row-wise (z row-major with rows of `b.len()` values), then ReLU if `relu`.
 pub fn bias_act(z: &mut [f32], b: &[f32], relu: bool) -> Result<()> {
     let n = b.len();
-    if n == 0 || z.len() % n != 0 {
+    if n == 0 || !z.len().is_multiple_of(n) {
         return Err(candle_core::Error::Msg(format!(
             "bias-act: {} values do not split into rows of {n}",
             z.len()
@@ -357,6 +357,9 @@ pub fn matmul_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> R
         if !accumulate {
             dst.fill(0.0);
         }
+        return Ok(());
+    }
+    if super::sgemm::try_matmul(dst, a, b, accumulate) {
         return Ok(());
     }
     // SAFETY: every element gemm reads or writes lies inside the slices (checked above: the
@@ -694,7 +697,7 @@ pub fn max_unpool2_relu(
 ) -> Result<()> {
     let channels = dbias.len();
     let n = grad.len();
-    if out.len() != n || argmax.len() != n || channels == 0 || n % channels != 0 {
+    if out.len() != n || argmax.len() != n || channels == 0 || !n.is_multiple_of(channels) {
         return Err(candle_core::Error::Msg(format!(
             "max-unpool: {n} gradients, {} outputs, {} indices, {channels} channels",
             out.len(),

@@ -134,10 +134,10 @@ impl IdxFiles {
                     format!("expected {ndim} dimensions, found {:?}", arr.dims),
                 ));
             }
-            if ndim == 1 {
-                if let Some(bad) = arr.data.iter().find(|&&l| l >= 10) {
-                    return Err(Error::data(&path, format!("label {bad} is not in 0..10")));
-                }
+            if ndim == 1
+                && let Some(bad) = arr.data.iter().find(|&&l| l >= 10)
+            {
+                return Err(Error::data(&path, format!("label {bad} is not in 0..10")));
             }
             Ok(arr)
         };
