@@ -28,8 +28,10 @@ const NV: usize = 2;
 const NR: usize = 16 * NV;
 /// Inner indices per packed block.
 const KC: usize = 256;
-/// Columns of `b` packed at once (a multiple of [`NR`]).
+/// Columns of `b` packed at once (a multiple of [`NR`], so only the last block has a partial panel).
 const NC: usize = 480;
+// The tile, one row of `b` and a broadcast value must fit in the 32 vector registers.
+const _: () = assert!(NC.is_multiple_of(NR) && MR * NV + NV < 32);
 /// The smallest shape served (rows of `dst`, columns of `dst`, inner dimension). From 512 inner
 /// indices on, the gemm crate packs blocks of at least 512 (its `kernel_params`), too many for its
 /// 64-row panels to stay in L1, and this kernel's blocks of 256 run faster; below, the two run
