@@ -327,10 +327,15 @@ impl<'a> MatRef<'a> {
 
     /// Whether every element the view names lies inside `data`.
     fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
+        if self.rows == 0 || self.cols == 0 {
+            return true;
+        }
+        // Checked: a wrapped offset would pass the comparison and name memory past the slice.
+        let last = (self.rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((self.cols - 1).checked_mul(self.col_stride))
+            .and_then(|(r, c)| r.checked_add(c));
+        last.is_some_and(|last| last < self.data.len())
     }
 }
 
@@ -342,7 +347,7 @@ impl<'a> MatRef<'a> {
 /// dimension is short (a few channels) run several times slower than their transposes.
 pub fn matmul_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> Result<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || dst.len() != m * n || !a.in_bounds() || !b.in_bounds() {
+    if b.rows != k || m.checked_mul(n) != Some(dst.len()) || !a.in_bounds() || !b.in_bounds() {
         return Err(candle_core::Error::Msg(format!(
             "matmul: ({m}×{k})·({}×{n}) into {} values, or a view out of bounds",
             b.rows,
@@ -770,6 +775,44 @@ pub fn softmax_xent_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sizes whose products wrap around `usize` are rejected, not trusted: a wrapped `m·n` or
+    /// view offset would otherwise pass the checks and let a kernel write past `dst`.
+    #[test]
+    fn matmul_into_rejects_sizes_that_wrap_around() {
+        let (m, n) = ((1usize << 56) + 11, 512);
+        let k = usize::MAX - (1 << 56) - 8;
+        let x = vec![1.0f32; 270];
+        let y = vec![1.0f32; 512];
+        let a = MatRef {
+            data: &x,
+            rows: m,
+            cols: k,
+            row_stride: 1,
+            col_stride: 1,
+        };
+        let b = MatRef {
+            data: &y,
+            rows: k,
+            cols: n,
+            row_stride: 0,
+            col_stride: 1,
+        };
+        assert!(!a.in_bounds());
+        let mut buf = vec![0.0f32; 8192];
+        let (dst, beyond) = buf.split_at_mut(m.wrapping_mul(n)); // 5632 values
+        assert!(matmul_into(dst, a, b, false).is_err());
+        assert!(beyond.iter().chain(dst.iter()).all(|&v| v == 0.0));
+        // The view checks alone also catch an offset that wraps.
+        let wide = MatRef {
+            data: &y,
+            rows: 2,
+            cols: 2,
+            row_stride: usize::MAX,
+            col_stride: 1,
+        };
+        assert!(!wide.in_bounds());
+    }
 
     #[test]
     fn transpose_into_swaps_rows_and_columns() {

@@ -37,7 +37,7 @@ const _: () = assert!(NC.is_multiple_of(NR) && MR * NV + NV < 32);
 /// 64-row panels to stay in L1, and this kernel's blocks of 256 run faster; below, the two run
 /// level. Packing `a` costs one strided pass per product, which narrow products cannot repay: at
 /// 784 × 1024 · 1024 × n this kernel is 10–40% slower than the gemm crate for n = 64 and 128,
-/// level at 256–512, and 10–20% faster at 384 and 800 (timed alone, best of 60 calls).
+/// level at 256 and 512, and 10–20% faster at 384 and 800 (timed alone, best of 60 calls).
 const MIN_ROWS: usize = 128;
 const MIN_COLS: usize = 384;
 const MIN_INNER: usize = 512;
@@ -66,12 +66,15 @@ fn values(lines: &mut Vec<Line>, len: usize) -> &mut [f32] {
 /// column-major `a`, a row-major `b`, every side large enough, and AVX-512 on this CPU.
 /// Returns `false`, touching nothing, otherwise.
 ///
-/// The caller has checked what `ops::matmul_into` checks: `a.cols == b.rows`, `dst` holds
-/// `a.rows × b.cols` row-major values, and both views lie inside their slices.
+/// Shapes that do not agree (`a.cols ≠ b.rows`, `dst` not `a.rows × b.cols`) are not served either;
+/// views that reach outside their slices panic in the packing (`ops::matmul_into` rejects both
+/// first, with an error).
 pub(crate) fn try_matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> bool {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if a.row_stride != 1
         || b.col_stride != 1
+        || b.rows != k
+        || m.checked_mul(n) != Some(dst.len())
         || m < MIN_ROWS
         || n < MIN_COLS
         || k < MIN_INNER
@@ -173,18 +176,20 @@ fn pack_b(pb: &mut [f32], b: &MatRef, p0: usize, kc: usize, j0: usize, nc: usize
     }
 }
 
-/// The `MR × NR` micro-kernel: `c ← Σₚ a[p]ᵀ·b[p]` (`c ← c + …` with `acc`), where `a` holds kc
+/// The `MR × NR` micro-kernel: `c ← Σₚ a[p]·b[p]ᵀ` (`c ← c + …` with `acc`), where `a` holds kc
 /// packed columns of MR values, `b` kc packed rows of NR values, and `c` is row-major with row
 /// stride `ldc`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F; `a` must hold at least MR·kc values, `b` at least NR·kc, and
-/// `c` at least (MR − 1)·ldc + NR.
+/// The CPU must support AVX-512F. (The slices' lengths, at least MR·kc, NR·kc and
+/// (MR − 1)·ldc + NR values, are asserted.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel(kc: usize, a: &[f32], b: &[f32], c: &mut [f32], ldc: usize, acc: bool) {
     use std::arch::x86_64::*;
-    debug_assert!(a.len() >= MR * kc && b.len() >= NR * kc && c.len() >= (MR - 1) * ldc + NR);
+    // Checked in every build (a few comparisons per MR·NR·kc multiply-adds): every pointer below
+    // stays inside these slices only if they are this long.
+    assert!(a.len() >= MR * kc && b.len() >= NR * kc && c.len() >= (MR - 1) * ldc + NR);
     let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
     let pc = c.as_mut_ptr();
     let mut r = [_mm512_setzero_ps(); MR * NV];
