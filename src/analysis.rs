@@ -12,6 +12,7 @@ use crate::fit::{
     BSimplePoint, EpochPoint, FitOptions, FitReport, MetricKind, RunInput, RunInstruments,
 };
 use crate::provenance;
+use crate::query::Param;
 use crate::report::{CurvePoint, ReportInput, ReportSummary, TrainingCurve};
 
 /// Flattens a JSON value into `path → value` pairs (`data.train_size → 1000`).
@@ -137,7 +138,6 @@ pub fn format_sig(x: f64, digits: usize) -> String {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct RunRow {
     id: String,
     config: String,
@@ -147,7 +147,6 @@ struct RunRow {
     init_hessian_trace: Option<f64>,
 }
 
-#[derive(sqlx::FromRow)]
 struct EpochRow {
     run_id: String,
     epoch: i64,
@@ -164,16 +163,28 @@ pub async fn load_fit_inputs(
     sweep: &str,
     metric: MetricKind,
 ) -> Result<Vec<RunInput>> {
-    let runs: Vec<RunRow> = sqlx::query_as(
-        "SELECT r.id, r.config, r.state, r.steps, r.init_top_eigenvalue, r.init_hessian_trace \
-         FROM runs r \
-         JOIN sweep_runs s ON s.run_id = r.id \
-         WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY s.position",
-    )
-    .bind(sweep)
-    .fetch_all(store.pool())
-    .await
-    .map_err(|e| store.err(e))?;
+    // Read in place (`Store::scan`): a sweep of 48,000 runs has a million epoch rows.
+    let e = |e| store.sql_err(e);
+    let params = [Param::Text(sweep.to_string())];
+    let (_, runs) = store
+        .scan(
+            "SELECT r.id, r.config, r.state, r.steps, r.init_top_eigenvalue, \
+             r.init_hessian_trace FROM runs r \
+             JOIN sweep_runs s ON s.run_id = r.id \
+             WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY s.position",
+            &params,
+            |row| {
+                Ok(RunRow {
+                    id: row.get(0).map_err(e)?,
+                    config: row.get(1).map_err(e)?,
+                    state: row.get(2).map_err(e)?,
+                    steps: row.get(3).map_err(e)?,
+                    init_top_eigenvalue: row.get(4).map_err(e)?,
+                    init_hessian_trace: row.get(5).map_err(e)?,
+                })
+            },
+        )
+        .await?;
     // The metric's column name comes from a closed enum, never from user text.
     let column = match metric {
         MetricKind::TestAcc => "m.test_acc",
@@ -190,11 +201,19 @@ pub async fn load_fit_inputs(
          JOIN runs r ON r.id = m.run_id \
          WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY m.run_id, m.epoch"
     );
-    let epochs: Vec<EpochRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(sweep)
-        .fetch_all(store.pool())
-        .await
-        .map_err(|e| store.err(e))?;
+    let (_, epochs) = store
+        .scan(&sql, &params, |row| {
+            Ok(EpochRow {
+                run_id: row.get(0).map_err(e)?,
+                epoch: row.get(1).map_err(e)?,
+                step: row.get(2).map_err(e)?,
+                samples: row.get(3).map_err(e)?,
+                value: row.get(4).map_err(e)?,
+                b_simple: row.get(5).map_err(e)?,
+                train_loss: row.get(6).map_err(e)?,
+            })
+        })
+        .await?;
     let mut curves: HashMap<String, Vec<EpochPoint>> = HashMap::new();
     let mut noise: HashMap<String, Vec<BSimplePoint>> = HashMap::new();
     for e in epochs {

@@ -402,3 +402,35 @@ fn queries_work_while_a_sweep_is_writing() {
     ]);
     assert_eq!(done.lines().nth(1), Some("12"));
 }
+
+/// `sql` writes CSV and JSON as the rows are read: the same records as the table, a header or
+/// `[]` for an empty result, exact numbers.
+#[test]
+fn sql_streams_csv_and_json() {
+    let q = "SELECT run_id, epoch, test_loss FROM epoch_metrics ORDER BY run_id, epoch";
+    let csv_text = ok(&["sql", q, "--format", "csv", "--db", db()]);
+    let json_text = ok(&["sql", q, "--format", "json", "--db", db()]);
+    let json: serde_json::Value = serde_json::from_str(&json_text).unwrap();
+    let records = json.as_array().unwrap();
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    assert_eq!(rdr.headers().unwrap(), vec!["run_id", "epoch", "test_loss"]);
+    let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+    assert!(rows.len() > 12, "{} rows", rows.len());
+    assert_eq!(rows.len(), records.len());
+    for (r, v) in rows.iter().zip(records) {
+        assert_eq!(r[0], *v["run_id"].as_str().unwrap());
+        assert_eq!(r[1].parse::<i64>().unwrap(), v["epoch"].as_i64().unwrap());
+        // The same number (serde_json's default parser may land one ulp away).
+        let (a, b) = (
+            r[2].parse::<f64>().unwrap(),
+            v["test_loss"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= a.abs() * f64::EPSILON, "{a} {b}");
+    }
+    let none = "SELECT run_id, epoch FROM epoch_metrics WHERE epoch < 0";
+    assert_eq!(
+        ok(&["sql", none, "--format", "csv", "--db", db()]),
+        "run_id,epoch\n"
+    );
+    assert_eq!(ok(&["sql", none, "--format", "json", "--db", db()]), "[]\n");
+}

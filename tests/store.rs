@@ -154,3 +154,139 @@ async fn claims_follow_sweep_order_from_the_cursor_and_come_back_for_retries() {
     let any = store.claim_next(None, "me").await.unwrap().unwrap();
     assert_eq!(any.position, None);
 }
+
+/// A sweep of `seeds` × 10 learning rates × 8 batch sizes cells.
+fn wide_sweep(seeds: u32) -> Sweep {
+    let text = format!(
+        "name = \"wide\"\n[data]\ndataset = \"teacher\"\ntrain_size = 1000\ntest_size = 100\n\
+         [model]\nkind = \"mlp\"\nhidden = [8]\n[train]\n\
+         lr = {{ logspace = [0.004, 0.1], num = 10 }}\nbatch_size = {{ pow2 = [4, 512] }}\n\
+         momentum = 0.9\nepochs = 2\nseeds = {seeds}\n"
+    );
+    scalelab::sweep::parse_sweep("wide.toml", &text).unwrap()
+}
+
+/// Every run of the sweep by position, with the columns registration derives from its config.
+async fn registered(store: &Store) -> Vec<(i64, String, f64, i64, i64, String)> {
+    sqlx::query_as(
+        "SELECT s.position, r.id, r.lr, r.batch_size, r.seed, r.state FROM sweep_runs s \
+         JOIN runs r ON r.id = s.run_id WHERE s.sweep = 'wide' ORDER BY s.position",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+}
+
+/// Registration writes its cells many to a statement: a sweep larger than one statement keeps
+/// every cell, in order, with its own columns, and registering it again or shrinking it counts
+/// what changed.
+#[tokio::test]
+async fn sweeps_larger_than_one_insert_register_every_cell_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    let sweep = wide_sweep(15);
+    assert_eq!(sweep.cells.len(), 1200);
+    let enq = store.register_sweep(&sweep).await.unwrap();
+    assert_eq!((enq.cells, enq.new_runs, enq.removed), (1200, 1200, 0));
+    let rows = registered(&store).await;
+    assert_eq!(rows.len(), 1200);
+    for (i, (pos, id, lr, b, seed, state)) in rows.iter().enumerate() {
+        let cell = &sweep.cells[i];
+        assert_eq!(*pos, i as i64);
+        assert_eq!(id, &cell.run_id(), "position {i}");
+        assert_eq!(*lr, cell.lr);
+        assert_eq!(*b, cell.batch_size as i64);
+        assert_eq!(*seed, cell.seed as i64);
+        assert_eq!(state, "pending");
+    }
+    let again = store.register_sweep(&sweep).await.unwrap();
+    assert_eq!((again.new_runs, again.removed), (0, 0));
+    assert_eq!(registered(&store).await, rows);
+    // One seed fewer: 80 cells leave the sweep (their runs stay), the rest keep their runs.
+    let smaller = wide_sweep(14);
+    let shrunk = store.register_sweep(&smaller).await.unwrap();
+    assert_eq!(
+        (shrunk.cells, shrunk.new_runs, shrunk.removed),
+        (1120, 0, 80)
+    );
+    let rows = registered(&store).await;
+    assert_eq!(rows.len(), 1120);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!((row.0, &row.1), (i as i64, &smaller.cells[i].run_id()));
+    }
+    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(runs, 1200);
+}
+
+/// Bulk reads (`Store::scan`, behind `query_table`) return SQLite's own types, bind their
+/// parameters, name the columns of an empty result, fail with a line that names the database,
+/// and leave the connection usable for sqlx.
+#[tokio::test]
+async fn bulk_reads_keep_types_and_leave_the_pool_usable() {
+    use scalelab::db::query::Cell;
+    use scalelab::query::Param;
+    let (dir, store, sweep) = quickstart_store().await;
+    let t = store
+        .query_table(
+            "SELECT 1 AS i, 2.5 AS r, 'x' AS t, NULL AS n, x'00ff' AS b, ? AS p, ? AS q",
+            &[Param::Number(0.25), Param::Text("é".into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.columns, ["i", "r", "t", "n", "b", "p", "q"]);
+    assert_eq!(
+        t.rows,
+        vec![vec![
+            Cell::Int(1),
+            Cell::Real(2.5),
+            Cell::Text("x".into()),
+            Cell::Null,
+            Cell::Blob(vec![0, 255]),
+            Cell::Real(0.25),
+            Cell::Text("é".into()),
+        ]]
+    );
+    assert_eq!(t.rows[0][4].exact(), "00ff");
+    let empty = store
+        .query_table("SELECT id, lr FROM runs WHERE 0", &[])
+        .await
+        .unwrap();
+    assert_eq!((empty.columns.len(), empty.rows.len()), (2, 0));
+    let ids = store
+        .query_table(
+            "SELECT r.id FROM runs r JOIN sweep_runs s ON s.run_id = r.id \
+             WHERE s.sweep = ? ORDER BY s.position",
+            &[Param::Text(sweep.name.clone())],
+        )
+        .await
+        .unwrap();
+    let want: Vec<Vec<Cell>> = sweep
+        .cells
+        .iter()
+        .map(|c| vec![Cell::Text(c.run_id())])
+        .collect();
+    assert_eq!(ids.rows, want);
+    for _ in 0..6 {
+        let err = store
+            .query_table("SELECT nope FROM runs", &[])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("db.sqlite")
+                && err.contains("no such column: nope")
+                && !err.contains('\n'),
+            "{err}"
+        );
+    }
+    // More failing reads than the pool has connections: every connection still works.
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, sweep.cells.len() as i64);
+    drop(dir);
+}

@@ -246,6 +246,89 @@ fn print_result(t: &ResultTable, format: Format, show: Option<&[&str]>) -> anyho
     Ok(())
 }
 
+/// Runs `sql` and writes its rows to `out` as they are read: CSV with a header, a JSON array of
+/// records, or one record per line, byte for byte what [`write_csv`], [`to_json`] and
+/// [`record`] give for the whole table, without ever holding it (a million epoch rows of an
+/// export are about 1.3 GB as a table). `name` is what `out` is called in an error. Returns
+/// the numbers of rows and columns.
+async fn stream_rows(
+    store: &Store,
+    sql: &str,
+    params: &[Param],
+    format: ExportFormat,
+    out: &mut dyn Write,
+    name: &std::path::Path,
+) -> anyhow::Result<(usize, usize)> {
+    let io = |e: std::io::Error| Error::io(name, e);
+    enum Sink<'a> {
+        Csv(Box<csv::Writer<&'a mut dyn Write>>),
+        Json(&'a mut dyn Write),
+    }
+    let mut sink = match format {
+        ExportFormat::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(out))),
+        ExportFormat::Json | ExportFormat::Jsonl => Sink::Json(out),
+    };
+    let mut field = String::new();
+    let mut columns: Option<Vec<String>> = None;
+    let mut rows = 0usize;
+    let (all_columns, _) = store
+        .scan(sql, params, |row| {
+            let cells = store.cells(row)?;
+            let first = columns.is_none();
+            let cols = columns.get_or_insert_with(|| {
+                row.as_ref()
+                    .column_names()
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            });
+            match &mut sink {
+                Sink::Csv(csv) => {
+                    if first {
+                        csv.write_record(cols.iter()).map_err(|e| io(e.into()))?;
+                    }
+                    for c in &cells {
+                        field.clear();
+                        c.write_exact(&mut field);
+                        csv.write_field(&field).map_err(|e| io(e.into()))?;
+                    }
+                    csv.write_record(None::<&[u8]>).map_err(|e| io(e.into()))?;
+                }
+                Sink::Json(w) => {
+                    let sep: &[u8] = match (format, first) {
+                        (ExportFormat::Json, true) => b"[",
+                        (ExportFormat::Json, false) => b",",
+                        _ => b"",
+                    };
+                    w.write_all(sep).map_err(io)?;
+                    serde_json::to_writer(&mut *w, &record(cols, &cells))
+                        .map_err(|e| io(e.into()))?;
+                    if format == ExportFormat::Jsonl {
+                        w.write_all(b"\n").map_err(io)?;
+                    }
+                }
+            }
+            rows += 1;
+            Ok(())
+        })
+        .await?;
+    match &mut sink {
+        Sink::Csv(csv) => {
+            if rows == 0 {
+                csv.write_record(&all_columns).map_err(|e| io(e.into()))?;
+            }
+            csv.flush().map_err(io)?;
+        }
+        Sink::Json(w) => {
+            if format == ExportFormat::Json {
+                w.write_all(if rows == 0 { b"[]" } else { b"]" })
+                    .map_err(io)?;
+            }
+        }
+    }
+    Ok((rows, all_columns.len()))
+}
+
 fn write_csv(t: &ResultTable, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(&t.columns)?;
@@ -256,9 +339,8 @@ fn write_csv(t: &ResultTable, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record(t: &ResultTable, r: &[Cell]) -> serde_json::Value {
-    let obj: serde_json::Map<String, serde_json::Value> = t
-        .columns
+fn record(columns: &[String], r: &[Cell]) -> serde_json::Value {
+    let obj: serde_json::Map<String, serde_json::Value> = columns
         .iter()
         .zip(r)
         .map(|(c, v)| (c.clone(), v.json()))
@@ -267,7 +349,7 @@ fn record(t: &ResultTable, r: &[Cell]) -> serde_json::Value {
 }
 
 fn to_json(t: &ResultTable) -> serde_json::Value {
-    serde_json::Value::Array(t.rows.iter().map(|r| record(t, r)).collect())
+    serde_json::Value::Array(t.rows.iter().map(|r| record(&t.columns, r)).collect())
 }
 
 /// The SELECT behind `runs` (and `export`): every run column, optionally one sweep's runs.
@@ -404,9 +486,42 @@ pub(super) async fn metrics(args: MetricsArgs) -> anyhow::Result<ExitCode> {
 pub(super) async fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     check_read_only(&args.query)?;
     let store = Store::open_read_only(&args.db.db).await?;
-    let t = store.query_table(&args.query, &[]).await;
-    store.close().await;
-    print_result(&t?, args.format, None)?;
+    // CSV and JSON go out as they are read; a table needs every row for its widths.
+    let streamed = match args.format {
+        Format::Table => None,
+        Format::Csv => Some(ExportFormat::Csv),
+        Format::Json => Some(ExportFormat::Json),
+    };
+    let result = match streamed {
+        Some(format) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let r = stream_rows(
+                &store,
+                &args.query,
+                &[],
+                format,
+                &mut out,
+                std::path::Path::new("<stdout>"),
+            )
+            .await;
+            let r = r.and_then(|_| {
+                if format == ExportFormat::Json {
+                    writeln!(out)?;
+                }
+                out.flush()?;
+                Ok(())
+            });
+            store.close().await;
+            r
+        }
+        None => {
+            let t = store.query_table(&args.query, &[]).await;
+            store.close().await;
+            print_result(&t?, args.format, None)
+        }
+    };
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -460,36 +575,35 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         runs
     };
-    let t = store
-        .query_table(&sql, &[Param::Text(name.clone())])
-        .await?;
-    store.close().await;
-    // Written to a temporary file beside the target, then renamed: never a half-written file.
+    // Written to a temporary file beside the target as the rows are read, then renamed: never
+    // a half-written file (a failure removes the temporary one).
     let dir = args
         .out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let mut tmp = tempfile_in(&dir, &args.out)?;
-    {
-        let mut w = std::io::BufWriter::new(&mut tmp.1);
-        match args.format {
-            ExportFormat::Csv => write_csv(&t, &mut w)?,
-            ExportFormat::Json => serde_json::to_writer(&mut w, &to_json(&t))?,
-            ExportFormat::Jsonl => {
-                for r in &t.rows {
-                    serde_json::to_writer(&mut w, &record(&t, r))?;
-                    writeln!(w)?;
-                }
-            }
+    let (tmp, mut file) = tempfile_in(&dir, &args.out)?;
+    let written = {
+        let mut w = std::io::BufWriter::new(&mut file);
+        let params = [Param::Text(name.clone())];
+        let r = stream_rows(&store, &sql, &params, args.format, &mut w, &tmp).await;
+        r.and_then(|n| {
+            w.flush().map_err(|e| Error::io(&tmp, e))?;
+            Ok(n)
+        })
+    };
+    store.close().await;
+    drop(file);
+    let (rows, columns) = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        w.flush().map_err(|e| Error::io(&tmp.0, e))?;
-    }
-    std::fs::rename(&tmp.0, &args.out).map_err(|e| Error::io(&args.out, e))?;
+    };
+    std::fs::rename(&tmp, &args.out).map_err(|e| Error::io(&args.out, e))?;
     println!(
-        "wrote {} rows ({} columns) of sweep {name} to {}",
-        t.rows.len(),
-        t.columns.len(),
+        "wrote {rows} rows ({columns} columns) of sweep {name} to {}",
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

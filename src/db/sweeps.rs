@@ -44,6 +44,10 @@ pub struct SweepRow {
     pub updated_at: f64,
 }
 
+/// Cells per multi-row `INSERT`: 23 bound values a row stays well under SQLite's limit of
+/// 32,766 per statement.
+const CELLS_PER_INSERT: usize = 500;
+
 fn run_columns(cfg: &RunConfig) -> (String, String) {
     let hidden = serde_json::to_string(&cfg.model.hidden).unwrap_or_default();
     let config = serde_json::to_string(cfg).unwrap_or_default();
@@ -93,55 +97,68 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
+        // Many rows per statement: one statement per cell made a 100,000-cell sweep spend most
+        // of its time handing statements to SQLite's thread.
         let mut new_runs = 0;
-        for (pos, cfg) in sweep.cells.iter().enumerate() {
-            let id = cfg.run_id();
-            let (hidden, config) = run_columns(cfg);
-            let inserted = sqlx::query(
+        for (n, chunk) in sweep.cells.chunks(CELLS_PER_INSERT).enumerate() {
+            let first_pos = n * CELLS_PER_INSERT;
+            let rows: Vec<(usize, &RunConfig, String, String, String)> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, cfg)| {
+                    let (hidden, config) = run_columns(cfg);
+                    (first_pos + i, cfg, cfg.run_id(), hidden, config)
+                })
+                .collect();
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO runs (id, config, dataset, model, hidden, train_size, test_size, \
                  data_seed, lr, batch_size, momentum, nesterov, weight_decay, noise_scale, \
                  lr_from_noise, schedule, schedule_label, budget_kind, budget, planned_steps, \
-                 seed, state, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-                 'pending', ?) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&id)
-            .bind(&config)
-            .bind(cfg.data.dataset.name())
-            .bind(cfg.model.kind.name())
-            .bind(&hidden)
-            .bind(cfg.data.train_size as i64)
-            .bind(cfg.data.test_size as i64)
-            .bind(cfg.data.data_seed as i64)
-            .bind(cfg.lr)
-            .bind(cfg.batch_size as i64)
-            .bind(cfg.momentum)
-            .bind(cfg.nesterov)
-            .bind(cfg.weight_decay)
-            .bind(cfg.initial_noise_scale())
-            .bind(cfg.noise_scale.is_some())
-            .bind(cfg.schedule.mode())
-            .bind(cfg.schedule.label())
-            .bind(cfg.budget.kind())
-            .bind(cfg.budget.amount() as i64)
-            .bind(cfg.planned_updates() as i64)
-            .bind(cfg.seed as i64)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?
-            .rows_affected();
-            new_runs += inserted;
-            sqlx::query(
-                "INSERT INTO sweep_runs (sweep, run_id, position) VALUES (?, ?, ?) \
-                 ON CONFLICT (sweep, run_id) DO UPDATE SET position = excluded.position",
-            )
-            .bind(&sweep.name)
-            .bind(&id)
-            .bind(pos as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+                 seed, state, created_at) ",
+            );
+            q.push_values(&rows, |mut b, (_, cfg, id, hidden, config)| {
+                b.push_bind(id.as_str())
+                    .push_bind(config.as_str())
+                    .push_bind(cfg.data.dataset.name())
+                    .push_bind(cfg.model.kind.name())
+                    .push_bind(hidden.as_str())
+                    .push_bind(cfg.data.train_size as i64)
+                    .push_bind(cfg.data.test_size as i64)
+                    .push_bind(cfg.data.data_seed as i64)
+                    .push_bind(cfg.lr)
+                    .push_bind(cfg.batch_size as i64)
+                    .push_bind(cfg.momentum)
+                    .push_bind(cfg.nesterov)
+                    .push_bind(cfg.weight_decay)
+                    .push_bind(cfg.initial_noise_scale())
+                    .push_bind(cfg.noise_scale.is_some())
+                    .push_bind(cfg.schedule.mode())
+                    .push_bind(cfg.schedule.label())
+                    .push_bind(cfg.budget.kind())
+                    .push_bind(cfg.budget.amount() as i64)
+                    .push_bind(cfg.planned_updates() as i64)
+                    .push_bind(cfg.seed as i64)
+                    .push_bind("pending")
+                    .push_bind(now);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            new_runs += q
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?
+                .rows_affected();
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO sweep_runs (sweep, run_id, position) ",
+            );
+            q.push_values(&rows, |mut b, (pos, _, id, _, _)| {
+                b.push_bind(sweep.name.as_str())
+                    .push_bind(id.as_str())
+                    .push_bind(*pos as i64);
+            });
+            // A cell listed twice keeps its last position, as when each was its own statement.
+            q.push(" ON CONFLICT (sweep, run_id) DO UPDATE SET position = excluded.position");
+            q.build().execute(&mut *tx).await.map_err(|e| self.err(e))?;
         }
         let removed = sqlx::query("DELETE FROM sweep_runs WHERE sweep = ? AND position = -1")
             .bind(&sweep.name)

@@ -112,7 +112,7 @@ pub enum LayerKind {
 /// One drawn layer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layer {
-    /// A stable machine name ("mean/<cell>", "fit", "band", …) the tests look layers up by.
+    /// A stable machine name (`"mean/<cell>"`, `"fit"`, `"band"`, …) the tests look layers up by.
     pub key: String,
     /// The legend text; `None` keeps the layer out of the legend.
     pub label: Option<String>,

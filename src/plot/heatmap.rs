@@ -54,7 +54,7 @@ pub struct HeatPanel {
     pub title: Option<String>,
     pub lrs: Vec<f64>,
     pub batches: Vec<u64>,
-    /// Row-major: `cells[i * batches.len() + j]` is (lrs[i], batches[j]).
+    /// Row-major: `cells[i * batches.len() + j]` is `(lrs[i], batches[j])`.
     pub cells: Vec<HeatCell>,
     /// Index of the best cell with a value and no divergence, outlined.
     pub best: Option<usize>,

@@ -1,4 +1,4 @@
-//! The CIFAR-10 binary format (https://www.cs.toronto.edu/~kriz/cifar.html): records of one label
+//! The CIFAR-10 binary format (<https://www.cs.toronto.edu/~kriz/cifar.html>): records of one label
 //! byte followed by 3072 pixel bytes (1024 red, 1024 green, 1024 blue; rows of 32), in
 //! `data_batch_1.bin` … `data_batch_5.bin` and `test_batch.bin`. The data directory may be the
 //! `cifar-10-batches-bin` folder or its parent.

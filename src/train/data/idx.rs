@@ -1,4 +1,4 @@
-//! The IDX format of MNIST and Fashion-MNIST (http://yann.lecun.com/exdb/mnist/): a magic
+//! The IDX format of MNIST and Fashion-MNIST (<http://yann.lecun.com/exdb/mnist/>): a magic
 //! number `0x00 0x00 TYPE NDIM`, NDIM big-endian u32 dimensions, then the data. scalelab reads
 //! unsigned-byte arrays (TYPE 0x08): images `[n, rows, cols]` and labels `[n]`.
 //!
