@@ -1,7 +1,7 @@
 //! `scalelab runs`, `metrics`, `sql`, `sweeps` and `export`: questioning the database.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -257,7 +257,7 @@ async fn stream_rows(
     params: &[Param],
     format: ExportFormat,
     out: &mut dyn Write,
-    name: &std::path::Path,
+    name: &Path,
 ) -> anyhow::Result<(usize, usize)> {
     let io = |e: std::io::Error| Error::io(name, e);
     enum Sink<'a> {
@@ -502,7 +502,7 @@ pub(super) async fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
                 &[],
                 format,
                 &mut out,
-                std::path::Path::new("<stdout>"),
+                Path::new("<stdout>"),
             )
             .await;
             let r = r.and_then(|_| {
@@ -586,9 +586,10 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let written = {
         let mut w = std::io::BufWriter::new(&mut file);
         let params = [Param::Text(name.clone())];
-        let r = stream_rows(&store, &sql, &params, args.format, &mut w, &tmp).await;
+        // Errors name the file asked for; the temporary one is gone by the time they print.
+        let r = stream_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
         r.and_then(|n| {
-            w.flush().map_err(|e| Error::io(&tmp, e))?;
+            w.flush().map_err(|e| Error::io(&args.out, e))?;
             Ok(n)
         })
     };
@@ -601,7 +602,10 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    std::fs::rename(&tmp, &args.out).map_err(|e| Error::io(&args.out, e))?;
+    if let Err(e) = std::fs::rename(&tmp, &args.out) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&args.out, e).into());
+    }
     println!(
         "wrote {rows} rows ({columns} columns) of sweep {name} to {}",
         args.out.display()
@@ -609,11 +613,9 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A new file `.<name>.tmp` in `dir`.
-fn tempfile_in(
-    dir: &std::path::Path,
-    target: &std::path::Path,
-) -> anyhow::Result<(PathBuf, std::fs::File)> {
+/// A new file `.<name>.<process id>.tmp` in `dir` (two exports to one target at once do not
+/// share a temporary file).
+fn tempfile_in(dir: &Path, target: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
     if !dir.is_dir() {
         return Err(Error::data(dir, "output directory does not exist").into());
     }
@@ -621,7 +623,7 @@ fn tempfile_in(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "export".into());
-    let path = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     Ok((path, file))
 }
@@ -638,5 +640,62 @@ mod tests {
         assert_eq!(display("batch_size", &Cell::Int(64)), "64");
         assert_eq!(display("x", &Cell::Null), "-");
         assert_eq!(Cell::Real(0.1 + 0.2).exact(), "0.30000000000000004");
+    }
+
+    /// The streamed CSV, JSON and JSON lines are byte for byte what the whole-table writers
+    /// give for the same query: quoting, NULLs, a lone empty field, blobs, exact reals, an
+    /// empty result.
+    #[tokio::test]
+    async fn streamed_rows_equal_the_whole_table_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let queries = [
+            "SELECT * FROM (VALUES (1, 2.5, 'a,\"b\"', NULL, x'00ff'), \
+             (NULL, 0.1 + 0.2, '', -3, NULL), (9007199254740993, 1e-300, 'é\nz', 0, x''))",
+            "SELECT NULL AS n",
+            "SELECT '' AS e UNION ALL SELECT NULL",
+            "SELECT 1 AS a, 'x' AS b WHERE 0",
+        ];
+        for sql in queries {
+            let t = store.query_table(sql, &[]).await.unwrap();
+            let mut csv_whole = Vec::new();
+            write_csv(&t, &mut csv_whole).unwrap();
+            let json_whole = serde_json::to_vec(&to_json(&t)).unwrap();
+            let mut jsonl_whole = Vec::new();
+            for r in &t.rows {
+                serde_json::to_writer(&mut jsonl_whole, &record(&t.columns, r)).unwrap();
+                jsonl_whole.push(b'\n');
+            }
+            for (format, whole) in [
+                (ExportFormat::Csv, &csv_whole),
+                (ExportFormat::Json, &json_whole),
+                (ExportFormat::Jsonl, &jsonl_whole),
+            ] {
+                let mut streamed = Vec::new();
+                let n = stream_rows(&store, sql, &[], format, &mut streamed, Path::new("t"))
+                    .await
+                    .unwrap();
+                assert_eq!(n, (t.rows.len(), t.columns.len()));
+                assert_eq!(
+                    String::from_utf8_lossy(&streamed),
+                    String::from_utf8_lossy(whole),
+                    "{format:?} of {sql}"
+                );
+            }
+        }
+        // Nothing that writes, or leaves a transaction open, gets through the bulk-read path;
+        // the connection is usable after each refusal.
+        for sql in ["DELETE FROM runs", "BEGIN", "SAVEPOINT x"] {
+            let err = store.query_table(sql, &[]).await.unwrap_err().to_string();
+            assert!(err.starts_with("refused"), "{sql}: {err}");
+        }
+        for _ in 0..8 {
+            let t = store
+                .query_table("SELECT COUNT(*) FROM runs", &[])
+                .await
+                .unwrap();
+            assert_eq!(t.rows, vec![vec![Cell::Int(0)]]);
+        }
+        store.close().await;
     }
 }

@@ -89,15 +89,18 @@ impl Store {
         Ok(ResultTable { columns, rows })
     }
 
-    /// Runs one query with bound parameters and maps each row with `f`, returning the column
-    /// names and the mapped rows.
+    /// Runs one read-only query with bound parameters and maps each row with `f`, returning
+    /// the column names and the mapped rows.
     ///
     /// The rows are read in place, on this thread, from the SQLite connection of one of the
     /// pool's connections, locked for the duration (rusqlite over sqlx's own handle): sqlx's
     /// usual path copies every value of every row and hands the row to another thread, which
-    /// made reading a million epoch rows take about 9 s. This blocks the calling thread while
-    /// SQLite works, as sqlx's worker thread would have; the SQL is the caller's, as for
-    /// [`Store::query_table`].
+    /// made reading a million epoch rows take about 9 s. SQLite works on the calling thread
+    /// meanwhile, so call this from a multi-threaded runtime (as the CLI does) and keep `f`
+    /// short or expect the read to stay open while it runs (`scalelab sql … | less` holds its
+    /// snapshot until the pager has read everything). A statement SQLite does not call
+    /// read-only is refused, and one that leaves a transaction open is rolled back and
+    /// refused, so the pooled connection goes back as sqlx left it.
     pub async fn scan<T>(
         &self,
         sql: &str,
@@ -122,13 +125,28 @@ impl Store {
             // statement prepared here is finalised when `stmt` drops, inside the closure.
             let db = unsafe { rusqlite::Connection::from_handle(raw.as_ptr()) }.map_err(e)?;
             let mut stmt = db.prepare(sql).map_err(e)?;
-            let columns = stmt.column_names().into_iter().map(String::from).collect();
-            let mut rows = stmt.query(rusqlite::params_from_iter(values)).map_err(e)?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(e)? {
-                out.push(f(row)?);
+            if !stmt.readonly() {
+                return Err(Error::Query(format!(
+                    "refused, not a read-only query: {sql}"
+                )));
             }
-            Ok((columns, out))
+            let columns = stmt.column_names().into_iter().map(String::from).collect();
+            let mut out = Vec::new();
+            let read = (|| {
+                let mut rows = stmt.query(rusqlite::params_from_iter(values)).map_err(e)?;
+                while let Some(row) = rows.next().map_err(e)? {
+                    out.push(f(row)?);
+                }
+                Ok(())
+            })();
+            drop(stmt);
+            // BEGIN and SAVEPOINT count as read-only: never hand sqlx a connection inside a
+            // transaction it does not know of.
+            if !db.is_autocommit() {
+                let _ = db.execute_batch("ROLLBACK");
+                return Err(Error::Query(format!("refused, opens a transaction: {sql}")));
+            }
+            read.map(|()| (columns, out))
         };
         let result = read();
         drop(handle);
