@@ -10,7 +10,11 @@ use crate::error::{Error, Result};
 
 /// Version of the trainer's numerical semantics. It is part of every run's identity, so a change
 /// that alters numbers (a bug fix in the loss, a new data order) never mixes old and new results.
-pub const TRAINER_VERSION: u32 = 1;
+///
+/// 2: a sweep's run reads its stored config back exactly. Under 1, serde_json's default float
+/// parser read about one learning rate in ten one ulp away from the declared one, so those runs
+/// trained with that neighbour (their epoch rows' `lr` shows it; `scalelab train` was exact).
+pub const TRAINER_VERSION: u32 = 2;
 
 /// Which data set a run trains on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

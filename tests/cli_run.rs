@@ -753,3 +753,104 @@ fn a_config_edited_into_nonsense_in_the_database_fails_with_a_named_error() {
         0
     );
 }
+
+/// A run trains with the very learning rate its sweep declares, and gives what `scalelab
+/// train` gives for the same cell. Both rates are ones serde_json's default float parser reads
+/// one ulp off when a run's stored config is read back (it did, before `float_roundtrip`).
+#[test]
+fn a_sweep_run_trains_with_the_exact_declared_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("ulp.toml");
+    std::fs::write(
+        &sweep,
+        r#"
+name = "ulp"
+[data]
+dataset = "teacher"
+train_size = 200
+test_size = 100
+[model]
+hidden = [16]
+[train]
+lr = [0.010000000000013737, 0.9540248525832485]
+batch_size = 32
+momentum = 0.9
+epochs = 2
+seeds = 1
+"#,
+    )
+    .unwrap();
+    let db = dir.path().join("u.db");
+    run_ok(&[
+        "run",
+        sweep.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--no-report",
+        "--quiet",
+    ]);
+    let rows: Vec<(f64, f64, Option<f64>)> = rt().block_on(async {
+        let store = Store::open_read_only(&db).await.unwrap();
+        sqlx::query_as(
+            "SELECT r.lr, m.lr, r.final_train_loss FROM runs r \
+             JOIN epoch_metrics m ON m.run_id = r.id WHERE m.epoch = 1 ORDER BY r.lr",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    });
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].0, 0.010000000000013737);
+    assert_eq!(rows[1].0, 0.9540248525832485);
+    for (declared, trained, _) in &rows {
+        assert_eq!(
+            declared.to_bits(),
+            trained.to_bits(),
+            "{declared} trained as {trained}"
+        );
+    }
+    // The same cell through `scalelab train`: the same final training loss, bit for bit.
+    let out = run_ok(&[
+        "train",
+        "--dataset",
+        "teacher",
+        "--train-size",
+        "200",
+        "--test-size",
+        "100",
+        "--hidden",
+        "16",
+        "--lr",
+        "0.010000000000013737",
+        "--batch-size",
+        "32",
+        "--momentum",
+        "0.9",
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let summary_loss = rt().block_on(async {
+        let store = Store::open_read_only(&db).await.unwrap();
+        let row: (Option<f64>,) =
+            sqlx::query_as("SELECT final_train_loss FROM runs WHERE lr = 0.010000000000013737")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        row.0
+    });
+    let epochs: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("epoch").is_some() && v.get("summary").is_none())
+        .collect();
+    assert_eq!(last["summary"], true);
+    assert_eq!(
+        epochs.last().unwrap()["train_loss"].as_f64(),
+        summary_loss,
+        "sweep run and `scalelab train` disagree"
+    );
+}
