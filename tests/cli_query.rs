@@ -420,12 +420,13 @@ fn sql_streams_csv_and_json() {
     for (r, v) in rows.iter().zip(records) {
         assert_eq!(r[0], *v["run_id"].as_str().unwrap());
         assert_eq!(r[1].parse::<i64>().unwrap(), v["epoch"].as_i64().unwrap());
-        // The same number (serde_json's default parser may land one ulp away).
+        // Both exact: the CSV text parses to the very same f64 as the JSON number (serde_json
+        // with `float_roundtrip`, as scalelab builds it).
         let (a, b) = (
             r[2].parse::<f64>().unwrap(),
             v["test_loss"].as_f64().unwrap(),
         );
-        assert!((a - b).abs() <= a.abs() * f64::EPSILON, "{a} {b}");
+        assert_eq!(a.to_bits(), b.to_bits(), "{a} {b}");
     }
     let none = "SELECT run_id, epoch FROM epoch_metrics WHERE epoch < 0";
     assert_eq!(
