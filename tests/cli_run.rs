@@ -833,15 +833,8 @@ seeds = 1
     ]);
     let text = String::from_utf8(out.stdout).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-    let summary_loss = rt().block_on(async {
-        let store = Store::open_read_only(&db).await.unwrap();
-        let row: (Option<f64>,) =
-            sqlx::query_as("SELECT final_train_loss FROM runs WHERE lr = 0.010000000000013737")
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-        row.0
-    });
+    // The sweep's run at that rate (rows are ordered by rate).
+    let summary_loss = rows[0].2;
     let epochs: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
