@@ -1,23 +1,24 @@
 //! The scheduler: claims pending runs and trains them on `jobs` slot threads (one compute
 //! thread each), and funnels every epoch and outcome through one writer task that batches
-//! database writes. It claims one run ahead of the slots, so a slot that ends a run starts the
-//! next one at once, without a round trip through the runtime or the database; outcomes are
-//! written while the next run trains. Heartbeats keep claims alive; runs whose claimer died are
-//! requeued; Ctrl-C stops claiming, stops running jobs at their next step, and gives them (and
-//! the run claimed ahead) back as PENDING.
+//! database writes. It claims one run ahead of the slots (several, in one transaction, when runs
+//! are short), so a slot that ends a run starts the next one at once, without a round trip
+//! through the runtime or the database; outcomes are written while the next run trains.
+//! Heartbeats keep claims alive; runs whose claimer died are requeued; Ctrl-C stops claiming,
+//! stops running jobs at their next step, and gives them (and the runs claimed ahead) back as
+//! PENDING.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::config::{DataConfig, RunConfig};
 use crate::db::Store;
 use crate::db::metrics::EpochRow;
-use crate::db::runs::ClaimedRun;
+use crate::db::runs::{ClaimedRun, FinishedRun};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::provenance;
@@ -175,15 +176,27 @@ fn send_outcome(
     Ok(done)
 }
 
+/// Asks the writer to write what it has been sent so far now, without lingering for more.
+fn request_flush(tx: &mpsc::UnboundedSender<Write>, wake: &Notify) {
+    let _ = tx.send(Write::Flush);
+    wake.notify_one();
+}
+
 /// Sends an outcome to the writer and waits until it is written. Returns false when the claim
 /// had been lost.
 async fn write_outcome(
     tx: &mpsc::UnboundedSender<Write>,
+    wake: &Notify,
     run: ClaimedRun,
     result: Result<(RunOutcome, Option<EpochMetrics>)>,
 ) -> Result<bool> {
     let done = send_outcome(tx, run, result)?;
-    let _ = tx.send(Write::Flush);
+    request_flush(tx, wake);
+    wait_ack(done).await
+}
+
+/// Waits for the writer's acknowledgement of one outcome.
+async fn wait_ack(done: oneshot::Receiver<Result<bool>>) -> Result<bool> {
     done.await
         .map_err(|_| Error::Db("the database writer has stopped".into()))?
 }
@@ -277,10 +290,12 @@ pub async fn run_pending(
     store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
 
     let (tx, rx) = mpsc::unbounded_channel::<Write>();
+    let wake = Arc::new(Notify::new());
     let writer = tokio::spawn(writer_task(
         store.clone(),
         token.clone(),
         rx,
+        wake.clone(),
         opts.max_failures,
     ));
     let beat_store = store.clone();
@@ -309,11 +324,13 @@ pub async fn run_pending(
     let mut in_flight = 0usize;
     // Outcomes sent to the writer and not yet acknowledged: a slot goes on to its next run
     // without waiting for its last outcome to be written (the writer keeps their order).
-    let mut acks: JoinSet<Result<bool>> = JoinSet::new();
+    let mut acks: VecDeque<oneshot::Receiver<Result<bool>>> = VecDeque::new();
     let poll = Duration::from_millis(500);
     let mut last_requeue = Instant::now();
     // The sweep position after this process's last claim: claims look there first.
     let mut cursor = 0;
+    // This process's run times so far: how far ahead to claim.
+    let mut ran = RunTimes::default();
     let result: Result<()> = async {
         loop {
             let stopping = stop.load(Ordering::SeqCst);
@@ -328,15 +345,17 @@ pub async fn run_pending(
                     store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
                     last_requeue = Instant::now();
                 }
-                // Claim one run ahead: the slot that ends a run first finds its next one
-                // waiting, and the claim's transaction runs while the slots train. (One, not one
-                // per slot: a claimed run shows as RUNNING to every other process.)
-                while in_flight < jobs + 1 {
-                    let Some(run) = claim(store, sweep, &token, &mut cursor).await? else {
-                        break;
-                    };
-                    slot.push(run)?;
-                    in_flight += 1;
+                // Claim ahead: the slot that ends a run first finds its next one waiting, and
+                // the claim's transaction runs while the slots train. One run ahead while runs
+                // are long (a claimed run shows as RUNNING to every other process); short runs
+                // are claimed several to a transaction, refilled when half are gone.
+                let ahead = runs_ahead(jobs, ran.mean());
+                if in_flight <= jobs + ahead / 2 {
+                    let want = jobs + ahead - in_flight;
+                    for run in claim(store, sweep, &token, &mut cursor, want).await? {
+                        slot.push(run)?;
+                        in_flight += 1;
+                    }
                 }
                 let waiting = slot.waiting()?;
                 while slots.len() < jobs.min(in_flight) && waiting > 0 {
@@ -345,25 +364,38 @@ pub async fn run_pending(
                     slots.spawn_blocking(move || shared.work(&done));
                 }
             }
-            while let Some(written) = acks.try_join_next() {
-                count_ack(written, &mut report)?;
+            // Acknowledgements come in the order the outcomes were sent.
+            while let Some(first) = acks.front_mut() {
+                match first.try_recv() {
+                    Ok(written) => {
+                        acks.pop_front();
+                        count_ack(written, &mut report)?;
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => break,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        return Err(Error::Db("the database writer has stopped".into()));
+                    }
+                }
             }
             progress.set_running(slots.len().min(in_flight) as u64);
             if in_flight == 0 {
                 // Every outcome of ours in the database before deciding what is left: a failed
                 // run may be pending again, and our own runs must not look like others' work.
                 if !acks.is_empty() {
-                    let _ = tx.send(Write::Flush);
+                    request_flush(&tx, &wake);
                 }
-                while let Some(written) = acks.join_next().await {
-                    count_ack(written, &mut report)?;
+                while let Some(done) = acks.pop_front() {
+                    count_ack(wait_ack(done).await, &mut report)?;
                 }
                 if stopping {
                     break;
                 }
-                if let Some(run) = claim(store, sweep, &token, &mut cursor).await? {
-                    slot.push(run)?;
-                    in_flight += 1;
+                let runs = claim(store, sweep, &token, &mut cursor, jobs + 1).await?;
+                if !runs.is_empty() {
+                    for run in runs {
+                        slot.push(run)?;
+                        in_flight += 1;
+                    }
                     continue;
                 }
                 // Nothing to claim: are other processes still training runs we wait for?
@@ -398,6 +430,7 @@ pub async fn run_pending(
             in_flight -= 1;
             match &result {
                 Ok((outcome, _)) => {
+                    ran.add(outcome.wall_s);
                     report.train_s += outcome.wall_s;
                     report.eval_s += outcome.eval_s;
                     match &outcome.state {
@@ -417,10 +450,7 @@ pub async fn run_pending(
                 }
             }
             let done = send_outcome(&tx, run, result)?;
-            acks.spawn(async move {
-                done.await
-                    .map_err(|_| Error::Db("the database writer has stopped".into()))?
-            });
+            acks.push_back(done);
         }
         Ok(())
     }
@@ -434,12 +464,13 @@ pub async fn run_pending(
     while slots.join_next().await.is_some() {}
     drop(done_tx);
     while let Some((run, res)) = done_rx.recv().await {
-        if let Ok(false) = write_outcome(&tx, run, res).await {
+        if let Ok(false) = write_outcome(&tx, &wake, run, res).await {
             report.lost += 1;
         }
     }
-    while let Some(written) = acks.join_next().await {
-        let _ = count_ack(written, &mut report);
+    request_flush(&tx, &wake);
+    while let Some(done) = acks.pop_front() {
+        let _ = count_ack(wait_ack(done).await, &mut report);
     }
     drop(slot);
     drop(tx);
@@ -454,19 +485,62 @@ pub async fn run_pending(
     Ok(report)
 }
 
-/// Claims the next pending run, looking from `cursor` (the sweep position after this process's
-/// last claim) first, and moves the cursor past it.
+/// Claims up to `max` pending runs in one transaction, looking from `cursor` (the sweep
+/// position after this process's last claim) first, and moves the cursor past them.
 async fn claim(
     store: &Store,
     sweep: Option<&str>,
     token: &str,
     cursor: &mut i64,
-) -> Result<Option<ClaimedRun>> {
-    let run = store.claim_next_from(sweep, token, *cursor).await?;
-    if let Some(p) = run.as_ref().and_then(|r| r.position) {
+    max: usize,
+) -> Result<Vec<ClaimedRun>> {
+    let runs = store.claim_batch(sweep, token, *cursor, max).await?;
+    if let Some(p) = runs.iter().filter_map(|r| r.position).max() {
         *cursor = p + 1;
     }
-    Ok(run)
+    Ok(runs)
+}
+
+/// How much work, in wall time across the job slots, a process claims ahead of them when its
+/// runs are short. Each claim is a transaction (three round trips to the database thread, and a
+/// wake-up of the scheduler): on 6 ms runs with two jobs, one claim per run cost about 5% of
+/// the machine. 200 ms of work is little to hide from another process sharing the sweep.
+const CLAIM_AHEAD: Duration = Duration::from_millis(200);
+
+/// At most this many runs claimed ahead of the slots.
+const MAX_AHEAD: usize = 32;
+
+/// Runs to keep claimed beyond the `jobs` being trained: enough for [`CLAIM_AHEAD`] of work
+/// at the mean run time so far, at least one (none measured yet: one), at most [`MAX_AHEAD`].
+fn runs_ahead(jobs: usize, mean_run_s: Option<f64>) -> usize {
+    match mean_run_s {
+        None => 1,
+        Some(mean) if mean > 0.0 => {
+            let n = CLAIM_AHEAD.as_secs_f64() * jobs as f64 / mean;
+            (n.floor() as usize).clamp(1, MAX_AHEAD)
+        }
+        Some(_) => MAX_AHEAD,
+    }
+}
+
+/// Wall times of the runs this process has trained.
+#[derive(Default)]
+struct RunTimes {
+    n: u64,
+    sum_s: f64,
+}
+
+impl RunTimes {
+    fn add(&mut self, wall_s: f64) {
+        if wall_s.is_finite() && wall_s >= 0.0 {
+            self.n += 1;
+            self.sum_s += wall_s;
+        }
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum_s / self.n as f64)
+    }
 }
 
 /// Gives back the claimed runs no slot has started (Ctrl-C, or an error); returns how many. Every
@@ -487,12 +561,8 @@ async fn release_all(store: &Store, slot: &SlotShared) -> Result<usize> {
 
 /// Accounts for one acknowledged outcome: a lost claim is counted, a database error ends the
 /// scheduler.
-fn count_ack(
-    written: std::result::Result<Result<bool>, tokio::task::JoinError>,
-    report: &mut SchedulerReport,
-) -> Result<()> {
-    let kept = written.map_err(|e| Error::Db(format!("database writer task failed: {e}")))??;
-    if !kept {
+fn count_ack(written: Result<bool>, report: &mut SchedulerReport) -> Result<()> {
+    if !written? {
         report.lost += 1;
     }
     Ok(())
@@ -610,6 +680,7 @@ async fn writer_task(
     store: Store,
     token: String,
     mut rx: mpsc::UnboundedReceiver<Write>,
+    wake: Arc<Notify>,
     max_failures: i64,
 ) -> Result<()> {
     let mut last_checkpoint = Instant::now();
@@ -618,21 +689,36 @@ async fn writer_task(
         // (unless someone waits): one transaction carries the burst's epoch rows and outcomes
         // together. Each statement is a hand-off to the database thread, and with `--jobs` =
         // cores every hand-off takes a core from training.
-        let linger_until = Instant::now() + WRITE_LINGER;
+        // The writer sleeps through the linger instead of waking for each message (two per
+        // run: its rows, its outcome); a flush request wakes it early.
+        let linger_until = tokio::time::Instant::now() + WRITE_LINGER;
         let mut flush = matches!(first, Write::Flush);
         let mut pending = vec![first];
-        while pending.len() < 512 && !flush {
-            let next = match rx.try_recv() {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    let left = linger_until.saturating_duration_since(Instant::now());
-                    // Nothing within the linger (Err) or the channel closed (None): write.
-                    tokio::time::timeout(left, rx.recv()).await.ok().flatten()
+        loop {
+            let mut closed = false;
+            while pending.len() < 512 && !flush {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        flush = matches!(m, Write::Flush);
+                        pending.push(m);
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
                 }
-            };
-            let Some(m) = next else { break };
-            flush = matches!(m, Write::Flush);
-            pending.push(m);
+            }
+            if flush || closed || pending.len() >= 512 {
+                break;
+            }
+            if tokio::time::Instant::now() >= linger_until {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(linger_until) => {}
+                _ = wake.notified() => {}
+            }
         }
         if pending.iter().all(|m| matches!(m, Write::Flush)) {
             continue;
@@ -667,8 +753,10 @@ async fn writer_task(
     Ok(())
 }
 
-/// Writes one burst of messages, in order, inside `tx`; collects each outcome's
-/// acknowledgement with whether its claim was still held.
+/// Writes one burst of messages inside `tx`: first the epoch rows of every run in it (a few
+/// multi-row statements for all of them), then the outcomes, in order; collects each outcome's
+/// acknowledgement with whether its claim was still held. Rows first is the order of the
+/// messages for each run: a run sends all its rows before its outcome, none after.
 async fn write_burst(
     store: &Store,
     tx: &mut sqlx::SqliteConnection,
@@ -678,9 +766,21 @@ async fn write_burst(
     acks: &mut Vec<(oneshot::Sender<Result<bool>>, bool)>,
 ) -> Result<()> {
     let mut rows: Vec<EpochRow> = Vec::new();
+    let mut outcomes = Vec::new();
     for msg in pending {
         match msg {
             Write::Epochs(more) => rows.extend(more),
+            Write::Flush => {}
+            outcome => outcomes.push(outcome),
+        }
+    }
+    store.record_epochs_in(tx, &rows).await?;
+    // Completed and diverged runs end in one statement for the burst; a failure or a stopped
+    // run (given back) is a statement of its own. Each message is a different run, so their
+    // order does not matter.
+    let mut ended = Vec::new();
+    for msg in outcomes {
+        match msg {
             Write::Finish {
                 run,
                 outcome,
@@ -688,20 +788,22 @@ async fn write_burst(
                 finished_at,
                 ack,
             } => {
-                store.record_epochs_in(tx, &rows).await?;
-                rows.clear();
-                let kept = store
-                    .finish_run_in(
-                        tx,
-                        &run.id,
-                        run.attempt,
-                        token,
-                        &outcome,
-                        last.as_ref(),
-                        finished_at,
-                    )
-                    .await?;
-                acks.push((ack, kept));
+                if matches!(outcome.state, RunState::Stopped) {
+                    let kept = store
+                        .finish_run_in(
+                            tx,
+                            &run.id,
+                            run.attempt,
+                            token,
+                            &outcome,
+                            last.as_ref(),
+                            finished_at,
+                        )
+                        .await?;
+                    acks.push((ack, kept));
+                } else {
+                    ended.push((run, outcome, last, finished_at, ack));
+                }
             }
             Write::Fail {
                 run,
@@ -710,18 +812,30 @@ async fn write_burst(
                 permanent,
                 ack,
             } => {
-                store.record_epochs_in(tx, &rows).await?;
-                rows.clear();
                 let limit = if permanent { 1 } else { max_failures };
                 let kept = store
                     .fail_run_in(tx, &run.id, run.attempt, token, &error, limit, finished_at)
                     .await?;
                 acks.push((ack, kept));
             }
-            Write::Flush => {}
+            Write::Epochs(_) | Write::Flush => {}
         }
     }
-    store.record_epochs_in(tx, &rows).await?;
+    let runs: Vec<FinishedRun<'_>> = ended
+        .iter()
+        .map(|(run, outcome, last, finished_at, _)| FinishedRun {
+            id: &run.id,
+            attempt: run.attempt,
+            outcome,
+            last: last.as_ref(),
+            finished_at: *finished_at,
+        })
+        .collect();
+    let kept = store.finish_runs_in(tx, token, &runs).await?;
+    drop(runs);
+    for ((.., ack), kept) in ended.into_iter().zip(kept) {
+        acks.push((ack, kept));
+    }
     Ok(())
 }
 
@@ -802,8 +916,10 @@ mod tests {
         let a = store.claim_next(None, "me").await.unwrap().unwrap();
         let b = store.claim_next(None, "me").await.unwrap().unwrap();
         let c = store.claim_next(None, "other").await.unwrap().unwrap();
+        let d = store.claim_next(None, "me").await.unwrap().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, 3));
+        let wake = Arc::new(Notify::new());
+        let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, wake.clone(), 3));
         let outcome = RunOutcome {
             state: RunState::Completed,
             epochs: 2,
@@ -823,14 +939,29 @@ mod tests {
         let ack_b = send_outcome(&tx, b.clone(), Err(Error::Db("disk hiccup".into()))).unwrap();
         // A run this process lost (claimed by another): neither its rows nor its end land.
         tx.send(rows(&c, "me", 2)).unwrap();
-        let ack_c = send_outcome(&tx, c.clone(), Ok((outcome, None))).unwrap();
+        let ack_c = send_outcome(&tx, c.clone(), Ok((outcome.clone(), None))).unwrap();
+        // A diverged run ends in the same statement as the completed one.
+        tx.send(rows(&d, "me", 2)).unwrap();
+        let diverged = RunOutcome {
+            state: RunState::Diverged {
+                epoch: 1,
+                reason: "train_loss=nan".into(),
+            },
+            best_test_acc: None,
+            final_test_acc: None,
+            ..outcome.clone()
+        };
+        let mut nan = epoch(1);
+        nan.train_loss = f64::NAN;
+        let ack_d = send_outcome(&tx, d.clone(), Ok((diverged, Some(nan)))).unwrap();
         // The writer lingers for more; the run's end time is when it ended, not when written.
         tokio::time::sleep(WRITE_LINGER / 3).await;
         let flushed_at = provenance::now();
-        tx.send(Write::Flush).unwrap();
+        request_flush(&tx, &wake);
         assert!(ack_a.await.unwrap().unwrap());
         assert!(ack_b.await.unwrap().unwrap());
         assert!(!ack_c.await.unwrap().unwrap());
+        assert!(ack_d.await.unwrap().unwrap());
 
         let state = |id: String| {
             let store = store.clone();
@@ -851,6 +982,37 @@ mod tests {
             .await
             .unwrap();
         assert!(finished < flushed_at, "{finished} vs {flushed_at}");
+        type Ended = (
+            Option<i64>,
+            Option<String>,
+            i64,
+            Option<f64>,
+            Option<f64>,
+            f64,
+        );
+        let ended = |id: String| {
+            let store = store.clone();
+            async move {
+                sqlx::query_as::<_, Ended>(
+                    "SELECT diverged_at_epoch, diverged_reason, steps, final_train_loss, \
+                     best_test_acc, wall_s FROM runs WHERE id = ? AND claimed_by IS NULL",
+                )
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(
+            ended(a.id.clone()).await,
+            (None, None, 8, Some(1.0), Some(0.4), 0.02)
+        );
+        assert_eq!(state(d.id.clone()).await, ("diverged".into(), 0));
+        assert_eq!(
+            ended(d.id.clone()).await,
+            (Some(1), Some("train_loss=nan".into()), 8, None, None, 0.02)
+        );
+        assert_eq!(store.epochs_of(&d.id).await.unwrap().len(), 2);
         assert_eq!(store.epochs_of(&a.id).await.unwrap().len(), 3);
         // A transient error: back to pending for a retry, its rows (none) gone.
         assert_eq!(state(b.id.clone()).await, ("pending".into(), 1));
@@ -858,6 +1020,26 @@ mod tests {
         assert!(store.epochs_of(&c.id).await.unwrap().is_empty());
         drop(tx);
         writer.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn short_runs_are_claimed_several_ahead_long_ones_one() {
+        // Nothing measured yet: one ahead, as for long runs.
+        assert_eq!(runs_ahead(2, None), 1);
+        assert_eq!(runs_ahead(2, Some(5.0)), 1);
+        assert_eq!(runs_ahead(2, Some(0.4)), 1);
+        // 200 ms of work across two slots at 40 ms a run: 10 runs.
+        assert_eq!(runs_ahead(2, Some(0.04)), 10);
+        assert_eq!(runs_ahead(1, Some(0.04)), 5);
+        // Very short runs: at most `MAX_AHEAD`.
+        assert_eq!(runs_ahead(2, Some(0.006)), MAX_AHEAD);
+        assert_eq!(runs_ahead(2, Some(0.0)), MAX_AHEAD);
+        let mut times = RunTimes::default();
+        assert_eq!(times.mean(), None);
+        times.add(0.25);
+        times.add(0.75);
+        times.add(f64::NAN);
+        assert_eq!(times.mean(), Some(0.5));
     }
 
     #[test]

@@ -290,3 +290,95 @@ async fn bulk_reads_keep_types_and_leave_the_pool_usable() {
     assert_eq!(n, sweep.cells.len() as i64);
     drop(dir);
 }
+
+/// Several runs claimed in one transaction come in sweep order from the cursor; fewer come
+/// when fewer are pending; the start of the sweep is looked at only when nothing is pending
+/// after the cursor, and a run claimed again loses the rows of its earlier attempt.
+#[tokio::test]
+async fn batched_claims_take_runs_in_sweep_order() {
+    let (_dir, store, sweep) = quickstart_store().await;
+    let name = Some(sweep.name.as_str());
+    let positions = |runs: &[scalelab::db::runs::ClaimedRun]| -> Vec<Option<i64>> {
+        runs.iter().map(|r| r.position).collect()
+    };
+
+    assert!(
+        store
+            .claim_batch(name, "me", 0, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = store.claim_batch(name, "me", 0, 5).await.unwrap();
+    assert_eq!(positions(&first), (0..5).map(Some).collect::<Vec<_>>());
+    for (p, run) in first.iter().enumerate() {
+        assert_eq!(run.id, sweep.cells[p].run_id());
+        assert_eq!(run.attempt, 1);
+    }
+    let next = store.claim_batch(name, "me", 5, 3).await.unwrap();
+    assert_eq!(positions(&next), vec![Some(5), Some(6), Some(7)]);
+
+    // Another process holds everything from position 10 on: two are left after the cursor.
+    sqlx::query(
+        "UPDATE runs SET state = 'running', claimed_by = 'other' WHERE state = 'pending' \
+         AND id IN (SELECT run_id FROM sweep_runs WHERE position >= 10)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let tail = store.claim_batch(name, "me", 8, 10).await.unwrap();
+    assert_eq!(positions(&tail), vec![Some(8), Some(9)]);
+    let (state, claimer): (String, String) =
+        sqlx::query_as("SELECT state, claimed_by FROM runs WHERE id = ?")
+            .bind(&tail[1].id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!((state.as_str(), claimer.as_str()), ("running", "me"));
+
+    // Run 0 fails once and is pending again, with a stray row of its first attempt (as a
+    // process killed mid-write could leave): claimed again from the start, the row is gone.
+    let r0 = &first[0];
+    assert!(
+        store
+            .fail_run(&r0.id, 1, "me", "disk hiccup", 3)
+            .await
+            .unwrap()
+    );
+    sqlx::query(
+        "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, wall_s) \
+         VALUES (?, 0, 0, 0, 0.1, 32, 0.0)",
+    )
+    .bind(&r0.id)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let again = store.claim_batch(name, "me", 10, 4).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].position, again[0].attempt), (Some(0), 2));
+    assert!(store.epochs_of(&r0.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_batch(name, "me", 0, 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // For any sweep (a worker): creation order, no positions.
+    sqlx::query("UPDATE runs SET state = 'pending', claimed_by = NULL WHERE claimed_by = 'other'")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let expected: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM runs WHERE state = 'pending' ORDER BY rowid LIMIT 3")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let any = store.claim_batch(None, "me", 0, 3).await.unwrap();
+    assert_eq!(
+        any.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(positions(&any), vec![None, None, None]);
+}

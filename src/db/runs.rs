@@ -24,6 +24,31 @@ pub struct ClaimedRun {
     pub position: Option<i64>,
 }
 
+/// How one claimed run ended, for [`Store::finish_runs_in`].
+pub(crate) struct FinishedRun<'a> {
+    /// The run id.
+    pub id: &'a str,
+    /// Its claim number.
+    pub attempt: i64,
+    /// How it ended: completed or diverged.
+    pub outcome: &'a RunOutcome,
+    /// Its last epoch's numbers.
+    pub last: Option<&'a EpochMetrics>,
+    /// When it ended (Unix seconds).
+    pub finished_at: f64,
+}
+
+/// Runs ended per statement by [`Store::finish_runs_in`] (27 parameters each: 6,912 in all).
+const FINISHES_PER_UPDATE: usize = 256;
+
+/// A claimed run and its order among the runs claimed with it.
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    run: ClaimedRun,
+    ord: i64,
+}
+
 /// A run being trained somewhere, as `scalelab status` shows it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct RunningRun {
@@ -76,17 +101,39 @@ impl Store {
         token: &str,
         from: i64,
     ) -> Result<Option<ClaimedRun>> {
+        Ok(self
+            .claim_batch(sweep, token, from, 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Claims up to `max` pending runs at once, in sweep order (creation order for any sweep),
+    /// in one transaction: [`Store::claim_next_from`] for several runs. The scheduler claims
+    /// several runs ahead when its runs are short, so that the claim's transaction is not paid
+    /// once per run. Fewer than `max` (or none) when fewer are pending after `from`; the start
+    /// of the sweep is looked at only when none is.
+    pub async fn claim_batch(
+        &self,
+        sweep: Option<&str>,
+        token: &str,
+        from: i64,
+        max: usize,
+    ) -> Result<Vec<ClaimedRun>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let now = provenance::now();
         self.in_write_tx(async |tx| {
             let mut start = from.max(0);
             let claimed = loop {
-                let claimed = self.claim_in(tx, sweep, token, now, start).await?;
-                if claimed.is_some() || start == 0 || sweep.is_none() {
+                let claimed = self.claim_in(tx, sweep, token, now, start, max).await?;
+                if !claimed.is_empty() || start == 0 || sweep.is_none() {
                     break claimed;
                 }
                 start = 0;
             };
-            if let Some(run) = claimed.as_ref().filter(|r| r.attempt > 1) {
+            for run in claimed.iter().filter(|r| r.attempt > 1) {
                 // Metrics of an earlier, interrupted attempt are not this attempt's (a first
                 // attempt has none: every path back to PENDING deletes a run's rows).
                 sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
@@ -100,8 +147,8 @@ impl Store {
         .await
     }
 
-    /// One claim attempt inside `tx`: the first pending run at sweep position ≥ `from` (or, for
-    /// any sweep, in creation order).
+    /// One claim attempt inside `tx`: up to `max` pending runs at sweep position ≥ `from` (or,
+    /// for any sweep, in creation order), returned in that order.
     async fn claim_in(
         &self,
         tx: &mut SqliteConnection,
@@ -109,38 +156,44 @@ impl Store {
         token: &str,
         now: f64,
         from: i64,
-    ) -> Result<Option<ClaimedRun>> {
-        // Sweep order for a sweep (its cells' positions); creation order for any sweep.
+        max: usize,
+    ) -> Result<Vec<ClaimedRun>> {
+        // Sweep order for a sweep (its cells' positions); creation order for any sweep. The
+        // unary `+` keeps SQLite from answering `id IN (…)` by scanning the state index (every
+        // pending run of a 100,000-cell sweep) instead of looking each id up.
         let pick = if sweep.is_some() {
             "SELECT s.run_id FROM sweep_runs s JOIN runs r ON r.id = s.run_id \
-             WHERE s.sweep = ?1 AND s.position >= ?8 AND r.state = 'pending' \
-             ORDER BY s.position LIMIT 1"
+             WHERE s.sweep = ?1 AND s.position >= ?9 AND r.state = 'pending' \
+             ORDER BY s.position LIMIT ?8"
         } else {
-            "SELECT id FROM runs WHERE state = 'pending' AND ?1 IS NULL ORDER BY rowid LIMIT 1"
+            "SELECT id FROM runs WHERE state = 'pending' AND ?1 IS NULL ORDER BY rowid LIMIT ?8"
         };
         let sql = format!(
             "UPDATE runs SET state = 'running', attempt = attempt + 1, claimed_by = ?2, \
              worker = ?2, heartbeat_at = ?3, started_at = ?3, finished_at = NULL, host = ?4, threads = ?5, \
              scalelab_version = ?6, git_revision = ?7 \
-             WHERE id = ({pick}) AND state = 'pending' \
+             WHERE id IN ({pick}) AND +state = 'pending' \
              RETURNING id, config, attempt, \
-             (SELECT position FROM sweep_runs WHERE sweep = ?1 AND run_id = runs.id) AS position"
+             (SELECT position FROM sweep_runs WHERE sweep = ?1 AND run_id = runs.id) AS position, \
+             rowid AS ord"
         );
-        let mut query = sqlx::query_as::<_, ClaimedRun>(sqlx::AssertSqlSafe(sql))
+        let mut query = sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(sql))
             .bind(sweep)
             .bind(token)
             .bind(now)
             .bind(provenance::host())
             .bind(provenance::compute_threads())
             .bind(provenance::VERSION)
-            .bind(provenance::git_revision());
+            .bind(provenance::git_revision())
+            .bind(i64::try_from(max).unwrap_or(i64::MAX));
         if sweep.is_some() {
             query = query.bind(from);
         }
-        query
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))
+        let mut rows = query.fetch_all(&mut *tx).await.map_err(|e| self.err(e))?;
+        // RETURNING follows the order in which SQLite updated the rows, which it does not
+        // promise to be the subquery's.
+        rows.sort_by_key(|r| (r.run.position, r.ord));
+        Ok(rows.into_iter().map(|r| r.run).collect())
     }
 
     /// Refreshes the heartbeat of every run this process is training.
@@ -229,56 +282,98 @@ impl Store {
         last: Option<&EpochMetrics>,
         finished_at: f64,
     ) -> Result<bool> {
-        let (state, epoch, reason) = match &outcome.state {
-            RunState::Completed => ("completed", None, None),
-            RunState::Diverged { epoch, reason } => {
-                ("diverged", Some(*epoch as i64), Some(reason.as_str()))
-            }
-            RunState::Stopped => return self.release_run_in(tx, id, attempt, token).await,
+        if matches!(outcome.state, RunState::Stopped) {
+            return self.release_run_in(tx, id, attempt, token).await;
+        }
+        let run = FinishedRun {
+            id,
+            attempt,
+            outcome,
+            last,
+            finished_at,
         };
+        let kept = self.finish_runs_in(tx, token, &[run]).await?;
+        Ok(kept.first().copied().unwrap_or(false))
+    }
+
+    /// Records how several claimed runs ended (completed or diverged; a stopped run is released
+    /// by [`Store::finish_run_in`] instead), a few hundred to a statement: the scheduler's
+    /// writer ends every run of a burst with one `UPDATE … FROM (VALUES …)` instead of one
+    /// statement per run. Returns, for each run, whether its claim still held (a run whose
+    /// claim was lost is left as it is).
+    pub(crate) async fn finish_runs_in(
+        &self,
+        tx: &mut SqliteConnection,
+        token: &str,
+        runs: &[FinishedRun<'_>],
+    ) -> Result<Vec<bool>> {
+        let mut kept = std::collections::HashSet::new();
         let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
-        let n = sqlx::query(
-            "UPDATE runs SET state = ?, finished_at = ?, claimed_by = NULL, error = NULL, \
-             diverged_at_epoch = ?, diverged_reason = ?, epochs_done = ?, steps = ?, samples = ?, \
-             initial_train_loss = ?, final_train_loss = ?, final_train_acc = ?, \
-             final_test_loss = ?, final_test_acc = ?, best_test_acc = ?, wall_s = ?, eval_s = ?, \
-             instruments_s = ?, init_top_eigenvalue = ?, init_eigen_converged = ?, \
-             init_hessian_trace = ?, init_hessian_trace_se = ?, final_top_eigenvalue = ?, \
-             final_eigen_converged = ?, final_hessian_trace = ?, final_hessian_trace_se = ? \
-             WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
-        )
-        .bind(state)
-        .bind(finished_at)
-        .bind(epoch)
-        .bind(reason)
-        .bind(outcome.epochs as i64)
-        .bind(outcome.steps as i64)
-        .bind(outcome.samples as i64)
-        .bind(finite(Some(outcome.initial_train_loss)))
-        .bind(finite(last.map(|m| m.train_loss)))
-        .bind(finite(last.map(|m| m.train_acc)))
-        .bind(finite(last.map(|m| m.test_loss)))
-        .bind(finite(last.map(|m| m.test_acc)))
-        .bind(finite(outcome.best_test_acc))
-        .bind(outcome.wall_s)
-        .bind(outcome.eval_s)
-        .bind(outcome.instruments_s)
-        .bind(finite(outcome.curvature_init.map(|c| c.top_eigenvalue)))
-        .bind(outcome.curvature_init.map(|c| c.converged))
-        .bind(finite(outcome.curvature_init.map(|c| c.trace)))
-        .bind(finite(outcome.curvature_init.map(|c| c.trace_se)))
-        .bind(finite(outcome.curvature_final.map(|c| c.top_eigenvalue)))
-        .bind(outcome.curvature_final.map(|c| c.converged))
-        .bind(finite(outcome.curvature_final.map(|c| c.trace)))
-        .bind(finite(outcome.curvature_final.map(|c| c.trace_se)))
-        .bind(id)
-        .bind(attempt)
-        .bind(token)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?
-        .rows_affected();
-        Ok(n == 1)
+        for chunk in runs.chunks(FINISHES_PER_UPDATE) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE runs SET state = v.column3, finished_at = v.column4, claimed_by = NULL, \
+                 error = NULL, diverged_at_epoch = v.column5, diverged_reason = v.column6, \
+                 epochs_done = v.column7, steps = v.column8, samples = v.column9, \
+                 initial_train_loss = v.column10, final_train_loss = v.column11, \
+                 final_train_acc = v.column12, final_test_loss = v.column13, \
+                 final_test_acc = v.column14, best_test_acc = v.column15, wall_s = v.column16, \
+                 eval_s = v.column17, instruments_s = v.column18, \
+                 init_top_eigenvalue = v.column19, init_eigen_converged = v.column20, \
+                 init_hessian_trace = v.column21, init_hessian_trace_se = v.column22, \
+                 final_top_eigenvalue = v.column23, final_eigen_converged = v.column24, \
+                 final_hessian_trace = v.column25, final_hessian_trace_se = v.column26 FROM (",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let o = r.outcome;
+                let (state, epoch, reason) = match &o.state {
+                    RunState::Diverged { epoch, reason } => {
+                        ("diverged", Some(*epoch as i64), Some(reason.clone()))
+                    }
+                    RunState::Completed | RunState::Stopped => ("completed", None, None),
+                };
+                let (ci, cf) = (o.curvature_init, o.curvature_final);
+                b.push_bind(r.id.to_string())
+                    .push_bind(r.attempt)
+                    .push_bind(state)
+                    .push_bind(r.finished_at)
+                    .push_bind(epoch)
+                    .push_bind(reason)
+                    .push_bind(o.epochs as i64)
+                    .push_bind(o.steps as i64)
+                    .push_bind(o.samples as i64)
+                    .push_bind(finite(Some(o.initial_train_loss)))
+                    .push_bind(finite(r.last.map(|m| m.train_loss)))
+                    .push_bind(finite(r.last.map(|m| m.train_acc)))
+                    .push_bind(finite(r.last.map(|m| m.test_loss)))
+                    .push_bind(finite(r.last.map(|m| m.test_acc)))
+                    .push_bind(finite(o.best_test_acc))
+                    .push_bind(o.wall_s)
+                    .push_bind(o.eval_s)
+                    .push_bind(o.instruments_s)
+                    .push_bind(finite(ci.map(|c| c.top_eigenvalue)))
+                    .push_bind(ci.map(|c| c.converged))
+                    .push_bind(finite(ci.map(|c| c.trace)))
+                    .push_bind(finite(ci.map(|c| c.trace_se)))
+                    .push_bind(finite(cf.map(|c| c.top_eigenvalue)))
+                    .push_bind(cf.map(|c| c.converged))
+                    .push_bind(finite(cf.map(|c| c.trace)))
+                    .push_bind(finite(cf.map(|c| c.trace_se)));
+            });
+            q.push(
+                ") AS v WHERE runs.id = v.column1 AND runs.attempt = v.column2 \
+                 AND runs.claimed_by = ",
+            );
+            q.push_bind(token.to_string());
+            q.push(" AND runs.state = 'running' RETURNING runs.id");
+            let ids: Vec<String> = q
+                .build_query_scalar()
+                .persistent(chunk.len() == 1)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+            kept.extend(ids);
+        }
+        Ok(runs.iter().map(|r| kept.contains(r.id)).collect())
     }
 
     /// Records an error. The run goes back to PENDING while it has failed fewer than
