@@ -349,7 +349,7 @@ pub async fn run_pending(
                 // the claim's transaction runs while the slots train. One run ahead while runs
                 // are long (a claimed run shows as RUNNING to every other process); short runs
                 // are claimed several to a transaction, refilled when half are gone.
-                let ahead = runs_ahead(jobs, ran.mean());
+                let ahead = runs_ahead(jobs, ran.recent_longest());
                 if in_flight <= jobs + ahead / 2 {
                     let want = jobs + ahead - in_flight;
                     for run in claim(store, sweep, &token, &mut cursor, want).await? {
@@ -510,36 +510,44 @@ const CLAIM_AHEAD: Duration = Duration::from_millis(200);
 /// At most this many runs claimed ahead of the slots.
 const MAX_AHEAD: usize = 32;
 
-/// Runs to keep claimed beyond the `jobs` being trained: enough for [`CLAIM_AHEAD`] of work
-/// at the mean run time so far, at least one (none measured yet: one), at most [`MAX_AHEAD`].
-fn runs_ahead(jobs: usize, mean_run_s: Option<f64>) -> usize {
-    match mean_run_s {
+/// Runs to keep claimed beyond the `jobs` being trained: enough for [`CLAIM_AHEAD`] of the
+/// slots' work at `run_s` a run, at least one (nothing measured yet: one), at most
+/// [`MAX_AHEAD`].
+fn runs_ahead(jobs: usize, run_s: Option<f64>) -> usize {
+    match run_s {
         None => 1,
-        Some(mean) if mean > 0.0 => {
-            let n = CLAIM_AHEAD.as_secs_f64() * jobs as f64 / mean;
+        Some(t) if t > 0.0 => {
+            let n = CLAIM_AHEAD.as_secs_f64() * jobs as f64 / t;
             (n.floor() as usize).clamp(1, MAX_AHEAD)
         }
         Some(_) => MAX_AHEAD,
     }
 }
 
-/// Wall times of the runs this process has trained.
+/// The wall times of the last few runs this process trained. Claiming ahead goes by the longest
+/// of them, not by a mean over the sweep: when a sweep moves on from short runs to long ones (a
+/// larger training set), one long run is enough to go back to claiming one run ahead.
 #[derive(Default)]
 struct RunTimes {
-    n: u64,
-    sum_s: f64,
+    recent: VecDeque<f64>,
 }
 
 impl RunTimes {
+    /// Runs remembered.
+    const WINDOW: usize = 8;
+
     fn add(&mut self, wall_s: f64) {
         if wall_s.is_finite() && wall_s >= 0.0 {
-            self.n += 1;
-            self.sum_s += wall_s;
+            if self.recent.len() == Self::WINDOW {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(wall_s);
         }
     }
 
-    fn mean(&self) -> Option<f64> {
-        (self.n > 0).then(|| self.sum_s / self.n as f64)
+    /// The longest of the last [`RunTimes::WINDOW`] runs (`None` before the first).
+    fn recent_longest(&self) -> Option<f64> {
+        self.recent.iter().copied().reduce(f64::max)
     }
 }
 
@@ -1034,12 +1042,25 @@ mod tests {
         // Very short runs: at most `MAX_AHEAD`.
         assert_eq!(runs_ahead(2, Some(0.006)), MAX_AHEAD);
         assert_eq!(runs_ahead(2, Some(0.0)), MAX_AHEAD);
+        // The longest of the last eight runs: one long run turns claiming ahead back to one,
+        // and eight short ones after it turn it up again.
         let mut times = RunTimes::default();
-        assert_eq!(times.mean(), None);
-        times.add(0.25);
-        times.add(0.75);
+        assert_eq!(times.recent_longest(), None);
+        for _ in 0..100 {
+            times.add(0.006);
+        }
         times.add(f64::NAN);
-        assert_eq!(times.mean(), Some(0.5));
+        assert_eq!(runs_ahead(2, times.recent_longest()), MAX_AHEAD);
+        times.add(10.0);
+        assert_eq!(times.recent_longest(), Some(10.0));
+        assert_eq!(runs_ahead(2, times.recent_longest()), 1);
+        for _ in 0..7 {
+            times.add(0.04);
+        }
+        assert_eq!(times.recent_longest(), Some(10.0));
+        times.add(0.04);
+        assert_eq!(times.recent_longest(), Some(0.04));
+        assert_eq!(runs_ahead(2, times.recent_longest()), 10);
     }
 
     #[test]

@@ -382,3 +382,27 @@ async fn batched_claims_take_runs_in_sweep_order() {
     );
     assert_eq!(positions(&any), vec![None, None, None]);
 }
+
+/// More rows than one INSERT carries (512), from several runs in one call, one of them under a
+/// claim that is not ours: every row of ours lands once, none of the other's; written again, none
+/// is duplicated.
+#[tokio::test]
+async fn epoch_rows_beyond_one_statement_land_once_under_their_claims() {
+    let (_dir, store, _) = quickstart_store().await;
+    let a = store.claim_next(None, "me").await.unwrap().unwrap();
+    let b = store.claim_next(None, "me").await.unwrap().unwrap();
+    let c = store.claim_next(None, "other").await.unwrap().unwrap();
+    let mut rows = Vec::new();
+    for run in [&a, &c, &b] {
+        rows.extend((0..250).map(|e| row(run, "me", metrics(e, 2.0))));
+    }
+    // 750 rows: a full statement of 512 (a's 250, c's 250, 12 of b's), then 238 of b's.
+    assert_eq!(store.record_epochs(&rows).await.unwrap(), 500);
+    assert_eq!(store.record_epochs(&rows).await.unwrap(), 0);
+    let ea = store.epochs_of(&a.id).await.unwrap();
+    let eb = store.epochs_of(&b.id).await.unwrap();
+    assert_eq!((ea.len(), eb.len()), (250, 250));
+    assert_eq!(eb[249].epoch, 249);
+    assert_eq!(eb[249].samples, 320 * 249);
+    assert!(store.epochs_of(&c.id).await.unwrap().is_empty());
+}
