@@ -503,8 +503,10 @@ async fn claim(
 
 /// How much work, in wall time across the job slots, a process claims ahead of them when its
 /// runs are short. Each claim is a transaction (three round trips to the database thread, and a
-/// wake-up of the scheduler): on 6 ms runs with two jobs, one claim per run cost about 5% of
-/// the machine. 200 ms of work is little to hide from another process sharing the sweep.
+/// wake-up of the scheduler), and with as many jobs as cores that work is taken from training:
+/// on 6 ms runs with two jobs, a claim per run and a few statements per outcome kept the slots
+/// out of their runs 7–9% of the time (docs/performance.md). 200 ms of work is little to hide
+/// from another process sharing the sweep.
 const CLAIM_AHEAD: Duration = Duration::from_millis(200);
 
 /// At most this many runs claimed ahead of the slots.
