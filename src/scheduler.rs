@@ -352,10 +352,8 @@ pub async fn run_pending(
                 let ahead = runs_ahead(jobs, ran.recent_longest());
                 if in_flight <= jobs + ahead / 2 {
                     let want = jobs + ahead - in_flight;
-                    for run in claim(store, sweep, &token, &mut cursor, want).await? {
-                        slot.push(run)?;
-                        in_flight += 1;
-                    }
+                    in_flight +=
+                        slot.push(claim(store, sweep, &token, &mut cursor, want).await?)?;
                 }
                 let waiting = slot.waiting()?;
                 while slots.len() < jobs.min(in_flight) && waiting > 0 {
@@ -392,10 +390,7 @@ pub async fn run_pending(
                 }
                 let runs = claim(store, sweep, &token, &mut cursor, jobs + 1).await?;
                 if !runs.is_empty() {
-                    for run in runs {
-                        slot.push(run)?;
-                        in_flight += 1;
-                    }
+                    in_flight += slot.push(runs)?;
                     continue;
                 }
                 // Nothing to claim: are other processes still training runs we wait for?
@@ -596,9 +591,11 @@ impl SlotShared {
             .map_err(|_| Error::Db("the scheduler's run queue is poisoned".into()))
     }
 
-    fn push(&self, run: ClaimedRun) -> Result<()> {
-        self.queue()?.push_back(run);
-        Ok(())
+    /// Queues claimed runs for the slots, in order; returns how many.
+    fn push(&self, runs: Vec<ClaimedRun>) -> Result<usize> {
+        let n = runs.len();
+        self.queue()?.extend(runs);
+        Ok(n)
     }
 
     fn waiting(&self) -> Result<usize> {
