@@ -8,7 +8,7 @@
 //! PENDING.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,9 @@ use crate::provenance;
 use crate::train::data::Dataset;
 use crate::train::{EpochMetrics, RunOutcome, RunState};
 
+mod head_start;
+pub use head_start::HeadStart;
+
 /// How the scheduler works.
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
@@ -40,8 +43,11 @@ pub struct SchedulerOptions {
     pub max_failures: i64,
     /// Show a progress bar on stderr.
     pub progress: bool,
-    /// The data sets of this process's runs (shared, so a caller can prefetch into it).
+    /// The data sets of this process's runs (shared with a [`HeadStart`]).
     pub data: Arc<DataCache>,
+    /// Cells that began training before the database was ready (`scalelab run`): a slot that
+    /// claims one of them takes its result. Job time is counted from its start.
+    pub head: Option<Arc<HeadStart>>,
 }
 
 impl Default for SchedulerOptions {
@@ -54,6 +60,7 @@ impl Default for SchedulerOptions {
             max_failures: 3,
             progress: true,
             data: Arc::default(),
+            head: None,
         }
     }
 }
@@ -86,6 +93,8 @@ pub struct SchedulerReport {
     pub eval_s: f64,
     /// Jobs used.
     pub jobs: usize,
+    /// Of the runs trained, those whose training began before the database was ready.
+    pub head_started: u64,
 }
 
 impl SchedulerReport {
@@ -247,24 +256,6 @@ impl DataCache {
         *built = Some(ds.clone());
         Ok(ds)
     }
-
-    /// Starts building the data set `cfg` describes on a thread of its own, so it is ready (or
-    /// nearly) when the first run asks for it; an error is left for that run to meet. Does
-    /// nothing when that data set is already built or being built.
-    pub fn prefetch(self: &Arc<Self>, cfg: DataConfig) {
-        if self
-            .sets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&Self::key(&cfg))
-        {
-            return;
-        }
-        let cache = self.clone();
-        std::thread::spawn(move || {
-            let _ = cache.get(&cfg);
-        });
-    }
 }
 
 /// Trains pending runs until none is left (or `stop` is raised), then waits for the writer.
@@ -278,7 +269,10 @@ pub async fn run_pending(
     total: u64,
     already_done: u64,
 ) -> Result<SchedulerReport> {
-    let start = Instant::now();
+    let start = opts
+        .head
+        .as_ref()
+        .map_or_else(Instant::now, |h| h.started());
     let token = provenance::claim_token();
     let jobs = opts.jobs.max(1);
     let sweep = opts.sweep.as_deref();
@@ -316,7 +310,11 @@ pub async fn run_pending(
         tx: tx.clone(),
         stop: stop.clone(),
         cache: opts.data.clone(),
+        head: opts.head.clone(),
+        head_taken: AtomicU64::new(0),
     });
+    // The cells started ahead that this process's first claim does not hold are cancelled.
+    let mut first_claim = opts.head.clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<JobResult>();
     // One thread per job slot; each trains claimed runs one after another until none is ready.
     let mut slots: JoinSet<()> = JoinSet::new();
@@ -335,6 +333,9 @@ pub async fn run_pending(
         loop {
             let stopping = stop.load(Ordering::SeqCst);
             if stopping {
+                if let Some(head) = &opts.head {
+                    head.cancel_all();
+                }
                 let released = release_all(store, &slot).await?;
                 in_flight -= released;
                 report.released += released as u64;
@@ -352,8 +353,11 @@ pub async fn run_pending(
                 let ahead = runs_ahead(jobs, ran.recent_longest());
                 if in_flight <= jobs + ahead / 2 {
                     let want = jobs + ahead - in_flight;
-                    in_flight +=
-                        slot.push(claim(store, sweep, &token, &mut cursor, want).await?)?;
+                    let runs = claim(store, sweep, &token, &mut cursor, want).await?;
+                    if let Some(head) = first_claim.take() {
+                        head.keep_only(&runs);
+                    }
+                    in_flight += slot.push(runs)?;
                 }
                 let waiting = slot.waiting()?;
                 while slots.len() < jobs.min(in_flight) && waiting > 0 {
@@ -389,6 +393,9 @@ pub async fn run_pending(
                     break;
                 }
                 let runs = claim(store, sweep, &token, &mut cursor, jobs + 1).await?;
+                if let Some(head) = first_claim.take() {
+                    head.keep_only(&runs);
+                }
                 if !runs.is_empty() {
                     in_flight += slot.push(runs)?;
                     continue;
@@ -455,6 +462,9 @@ pub async fn run_pending(
     if result.is_err() {
         stop.store(true, Ordering::SeqCst);
     }
+    if let Some(head) = &opts.head {
+        head.cancel_all();
+    }
     let _ = release_all(store, &slot).await;
     while slots.join_next().await.is_some() {}
     drop(done_tx);
@@ -467,6 +477,7 @@ pub async fn run_pending(
     while let Some(done) = acks.pop_front() {
         let _ = count_ack(wait_ack(done).await, &mut report);
     }
+    report.head_started = slot.head_taken.load(Ordering::SeqCst);
     drop(slot);
     drop(tx);
     writer
@@ -580,6 +591,9 @@ struct SlotShared {
     tx: mpsc::UnboundedSender<Write>,
     stop: Arc<AtomicBool>,
     cache: Arc<DataCache>,
+    head: Option<Arc<HeadStart>>,
+    /// Runs whose result came from `head`.
+    head_taken: AtomicU64,
 }
 
 type JobResult = (ClaimedRun, Result<(RunOutcome, Option<EpochMetrics>)>);
@@ -627,6 +641,25 @@ impl SlotShared {
     }
 
     fn train_one(&self, run: &ClaimedRun) -> Result<(RunOutcome, Option<EpochMetrics>)> {
+        if let Some((outcome, epochs)) = self.head.as_ref().and_then(|h| h.take(&run.config)) {
+            self.head_taken.fetch_add(1, Ordering::SeqCst);
+            let last = epochs.last().cloned();
+            let rows: Vec<EpochRow> = epochs
+                .into_iter()
+                .map(|metrics| EpochRow {
+                    run_id: run.id.clone(),
+                    attempt: run.attempt,
+                    token: self.token.clone(),
+                    metrics,
+                })
+                .collect();
+            if !rows.is_empty() {
+                self.tx
+                    .send(Write::Epochs(rows))
+                    .map_err(|_| Error::Db("the database writer has stopped".into()))?;
+            }
+            return Ok((outcome, last));
+        }
         let cfg: RunConfig = serde_json::from_str(&run.config).map_err(|e| {
             Error::config(
                 "config",
@@ -862,14 +895,17 @@ mod tests {
     }
 
     #[test]
-    fn the_data_cache_builds_each_data_set_once_prefetched_or_not() {
+    fn the_data_cache_builds_each_data_set_once_whoever_asks_first() {
         use crate::config::{DataConfig, DatasetKind};
         let cache = Arc::new(DataCache::default());
         let a = DataConfig::new(DatasetKind::Teacher, 300, 100);
-        cache.prefetch(a.clone());
+        // Two threads asking at once get the one data set (the second waits for the first).
+        let other_thread = {
+            let (cache, a) = (cache.clone(), a.clone());
+            std::thread::spawn(move || cache.get(&a).unwrap())
+        };
         let first = cache.get(&a).unwrap();
-        // Prefetching a data set that is built already does nothing; asking again shares it.
-        cache.prefetch(a.clone());
+        assert!(Arc::ptr_eq(&first, &other_thread.join().unwrap()));
         assert!(Arc::ptr_eq(&first, &cache.get(&a).unwrap()));
         // Another N is another data set, built on its own.
         let b = DataConfig::new(DatasetKind::Teacher, 600, 100);
@@ -913,6 +949,131 @@ mod tests {
     /// Several runs' rows and outcomes, one of them for a claim that is not this process's,
     /// reach the writer in one burst (one transaction): each outcome is acknowledged with
     /// whether it was kept, and the database holds exactly the kept ones.
+    /// Every stored number of a sweep's runs and epochs (the clocks left out), ordered.
+    async fn stored_numbers(store: &Store) -> Vec<String> {
+        type RunRow = (String, String, i64, Option<f64>, Option<f64>);
+        type EpochRow = (String, i64, i64, f64, Option<f64>, Option<f64>);
+        let runs: Vec<RunRow> = sqlx::query_as(
+            "SELECT id, state, steps, final_train_loss, final_test_acc FROM runs ORDER BY id",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let epochs: Vec<EpochRow> = sqlx::query_as(
+            "SELECT run_id, epoch, step, lr, train_loss, test_acc FROM epoch_metrics \
+             ORDER BY run_id, epoch",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let bits = |v: Option<f64>| v.map(f64::to_bits);
+        runs.into_iter()
+            .map(|(id, state, steps, loss, acc)| {
+                format!("{id} {state} {steps} {:?} {:?}", bits(loss), bits(acc))
+            })
+            .chain(epochs.into_iter().map(|(id, e, step, lr, loss, acc)| {
+                format!(
+                    "{id}/{e} {step} {} {:?} {:?}",
+                    lr.to_bits(),
+                    bits(loss),
+                    bits(acc)
+                )
+            }))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_trained_ahead_are_stored_as_the_slots_would_store_them() {
+        let sweep = crate::sweep::parse_sweep(
+            "ahead.toml",
+            r#"
+name = "ahead"
+[data]
+dataset = "teacher"
+train_size = 300
+test_size = 100
+[model]
+hidden = [16]
+[train]
+lr = [0.05, 0.2]
+batch_size = [16, 64]
+momentum = 0.9
+epochs = 3
+seeds = 1
+"#,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut stored = Vec::new();
+        // Without a head start; with one; with one whose first cell another process holds.
+        for (case, head) in [("plain", false), ("ahead", true), ("held", true)] {
+            let store = Store::open(&dir.path().join(format!("{case}.db")))
+                .await
+                .unwrap();
+            store.register_sweep(&sweep).await.unwrap();
+            if case == "held" {
+                let other = store
+                    .claim_next(Some("ahead"), "other")
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(other.position, Some(0));
+                store.heartbeat("other").await.unwrap();
+            }
+            let data = Arc::new(DataCache::default());
+            let opts = SchedulerOptions {
+                jobs: 2,
+                sweep: Some("ahead".into()),
+                progress: false,
+                head: head.then(|| Arc::new(HeadStart::start(&sweep.cells, 2, &data))),
+                data,
+                ..SchedulerOptions::default()
+            };
+            if case == "held" {
+                // The held cell is waited for, not trained: end as soon as the rest is done.
+                let store2 = store.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let pending: i64 = sqlx::query_scalar(
+                            "SELECT count(*) FROM runs WHERE state IN ('pending', 'running')",
+                        )
+                        .fetch_one(store2.pool())
+                        .await
+                        .unwrap();
+                        if pending == 1 {
+                            sqlx::query(
+                                "UPDATE runs SET state = 'pending', claimed_by = NULL \
+                                         WHERE claimed_by = 'other'",
+                            )
+                            .execute(store2.pool())
+                            .await
+                            .unwrap();
+                            break;
+                        }
+                    }
+                });
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let report = run_pending(&store, &opts, stop, 4, 0).await.unwrap();
+            assert_eq!(report.completed + report.diverged, 4, "{case}");
+            assert_eq!(report.failed + report.lost, 0, "{case}");
+            // Both cells started ahead are used, unless another process held the first: that
+            // one is trained by a slot once it is given back.
+            let expected = [("plain", 0), ("ahead", 2), ("held", 1)];
+            assert_eq!(
+                Some(report.head_started),
+                expected.iter().find(|(c, _)| *c == case).map(|(_, n)| *n),
+                "{case}"
+            );
+            stored.push(stored_numbers(&store).await);
+            store.close().await;
+        }
+        assert_eq!(stored[0].len(), 4 + 4 * 4, "4 runs, epochs 0 to 3 each");
+        assert_eq!(stored[0], stored[1]);
+        assert_eq!(stored[0], stored[2]);
+    }
+
     #[tokio::test]
     async fn the_writer_commits_a_burst_of_outcomes_and_skips_a_lost_claim() {
         let dir = tempfile::tempdir().unwrap();

@@ -301,7 +301,8 @@ fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
         0
     );
     assert!(count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'") >= 2);
-    // Pending runs keep no partial metrics; finished runs keep all of theirs.
+    // Pending runs keep no partial metrics; finished runs keep all of theirs (epochs 0 to 200: a
+    // short cell trained ahead while the database opened may have completed before the signal).
     assert_eq!(
         count(
             &db,
@@ -314,7 +315,7 @@ fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
         count(
             &db,
             "SELECT COUNT(*) FROM runs r WHERE r.state = 'completed' AND \
-             (SELECT COUNT(*) FROM epoch_metrics m WHERE m.run_id = r.id) != 41"
+             (SELECT COUNT(*) FROM epoch_metrics m WHERE m.run_id = r.id) != 201"
         ),
         0
     );

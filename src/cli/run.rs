@@ -10,7 +10,7 @@ use clap::Args;
 use super::{DbArg, table};
 use crate::db::{RunStatus, Store};
 use crate::error::Error;
-use crate::scheduler::{self, DataCache, SchedulerOptions, SchedulerReport};
+use crate::scheduler::{self, DataCache, HeadStart, SchedulerOptions, SchedulerReport};
 use crate::sweep::{self, Sweep};
 
 /// `scalelab run SWEEP.toml`.
@@ -169,15 +169,13 @@ fn print_report(r: &SchedulerReport) {
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything is validated before the database is touched.
     let sweep = resolve_sweep(&args.sweep, &args.db.db).await?;
-    // The first cell's data set is built while the database is opened and the sweep enqueued:
-    // only a generated one (cheap, and its identity is its parameters), as the sweep may turn
-    // out to have nothing left to train.
+    // The first cells train while the database is opened and the sweep enqueued (a slot that
+    // claims one of them takes its result): only cells on generated data sets (cheap to build,
+    // their identity is their parameters), as the sweep may turn out to have nothing left to
+    // train. Dropping the head start cancels what is left of it.
     let data = Arc::new(DataCache::default());
-    if let Some(cell) = sweep.cells.first().filter(|_| !args.enqueue_only)
-        && !cell.data.dataset.on_disk()
-    {
-        data.prefetch(cell.data.clone());
-    }
+    let jobs = args.jobs.unwrap_or_else(scheduler::default_jobs).max(1);
+    let head = (!args.enqueue_only).then(|| Arc::new(HeadStart::start(&sweep.cells, jobs, &data)));
     let store = Store::open(&args.db.db).await?;
     let enq = store.register_sweep(&sweep).await?;
     if args.retry_failed {
@@ -213,17 +211,21 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut interrupted = false;
     if to_do > 0 {
         let opts = SchedulerOptions {
-            jobs: args.jobs.unwrap_or_else(scheduler::default_jobs),
+            jobs,
             sweep: Some(sweep.name.clone()),
             stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
             progress: !args.quiet,
             data,
+            head: head.clone(),
             ..SchedulerOptions::default()
         };
         let stop = super::stop_on_signal();
         let report = scheduler::run_pending(&store, &opts, stop, enq.cells, done(&before)).await?;
         print_report(&report);
         interrupted = report.interrupted;
+    }
+    if let Some(head) = &head {
+        head.cancel_all();
     }
     let after = store.state_counts(Some(&sweep.name)).await?;
     println!("{}: {}", sweep.name, counts_line(&after));
