@@ -3,6 +3,8 @@
 //! database writes. It claims one run ahead of the slots (several, in one transaction, when runs
 //! are short), so a slot that ends a run starts the next one at once, without a round trip
 //! through the runtime or the database; outcomes are written while the next run trains.
+//! `scalelab run` trains the first cells while the database opens ([`HeadStart`]); a slot that
+//! claims one of them takes its result.
 //! Heartbeats keep claims alive; runs whose claimer died are requeued; Ctrl-C stops claiming,
 //! stops running jobs at their next step, and gives them (and the runs claimed ahead) back as
 //! PENDING.
@@ -269,10 +271,12 @@ pub async fn run_pending(
     total: u64,
     already_done: u64,
 ) -> Result<SchedulerReport> {
+    // With cells trained ahead, job time counts from when they started.
     let start = opts
         .head
         .as_ref()
-        .map_or_else(Instant::now, |h| h.started());
+        .and_then(|h| h.started())
+        .unwrap_or_else(Instant::now);
     let token = provenance::claim_token();
     let jobs = opts.jobs.max(1);
     let sweep = opts.sweep.as_deref();
@@ -946,9 +950,6 @@ mod tests {
         )
     }
 
-    /// Several runs' rows and outcomes, one of them for a claim that is not this process's,
-    /// reach the writer in one burst (one transaction): each outcome is acknowledged with
-    /// whether it was kept, and the database holds exactly the kept ones.
     /// Every stored number of a sweep's runs and epochs (the clocks left out), ordered.
     async fn stored_numbers(store: &Store) -> Vec<String> {
         type RunRow = (String, String, i64, Option<f64>, Option<f64>);
@@ -1074,6 +1075,9 @@ seeds = 1
         assert_eq!(stored[0], stored[2]);
     }
 
+    /// Several runs' rows and outcomes, one of them for a claim that is not this process's,
+    /// reach the writer in one burst (one transaction): each outcome is acknowledged with
+    /// whether it was kept, and the database holds exactly the kept ones.
     #[tokio::test]
     async fn the_writer_commits_a_burst_of_outcomes_and_skips_a_lost_claim() {
         let dir = tempfile::tempdir().unwrap();

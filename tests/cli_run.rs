@@ -302,7 +302,7 @@ fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
     );
     assert!(count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'") >= 2);
     // Pending runs keep no partial metrics; finished runs keep all of theirs (epochs 0 to 200: a
-    // short cell trained ahead while the database opened may have completed before the signal).
+    // short cell trained ahead while the database opened may complete before it is stopped).
     assert_eq!(
         count(
             &db,

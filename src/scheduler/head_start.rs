@@ -2,8 +2,9 @@
 //!
 //! `scalelab run` knows a sweep's cells before its database is open and the sweep enqueued: on
 //! a new file that takes tens of milliseconds (creation, migrations, inserting the runs, the
-//! first claim), during which the cores would otherwise wait. On a sweep of short runs that wait
-//! was about 1.5% of the slots' time with two jobs (docs/performance.md).
+//! first claim), during which the cores would otherwise wait: 30–60 ms a job slot on the
+//! quickstart with two jobs, about a third of the slots' time outside training
+//! (docs/performance.md, "The first cells train while the database opens").
 //!
 //! So the first `jobs` cells are trained meanwhile, each on a thread of its own, from their
 //! configuration exactly as it is stored in the database. A slot that then claims a run whose
@@ -85,9 +86,10 @@ impl HeadStart {
         }
     }
 
-    /// When the first head start began: the scheduler counts its job time from here.
-    pub fn started(&self) -> Instant {
-        self.started
+    /// When the cells began training (`None` when none was started): the scheduler counts its
+    /// job time from here.
+    pub fn started(&self) -> Option<Instant> {
+        (!self.flags.is_empty()).then_some(self.started)
     }
 
     /// Cells still held (started and neither taken nor cancelled).
@@ -152,7 +154,15 @@ impl Drop for HeadStart {
 fn train_ahead(config: &str, cache: &DataCache, cancel: &AtomicBool) -> Option<Trained> {
     let cfg: RunConfig = serde_json::from_str(config).ok()?;
     cfg.validate().ok()?;
+    // A cell cancelled while it waits for its data set does not go on to build its model.
+    let cancelled = || cancel.load(Ordering::SeqCst);
+    if cancelled() {
+        return None;
+    }
     let data = cache.get(&cfg.data).ok()?;
+    if cancelled() {
+        return None;
+    }
     let mut epochs = Vec::new();
     let outcome = panic_as_error(|| {
         let mut sink = |m: &EpochMetrics| -> Result<()> {
@@ -248,6 +258,11 @@ mod tests {
         // Only the second cell was claimed first (another process holds the first).
         head.keep_only(&[claimed(&cells[1])]);
         assert_eq!(head.len(), 1);
+        assert!(
+            head.flags[0].load(Ordering::SeqCst),
+            "the dropped cell is cancelled"
+        );
+        assert!(!head.flags[1].load(Ordering::SeqCst));
         assert!(head.take(&claimed(&cells[0]).config).is_none());
         assert!(head.take(&claimed(&cells[1]).config).is_some());
 
@@ -255,7 +270,39 @@ mod tests {
         assert_eq!(head.len(), 1, "one job: one cell ahead");
         head.cancel_all();
         assert!(head.is_empty());
+        assert!(head.flags.iter().all(|f| f.load(Ordering::SeqCst)));
         assert!(head.take(&claimed(&cells[0]).config).is_none());
+    }
+
+    #[test]
+    fn cancel_all_reaches_a_slot_waiting_for_a_long_cell() {
+        let mut long = cells().remove(0);
+        long.budget = crate::config::Budget::Epochs(100_000);
+        let cache = Arc::new(DataCache::default());
+        let head = Arc::new(HeadStart::start(&[long.clone()], 1, &cache));
+        assert!(head.started().is_some());
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let (head, config) = (head.clone(), claimed(&long).config);
+            std::thread::spawn(move || tx.send(head.take(&config).is_some()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        head.cancel_all();
+        // The slot gets nothing (it then trains the run itself, and stops at once), promptly:
+        // without the cancel it would wait for 100,000 epochs.
+        let got = rx.recv_timeout(std::time::Duration::from_secs(5));
+        assert_eq!(got, Ok(false), "the waiting slot was not released");
+    }
+
+    #[test]
+    fn dropping_a_head_start_cancels_its_cells() {
+        let mut long = cells().remove(0);
+        long.budget = crate::config::Budget::Epochs(100_000);
+        let head = HeadStart::start(&[long], 1, &Arc::new(DataCache::default()));
+        let flags = head.flags.clone();
+        assert!(!flags[0].load(Ordering::SeqCst));
+        drop(head);
+        assert!(flags[0].load(Ordering::SeqCst));
     }
 
     #[test]
@@ -264,6 +311,10 @@ mod tests {
         on_disk.data.dataset = DatasetKind::Idx;
         let head = HeadStart::start(&[on_disk], 2, &Arc::new(DataCache::default()));
         assert!(head.is_empty());
+        assert!(
+            head.started().is_none(),
+            "nothing started: job time counts from the scheduler"
+        );
 
         let cache = DataCache::default();
         let cfg = &cells()[0];
