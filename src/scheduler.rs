@@ -316,9 +316,8 @@ pub async fn run_pending(
         cache: opts.data.clone(),
         head: opts.head.clone(),
         head_taken: AtomicU64::new(0),
+        first_push: AtomicBool::new(true),
     });
-    // The cells started ahead that this process's first claim does not hold are cancelled.
-    let mut first_claim = opts.head.clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<JobResult>();
     // One thread per job slot; each trains claimed runs one after another until none is ready.
     let mut slots: JoinSet<()> = JoinSet::new();
@@ -357,11 +356,8 @@ pub async fn run_pending(
                 let ahead = runs_ahead(jobs, ran.recent_longest());
                 if in_flight <= jobs + ahead / 2 {
                     let want = jobs + ahead - in_flight;
-                    let runs = claim(store, sweep, &token, &mut cursor, want).await?;
-                    if let Some(head) = first_claim.take() {
-                        head.keep_only(&runs);
-                    }
-                    in_flight += slot.push(runs)?;
+                    in_flight +=
+                        slot.push(claim(store, sweep, &token, &mut cursor, want).await?)?;
                 }
                 let waiting = slot.waiting()?;
                 while slots.len() < jobs.min(in_flight) && waiting > 0 {
@@ -396,12 +392,10 @@ pub async fn run_pending(
                 if stopping {
                     break;
                 }
-                let runs = claim(store, sweep, &token, &mut cursor, jobs + 1).await?;
-                if let Some(head) = first_claim.take() {
-                    head.keep_only(&runs);
-                }
-                if !runs.is_empty() {
-                    in_flight += slot.push(runs)?;
+                let claimed =
+                    slot.push(claim(store, sweep, &token, &mut cursor, jobs + 1).await?)?;
+                if claimed > 0 {
+                    in_flight += claimed;
                     continue;
                 }
                 // Nothing to claim: are other processes still training runs we wait for?
@@ -598,6 +592,8 @@ struct SlotShared {
     head: Option<Arc<HeadStart>>,
     /// Runs whose result came from `head`.
     head_taken: AtomicU64,
+    /// Whether no claim has been pushed yet (the first one prunes `head`).
+    first_push: AtomicBool,
 }
 
 type JobResult = (ClaimedRun, Result<(RunOutcome, Option<EpochMetrics>)>);
@@ -609,8 +605,15 @@ impl SlotShared {
             .map_err(|_| Error::Db("the scheduler's run queue is poisoned".into()))
     }
 
-    /// Queues claimed runs for the slots, in order; returns how many.
+    /// Queues claimed runs for the slots, in order; returns how many. The first claim, even an
+    /// empty one, also cancels the cells started ahead that it does not hold: they are not this
+    /// process's to train first.
     fn push(&self, runs: Vec<ClaimedRun>) -> Result<usize> {
+        if let Some(head) = &self.head
+            && self.first_push.swap(false, Ordering::SeqCst)
+        {
+            head.keep_only(&runs);
+        }
         let n = runs.len();
         self.queue()?.extend(runs);
         Ok(n)
@@ -648,20 +651,8 @@ impl SlotShared {
         if let Some((outcome, epochs)) = self.head.as_ref().and_then(|h| h.take(&run.config)) {
             self.head_taken.fetch_add(1, Ordering::SeqCst);
             let last = epochs.last().cloned();
-            let rows: Vec<EpochRow> = epochs
-                .into_iter()
-                .map(|metrics| EpochRow {
-                    run_id: run.id.clone(),
-                    attempt: run.attempt,
-                    token: self.token.clone(),
-                    metrics,
-                })
-                .collect();
-            if !rows.is_empty() {
-                self.tx
-                    .send(Write::Epochs(rows))
-                    .map_err(|_| Error::Db("the database writer has stopped".into()))?;
-            }
+            let mut rows = epochs.into_iter().map(|m| self.row(run, m)).collect();
+            self.send_rows(&mut rows)?;
             return Ok((outcome, last));
         }
         let cfg: RunConfig = serde_json::from_str(&run.config).map_err(|e| {
@@ -677,32 +668,39 @@ impl SlotShared {
         let mut last = None;
         let mut rows = Vec::new();
         let mut sent = Instant::now();
-        let send = |rows: &mut Vec<EpochRow>| -> Result<()> {
-            if rows.is_empty() {
-                return Ok(());
-            }
-            self.tx
-                .send(Write::Epochs(std::mem::take(rows)))
-                .map_err(|_| Error::Db("the database writer has stopped".into()))
-        };
         let mut sink = |m: &EpochMetrics| -> Result<()> {
             last = Some(m.clone());
-            rows.push(EpochRow {
-                run_id: run.id.clone(),
-                attempt: run.attempt,
-                token: self.token.clone(),
-                metrics: m.clone(),
-            });
+            rows.push(self.row(run, m.clone()));
             if sent.elapsed() >= EPOCH_FLUSH {
                 sent = Instant::now();
-                send(&mut rows)?;
+                self.send_rows(&mut rows)?;
             }
             Ok(())
         };
         let outcome = crate::train::train(&cfg, &data, &mut sink, &self.stop);
         // The rest of the run's rows go before its outcome (sent after this returns).
-        send(&mut rows)?;
+        self.send_rows(&mut rows)?;
         Ok((outcome?, last))
+    }
+
+    /// One epoch's row of a claimed run, under this process's claim.
+    fn row(&self, run: &ClaimedRun, metrics: EpochMetrics) -> EpochRow {
+        EpochRow {
+            run_id: run.id.clone(),
+            attempt: run.attempt,
+            token: self.token.clone(),
+            metrics,
+        }
+    }
+
+    /// Hands `rows` to the writer (leaving the vector empty); nothing when there are none.
+    fn send_rows(&self, rows: &mut Vec<EpochRow>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Write::Epochs(std::mem::take(rows)))
+            .map_err(|_| Error::Db("the database writer has stopped".into()))
     }
 }
 
