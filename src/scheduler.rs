@@ -155,6 +155,10 @@ enum Write {
     },
     /// Someone waits for the acknowledgements sent so far: write what is queued now.
     Flush,
+    /// Nothing is left to claim: after writing what is queued, copy the write-ahead log into
+    /// the database file and cut the log to nothing ([`Store::truncate_log`]) while the last
+    /// runs train, so that closing the database at the end has little left to do.
+    Tidy,
 }
 
 /// Sends an outcome to the writer; the receiver yields whether it was written (false when the
@@ -332,6 +336,8 @@ pub async fn run_pending(
     let mut cursor = 0;
     // This process's run times so far: how far ahead to claim.
     let mut ran = RunTimes::default();
+    // Whether the writer was asked to tidy the log since the last claim that found runs.
+    let mut tidied = false;
     let result: Result<()> = async {
         loop {
             let stopping = stop.load(Ordering::SeqCst);
@@ -356,8 +362,17 @@ pub async fn run_pending(
                 let ahead = runs_ahead(jobs, ran.recent_longest());
                 if in_flight <= jobs + ahead / 2 {
                     let want = jobs + ahead - in_flight;
-                    in_flight +=
+                    let claimed =
                         slot.push(claim(store, sweep, &token, &mut cursor, want).await?)?;
+                    in_flight += claimed;
+                    // Nothing left to claim while the last runs train: the writer tidies the
+                    // log meanwhile (once, until runs are claimed again).
+                    if claimed > 0 {
+                        tidied = false;
+                    } else if in_flight > 0 && !tidied {
+                        tidied = true;
+                        let _ = tx.send(Write::Tidy);
+                    }
                 }
                 let waiting = slot.waiting()?;
                 while slots.len() < jobs.min(in_flight) && waiting > 0 {
@@ -396,6 +411,7 @@ pub async fn run_pending(
                     slot.push(claim(store, sweep, &token, &mut cursor, jobs + 1).await?)?;
                 if claimed > 0 {
                     in_flight += claimed;
+                    tidied = false;
                     continue;
                 }
                 // Nothing to claim: are other processes still training runs we wait for?
@@ -735,6 +751,7 @@ async fn writer_task(
         // run: its rows, its outcome); a flush request wakes it early.
         let linger_until = tokio::time::Instant::now() + WRITE_LINGER;
         let mut flush = matches!(first, Write::Flush);
+        let mut tidy = matches!(first, Write::Tidy);
         let mut pending = vec![first];
         loop {
             let mut closed = false;
@@ -742,6 +759,7 @@ async fn writer_task(
                 match rx.try_recv() {
                     Ok(m) => {
                         flush = matches!(m, Write::Flush);
+                        tidy |= matches!(m, Write::Tidy);
                         pending.push(m);
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -762,7 +780,14 @@ async fn writer_task(
                 _ = wake.notified() => {}
             }
         }
-        if pending.iter().all(|m| matches!(m, Write::Flush)) {
+        if pending
+            .iter()
+            .all(|m| matches!(m, Write::Flush | Write::Tidy))
+        {
+            if tidy {
+                store.truncate_log().await;
+                last_checkpoint = Instant::now();
+            }
             continue;
         }
         let mut acks = Vec::new();
@@ -787,7 +812,10 @@ async fn writer_task(
                 return Err(e);
             }
         }
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if tidy {
+            store.truncate_log().await;
+            last_checkpoint = Instant::now();
+        } else if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             store.checkpoint().await;
             last_checkpoint = Instant::now();
         }
@@ -812,7 +840,7 @@ async fn write_burst(
     for msg in pending {
         match msg {
             Write::Epochs(more) => rows.extend(more),
-            Write::Flush => {}
+            Write::Flush | Write::Tidy => {}
             outcome => outcomes.push(outcome),
         }
     }
@@ -860,7 +888,7 @@ async fn write_burst(
                     .await?;
                 acks.push((ack, kept));
             }
-            Write::Epochs(_) | Write::Flush => {}
+            Write::Epochs(_) | Write::Flush | Write::Tidy => {}
         }
     }
     let runs: Vec<FinishedRun<'_>> = ended
@@ -1190,6 +1218,102 @@ seeds = 1
         assert!(store.epochs_of(&c.id).await.unwrap().is_empty());
         drop(tx);
         writer.await.unwrap().unwrap();
+    }
+
+    /// Once a claim finds nothing left while runs still train, the scheduler has the log cut:
+    /// at the end it holds only what the last runs wrote, far less than the registration of a
+    /// large sweep had put in it before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_left_to_claim_has_the_log_cut_while_the_last_runs_train() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("s.db-wal");
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap();
+        let store = Store::open(&dir.path().join("s.db")).await.unwrap();
+        let big = crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
+        store.register_sweep(&big).await.unwrap();
+        let small = crate::sweep::parse_sweep(
+            "small.toml",
+            r#"
+name = "small"
+[data]
+dataset = "teacher"
+train_size = 300
+test_size = 100
+[model]
+hidden = [16]
+[train]
+lr = 0.05
+batch_size = [16, 32]
+momentum = 0.9
+epochs = 2
+seeds = 1
+"#,
+        )
+        .unwrap();
+        store.register_sweep(&small).await.unwrap();
+        let before = wal_len();
+        let opts = SchedulerOptions {
+            jobs: 2,
+            sweep: Some("small".into()),
+            progress: false,
+            ..SchedulerOptions::default()
+        };
+        let report = run_pending(&store, &opts, Arc::new(AtomicBool::new(false)), 2, 0)
+            .await
+            .unwrap();
+        assert_eq!(report.completed + report.diverged, 2);
+        let after = wal_len();
+        assert!(
+            after < before / 4,
+            "log {after} bytes after the sweep, {before} before"
+        );
+        store.close().await;
+    }
+
+    /// Asked to tidy (nothing left to claim), the writer first commits what came before, then
+    /// cuts the write-ahead log to nothing: the runs' rows are in the database file, and the
+    /// close at the end has nothing of them left to copy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_writer_writes_then_cuts_the_log_when_asked_to_tidy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let wal = dir.path().join("t.db-wal");
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap();
+        let store = Store::open(&path).await.unwrap();
+        let sweep =
+            crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
+        store.register_sweep(&sweep).await.unwrap();
+        let a = store.claim_next(None, "me").await.unwrap().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let wake = Arc::new(Notify::new());
+        let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, wake.clone(), 3));
+        tx.send(rows(&a, "me", 5)).unwrap();
+        tx.send(Write::Tidy).unwrap();
+        request_flush(&tx, &wake);
+        // No acknowledgement for a tidy: wait for the log to be cut.
+        let start = Instant::now();
+        while wal_len() > 0 && start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(wal_len(), 0, "the log was not cut");
+        // The rows were committed before, and the database file alone now holds them.
+        let direct = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let n: i64 = direct
+            .query_row(
+                "SELECT COUNT(*) FROM epoch_metrics WHERE run_id = ?1",
+                [&a.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 5);
+        drop(direct);
+        drop(tx);
+        writer.await.unwrap().unwrap();
+        store.close().await;
     }
 
     #[test]

@@ -120,6 +120,18 @@ fn a_sweep_runs_once_and_a_second_run_trains_nothing() {
     let out = run_ok(&["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("8 cells (8 new runs)"), "{text}");
+    // Every line is out, and the database was closed (its log copied in and removed) before
+    // the process ended.
+    assert!(
+        text.contains("trained 8 runs") && text.ends_with("0 failed\n"),
+        "{text}"
+    );
+    for leftover in ["r.db-wal", "r.db-shm"] {
+        assert!(
+            !dir.path().join(leftover).exists(),
+            "{leftover} left behind"
+        );
+    }
     assert_complete_and_consistent(&db, 8, 3);
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM runs WHERE attempt != 1"),

@@ -406,3 +406,72 @@ async fn epoch_rows_beyond_one_statement_land_once_under_their_claims() {
     assert_eq!(eb[249].samples, 320 * 249);
     assert!(store.epochs_of(&c.id).await.unwrap().is_empty());
 }
+
+/// `truncate_log` copies the write-ahead log into the database and cuts it to zero bytes; where
+/// another connection reads from the log it gives up at once (it does not wait out the busy
+/// timeout) and loses nothing; and every pooled connection keeps its busy timeout afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncating_the_log_empties_it_and_gives_way_at_once_to_a_reader() {
+    use sqlx::Connection;
+    let (dir, store, sweep) = quickstart_store().await;
+    let db = dir.path().join("db.sqlite");
+    let wal = dir.path().join("db.sqlite-wal");
+    let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap();
+    let runs = |store: &Store| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM runs")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(wal_len() > 0, "registering the sweep wrote to the log");
+    store.truncate_log().await;
+    assert_eq!(wal_len(), 0);
+    assert_eq!(runs(&store).await, sweep.cells.len() as i64);
+
+    // A reader in the middle of a transaction that reads from the log pins it.
+    store.claim_next(None, "me").await.unwrap().unwrap();
+    let before = wal_len();
+    assert!(before > 0);
+    let mut reader = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    let running: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE state = 'running'")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(running, 1);
+    let start = std::time::Instant::now();
+    store.truncate_log().await;
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "waited {:?} for the reader",
+        start.elapsed()
+    );
+    assert!(wal_len() >= before, "the log in use was cut");
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    reader.close().await.unwrap();
+    assert_eq!(runs(&store).await, sweep.cells.len() as i64);
+
+    // Every connection of the pool (all at once, so the one that checkpointed is among them)
+    // still waits for another process's lock as configured.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(store.pool().acquire().await.unwrap());
+    }
+    let mut timeouts = Vec::new();
+    for conn in &mut held {
+        let ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        timeouts.push(ms);
+    }
+    assert!(
+        timeouts.iter().all(|&ms| ms > 0 && ms == timeouts[0]),
+        "{timeouts:?}"
+    );
+}
