@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::{scalelab_in, succeed};
@@ -94,6 +95,22 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
     let lv: serde_json::Value = serde_json::from_str(&loss).unwrap();
     assert_eq!(lv["options"]["metric"], "test_loss");
     assert_eq!(lv["validation_bound"]["status"], "skipped");
+    // A fit that fails after opening the database names the sweep, and closes the database as
+    // one that succeeds does: its log is folded in and removed.
+    let out = scalelab()
+        .args(["fit", "nosuch", "--db", d])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"nosuch\"") && err.lines().count() == 1,
+        "{err}"
+    );
+    for leftover in ["-wal", "-shm"] {
+        let path = format!("{d}{leftover}");
+        assert!(!Path::new(&path).exists(), "{path} left behind");
+    }
     // Each fit is stored: the one after `run` and the four `fit` calls.
     let n = ok(&["status", "fitme", "--db", d]);
     assert!(n.contains("fitme"));

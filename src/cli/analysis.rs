@@ -79,18 +79,15 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         return Err(Error::config("margin", format!("must be > 0, got {}", args.margin)).into());
     }
     let store = Store::open(&args.db.db).await?;
-    let mut opts = fit_options(
-        &store,
-        &name,
-        args.metric.as_deref(),
-        args.select.as_deref(),
-    )
+    let report = super::closing(&store, async |store: &Store| {
+        let mut opts =
+            fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
+        opts.bootstrap = args.bootstrap;
+        opts.bootstrap_seed = args.bootstrap_seed;
+        opts.equivalence_margin = args.margin;
+        Ok(crate::analysis::fit_sweep(store, &name, &opts).await?)
+    })
     .await?;
-    opts.bootstrap = args.bootstrap;
-    opts.bootstrap_seed = args.bootstrap_seed;
-    opts.equivalence_margin = args.margin;
-    let report = crate::analysis::fit_sweep(&store, &name, &opts).await?;
-    store.close().await;
     print_fit(&report, args.format)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -152,16 +149,12 @@ async fn write_report(
 pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let name = super::run::sweep_name(&args.sweep)?;
     let store = Store::open(&args.db.db).await?;
-    let opts = fit_options(
-        &store,
-        &name,
-        args.metric.as_deref(),
-        args.select.as_deref(),
-    )
+    super::closing(&store, async move |store: &Store| {
+        let opts =
+            fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
+        write_report(store, &name, &opts, args.out, false).await
+    })
     .await?;
-    let result = write_report(&store, &name, &opts, args.out, false).await;
-    store.close().await;
-    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -88,6 +88,18 @@ pub fn table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
     t.to_string()
 }
 
+/// Runs `body` on an open database, then closes the database whatever `body` returned: its
+/// log is folded into the file and removed, on an error as on success (the process ends right
+/// after, without dropping anything).
+async fn closing<T>(
+    store: &crate::db::Store,
+    body: impl AsyncFnOnce(&crate::db::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let result = body(store).await;
+    store.close().await;
+    result
+}
+
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -99,12 +111,14 @@ pub fn main() -> ! {
 
 /// Ends the process with `code` once standard output and error are flushed.
 ///
-/// Without the C library's exit handlers (`_exit`): every file and the database are closed by
-/// then, and the handlers' only work was mimalloc returning the heap's pages to the kernel
-/// (`mi_collect` at exit, a `madvise` per segment) and each runtime thread freeing its own
-/// heap, a few milliseconds at the end of every command. Under a coverage build
-/// (`LLVM_PROFILE_FILE` set), whose counters are written by an exit handler, the process exits
-/// normally.
+/// Without the C library's exit handlers (`_exit`): the commands have written and closed their
+/// files and closed their database by then (on an error too: see `closing`), and the handlers'
+/// only work was mimalloc returning the heap's pages to the kernel (`mi_collect` at exit, a
+/// `madvise` per segment) and each runtime thread freeing its own heap, a few milliseconds at
+/// the end of every command. A database left open (a process killed, or a read-only command)
+/// keeps its committed rows in its write-ahead log: nothing is lost, the next writer folds it
+/// in. Under a coverage build (`LLVM_PROFILE_FILE` set, as `cargo llvm-cov` does), whose
+/// counters are written by an exit handler, the process exits normally.
 pub fn exit_now(code: u8) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();

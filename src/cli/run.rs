@@ -177,93 +177,97 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let jobs = args.jobs.unwrap_or_else(scheduler::default_jobs).max(1);
     let head = (!args.enqueue_only).then(|| Arc::new(HeadStart::start(&sweep.cells, jobs, &data)));
     let store = Store::open(&args.db.db).await?;
-    let enq = store.register_sweep(&sweep).await?;
-    if args.retry_failed {
-        let n = store.retry_failed(Some(&sweep.name)).await?;
-        if n > 0 {
-            println!("{n} failed runs get new retries");
+    super::closing(&store, async move |store: &Store| {
+        let enq = store.register_sweep(&sweep).await?;
+        if args.retry_failed {
+            let n = store.retry_failed(Some(&sweep.name)).await?;
+            if n > 0 {
+                println!("{n} failed runs get new retries");
+            }
         }
-    }
-    let before = store.state_counts(Some(&sweep.name)).await?;
-    let to_do = enq.cells - done(&before);
-    println!(
-        "sweep {}: {} cells ({} new runs{}{}) in {}; {} to train",
-        sweep.name,
-        enq.cells,
-        enq.new_runs,
-        if enq.spec_changed {
-            ", sweep file changed"
-        } else {
-            ""
-        },
-        if enq.removed > 0 {
-            format!(", {} cells no longer in the sweep", enq.removed)
-        } else {
-            String::new()
-        },
-        args.db.db.display(),
-        to_do
-    );
-    if args.enqueue_only {
-        store.close().await;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut interrupted = false;
-    if to_do > 0 {
-        let opts = SchedulerOptions {
-            jobs,
-            sweep: Some(sweep.name.clone()),
-            stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
-            progress: !args.quiet,
-            data,
-            head: head.clone(),
-            ..SchedulerOptions::default()
-        };
-        let stop = super::stop_on_signal();
-        let report = scheduler::run_pending(&store, &opts, stop, enq.cells, done(&before)).await?;
-        print_report(&report);
-        interrupted = report.interrupted;
-    }
-    if let Some(head) = &head {
-        head.cancel_all();
-    }
-    let after = store.state_counts(Some(&sweep.name)).await?;
-    println!("{}: {}", sweep.name, counts_line(&after));
-    if interrupted {
-        store.close().await;
-        return Err(Error::Interrupted.into());
-    }
-    if !args.no_report {
-        super::analysis::fit_and_report(&store, &sweep.name).await?;
-    }
-    store.close().await;
-    Ok(ExitCode::SUCCESS)
+        let before = store.state_counts(Some(&sweep.name)).await?;
+        let to_do = enq.cells - done(&before);
+        println!(
+            "sweep {}: {} cells ({} new runs{}{}) in {}; {} to train",
+            sweep.name,
+            enq.cells,
+            enq.new_runs,
+            if enq.spec_changed {
+                ", sweep file changed"
+            } else {
+                ""
+            },
+            if enq.removed > 0 {
+                format!(", {} cells no longer in the sweep", enq.removed)
+            } else {
+                String::new()
+            },
+            args.db.db.display(),
+            to_do
+        );
+        if args.enqueue_only {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut interrupted = false;
+        if to_do > 0 {
+            let opts = SchedulerOptions {
+                jobs,
+                sweep: Some(sweep.name.clone()),
+                stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
+                progress: !args.quiet,
+                data,
+                head: head.clone(),
+                ..SchedulerOptions::default()
+            };
+            let stop = super::stop_on_signal();
+            let report =
+                scheduler::run_pending(store, &opts, stop, enq.cells, done(&before)).await?;
+            print_report(&report);
+            interrupted = report.interrupted;
+        }
+        if let Some(head) = &head {
+            head.cancel_all();
+        }
+        let after = store.state_counts(Some(&sweep.name)).await?;
+        println!("{}: {}", sweep.name, counts_line(&after));
+        if interrupted {
+            return Err(Error::Interrupted.into());
+        }
+        if !args.no_report {
+            super::analysis::fit_and_report(store, &sweep.name).await?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
 }
 
 pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&args.db.db).await?;
-    let counts = store.state_counts(None).await?;
-    let total: i64 = counts.iter().map(|(_, n)| n).sum();
-    let opts = SchedulerOptions {
-        jobs: args.jobs.unwrap_or_else(scheduler::default_jobs),
-        sweep: None,
-        stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
-        progress: !args.quiet,
-        ..SchedulerOptions::default()
-    };
-    let stop = super::stop_on_signal();
-    let report = scheduler::run_pending(&store, &opts, stop, total as u64, done(&counts)).await?;
-    if report.trained() == 0 && report.released == 0 {
-        println!("no pending runs in {}", args.db.db.display());
-    }
-    print_report(&report);
-    let after = store.state_counts(None).await?;
-    println!("all runs: {}", counts_line(&after));
-    store.close().await;
-    if report.interrupted {
-        return Err(Error::Interrupted.into());
-    }
-    Ok(ExitCode::SUCCESS)
+    super::closing(&store, async move |store: &Store| {
+        let counts = store.state_counts(None).await?;
+        let total: i64 = counts.iter().map(|(_, n)| n).sum();
+        let opts = SchedulerOptions {
+            jobs: args.jobs.unwrap_or_else(scheduler::default_jobs),
+            sweep: None,
+            stale_after: Duration::from_secs_f64(args.stale_after.max(1.0)),
+            progress: !args.quiet,
+            ..SchedulerOptions::default()
+        };
+        let stop = super::stop_on_signal();
+        let report =
+            scheduler::run_pending(store, &opts, stop, total as u64, done(&counts)).await?;
+        if report.trained() == 0 && report.released == 0 {
+            println!("no pending runs in {}", args.db.db.display());
+        }
+        print_report(&report);
+        let after = store.state_counts(None).await?;
+        println!("all runs: {}", counts_line(&after));
+        if report.interrupted {
+            return Err(Error::Interrupted.into());
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+    .await
 }
 
 fn age(t: Option<f64>) -> String {

@@ -295,36 +295,46 @@ impl Store {
 
     /// Copies the whole write-ahead log into the database file and cuts the log to zero bytes
     /// (`PRAGMA wal_checkpoint(TRUNCATE)`), without waiting for any other connection: where a
-    /// reader or writer is in the way it gives up at once. Best effort, like
-    /// [`Store::checkpoint`].
+    /// reader or writer is in the way it gives up at once. Returns whether the log was cut
+    /// (false when something was in the way or failed; nothing is lost either way).
     ///
-    /// The scheduler calls it when nothing is left to claim, while the last runs train. The
-    /// checkpoint SQLite makes when the last connection closes then has only the last runs'
+    /// The scheduler has it called when nothing is left to claim, while the last runs train.
+    /// The checkpoint SQLite makes when the last connection closes then has only the last runs'
     /// pages to copy, and deleting the log frees a few kilobytes instead of megabytes: on a
     /// file system mounted with `discard`, freeing a file costs about 2 ms per megabyte.
-    pub async fn truncate_log(&self) {
+    pub async fn truncate_log(&self) -> bool {
         let Ok(mut conn) = self.pool.acquire().await else {
-            return;
+            return false;
         };
-        let waits = format!("PRAGMA busy_timeout = {}", busy_timeout().as_millis());
-        let done: std::result::Result<(), sqlx::Error> = async {
+        let done: std::result::Result<bool, sqlx::Error> = async {
+            let waits: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut *conn)
+                .await?;
             sqlx::query("PRAGMA busy_timeout = 0")
                 .execute(&mut *conn)
                 .await?;
-            let checkpointed = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&mut *conn)
-                .await;
-            // A number of ours, not user input.
-            sqlx::query(sqlx::AssertSqlSafe(waits))
-                .execute(&mut *conn)
-                .await?;
-            checkpointed.map(|_| ())
+            // (busy, frames in the log, frames copied): busy = 1 when it gave up.
+            let checkpointed: std::result::Result<(i64, i64, i64), sqlx::Error> =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&mut *conn)
+                    .await;
+            // A number SQLite gave, not user input.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "PRAGMA busy_timeout = {waits}"
+            )))
+            .execute(&mut *conn)
+            .await?;
+            Ok(checkpointed?.0 == 0)
         }
         .await;
-        if done.is_err() {
-            // Not back in the pool with a busy timeout of zero: a later write on it would fail
-            // at once where another process holds the lock.
-            let _ = sqlx::Connection::close(conn.detach()).await;
+        match done {
+            Ok(cut) => cut,
+            Err(_) => {
+                // Not back in the pool with a busy timeout of zero: a later write on it would
+                // fail at once where another process holds the lock.
+                let _ = sqlx::Connection::close(conn.detach()).await;
+                false
+            }
         }
     }
 
