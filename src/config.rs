@@ -656,6 +656,14 @@ impl RunConfig {
         serde_json::to_string(&c).unwrap_or_default()
     }
 
+    /// The configuration as stored in `runs.config`: every field, `data_dir` included (the
+    /// process that trains the run reads its files from there). `scalelab run`'s head start
+    /// finds the run a slot claimed by this exact text.
+    pub fn stored_json(&self) -> String {
+        // Serialising a struct of plain fields cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     /// The run id: the first 16 hex digits (64 bits) of the BLAKE3 hash of the canonical JSON.
     pub fn run_id(&self) -> String {
         let hash = blake3::hash(self.canonical_json().as_bytes());

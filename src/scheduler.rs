@@ -781,44 +781,40 @@ async fn writer_task(
                 _ = wake.notified() => {}
             }
         }
-        if pending
+        let to_write = pending
             .iter()
-            .all(|m| matches!(m, Write::Flush | Write::Tidy))
-        {
-            if tidy_pending && !flush && rx.is_empty() && tidy_log(&store).await {
-                tidy_pending = false;
-                last_checkpoint = Instant::now();
-            }
-            continue;
-        }
-        let mut acks = Vec::new();
-        let mut tx = store.begin_write().await?;
-        let written = write_burst(&store, &mut tx, &token, pending, max_failures, &mut acks).await;
-        let committed = match written {
-            Ok(()) => tx.commit().await.map_err(|e| store.err(e)),
-            Err(e) => Err(e),
-        };
-        // An outcome is acknowledged only once its transaction is committed; a database error
-        // reaches every outcome of the burst and ends the writer (and so the scheduler).
-        match committed {
-            Ok(()) => {
-                for (ack, kept) in acks {
-                    let _ = ack.send(Ok(kept));
+            .any(|m| !matches!(m, Write::Flush | Write::Tidy));
+        if to_write {
+            let mut acks = Vec::new();
+            let mut tx = store.begin_write().await?;
+            let written =
+                write_burst(&store, &mut tx, &token, pending, max_failures, &mut acks).await;
+            let committed = match written {
+                Ok(()) => tx.commit().await.map_err(|e| store.err(e)),
+                Err(e) => Err(e),
+            };
+            // An outcome is acknowledged only once its transaction is committed; a database
+            // error reaches every outcome of the burst and ends the writer (and the scheduler).
+            match committed {
+                Ok(()) => {
+                    for (ack, kept) in acks {
+                        let _ = ack.send(Ok(kept));
+                    }
+                }
+                Err(e) => {
+                    for (ack, _) in acks {
+                        let _ = ack.send(Err(Error::Db(e.to_string())));
+                    }
+                    return Err(e);
                 }
             }
-            Err(e) => {
-                for (ack, _) in acks {
-                    let _ = ack.send(Err(Error::Db(e.to_string())));
-                }
-                return Err(e);
-            }
         }
-        // Not while someone waits for what comes next (a flush: the slots are idle, and the
-        // close at the end does the same work), nor with messages queued.
+        // The log is cut after a burst no one waits for: not after a flush (the slots are idle,
+        // and the close at the end does the same work), nor with messages queued.
         if tidy_pending && !flush && rx.is_empty() && tidy_log(&store).await {
             tidy_pending = false;
             last_checkpoint = Instant::now();
-        } else if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        } else if to_write && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             store.checkpoint().await;
             last_checkpoint = Instant::now();
         }
@@ -997,6 +993,34 @@ mod tests {
         )
     }
 
+    /// A sweep `name` on the teacher data set (`train_size` examples, 100 for testing), an MLP
+    /// with 16 hidden units, momentum 0.9, one seed; `lr` and `batch_size` as TOML values.
+    fn teacher_sweep(
+        name: &str,
+        train_size: u32,
+        lr: &str,
+        batch_size: &str,
+        epochs: u32,
+    ) -> crate::sweep::Sweep {
+        let text = format!(
+            "name = \"{name}\"\n\
+             [data]\ndataset = \"teacher\"\ntrain_size = {train_size}\ntest_size = 100\n\
+             [model]\nhidden = [16]\n\
+             [train]\nlr = {lr}\nbatch_size = {batch_size}\nmomentum = 0.9\n\
+             epochs = {epochs}\nseeds = 1\n"
+        );
+        crate::sweep::parse_sweep(&format!("{name}.toml"), &text).unwrap()
+    }
+
+    /// Waits (up to 10 s, then fails with `what`) until `done` holds.
+    async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        let start = Instant::now();
+        while !done().await {
+            assert!(start.elapsed() < Duration::from_secs(10), "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every stored number of a sweep's runs and epochs (the clocks left out), ordered.
     async fn stored_numbers(store: &Store) -> Vec<String> {
         type RunRow = (String, String, i64, Option<f64>, Option<f64>);
@@ -1032,25 +1056,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_trained_ahead_are_stored_as_the_slots_would_store_them() {
-        let sweep = crate::sweep::parse_sweep(
-            "ahead.toml",
-            r#"
-name = "ahead"
-[data]
-dataset = "teacher"
-train_size = 300
-test_size = 100
-[model]
-hidden = [16]
-[train]
-lr = [0.05, 0.2]
-batch_size = [16, 64]
-momentum = 0.9
-epochs = 3
-seeds = 1
-"#,
-        )
-        .unwrap();
+        let sweep = teacher_sweep("ahead", 300, "[0.05, 0.2]", "[16, 64]", 3);
         let dir = tempfile::tempdir().unwrap();
         let mut stored = Vec::new();
         // Without a head start; with one; with one whose first cell another process holds.
@@ -1254,25 +1260,7 @@ seeds = 1
         let store = Store::open(&dir.path().join("s.db")).await.unwrap();
         let big = crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
         store.register_sweep(&big).await.unwrap();
-        let small = crate::sweep::parse_sweep(
-            "small.toml",
-            r#"
-name = "small"
-[data]
-dataset = "teacher"
-train_size = 2000
-test_size = 100
-[model]
-hidden = [16]
-[train]
-lr = 0.01
-batch_size = [4, 512]
-momentum = 0.9
-epochs = 40
-seeds = 1
-"#,
-        )
-        .unwrap();
+        let small = teacher_sweep("small", 2000, "0.01", "[4, 512]", 40);
         store.register_sweep(&small).await.unwrap();
         let before = wal_len();
         let opts = SchedulerOptions {
@@ -1312,34 +1300,19 @@ seeds = 1
         let (tx, rx) = mpsc::unbounded_channel();
         let wake = Arc::new(Notify::new());
         let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, wake.clone(), 3));
-        let rows_of = |id: String| {
-            let store = store.clone();
-            async move { store.epochs_of(&id).await.unwrap().len() }
-        };
         // A tidy in a burst someone waits for: the rows land, the log stays.
         tx.send(rows(&a, "me", 5)).unwrap();
         tx.send(Write::Tidy).unwrap();
         request_flush(&tx, &wake);
-        let start = Instant::now();
-        while rows_of(a.id.clone()).await < 5 {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "rows of a not written"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("rows of a not written", async || {
+            store.epochs_of(&a.id).await.unwrap().len() == 5
+        })
+        .await;
         tokio::time::sleep(WRITE_LINGER).await;
         assert!(wal_len() > 0, "the log was cut after a flush");
         // The next burst, which no one waits for, is followed by the cut.
         tx.send(rows(&b, "me", 3)).unwrap();
-        let start = Instant::now();
-        while wal_len() > 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the log was not cut"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("the log was not cut", async || wal_len() == 0).await;
         let direct = rusqlite::Connection::open_with_flags(
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,

@@ -78,8 +78,7 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
     if !(args.margin.is_finite() && args.margin > 0.0) {
         return Err(Error::config("margin", format!("must be > 0, got {}", args.margin)).into());
     }
-    let store = Store::open(&args.db.db).await?;
-    let report = super::closing(&store, async |store: &Store| {
+    let report = super::with_store(&args.db.db, async |store: &Store| {
         let mut opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
         opts.bootstrap = args.bootstrap;
@@ -148,8 +147,7 @@ async fn write_report(
 
 pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let name = super::run::sweep_name(&args.sweep)?;
-    let store = Store::open(&args.db.db).await?;
-    super::closing(&store, async move |store: &Store| {
+    super::with_store(&args.db.db, async move |store: &Store| {
         let opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
         write_report(store, &name, &opts, args.out, false).await

@@ -88,14 +88,15 @@ pub fn table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
     t.to_string()
 }
 
-/// Runs `body` on an open database, then closes the database whatever `body` returned: its
-/// log is folded into the file and removed, on an error as on success (the process ends right
-/// after, without dropping anything).
-async fn closing<T>(
-    store: &crate::db::Store,
+/// Opens (creating if needed) the database at `path`, runs `body` on it, then closes it
+/// whatever `body` returned: its log is folded into the file and removed, on an error as on
+/// success (the process ends right after, without dropping anything).
+async fn with_store<T>(
+    path: &std::path::Path,
     body: impl AsyncFnOnce(&crate::db::Store) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let result = body(store).await;
+    let store = crate::db::Store::open(path).await?;
+    let result = body(&store).await;
     store.close().await;
     result
 }
@@ -112,7 +113,7 @@ pub fn main() -> ! {
 /// Ends the process with `code` once standard output and error are flushed.
 ///
 /// Without the C library's exit handlers (`_exit`): the commands have written and closed their
-/// files and closed their database by then (on an error too: see `closing`), and the handlers'
+/// files and closed their database by then (on an error too: see `with_store`), and the handlers'
 /// only work was mimalloc returning the heap's pages to the kernel (`mi_collect` at exit, a
 /// `madvise` per segment) and each runtime thread freeing its own heap, a few milliseconds at
 /// the end of every command. A database left open (a process killed, or a read-only command)

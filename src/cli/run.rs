@@ -176,8 +176,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let data = Arc::new(DataCache::default());
     let jobs = args.jobs.unwrap_or_else(scheduler::default_jobs).max(1);
     let head = (!args.enqueue_only).then(|| Arc::new(HeadStart::start(&sweep.cells, jobs, &data)));
-    let store = Store::open(&args.db.db).await?;
-    super::closing(&store, async move |store: &Store| {
+    let db = args.db.db.clone();
+    super::with_store(&db, async move |store: &Store| {
         let enq = store.register_sweep(&sweep).await?;
         if args.retry_failed {
             let n = store.retry_failed(Some(&sweep.name)).await?;
@@ -242,8 +242,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&args.db.db).await?;
-    super::closing(&store, async move |store: &Store| {
+    let db = args.db.db.clone();
+    super::with_store(&db, async move |store: &Store| {
         let counts = store.state_counts(None).await?;
         let total: i64 = counts.iter().map(|(_, n)| n).sum();
         let opts = SchedulerOptions {

@@ -50,7 +50,7 @@ const CELLS_PER_INSERT: usize = 500;
 
 fn run_columns(cfg: &RunConfig) -> (String, String) {
     let hidden = serde_json::to_string(&cfg.model.hidden).unwrap_or_default();
-    let config = serde_json::to_string(cfg).unwrap_or_default();
+    let config = cfg.stored_json();
     (hidden, config)
 }
 

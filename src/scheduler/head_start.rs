@@ -56,7 +56,7 @@ impl std::fmt::Debug for HeadStart {
 impl HeadStart {
     /// Starts training the first `jobs` cells, on one thread each, with data sets from `cache`.
     /// Cells whose data set is read from disk are not started (a missing or large file is left
-    /// for the run that claims it), nor are cells whose configuration cannot be serialised.
+    /// for the run that claims it), nor are cells whose thread cannot be spawned.
     pub fn start(cells: &[RunConfig], jobs: usize, cache: &Arc<DataCache>) -> HeadStart {
         let started = Instant::now();
         let runs: Vec<Ahead> = cells
@@ -64,8 +64,7 @@ impl HeadStart {
             .take(jobs.max(1))
             .filter(|cell| !cell.data.dataset.on_disk())
             .filter_map(|cell| {
-                // The same text `Store::register_sweep` stores.
-                let config = serde_json::to_string(cell).ok()?;
+                let config = cell.stored_json();
                 let cancel = Arc::new(AtomicBool::new(false));
                 let (text, stop, cache) = (config.clone(), cancel.clone(), cache.clone());
                 let thread = std::thread::Builder::new()
@@ -199,7 +198,7 @@ mod tests {
     fn claimed(cfg: &RunConfig) -> ClaimedRun {
         ClaimedRun {
             id: cfg.run_id(),
-            config: serde_json::to_string(cfg).unwrap(),
+            config: cfg.stored_json(),
             attempt: 1,
             position: None,
         }
@@ -318,13 +317,13 @@ mod tests {
 
         let cache = DataCache::default();
         let cfg = &cells()[0];
-        let text = serde_json::to_string(cfg).unwrap();
+        let text = cfg.stored_json();
         // Cancelled before its first step: no result (the slot trains the run itself).
         assert!(train_ahead(&text, &cache, &AtomicBool::new(true)).is_none());
         // A configuration that does not validate: no result (the slot reports the error).
         let mut bad = cfg.clone();
         bad.momentum = 1.0;
-        let bad = serde_json::to_string(&bad).unwrap();
+        let bad = bad.stored_json();
         assert!(train_ahead(&bad, &cache, &AtomicBool::new(false)).is_none());
         assert!(train_ahead(&text, &cache, &AtomicBool::new(false)).is_some());
     }
