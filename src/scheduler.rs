@@ -1250,8 +1250,10 @@ mod tests {
     /// Once a claim finds nothing left while runs still train, the scheduler has the log cut:
     /// at the end it holds only what the last run wrote, far less than the registration of a
     /// large sweep had put in it before. (Both cells are claimed at once, so the tidy is asked
-    /// for at the start; the long one, 20,000 steps of B = 4, trains on for a few tenths of a
-    /// second after the short one's outcome is written and the log is cut.)
+    /// for at the start; the long one, 200,000 steps of B = 4, trains on for a few tenths of a
+    /// second after the short one's outcome is written and the log is cut. It must outlast the
+    /// writer's linger after that outcome, 0.1 s: a run of 20,000 steps ended within it on a
+    /// faster host, and the log was then left to the close.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn nothing_left_to_claim_has_the_log_cut_while_the_last_runs_train() {
         let dir = tempfile::tempdir().unwrap();
@@ -1260,7 +1262,7 @@ mod tests {
         let store = Store::open(&dir.path().join("s.db")).await.unwrap();
         let big = crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
         store.register_sweep(&big).await.unwrap();
-        let small = teacher_sweep("small", 2000, "0.01", "[4, 512]", 40);
+        let small = teacher_sweep("small", 20_000, "0.01", "[4, 512]", 40);
         store.register_sweep(&small).await.unwrap();
         let before = wal_len();
         let opts = SchedulerOptions {
