@@ -90,11 +90,11 @@ impl Store {
         rows: &[EpochRow],
     ) -> Result<u64> {
         let mut written = 0;
-        // Rows of many runs go in one multi-row statement per `ROWS_PER_INSERT` (the writer
+        // Rows of many runs go in multi-row statements of up to `ROWS_PER_INSERT` (the writer
         // gathers the rows of every run that ended within its linger), and each row is kept
         // only while its claim holds: the join with `runs` checks the claim row by row, so no
         // statement per run is needed for it.
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        for chunk in super::pow2_chunks(rows, ROWS_PER_INSERT) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, \
                  train_loss, train_acc, test_loss, test_acc, nonfinite, wall_s, grad_sq, \
@@ -135,11 +135,9 @@ impl Store {
                  AND r.claimed_by = v.column17 AND r.state = 'running' \
                  WHERE true ON CONFLICT (run_id, epoch) DO NOTHING",
             );
-            // Chunks of other sizes than the full one are one-off statements: not cached.
-            let persistent = chunk.len() == ROWS_PER_INSERT;
+            // Chunks come in a handful of sizes (`pow2_chunks`): each text stays prepared.
             written += q
                 .build()
-                .persistent(persistent)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err(e))?

@@ -164,11 +164,15 @@ impl Store {
         // pending run of a 100,000-cell sweep) instead of looking each id up.
         let pick = if sweep.is_some() {
             "SELECT s.run_id FROM sweep_runs s JOIN runs r ON r.id = s.run_id \
-             WHERE s.sweep = ?1 AND s.position >= ?9 AND r.state = 'pending' \
-             ORDER BY s.position LIMIT ?8"
+             WHERE s.sweep = ?1 AND s.position >= ?8 AND r.state = 'pending' \
+             ORDER BY s.position LIMIT {max}"
         } else {
-            "SELECT id FROM runs WHERE state = 'pending' AND ?1 IS NULL ORDER BY rowid LIMIT ?8"
+            "SELECT id FROM runs WHERE state = 'pending' AND ?1 IS NULL ORDER BY rowid LIMIT {max}"
         };
+        // The limit is written into the text, not bound: SQLite (3.4x) reads a bound LIMIT while
+        // planning and prepares the statement again whenever its value changes, which it did at
+        // almost every claim. One text per limit (1 to jobs + 32) stays prepared instead.
+        let pick = pick.replace("{max}", &max.to_string());
         let sql = format!(
             "UPDATE runs SET state = 'running', attempt = attempt + 1, claimed_by = ?2, \
              worker = ?2, heartbeat_at = ?3, started_at = ?3, finished_at = NULL, host = ?4, threads = ?5, \
@@ -185,8 +189,7 @@ impl Store {
             .bind(provenance::host())
             .bind(provenance::compute_threads())
             .bind(provenance::VERSION)
-            .bind(provenance::git_revision())
-            .bind(i64::try_from(max).unwrap_or(i64::MAX));
+            .bind(provenance::git_revision());
         if sweep.is_some() {
             query = query.bind(from);
         }
@@ -320,7 +323,7 @@ impl Store {
         }
         let mut kept = std::collections::HashSet::new();
         let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
-        for chunk in runs.chunks(FINISHES_PER_UPDATE) {
+        for chunk in super::pow2_chunks(runs, FINISHES_PER_UPDATE) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "UPDATE runs SET state = v.column3, finished_at = v.column4, claimed_by = NULL, \
                  error = NULL, diverged_at_epoch = v.column5, diverged_reason = v.column6, \
@@ -379,7 +382,6 @@ impl Store {
             q.push(" AND runs.state = 'running' RETURNING runs.id");
             let ids: Vec<String> = q
                 .build_query_scalar()
-                .persistent(chunk.len() == 1)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(|e| self.err(e))?;
