@@ -132,30 +132,31 @@ pub fn exit_now(code: u8) -> ! {
     std::process::exit(code.into())
 }
 
-/// Turns transparent huge pages off for this process, unless `user_allows` (the user has set
-/// `MIMALLOC_ALLOW_THP`, which mimalloc itself reads); returns whether they were turned off.
+/// Turns transparent huge pages off for this process (the default feature `no-huge-pages`);
+/// returns whether the kernel took it (Linux only; elsewhere nothing is done).
 ///
-/// mimalloc asks for huge pages on its arenas, so the first touch of any 2 MiB of it faults in
-/// and zeroes the whole 2 MiB. On a virtual machine that hands freed memory back to its host
-/// (free page reporting, as on this project's machines), such a fault costs 4–5 ms a few seconds
-/// after the memory was last used, against 0.3 ms when it is reused at once: a quickstart sweep
-/// touches about 40 of them across its threads (database, data set, runs), and ran 9% faster
-/// without (docs/performance.md). Huge pages are worth 3–5% of a long run's step at best
-/// (fewer TLB misses); PyTorch's allocator does not ask for them either. Linux only; elsewhere
-/// nothing is changed and this returns false.
-pub fn no_huge_pages(user_allows: bool) -> bool {
+/// With huge pages, the first touch of any 2 MiB of the allocator's memory faults in and zeroes
+/// the whole 2 MiB. On a virtual machine that hands freed memory back to its host (free page
+/// reporting, as on this project's machines), such a fault costs 4–5 ms a few seconds after the
+/// memory was last used, against 0.3 ms when it is reused at once: a quickstart sweep touched
+/// about 40 of them across its threads (database, data set, runs), and every command paid two
+/// before `main`. mimalloc is built without huge pages (`no_thp`); this call also opts the
+/// process out where the system's setting is `always`. Huge pages are worth 5–11% of a long
+/// run's step at best (fewer TLB misses); PyTorch's allocator does not ask for them either.
+#[cfg(feature = "no-huge-pages")]
+fn no_huge_pages() -> bool {
     #[cfg(target_os = "linux")]
-    if !user_allows {
-        // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map.
-        return unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0;
-    }
-    let _ = user_allows;
-    false
+    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map.
+    let off = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0;
+    #[cfg(not(target_os = "linux"))]
+    let off = false;
+    off
 }
 
 /// Parses the command line and runs the command; returns its exit status.
 fn status() -> u8 {
-    no_huge_pages(std::env::var_os("MIMALLOC_ALLOW_THP").is_some());
+    #[cfg(feature = "no-huge-pages")]
+    no_huge_pages();
     // Die quietly on a closed pipe (`scalelab runs | head`), as Unix tools do.
     #[cfg(unix)]
     // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
@@ -288,31 +289,29 @@ async fn wait_for_signal() {
     }
 }
 
-#[cfg(test)]
+/// Linux only, and only with the default feature: nothing else is tested here.
+#[cfg(all(test, target_os = "linux", feature = "no-huge-pages"))]
 mod tests {
     use super::*;
 
     /// The kernel's view of this process: `THP_enabled` in `/proc/self/status` (Linux ≥ 5.0).
-    #[cfg(target_os = "linux")]
     fn thp_enabled() -> Option<bool> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
         Some(line.split_whitespace().nth(1)? == "1")
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
-    fn huge_pages_go_off_unless_the_user_allows_them() {
-        // SAFETY (both calls): PR_SET_THP_DISABLE only sets a flag on this process's memory map.
+    fn huge_pages_go_off_for_the_process() {
+        // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map.
         let reset = || unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
         assert_eq!(reset(), 0);
         if thp_enabled() != Some(true) {
             return; // a kernel built without transparent huge pages: nothing to turn off
         }
-        assert!(!no_huge_pages(true), "MIMALLOC_ALLOW_THP set: left alone");
-        assert_eq!(thp_enabled(), Some(true));
-        assert!(no_huge_pages(false));
+        assert!(no_huge_pages());
         assert_eq!(thp_enabled(), Some(false));
         assert_eq!(reset(), 0);
+        assert_eq!(thp_enabled(), Some(true));
     }
 }
