@@ -140,17 +140,23 @@ pub fn exit_now(code: u8) -> ! {
 /// reporting, as on this project's machines), such a fault costs 4–5 ms a few seconds after the
 /// memory was last used, against 0.3 ms when it is reused at once: a quickstart sweep touched
 /// about 40 of them across its threads (database, data set, runs), and every command paid two
-/// before `main`. mimalloc is built without huge pages (`no_thp`); this call also opts the
-/// process out where the system's setting is `always`. Huge pages are worth 5–11% of a long
+/// before `main`. mimalloc is built without huge pages (`no_thp`), which is all it takes where
+/// the system's setting is `madvise` (as on this project's machines); where it is `always`, this
+/// call opts the process out from here on (what was mapped before `main` may still be huge). Huge pages are worth 5–11% of a long
 /// run's step at best (fewer TLB misses); PyTorch's allocator does not ask for them either.
 #[cfg(feature = "no-huge-pages")]
 fn no_huge_pages() -> bool {
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map.
-    let off = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0;
+    {
+        // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map; the kernel
+        // reads its arguments as unsigned longs (the flag, then three zeros it requires).
+        let (on, zero): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, zero, zero, zero) == 0 }
+    }
     #[cfg(not(target_os = "linux"))]
-    let off = false;
-    off
+    {
+        false
+    }
 }
 
 /// Parses the command line and runs the command; returns its exit status.
@@ -303,8 +309,9 @@ mod tests {
 
     #[test]
     fn huge_pages_go_off_for_the_process() {
-        // SAFETY: PR_SET_THP_DISABLE only sets a flag on this process's memory map.
-        let reset = || unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
+        // SAFETY: as in `no_huge_pages`: only a flag of this process, unsigned long arguments.
+        let zero: libc::c_ulong = 0;
+        let reset = || unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, zero, zero, zero, zero) };
         assert_eq!(reset(), 0);
         if thp_enabled() != Some(true) {
             return; // a kernel built without transparent huge pages: nothing to turn off

@@ -351,7 +351,10 @@ impl Store {
 /// prepared anew at every burst, about 0.3 ms of a core's time each (and of a training slot's,
 /// with `--jobs` equal to the cores).
 pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
-    debug_assert!(max.is_power_of_two());
+    assert!(
+        max.is_power_of_two(),
+        "chunks of {max} rows: not a power of two"
+    );
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
