@@ -142,8 +142,9 @@ pub fn exit_now(code: u8) -> ! {
 /// about 40 of them across its threads (database, data set, runs), and every command paid two
 /// before `main`. mimalloc is built without huge pages (`no_thp`), which is all it takes where
 /// the system's setting is `madvise` (as on this project's machines); where it is `always`, this
-/// call opts the process out from here on (what was mapped before `main` may still be huge). Huge pages are worth 5–11% of a long
-/// run's step at best (fewer TLB misses); PyTorch's allocator does not ask for them either.
+/// call opts the process out from here on (what was mapped before `main` may still be huge).
+/// Huge pages are worth 5–11% of a long run's step at best (fewer TLB misses); PyTorch's
+/// allocator does not ask for them either.
 #[cfg(feature = "no-huge-pages")]
 fn no_huge_pages() -> bool {
     #[cfg(target_os = "linux")]

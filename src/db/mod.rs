@@ -307,9 +307,6 @@ impl Store {
             return false;
         };
         let done: std::result::Result<bool, sqlx::Error> = async {
-            let waits: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-                .fetch_one(&mut *conn)
-                .await?;
             sqlx::query("PRAGMA busy_timeout = 0")
                 .execute(&mut *conn)
                 .await?;
@@ -318,7 +315,8 @@ impl Store {
                 sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
                     .fetch_one(&mut *conn)
                     .await;
-            // A number SQLite gave, not user input.
+            // Back to the timeout every connection of the pool opens with (a number, not text).
+            let waits = busy_timeout().as_millis();
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "PRAGMA busy_timeout = {waits}"
             )))
