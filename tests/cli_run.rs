@@ -860,3 +860,27 @@ seeds = 1
         "sweep run and `scalelab train` disagree"
     );
 }
+
+/// A busy timeout beyond what SQLite can wait (an `int` of milliseconds) is the longest wait it
+/// takes, not a crash: it panicked in sqlx's connection thread before, with a stack trace.
+#[test]
+fn a_huge_busy_timeout_is_capped_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "patient", 1, 1);
+    let db = dir.path().join("p.db");
+    for huge in ["1e9", "1e300"] {
+        let out = succeed(
+            scalelab()
+                .args(["run", sweep.to_str().unwrap(), "--db"])
+                .arg(&db)
+                .args(["--enqueue-only"])
+                .env("SCALELAB_BUSY_TIMEOUT", huge),
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 4);
+}

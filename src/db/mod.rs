@@ -29,11 +29,21 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const CACHE_SIZE: &str = "-32768";
 
 fn busy_timeout() -> Duration {
-    std::env::var("SCALELAB_BUSY_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map_or(BUSY_TIMEOUT, Duration::from_secs_f64)
+    busy_timeout_from(std::env::var("SCALELAB_BUSY_TIMEOUT").ok().as_deref())
+}
+
+/// The longest wait SQLite takes (`sqlite3_busy_timeout` counts milliseconds in an `int`):
+/// about 24.8 days. A longer `SCALELAB_BUSY_TIMEOUT` means the same, not a crash.
+const BUSY_TIMEOUT_MAX_S: f64 = i32::MAX as f64 / 1000.0;
+
+/// [`busy_timeout`] for the variable's text: a number of seconds, at most
+/// [`BUSY_TIMEOUT_MAX_S`]; anything else (negative, not a number) means [`BUSY_TIMEOUT`].
+fn busy_timeout_from(text: Option<&str>) -> Duration {
+    text.and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| !s.is_nan() && *s >= 0.0)
+        .map_or(BUSY_TIMEOUT, |s| {
+            Duration::from_secs_f64(s.min(BUSY_TIMEOUT_MAX_S))
+        })
 }
 
 /// A run's state (stored lowercase in `runs.state`).
@@ -395,6 +405,27 @@ pub(crate) fn db_error_text(path: &Path, text: &str) -> Error {
         format!("database {p}: {text}")
     };
     Error::Db(msg.replace('\n', " "))
+}
+
+#[cfg(test)]
+mod busy_timeout_tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_timeout_is_seconds_capped_at_what_sqlite_takes() {
+        assert_eq!(busy_timeout_from(None), BUSY_TIMEOUT);
+        assert_eq!(busy_timeout_from(Some("2.5")), Duration::from_millis(2500));
+        assert_eq!(busy_timeout_from(Some("0")), Duration::ZERO);
+        for bad in ["-1", "abc", "", "NaN"] {
+            assert_eq!(busy_timeout_from(Some(bad)), BUSY_TIMEOUT, "{bad:?}");
+        }
+        // Beyond SQLite's int of milliseconds (which panicked in sqlx, or in Duration for 1e300):
+        // the longest wait it takes.
+        for huge in ["1e9", "1e300", "inf"] {
+            let t = busy_timeout_from(Some(huge));
+            assert_eq!(t.as_millis(), i32::MAX as u128, "{huge}");
+        }
+    }
 }
 
 #[cfg(test)]
