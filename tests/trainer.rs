@@ -258,6 +258,46 @@ fn same_seed_is_bit_identical_and_another_seed_differs() {
     assert_eq!(a[2].samples, 1000);
 }
 
+/// A network leaves its working memory to the next one built on the same thread (a slot's next
+/// run): a run after a larger, deeper one, on more data and larger batches, computes bit for bit
+/// what it computes on a fresh thread.
+#[test]
+fn a_run_does_not_depend_on_the_run_before_it_on_its_thread() {
+    let cfg = teacher_config(3);
+    let mut big = teacher_config(4);
+    big.model.hidden = vec![96, 48];
+    big.data = DataConfig::new(DatasetKind::Teacher, 700, 900);
+    big.batch_size = 100;
+    let first = cfg.clone();
+    let fresh = std::thread::spawn(move || collect(&first)).join().unwrap();
+    let second = cfg.clone();
+    let after = std::thread::spawn(move || {
+        collect(&big);
+        collect(&second)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(without_wall(&fresh.0), without_wall(&after.0));
+    assert_eq!(fresh.0.len(), 5);
+    assert_eq!(fresh.1.state, after.1.state);
+    // And the other way round: the smaller run before a larger one leaves it unchanged too.
+    let (mut big_a, mut big_b) = (teacher_config(4), teacher_config(4));
+    for b in [&mut big_a, &mut big_b] {
+        b.model.hidden = vec![96, 48];
+        b.data = DataConfig::new(DatasetKind::Teacher, 700, 900);
+        b.batch_size = 100;
+    }
+    let alone = std::thread::spawn(move || collect(&big_a)).join().unwrap();
+    let small_first = cfg.clone();
+    let later = std::thread::spawn(move || {
+        collect(&small_first);
+        collect(&big_b)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(without_wall(&alone.0), without_wall(&later.0));
+}
+
 #[test]
 fn a_step_budget_ends_mid_epoch() {
     let mut cfg = teacher_config(1);
