@@ -258,6 +258,13 @@ fn same_seed_is_bit_identical_and_another_seed_differs() {
     assert_eq!(a[2].samples, 1000);
 }
 
+/// The runs of `cfgs`, one after another on one new thread; the last one's epochs and outcome.
+fn last_on_one_thread(cfgs: Vec<RunConfig>) -> (Vec<EpochMetrics>, scalelab::train::RunOutcome) {
+    std::thread::spawn(move || cfgs.iter().fold(None, |_, c| Some(collect(c))).unwrap())
+        .join()
+        .unwrap()
+}
+
 /// A network leaves its working memory to the next one built on the same thread (a slot's next
 /// run): a run after a larger, deeper one, on more data and larger batches, computes bit for bit
 /// what it computes on a fresh thread.
@@ -268,33 +275,14 @@ fn a_run_does_not_depend_on_the_run_before_it_on_its_thread() {
     big.model.hidden = vec![96, 48];
     big.data = DataConfig::new(DatasetKind::Teacher, 700, 900);
     big.batch_size = 100;
-    let first = cfg.clone();
-    let fresh = std::thread::spawn(move || collect(&first)).join().unwrap();
-    let second = cfg.clone();
-    let after = std::thread::spawn(move || {
-        collect(&big);
-        collect(&second)
-    })
-    .join()
-    .unwrap();
+    let fresh = last_on_one_thread(vec![cfg.clone()]);
+    let after = last_on_one_thread(vec![big.clone(), cfg.clone()]);
     assert_eq!(without_wall(&fresh.0), without_wall(&after.0));
     assert_eq!(fresh.0.len(), 5);
     assert_eq!(fresh.1.state, after.1.state);
     // And the other way round: the smaller run before a larger one leaves it unchanged too.
-    let (mut big_a, mut big_b) = (teacher_config(4), teacher_config(4));
-    for b in [&mut big_a, &mut big_b] {
-        b.model.hidden = vec![96, 48];
-        b.data = DataConfig::new(DatasetKind::Teacher, 700, 900);
-        b.batch_size = 100;
-    }
-    let alone = std::thread::spawn(move || collect(&big_a)).join().unwrap();
-    let small_first = cfg.clone();
-    let later = std::thread::spawn(move || {
-        collect(&small_first);
-        collect(&big_b)
-    })
-    .join()
-    .unwrap();
+    let alone = last_on_one_thread(vec![big.clone()]);
+    let later = last_on_one_thread(vec![cfg, big]);
     assert_eq!(without_wall(&alone.0), without_wall(&later.0));
 }
 
