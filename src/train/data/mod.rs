@@ -8,6 +8,7 @@ mod cifar;
 mod idx;
 mod mixture;
 mod teacher;
+mod teacher_net;
 
 use std::path::{Path, PathBuf};
 
