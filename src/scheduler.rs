@@ -367,11 +367,13 @@ pub async fn run_pending(
                     in_flight += claimed;
                     // Fewer than asked for: nothing is left to claim, and the writer tidies
                     // the log while the last runs train (once, until a claim is full again).
+                    // Those runs are all claimed now, and wait longest expected first.
                     if claimed == want {
                         tidied = false;
                     } else if in_flight > 0 && !tidied {
                         tidied = true;
                         let _ = tx.send(Write::Tidy);
+                        slot.reorder(|config| ran.expected(config))?;
                     }
                 }
                 let waiting = slot.waiting()?;
@@ -446,7 +448,7 @@ pub async fn run_pending(
             in_flight -= 1;
             match &result {
                 Ok((outcome, _)) => {
-                    ran.add(outcome.wall_s);
+                    ran.add(&run.config, outcome.wall_s);
                     report.train_s += outcome.wall_s;
                     report.eval_s += outcome.eval_s;
                     match &outcome.state {
@@ -545,24 +547,33 @@ fn runs_ahead(jobs: usize, run_s: Option<f64>) -> usize {
     }
 }
 
-/// The wall times of the last few runs this process trained. Claiming ahead goes by the longest
-/// of them, not by a mean over the sweep: when a sweep moves on from short runs to long ones (a
-/// larger training set), one long run is enough to go back to claiming one run ahead.
+/// The wall times of the runs this process trained. Claiming ahead goes by the longest of the last
+/// few, not by a mean over the sweep: when a sweep moves on from short runs to long ones (a larger
+/// training set), one long run is enough to go back to claiming one run ahead. The mean time of
+/// each cell (its configuration but the seed) orders the sweep's last runs ([`longest_first`]).
 #[derive(Default)]
 struct RunTimes {
     recent: VecDeque<f64>,
+    /// Per cell ([`cell_key`]): the sum of its runs' wall times, and how many.
+    by_cell: HashMap<String, (f64, u32)>,
 }
 
 impl RunTimes {
     /// Runs remembered.
     const WINDOW: usize = 8;
 
-    fn add(&mut self, wall_s: f64) {
+    /// Records a run of stored configuration `config` that took `wall_s` seconds.
+    fn add(&mut self, config: &str, wall_s: f64) {
         if wall_s.is_finite() && wall_s >= 0.0 {
             if self.recent.len() == Self::WINDOW {
                 self.recent.pop_front();
             }
             self.recent.push_back(wall_s);
+            if let Some(key) = cell_key(config) {
+                let (sum, n) = self.by_cell.entry(key).or_default();
+                *sum += wall_s;
+                *n += 1;
+            }
         }
     }
 
@@ -570,6 +581,36 @@ impl RunTimes {
     fn recent_longest(&self) -> Option<f64> {
         self.recent.iter().copied().reduce(f64::max)
     }
+
+    /// The mean wall time of the runs of `config`'s cell trained so far (other seeds, or earlier
+    /// attempts); `None` when there were none.
+    fn expected(&self, config: &str) -> Option<f64> {
+        let (sum, n) = self.by_cell.get(&cell_key(config)?)?;
+        Some(sum / f64::from(*n))
+    }
+}
+
+/// What identifies a run's cell in its stored configuration: everything but the seed (the JSON
+/// text again, its keys in order); `None` when it is not a JSON object.
+fn cell_key(config: &str) -> Option<String> {
+    let mut value: serde_json::Value = serde_json::from_str(config).ok()?;
+    value.as_object_mut()?.remove("seed");
+    Some(value.to_string())
+}
+
+/// Orders `runs` longest expected first (a run with no expectation counts as longest), keeping
+/// their order where expectations tie: the classic rule for finishing a set of jobs on several
+/// slots at nearly the same time. Used on the sweep's last runs, once nothing is left to claim:
+/// in the order claimed, the slot that ended first waited on average half a run for the other
+/// (8–15 ms of the quickstart's two slots), where the shortest runs last let both end together.
+fn longest_first(runs: &mut VecDeque<ClaimedRun>, expected: impl Fn(&str) -> Option<f64>) {
+    let mut keyed: Vec<(f64, ClaimedRun)> = runs
+        .drain(..)
+        .map(|run| (expected(&run.config).unwrap_or(f64::INFINITY), run))
+        .collect();
+    // Stable: ties keep the sweep's order.
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    runs.extend(keyed.into_iter().map(|(_, run)| run));
 }
 
 /// Gives back the claimed runs no slot has started (Ctrl-C, or an error); returns how many. Every
@@ -636,6 +677,12 @@ impl SlotShared {
 
     fn waiting(&self) -> Result<usize> {
         Ok(self.queue()?.len())
+    }
+
+    /// Puts the runs waiting for a slot longest expected first ([`longest_first`]).
+    fn reorder(&self, expected: impl Fn(&str) -> Option<f64>) -> Result<()> {
+        longest_first(&mut *self.queue()?, expected);
+        Ok(())
     }
 
     fn take_all(&self) -> Result<Vec<ClaimedRun>> {
@@ -1353,20 +1400,64 @@ mod tests {
         let mut times = RunTimes::default();
         assert_eq!(times.recent_longest(), None);
         for _ in 0..100 {
-            times.add(0.006);
+            times.add("{}", 0.006);
         }
-        times.add(f64::NAN);
+        times.add("{}", f64::NAN);
         assert_eq!(runs_ahead(2, times.recent_longest()), MAX_AHEAD);
-        times.add(10.0);
+        times.add("{}", 10.0);
         assert_eq!(times.recent_longest(), Some(10.0));
         assert_eq!(runs_ahead(2, times.recent_longest()), 1);
         for _ in 0..7 {
-            times.add(0.04);
+            times.add("{}", 0.04);
         }
         assert_eq!(times.recent_longest(), Some(10.0));
-        times.add(0.04);
+        times.add("{}", 0.04);
         assert_eq!(times.recent_longest(), Some(0.04));
         assert_eq!(runs_ahead(2, times.recent_longest()), 10);
+    }
+
+    /// A cell's expected time is the mean of its runs', whatever their seeds; the last runs wait
+    /// longest expected first, unknown cells first of all, ties in their claimed order.
+    #[test]
+    fn the_last_runs_wait_longest_expected_first() {
+        let cfg = |lr: f64, seed: u64| {
+            let mut c = crate::config::example_config();
+            c.lr = lr;
+            c.seed = seed;
+            c.stored_json()
+        };
+        let mut times = RunTimes::default();
+        times.add(&cfg(0.1, 1), 0.010);
+        times.add(&cfg(0.1, 2), 0.030);
+        times.add(&cfg(0.2, 1), 0.005);
+        times.add(&cfg(0.3, 1), 0.050);
+        times.add(&cfg(0.3, 2), f64::NAN);
+        // Other seeds, other attempts: the cell's mean; a NaN time is not counted.
+        assert_eq!(times.expected(&cfg(0.1, 3)), Some(0.020));
+        assert_eq!(times.expected(&cfg(0.3, 9)), Some(0.050));
+        assert_eq!(times.expected(&cfg(0.4, 1)), None);
+        assert_eq!(times.expected("not json"), None);
+        let run = |id: &str, config: String| ClaimedRun {
+            id: id.into(),
+            config,
+            attempt: 1,
+            position: None,
+        };
+        let mut queue: VecDeque<ClaimedRun> = [
+            run("short", cfg(0.2, 3)),
+            run("mid-a", cfg(0.1, 3)),
+            run("long", cfg(0.3, 3)),
+            run("unknown", cfg(0.4, 3)),
+            run("mid-b", cfg(0.1, 4)),
+            run("unreadable", "{".into()),
+        ]
+        .into();
+        longest_first(&mut queue, |c| times.expected(c));
+        let order: Vec<&str> = queue.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            order,
+            ["unknown", "unreadable", "long", "mid-a", "mid-b", "short"]
+        );
     }
 
     #[test]
