@@ -101,6 +101,11 @@ mod tests {
         xs.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// A data set's inputs, row after row.
+    fn flat(t: &candle_core::Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
     /// The examples the build script embedded are the generator's, bit for bit, every row of
     /// both sets, and the data set built from them is the generated one.
     #[test]
@@ -134,7 +139,6 @@ mod tests {
             let ds = generate(&DataConfig::new(DatasetKind::Teacher, n as u64, m as u64)).unwrap();
             let (gx, gy) = samples(&teacher, n, 0.0, &mut stream(seed, Stream::TrainSamples));
             let (tx, ty) = samples(&teacher, m, 0.0, &mut stream(seed, Stream::TestSamples));
-            let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert_eq!(bits(&flat(&ds.train_x)), bits(&gx), "N = {n}");
             assert_eq!(ds.train_y, gy, "N = {n}");
             assert_eq!(bits(&flat(&ds.test_x)), bits(&tx), "test {m}");
@@ -160,8 +164,7 @@ mod tests {
         cfg.teacher_hidden = Some(32);
         let other = generate(&cfg).unwrap();
         assert_ne!(other.train_y, clean.train_y);
-        let x = |ds: &Dataset| ds.train_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         // The inputs are the data seed's stream whatever the teacher.
-        assert_eq!(bits(&x(&other)), bits(&x(&clean)));
+        assert_eq!(bits(&flat(&other.train_x)), bits(&flat(&clean.train_x)));
     }
 }

@@ -49,7 +49,8 @@ pub struct Teacher {
     pub offset: Vec<f64>,
 }
 
-/// `src` `(rows, cols)` row-major, transposed.
+/// `src` `(rows, cols)` row-major, transposed: `ops::transpose_into` again, which the build
+/// script cannot reach (this file must not depend on the crate).
 fn transposed(src: &[f64], rows: usize, cols: usize) -> Vec<f64> {
     let mut dst = vec![0.0; src.len()];
     for (r, row) in src.chunks_exact(cols.max(1)).take(rows).enumerate() {
