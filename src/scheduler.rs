@@ -365,15 +365,18 @@ pub async fn run_pending(
                     let claimed =
                         slot.push(claim(store, sweep, &token, &mut cursor, want).await?)?;
                     in_flight += claimed;
+                    // The runs waiting for a slot go longest expected first, so that the
+                    // shortest known ones are left for the sweep's end.
+                    if claimed > 0 {
+                        slot.reorder(|config| ran.expected(config))?;
+                    }
                     // Fewer than asked for: nothing is left to claim, and the writer tidies
                     // the log while the last runs train (once, until a claim is full again).
-                    // Those runs are all claimed now, and wait longest expected first.
                     if claimed == want {
                         tidied = false;
                     } else if in_flight > 0 && !tidied {
                         tidied = true;
                         let _ = tx.send(Write::Tidy);
-                        slot.reorder(|config| ran.expected(config))?;
                     }
                 }
                 let waiting = slot.waiting()?;
@@ -550,7 +553,7 @@ fn runs_ahead(jobs: usize, run_s: Option<f64>) -> usize {
 /// The wall times of the runs this process trained. Claiming ahead goes by the longest of the last
 /// few, not by a mean over the sweep: when a sweep moves on from short runs to long ones (a larger
 /// training set), one long run is enough to go back to claiming one run ahead. The mean time of
-/// each cell (its configuration but the seed) orders the sweep's last runs ([`longest_first`]).
+/// each cell (its configuration but the seed) orders the runs waiting for a slot ([`longest_first`]).
 #[derive(Default)]
 struct RunTimes {
     recent: VecDeque<f64>,
@@ -611,9 +614,10 @@ fn cell_key(config: &str) -> u64 {
 
 /// Orders `runs` longest expected first (a run with no expectation counts as longest), keeping
 /// their order where expectations tie: the classic rule for finishing a set of jobs on several
-/// slots at nearly the same time. Used on the sweep's last runs, once nothing is left to claim:
-/// in the order claimed, the slot that ended first waited on average half a run for the other
-/// (8–15 ms of the quickstart's two slots), where the shortest runs last let both end together.
+/// slots at nearly the same time. Applied to the runs waiting for a slot at every claim, so a
+/// run known to be short keeps making way for longer ones claimed after it, and the sweep ends
+/// with the shortest: in the order claimed, the slot that ended first waited on average half a
+/// run for the other (8–15 ms of the quickstart's two slots).
 fn longest_first(runs: &mut VecDeque<ClaimedRun>, expected: impl Fn(&str) -> Option<f64>) {
     let mut keyed: Vec<(f64, ClaimedRun)> = runs
         .drain(..)
@@ -1186,6 +1190,57 @@ mod tests {
         assert_eq!(stored[0], stored[2]);
     }
 
+    /// A real sweep, one job, 36 runs: the runs of the cell known to end at once (it diverges
+    /// at its first steps, under 1 ms, where the others train 40 epochs, about 4 ms) wait for every other run claimed with them, though claimed earlier, so
+    /// the sweep ends with them. (Not only the last claim's runs: the first claim after the first
+    /// run holds most of the sweep, seeds 2 to 4 of the short cell among them.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn runs_known_to_be_short_are_left_for_the_end() {
+        let text = "name = \"order\"\n\
+             [data]\ndataset = \"teacher\"\ntrain_size = 300\ntest_size = 100\n\
+             [model]\nhidden = [16]\n\
+             [train]\nlr = [1000.0, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045]\n\
+             batch_size = 16\nmomentum = 0.9\nepochs = 40\nseeds = 4\n";
+        let sweep = crate::sweep::parse_sweep("order.toml", text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("o.db")).await.unwrap();
+        store.register_sweep(&sweep).await.unwrap();
+        let opts = SchedulerOptions {
+            jobs: 1,
+            sweep: Some("order".into()),
+            progress: false,
+            ..SchedulerOptions::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = run_pending(&store, &opts, stop, 36, 0).await.unwrap();
+        assert_eq!((report.completed, report.diverged), (32, 4));
+        // In the order they ended: (seed, learning rate, state).
+        let ended: Vec<(i64, f64, String)> =
+            sqlx::query_as("SELECT seed, lr, state FROM runs ORDER BY finished_at")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        let ended: Vec<(i64, f64, &str)> = ended
+            .iter()
+            .map(|(seed, lr, state)| (*seed, *lr, state.as_str()))
+            .collect();
+        // The sweep's first run is the short cell's first seed (nothing known yet).
+        assert_eq!(ended[0], (1, 1000.0, "diverged"));
+        assert!(
+            ended[1..33].iter().all(|r| r.1 < 1.0 && r.2 == "completed"),
+            "{ended:?}"
+        );
+        assert_eq!(
+            ended[33..],
+            [
+                (2, 1000.0, "diverged"),
+                (3, 1000.0, "diverged"),
+                (4, 1000.0, "diverged"),
+            ]
+        );
+        store.close().await;
+    }
+
     /// Several runs' rows and outcomes, one of them for a claim that is not this process's,
     /// reach the writer in one burst (one transaction): each outcome is acknowledged with
     /// whether it was kept, and the database holds exactly the kept ones.
@@ -1427,10 +1482,10 @@ mod tests {
         assert_eq!(runs_ahead(2, times.recent_longest()), 10);
     }
 
-    /// A cell's expected time is the mean of its runs', whatever their seeds; the last runs wait
+    /// A cell's expected time is the mean of its runs', whatever their seeds; waiting runs go
     /// longest expected first, unknown cells first of all, ties in their claimed order.
     #[test]
-    fn the_last_runs_wait_longest_expected_first() {
+    fn waiting_runs_go_longest_expected_first() {
         let cfg = |lr: f64, seed: u64| {
             let mut c = crate::config::example_config();
             c.lr = lr;
