@@ -1190,17 +1190,20 @@ mod tests {
         assert_eq!(stored[0], stored[2]);
     }
 
-    /// A real sweep, one job, 36 runs: the runs of the cell known to end at once (it diverges
-    /// at its first steps, under 1 ms, where the others train 40 epochs, about 4 ms) wait for every other run claimed with them, though claimed earlier, so
-    /// the sweep ends with them. (Not only the last claim's runs: the first claim after the first
-    /// run holds most of the sweep, seeds 2 to 4 of the short cell among them.)
+    /// A real sweep, one job, 36 runs: the runs of the cell known to end at once (it diverges at
+    /// its first steps, under 1 ms, where the others train 80 epochs, about 8 ms) wait for every
+    /// other run claimed with them, though claimed earlier, so the sweep ends with them. (Not
+    /// only the last claim's runs: the first claim after the first run holds most of the sweep,
+    /// seeds 2 to 4 of the short cell among them.) Timed runs, so sized for a loaded machine:
+    /// it passed with six busy loops beside it on two cores, where runs four times longer
+    /// shrank the claims until short runs were all that was left to train.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_known_to_be_short_are_left_for_the_end() {
         let text = "name = \"order\"\n\
              [data]\ndataset = \"teacher\"\ntrain_size = 300\ntest_size = 100\n\
              [model]\nhidden = [16]\n\
              [train]\nlr = [1000.0, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045]\n\
-             batch_size = 16\nmomentum = 0.9\nepochs = 40\nseeds = 4\n";
+             batch_size = 16\nmomentum = 0.9\nepochs = 80\nseeds = 4\n";
         let sweep = crate::sweep::parse_sweep("order.toml", text).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("o.db")).await.unwrap();
