@@ -1195,8 +1195,9 @@ mod tests {
     /// other run claimed with them, though claimed earlier, so the sweep ends with them. (Not
     /// only the last claim's runs: the first claim after the first run holds most of the sweep,
     /// seeds 2 to 4 of the short cell among them.) Timed runs, so sized for a loaded machine:
-    /// it passed with six busy loops beside it on two cores, where runs four times longer
-    /// shrank the claims until short runs were all that was left to train.
+    /// it passed with six busy loops beside it on two cores. With 200 epochs a run it failed
+    /// under three: longer runs are claimed fewer ahead, and the short runs put off filled the
+    /// claims until they were all that was left to train.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_known_to_be_short_are_left_for_the_end() {
         let text = "name = \"order\"\n\
