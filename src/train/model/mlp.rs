@@ -28,7 +28,7 @@ use super::{Grads, Network, check_batch, kaiming_uniform};
 use crate::error::Result;
 use crate::train::ops::{
     LossSum, MatRef, bias_act, f32_data, matmul_into, relu_backward, softmax_xent_row,
-    sum_rows_into, transpose_into, with_f32,
+    sum_rows_into, transpose_into, with_f32, xent_rows,
 };
 
 /// A multilayer perceptron `D → hidden… → classes`.
@@ -209,12 +209,8 @@ impl Network for Mlp {
             forward_into(&mut m.acts, widths, w, b, x, rows)
         })?;
         let classes = widths[widths.len() - 1];
-        let mut sum = LossSum::new(rows);
-        let logits = m.acts.last().map_or(&[][..], Vec::as_slice);
-        for (z, &label) in logits.chunks_exact(classes).zip(y) {
-            sum.add(softmax_xent_row(z, label, 1.0, None));
-        }
-        Ok(sum)
+        let logits = m.acts.last_mut().map_or(&mut [][..], Vec::as_mut_slice);
+        Ok(xent_rows(logits, classes, y))
     }
 
     fn forward_macs(&self) -> u64 {
