@@ -732,9 +732,8 @@ pub fn max_unpool2_relu(
 /// the Taylor polynomial of degree 7 (truncation error under 10⁻⁸ relative) by Horner's rule,
 /// and 2ⁿ is built in the exponent's bits. Within 1 ulp of e^x rounded to f32: every f32 in
 /// [−87.33, 88] was checked once, 99.2% equal and the rest 1 ulp (`exp_f32_is_within_one_ulp`
-/// checks 2.9 million of them);
-/// plain multiplications and additions only (no fused multiply-add), so the same bits on every
-/// machine whatever its vector width. Arguments under −87.33 give e^−87.33 ≈ 1.2·10⁻³⁸ (the
+/// checks 2.9 million of them). Plain multiplications and additions only (no fused
+/// multiply-add), so the same bits on every machine whatever its vector width. Arguments under −87.33 give e^−87.33 ≈ 1.2·10⁻³⁸ (the
 /// smallest normal number's order) instead of a subnormal or 0, above 88 e^88 (so that 2ⁿ stays
 /// a normal number); NaN gives NaN. Softmax calls it on logits minus their maximum, all ≤ 0.
 #[inline(always)]
@@ -822,14 +821,7 @@ pub fn xent_rows(z: &mut [f32], classes: usize, y: &[u32]) -> LossSum {
     // The linear part, max − z[label], and each row shifted by its maximum.
     let mut linear = 0f64;
     for (row, &label) in z.chunks_exact_mut(classes).zip(y) {
-        let mut best = 0;
-        let mut max = f32::NEG_INFINITY;
-        for (j, &v) in row.iter().enumerate() {
-            if v > max {
-                max = v;
-                best = j;
-            }
-        }
+        let (best, max) = first_max(row);
         let label = label as usize;
         linear += max as f64 - row.get(label).copied().unwrap_or(f32::NAN) as f64;
         sum.correct += usize::from(best == label);
@@ -853,6 +845,20 @@ pub fn xent_rows(z: &mut [f32], classes: usize, y: &[u32]) -> LossSum {
     sum
 }
 
+/// The index and value of the first maximum of `row` (NaN values never count as larger; an empty
+/// or all-NaN row gives index 0 and −∞), as `torch.argmax` breaks ties.
+fn first_max(row: &[f32]) -> (usize, f32) {
+    let mut best = 0;
+    let mut max = f32::NEG_INFINITY;
+    for (j, &v) in row.iter().enumerate() {
+        if v > max {
+            max = v;
+            best = j;
+        }
+    }
+    (best, max)
+}
+
 /// The cross-entropy of one row of logits `z` against `label` (what [`softmax_xent`] computes for
 /// every row): returns the loss (f64) and whether the argmax (first maximum) is the label; with
 /// `grad`, writes `scale·(softmax − onehot)` into it.
@@ -862,14 +868,7 @@ pub fn softmax_xent_row(
     scale: f32,
     grad: Option<&mut [f32]>,
 ) -> (f64, bool) {
-    let mut best = 0;
-    let mut max = f32::NEG_INFINITY;
-    for (j, &v) in z.iter().enumerate() {
-        if v > max {
-            max = v;
-            best = j;
-        }
-    }
+    let (best, max) = first_max(z);
     let label = label as usize;
     let mut se = 0f64;
     let loss = |se: f64| max as f64 + se.ln() - z.get(label).copied().unwrap_or(f32::NAN) as f64;
