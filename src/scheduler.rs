@@ -162,14 +162,15 @@ enum Write {
 }
 
 /// Sends an outcome to the writer; the receiver yields whether it was written (false when the
-/// claim had been lost: another process took the run over).
+/// claim had been lost: another process took the run over). `finished_at` is when the run
+/// ended (Unix seconds), stamped by its slot: the scheduler may take the result later.
 fn send_outcome(
     tx: &mpsc::UnboundedSender<Write>,
     run: ClaimedRun,
     result: Result<(RunOutcome, Option<EpochMetrics>)>,
+    finished_at: f64,
 ) -> Result<oneshot::Receiver<Result<bool>>> {
     let (ack, done) = oneshot::channel();
-    let finished_at = provenance::now();
     let msg = match result {
         Ok((outcome, last)) => Write::Finish {
             run,
@@ -204,8 +205,9 @@ async fn write_outcome(
     wake: &Notify,
     run: ClaimedRun,
     result: Result<(RunOutcome, Option<EpochMetrics>)>,
+    finished_at: f64,
 ) -> Result<bool> {
-    let done = send_outcome(tx, run, result)?;
+    let done = send_outcome(tx, run, result, finished_at)?;
     request_flush(tx, wake);
     wait_ack(done).await
 }
@@ -434,7 +436,7 @@ pub async fn run_pending(
             }
             // The slots' results, one per turn of the loop (so that claims are refilled between
             // them); the slots wake the scheduler only when it has something to do (`work`).
-            let Some((run, result)) = slot.next_result() else {
+            let Some((run, result, finished_at)) = slot.next_result() else {
                 tokio::select! {
                     _ = slot.results_ready.notified() => {}
                     ended = slots.join_next(), if !slots.is_empty() => {
@@ -473,7 +475,7 @@ pub async fn run_pending(
                     progress.println(&format!("run {} failed: {e}", run.id));
                 }
             }
-            let done = send_outcome(&tx, run, result)?;
+            let done = send_outcome(&tx, run, result, finished_at)?;
             acks.push_back(done);
         }
         Ok(())
@@ -489,8 +491,8 @@ pub async fn run_pending(
     }
     let _ = release_all(store, &slot).await;
     while slots.join_next().await.is_some() {}
-    while let Some((run, res)) = slot.next_result() {
-        if let Ok(false) = write_outcome(&tx, &wake, run, res).await {
+    while let Some((run, res, finished_at)) = slot.next_result() {
+        if let Ok(false) = write_outcome(&tx, &wake, run, res, finished_at).await {
             report.lost += 1;
         }
     }
@@ -676,7 +678,8 @@ struct SlotShared {
     refill_at: AtomicUsize,
 }
 
-type JobResult = (ClaimedRun, Result<(RunOutcome, Option<EpochMetrics>)>);
+/// A run's result and when it ended (Unix seconds, stamped by its slot).
+type JobResult = (ClaimedRun, Result<(RunOutcome, Option<EpochMetrics>)>, f64);
 
 impl SlotShared {
     fn queue(&self) -> Result<std::sync::MutexGuard<'_, VecDeque<ClaimedRun>>> {
@@ -735,7 +738,8 @@ impl SlotShared {
             // such a run RUNNING, and the sweep would wait for it forever.
             let result = panic_as_error(|| self.train_one(&run));
             let routine = matches!(&result, Ok((o, _)) if !matches!(o.state, RunState::Stopped));
-            self.results_queue().push_back((run, result));
+            let ended = provenance::now();
+            self.results_queue().push_back((run, result, ended));
             let waiting = self.waiting().unwrap_or(0);
             if !routine || waiting <= self.refill_at.load(Ordering::SeqCst) + 1 {
                 self.results_ready.notify_one();
@@ -1276,6 +1280,52 @@ mod tests {
         store.close().await;
     }
 
+    /// A run's `finished_at` is when its slot ended it, not when the scheduler took its result
+    /// (it takes several at one turn): on each of two slots one run follows another, so at no
+    /// instant do more than two runs' spans `[finished_at − wall_s, finished_at]` overlap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_run_ends_when_its_slot_ended_it() {
+        let sweep = teacher_sweep(
+            "ends",
+            200,
+            "[0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08]",
+            "[8, 16, 32, 64]",
+            4,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("e.db")).await.unwrap();
+        store.register_sweep(&sweep).await.unwrap();
+        let opts = SchedulerOptions {
+            jobs: 2,
+            sweep: Some("ends".into()),
+            progress: false,
+            ..SchedulerOptions::default()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = run_pending(&store, &opts, stop, 32, 0).await.unwrap();
+        assert_eq!(report.completed + report.diverged, 32);
+        let spans: Vec<(f64, f64)> =
+            sqlx::query_as("SELECT finished_at - wall_s, finished_at FROM runs")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        // Just after each run's start (20 µs: the clocks' rounding), count the runs under way.
+        let eps = 2e-5;
+        let most = spans
+            .iter()
+            .map(|&(s, _)| {
+                let t = s + eps;
+                spans
+                    .iter()
+                    .filter(|&&(a, b)| a <= t && t < b - eps)
+                    .count()
+            })
+            .max();
+        assert_eq!(spans.len(), 32);
+        assert!(most <= Some(2), "{most:?} runs at once: {spans:?}");
+        store.close().await;
+    }
+
     /// Several runs' rows and outcomes, one of them for a claim that is not this process's,
     /// reach the writer in one burst (one transaction): each outcome is acknowledged with
     /// whether it was kept, and the database holds exactly the kept ones.
@@ -1307,12 +1357,15 @@ mod tests {
             curvature_init: None,
             curvature_final: None,
         };
+        let now = provenance::now();
         tx.send(rows(&a, "me", 3)).unwrap();
-        let ack_a = send_outcome(&tx, a.clone(), Ok((outcome.clone(), Some(epoch(2))))).unwrap();
-        let ack_b = send_outcome(&tx, b.clone(), Err(Error::Db("disk hiccup".into()))).unwrap();
+        let ack_a =
+            send_outcome(&tx, a.clone(), Ok((outcome.clone(), Some(epoch(2)))), now).unwrap();
+        let ack_b =
+            send_outcome(&tx, b.clone(), Err(Error::Db("disk hiccup".into())), now).unwrap();
         // A run this process lost (claimed by another): neither its rows nor its end land.
         tx.send(rows(&c, "me", 2)).unwrap();
-        let ack_c = send_outcome(&tx, c.clone(), Ok((outcome.clone(), None))).unwrap();
+        let ack_c = send_outcome(&tx, c.clone(), Ok((outcome.clone(), None)), now).unwrap();
         // A diverged run ends in the same statement as the completed one.
         tx.send(rows(&d, "me", 2)).unwrap();
         let diverged = RunOutcome {
@@ -1326,7 +1379,7 @@ mod tests {
         };
         let mut nan = epoch(1);
         nan.train_loss = f64::NAN;
-        let ack_d = send_outcome(&tx, d.clone(), Ok((diverged, Some(nan)))).unwrap();
+        let ack_d = send_outcome(&tx, d.clone(), Ok((diverged, Some(nan))), now).unwrap();
         // The writer lingers for more; the run's end time is when it ended, not when written.
         tokio::time::sleep(WRITE_LINGER / 3).await;
         let flushed_at = provenance::now();
