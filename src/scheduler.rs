@@ -736,9 +736,11 @@ impl SlotShared {
             // A panic while training becomes this run's error (retried, then FAILED) instead of
             // killing the slot with the run still claimed: this process's heartbeats would keep
             // such a run RUNNING, and the sweep would wait for it forever.
-            let result = panic_as_error(|| self.train_one(&run));
+            let (result, ended) = match panic_as_error(|| self.train_one(&run)) {
+                Ok((outcome, last, ended)) => (Ok((outcome, last)), ended),
+                Err(e) => (Err(e), provenance::now()),
+            };
             let routine = matches!(&result, Ok((o, _)) if !matches!(o.state, RunState::Stopped));
-            let ended = provenance::now();
             self.results_queue().push_back((run, result, ended));
             let waiting = self.waiting().unwrap_or(0);
             if !routine || waiting <= self.refill_at.load(Ordering::SeqCst) + 1 {
@@ -759,13 +761,16 @@ impl SlotShared {
         self.results_queue().pop_front()
     }
 
-    fn train_one(&self, run: &ClaimedRun) -> Result<(RunOutcome, Option<EpochMetrics>)> {
-        if let Some((outcome, epochs)) = self.head.as_ref().and_then(|h| h.take(&run.config)) {
+    /// Trains `run` (or takes its result from the head start): its outcome, its last epoch's
+    /// metrics, and when it ended (Unix seconds).
+    fn train_one(&self, run: &ClaimedRun) -> Result<(RunOutcome, Option<EpochMetrics>, f64)> {
+        if let Some((outcome, epochs, ended)) = self.head.as_ref().and_then(|h| h.take(&run.config))
+        {
             self.head_taken.fetch_add(1, Ordering::SeqCst);
             let last = epochs.last().cloned();
             let mut rows = epochs.into_iter().map(|m| self.row(run, m)).collect();
             self.send_rows(&mut rows)?;
-            return Ok((outcome, last));
+            return Ok((outcome, last, ended));
         }
         let cfg: RunConfig = serde_json::from_str(&run.config).map_err(|e| {
             Error::config(
@@ -790,9 +795,10 @@ impl SlotShared {
             Ok(())
         };
         let outcome = crate::train::train(&cfg, &data, &mut sink, &self.stop);
+        let ended = provenance::now();
         // The rest of the run's rows go before its outcome (sent after this returns).
         self.send_rows(&mut rows)?;
-        Ok((outcome?, last))
+        Ok((outcome?, last, ended))
     }
 
     /// One epoch's row of a claimed run, under this process's claim.

@@ -26,8 +26,9 @@ use crate::db::runs::ClaimedRun;
 use crate::error::Result;
 use crate::train::{EpochMetrics, RunOutcome, RunState};
 
-/// A run trained ahead of its claim: its outcome and every epoch's metrics, in order.
-pub(super) type Trained = (RunOutcome, Vec<EpochMetrics>);
+/// A run trained ahead of its claim: its outcome, every epoch's metrics in order, and when it
+/// ended (Unix seconds).
+pub(super) type Trained = (RunOutcome, Vec<EpochMetrics>, f64);
 
 /// The first cells of a sweep, training before they are claimed. See the module's docs.
 pub struct HeadStart {
@@ -171,9 +172,10 @@ fn train_ahead(config: &str, cache: &DataCache, cancel: &AtomicBool) -> Option<T
         crate::train::train(&cfg, &data, &mut sink, cancel)
     })
     .ok()?;
+    let ended = crate::provenance::now();
     match outcome.state {
         RunState::Stopped => None,
-        RunState::Completed | RunState::Diverged { .. } => Some((outcome, epochs)),
+        RunState::Completed | RunState::Diverged { .. } => Some((outcome, epochs, ended)),
     }
 }
 
@@ -215,6 +217,21 @@ mod tests {
             .collect()
     }
 
+    /// A cell's end time is when its training ended, not when a slot takes it (the slot stores
+    /// it as the run's `finished_at`). The cells train in milliseconds; the slot comes 0.5 s later.
+    #[test]
+    fn a_cell_trained_ahead_ends_when_its_training_ended() {
+        let cells = cells();
+        let cache = Arc::new(DataCache::default());
+        let t0 = crate::provenance::now();
+        let head = HeadStart::start(&cells, 2, &cache);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let taken_at = crate::provenance::now();
+        let (outcome, _, ended) = head.take(&claimed(&cells[0]).config).expect("trained ahead");
+        assert!(ended - outcome.wall_s >= t0, "{t0} {ended} {}", outcome.wall_s);
+        assert!(ended < taken_at - 0.25, "ended {ended}, taken at {taken_at}");
+    }
+
     #[test]
     fn a_cell_trained_ahead_has_the_numbers_a_slot_would_train() {
         let cells = cells();
@@ -222,7 +239,7 @@ mod tests {
         let head = HeadStart::start(&cells, 2, &cache);
         assert_eq!(head.len(), 2);
         for cfg in &cells {
-            let (outcome, epochs) = head.take(&claimed(cfg).config).expect("trained ahead");
+            let (outcome, epochs, _) = head.take(&claimed(cfg).config).expect("trained ahead");
             // The same cell trained the way a slot trains it.
             let mut direct = Vec::new();
             let data = cache.get(&cfg.data).unwrap();
