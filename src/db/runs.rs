@@ -205,6 +205,7 @@ impl Store {
 
     /// Refreshes the heartbeat of every run this process is training.
     pub async fn heartbeat(&self, token: &str) -> Result<u64> {
+        let _gate = self.write_gate().await;
         Ok(sqlx::query(
             "UPDATE runs SET heartbeat_at = ? WHERE claimed_by = ? AND state = 'running'",
         )

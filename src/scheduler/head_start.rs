@@ -227,9 +227,18 @@ mod tests {
         let head = HeadStart::start(&cells, 2, &cache);
         std::thread::sleep(std::time::Duration::from_millis(500));
         let taken_at = crate::provenance::now();
-        let (outcome, _, ended) = head.take(&claimed(&cells[0]).config).expect("trained ahead");
-        assert!(ended - outcome.wall_s >= t0, "{t0} {ended} {}", outcome.wall_s);
-        assert!(ended < taken_at - 0.25, "ended {ended}, taken at {taken_at}");
+        let (outcome, _, ended) = head
+            .take(&claimed(&cells[0]).config)
+            .expect("trained ahead");
+        assert!(
+            ended - outcome.wall_s >= t0,
+            "{t0} {ended} {}",
+            outcome.wall_s
+        );
+        assert!(
+            ended < taken_at - 0.25,
+            "ended {ended}, taken at {taken_at}"
+        );
     }
 
     #[test]
