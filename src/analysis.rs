@@ -282,6 +282,7 @@ pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<
     let report = crate::fit::fit_all(&runs, opts);
     let json = serde_json::to_string(&report)
         .map_err(|e| Error::Db(format!("cannot serialise the fit report: {e}")))?;
+    let _gate = store.write_gate().await;
     sqlx::query(
         "INSERT INTO fits (sweep, kind, metric, select_rule, result, created_at) \
          VALUES (?, 'all', ?, ?, ?, ?)",

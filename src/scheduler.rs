@@ -1124,6 +1124,19 @@ mod tests {
         }
     }
 
+    /// Trains the pending runs of `sweep` (`total` cells) with `jobs` slots, no progress bar.
+    async fn train_all(store: &Store, sweep: &str, jobs: usize, total: u64) -> SchedulerReport {
+        let opts = SchedulerOptions {
+            jobs,
+            sweep: Some(sweep.into()),
+            progress: false,
+            ..SchedulerOptions::default()
+        };
+        run_pending(store, &opts, Arc::new(AtomicBool::new(false)), total, 0)
+            .await
+            .unwrap()
+    }
+
     /// Every stored number of a sweep's runs and epochs (the clocks left out), ordered.
     async fn stored_numbers(store: &Store) -> Vec<String> {
         type RunRow = (String, String, i64, Option<f64>, Option<f64>);
@@ -1250,14 +1263,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("o.db")).await.unwrap();
         store.register_sweep(&sweep).await.unwrap();
-        let opts = SchedulerOptions {
-            jobs: 1,
-            sweep: Some("order".into()),
-            progress: false,
-            ..SchedulerOptions::default()
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let report = run_pending(&store, &opts, stop, 36, 0).await.unwrap();
+        let report = train_all(&store, "order", 1, 36).await;
         assert_eq!((report.completed, report.diverged), (32, 4));
         // In the order they ended: (seed, learning rate, state).
         let ended: Vec<(i64, f64, String)> =
@@ -1301,14 +1307,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("e.db")).await.unwrap();
         store.register_sweep(&sweep).await.unwrap();
-        let opts = SchedulerOptions {
-            jobs: 2,
-            sweep: Some("ends".into()),
-            progress: false,
-            ..SchedulerOptions::default()
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let report = run_pending(&store, &opts, stop, 32, 0).await.unwrap();
+        let report = train_all(&store, "ends", 2, 32).await;
         assert_eq!(report.completed + report.diverged, 32);
         let spans: Vec<(f64, f64)> =
             sqlx::query_as("SELECT finished_at - wall_s, finished_at FROM runs")
@@ -1472,15 +1471,7 @@ mod tests {
         let small = teacher_sweep("small", 20_000, "0.01", "[4, 512]", 40);
         store.register_sweep(&small).await.unwrap();
         let before = wal_len();
-        let opts = SchedulerOptions {
-            jobs: 2,
-            sweep: Some("small".into()),
-            progress: false,
-            ..SchedulerOptions::default()
-        };
-        let report = run_pending(&store, &opts, Arc::new(AtomicBool::new(false)), 2, 0)
-            .await
-            .unwrap();
+        let report = train_all(&store, "small", 2, 2).await;
         assert_eq!(report.completed + report.diverged, 2);
         let after = wal_len();
         assert!(

@@ -112,8 +112,9 @@ impl FromStr for RunStatus {
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
-    /// Taken by every write of this process ([`Store::begin_write`], heartbeats, cutting the
-    /// log), so that its writers queue here, each woken the moment the one before commits.
+    /// Taken by every write of this process ([`Store::begin_write`], heartbeats, retries, stored
+    /// fits, cutting the log), so that its writers queue here, each woken the moment the one
+    /// before commits.
     /// Left to SQLite, a writer that finds the lock taken sleeps 1, 2, 5, 10, 15 ms… between
     /// tries (its busy handler): claims waited 3–8 ms behind the writer's bursts, one of them
     /// after the sweep's last run. Other processes' writers still meet that handler.

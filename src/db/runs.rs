@@ -492,6 +492,7 @@ impl Store {
         let sql = format!(
             "UPDATE runs SET state = 'pending', failures = 0 WHERE state = 'failed' AND {SWEEP_FILTER}"
         );
+        let _gate = self.write_gate().await;
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(sweep)
             .execute(self.pool())

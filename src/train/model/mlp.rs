@@ -256,8 +256,8 @@ fn grow(buf: &mut Vec<f32>, n: usize) {
     }
 }
 
-/// The forward pass into `acts` (one buffer per layer, its first `rows` rows: [`grow`]): zₗ = aₗ₋₁·Wₗᵀ + bₗ,
-/// ReLU on every layer but the last.
+/// The forward pass into `acts` (one buffer per layer, its first `rows` rows: [`grow`]):
+/// zₗ = aₗ₋₁·Wₗᵀ + bₗ, ReLU on every layer but the last.
 fn forward_into(
     acts: &mut Vec<Vec<f32>>,
     widths: &[usize],
