@@ -292,7 +292,7 @@ pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<
     .bind(opts.select.to_string())
     .bind(json)
     .bind(provenance::now())
-    .execute(store.pool())
+    .execute(store.write_pool())
     .await
     .map_err(|e| store.err(e))?;
     Ok(report)

@@ -456,13 +456,20 @@ async fn truncating_the_log_empties_it_and_gives_way_at_once_to_a_reader() {
     reader.close().await.unwrap();
     assert_eq!(runs(&store).await, sweep.cells.len() as i64);
 
-    // Every connection of the pool (all at once, so the one that checkpointed is among them)
-    // still waits for another process's lock as configured.
+    // The writer's connection, which checkpointed, and every reader's (all at once) still wait
+    // for another process's lock as configured.
+    let mut tx = store.begin_write().await.unwrap();
+    let mut timeouts = vec![
+        sqlx::query_scalar::<_, i64>("PRAGMA busy_timeout")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap(),
+    ];
+    drop(tx);
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(store.pool().acquire().await.unwrap());
     }
-    let mut timeouts = Vec::new();
     for conn in &mut held {
         let ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
             .fetch_one(&mut **conn)
@@ -474,4 +481,55 @@ async fn truncating_the_log_empties_it_and_gives_way_at_once_to_a_reader() {
         timeouts.iter().all(|&ms| ms > 0 && ms == timeouts[0]),
         "{timeouts:?}"
     );
+}
+
+/// Every write of a store goes through one connection, however its writes come (back to back,
+/// or from eight tasks at once): each finds the temporary table, private to a connection, that
+/// the first created. So each write statement is prepared once, and a write transaction dropped
+/// on an error is rolled back on that connection before the next write begins. Readers have
+/// connections of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_of_a_store_goes_through_one_connection() {
+    let (_dir, store, _) = quickstart_store().await;
+    let mut tx = store.begin_write().await.unwrap();
+    sqlx::query("CREATE TEMP TABLE mine (n INTEGER)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for j in 0..10 {
+                    let mut tx = store.begin_write().await.unwrap();
+                    sqlx::query("INSERT INTO temp.mine VALUES (?)")
+                        .bind(i * 10 + j)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                    if j == 5 {
+                        // Dropped: rolled back, and the next write is not held up by it.
+                        continue;
+                    }
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut tx = store.begin_write().await.unwrap();
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT n) FROM temp.mine")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    drop(tx);
+    assert_eq!((rows, distinct), (72, 72), "8 tasks x 9 committed rows");
+    let reader = sqlx::query("SELECT COUNT(*) FROM temp.mine")
+        .fetch_one(store.pool())
+        .await;
+    assert!(reader.is_err(), "a reader saw the writer's temporary table");
 }

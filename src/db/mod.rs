@@ -110,7 +110,14 @@ impl FromStr for RunStatus {
 /// An open results database.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Readers' connections, opened as reads need them.
     pool: SqlitePool,
+    /// The one connection every write of this process goes through (a pool of one; for a
+    /// read-only store, the readers' pool). One connection prepares each write statement once
+    /// and reads the schema once; with writes spread over the readers' four connections, a
+    /// two-job quickstart opened all four, each reading the schema and preparing the same
+    /// claims, releases and epoch inserts again.
+    writer: SqlitePool,
     path: PathBuf,
     /// Taken by every write of this process ([`Store::begin_write`], heartbeats, retries, stored
     /// fits, cutting the log), so that its writers queue here, each woken the moment the one
@@ -171,14 +178,22 @@ impl Store {
             .pragma("cache_size", CACHE_SIZE)
             .pragma("temp_store", "memory")
             .busy_timeout(busy_timeout());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(busy_timeout() + Duration::from_secs(5))
-            .connect_with(opts)
+        let acquire_timeout = busy_timeout() + Duration::from_secs(5);
+        // The writer connects now (so that a path that cannot be opened is named here), and
+        // migrates; readers connect when first needed, to the migrated schema.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(opts.clone())
             .await
             .map_err(|e| db_error(path, e))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(opts);
         let store = Store {
             pool,
+            writer,
             path: path.to_path_buf(),
             gate: Arc::default(),
         };
@@ -188,7 +203,7 @@ impl Store {
         // finds the migration applied.
         let mut tries = 0;
         loop {
-            match sqlx::migrate!().run(&store.pool).await {
+            match sqlx::migrate!().run(&store.writer).await {
                 Ok(()) => break,
                 Err(_) if tries < 5 => {
                     tries += 1;
@@ -217,14 +232,14 @@ impl Store {
         let started = std::time::Instant::now();
         loop {
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await
                 .map_err(|e| db_error(&self.path, e))?;
             if mode.eq_ignore_ascii_case("wal") {
                 return Ok(());
             }
             let switched = sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await;
             let busy = match &switched {
                 Ok(m) if m.eq_ignore_ascii_case("wal") => return Ok(()),
@@ -277,6 +292,7 @@ impl Store {
             pool = connect(true).await.map_err(|e| db_error(path, e))?;
         }
         let store = Store {
+            writer: pool.clone(),
             pool,
             path: path.to_path_buf(),
             gate: Arc::default(),
@@ -296,9 +312,16 @@ impl Store {
         Ok(store)
     }
 
-    /// The connection pool, for the query modules.
+    /// The readers' connection pool, for the query modules. Writes go through
+    /// [`Store::begin_write`] or [`Store::write_gate`] and [`Store::write_pool`].
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The writer's connection, for a write outside a transaction: taken only while holding
+    /// [`Store::write_gate`].
+    pub(crate) fn write_pool(&self) -> &SqlitePool {
+        &self.writer
     }
 
     /// Begins a write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so it
@@ -310,7 +333,7 @@ impl Store {
     pub async fn begin_write(&self) -> Result<WriteTx> {
         let gate = self.gate.clone().lock_owned().await;
         let tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| self.err(e))?;
@@ -366,7 +389,7 @@ impl Store {
     pub async fn truncate_log(&self) -> bool {
         // The checkpoint holds the write lock while it copies.
         let _gate = self.write_gate().await;
-        let Ok(mut conn) = self.pool.acquire().await else {
+        let Ok(mut conn) = self.writer.acquire().await else {
             return false;
         };
         let done: std::result::Result<bool, sqlx::Error> = async {
@@ -401,7 +424,9 @@ impl Store {
 
     /// Closes every connection (checkpointing the WAL where possible).
     pub async fn close(&self) {
+        // The writer last: the last connection to close folds the log into the file.
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

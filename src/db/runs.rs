@@ -211,7 +211,7 @@ impl Store {
         )
         .bind(provenance::now())
         .bind(token)
-        .execute(self.pool())
+        .execute(self.write_pool())
         .await
         .map_err(|e| self.err(e))?
         .rows_affected())
@@ -495,7 +495,7 @@ impl Store {
         let _gate = self.write_gate().await;
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(sweep)
-            .execute(self.pool())
+            .execute(self.write_pool())
             .await
             .map_err(|e| self.err(e))?
             .rows_affected())
