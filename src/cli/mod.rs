@@ -197,8 +197,11 @@ fn status() -> u8 {
     } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         crate::train::set_compute_threads(1);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The async side (the scheduler, the writer, heartbeats, sqlx's futures) is small and runs on
+    // this thread; training runs on the blocking pool's threads. With two runtime workers besides,
+    // every hand-over between tasks woke another thread, and with as many jobs as cores that CPU
+    // came out of training (docs/performance.md, "One thread for the async side").
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
