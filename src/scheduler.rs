@@ -97,6 +97,9 @@ pub struct SchedulerReport {
     pub jobs: usize,
     /// Of the runs trained, those whose training began before the database was ready.
     pub head_started: u64,
+    /// Claims (write transactions) that found nothing pending: the sweep had run out, or other
+    /// processes held the rest.
+    pub empty_claims: u64,
 }
 
 impl SchedulerReport {
@@ -342,6 +345,8 @@ pub async fn run_pending(
     let mut ran = RunTimes::default();
     // Whether the writer was asked to tidy the log since the last claim that found runs.
     let mut tidied = false;
+    // When a claim last came back short (nothing else pending then), until one is full again.
+    let mut ran_out: Option<Instant> = None;
     let result: Result<()> = async {
         loop {
             let stopping = stop.load(Ordering::SeqCst);
@@ -365,10 +370,17 @@ pub async fn run_pending(
                 // are claimed several to a transaction, refilled when half are gone.
                 let ahead = runs_ahead(jobs, ran.recent_longest());
                 slot.refill_at.store(ahead / 2, Ordering::SeqCst);
-                if in_flight <= jobs + ahead / 2 {
+                // After a claim came back short, refills wait `poll`: every turn would claim
+                // nothing again, a write transaction each (24 while a two-job quickstart's last
+                // runs trained, taken from their cores). Runs pending meanwhile (a failed run's
+                // retry, another process's released or requeued runs) are claimed then, or when
+                // this process has nothing left in flight.
+                let refill_due = ran_out.is_none_or(|t| t.elapsed() >= poll);
+                if in_flight <= jobs + ahead / 2 && refill_due {
                     let want = jobs + ahead - in_flight;
                     let claimed =
                         slot.push(claim(store, sweep, &token, &mut cursor, want).await?)?;
+                    report.empty_claims += u64::from(claimed == 0);
                     in_flight += claimed;
                     // The runs waiting for a slot go longest expected first, so that the
                     // shortest known ones are left for the sweep's end.
@@ -379,9 +391,13 @@ pub async fn run_pending(
                     // the log while the last runs train (once, until a claim is full again).
                     if claimed == want {
                         tidied = false;
-                    } else if in_flight > 0 && !tidied {
-                        tidied = true;
-                        let _ = tx.send(Write::Tidy);
+                        ran_out = None;
+                    } else {
+                        ran_out = Some(Instant::now());
+                        if in_flight > 0 && !tidied {
+                            tidied = true;
+                            let _ = tx.send(Write::Tidy);
+                        }
                     }
                 }
                 let waiting = slot.waiting()?;
@@ -418,9 +434,11 @@ pub async fn run_pending(
                 }
                 let claimed =
                     slot.push(claim(store, sweep, &token, &mut cursor, jobs + 1).await?)?;
+                report.empty_claims += u64::from(claimed == 0);
                 if claimed > 0 {
                     in_flight += claimed;
                     tidied = false;
+                    ran_out = None;
                     continue;
                 }
                 // Nothing to claim: are other processes still training runs we wait for?
@@ -1328,6 +1346,34 @@ mod tests {
             .max();
         assert_eq!(spans.len(), 32);
         assert!(most <= Some(2), "{most:?} runs at once: {spans:?}");
+        store.close().await;
+    }
+
+    /// Once a claim comes back short, the scheduler does not claim again at every turn while
+    /// the last runs train (each claim a write transaction that finds nothing): at most one
+    /// empty claim per half second of the sweep, and one at the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sweep_that_ran_out_does_not_claim_at_every_turn() {
+        let sweep = teacher_sweep(
+            "out",
+            200,
+            "[0.01, 0.02, 0.03, 0.04, 0.05, 0.06]",
+            "[8, 16, 32, 64]",
+            4,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("o.db")).await.unwrap();
+        store.register_sweep(&sweep).await.unwrap();
+        let report = train_all(&store, "out", 2, 24).await;
+        assert_eq!(report.completed + report.diverged, 24);
+        // Every run was claimed well before the end: short runs are claimed up to 32 ahead.
+        let bound = 2 + (report.wall_s / 0.5).floor() as u64;
+        assert!(
+            (1..=bound).contains(&report.empty_claims),
+            "{} empty claims in {:.2} s",
+            report.empty_claims,
+            report.wall_s
+        );
         store.close().await;
     }
 
