@@ -52,9 +52,12 @@ pub struct StoredEpoch {
     pub b_simple: Option<f64>,
 }
 
-/// Epoch rows per INSERT statement (17 parameters each: 8,704 in all, below the 32,766 that
-/// SQLite allows).
-const ROWS_PER_INSERT: usize = 512;
+/// Epoch rows per INSERT statement, padded (17 parameters each: 2,176 in all, below the
+/// 32,766 that SQLite allows). A two-job quickstart's bursts carry 90–290 rows.
+const ROWS_PER_INSERT: usize = 128;
+
+/// Parameters of one epoch row in [`Store::record_epochs_in`]'s statement.
+const EPOCH_PARAMS: usize = 17;
 
 fn split(name: &str, v: f64, flags: &mut Vec<String>) -> Option<f64> {
     if v.is_finite() {
@@ -90,11 +93,12 @@ impl Store {
         rows: &[EpochRow],
     ) -> Result<u64> {
         let mut written = 0;
-        // Rows of many runs go in multi-row statements of up to `ROWS_PER_INSERT` (the writer
+        // Rows of many runs go in multi-row statements of `ROWS_PER_INSERT` (the writer
         // gathers the rows of every run that ended within its linger), and each row is kept
         // only while its claim holds: the join with `runs` checks the claim row by row, so no
-        // statement per run is needed for it.
-        for chunk in super::pow2_chunks(rows, ROWS_PER_INSERT) {
+        // statement per run is needed for it. The last statement's padding rows have a NULL
+        // run id, which joins nothing.
+        for chunk in super::padded_chunks(rows, ROWS_PER_INSERT) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, \
                  train_loss, train_acc, test_loss, test_acc, nonfinite, wall_s, grad_sq, \
@@ -104,6 +108,12 @@ impl Store {
                  v.column13, v.column14, v.column15 FROM (",
             );
             q.push_values(chunk, |mut b, r| {
+                let Some(r) = r else {
+                    for _ in 0..EPOCH_PARAMS {
+                        b.push_bind(None::<i64>);
+                    }
+                    return;
+                };
                 let m = &r.metrics;
                 let mut flags = Vec::new();
                 let train_loss = split("train_loss", m.train_loss, &mut flags);
@@ -135,7 +145,7 @@ impl Store {
                  AND r.claimed_by = v.column17 AND r.state = 'running' \
                  WHERE true ON CONFLICT (run_id, epoch) DO NOTHING",
             );
-            // Chunks come in a handful of sizes (`pow2_chunks`): each text stays prepared.
+            // Every chunk has one size (`padded_chunks`): the text stays prepared.
             written += q
                 .build()
                 .execute(&mut *tx)

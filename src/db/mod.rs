@@ -430,30 +430,22 @@ impl Store {
     }
 }
 
-/// Splits `items` for multi-row statements: chunks of `max` (a power of two), then the rest in
-/// falling powers of two (300 of at most 512: 256, 32, 8, 4). A multi-row statement's text
-/// depends on its number of rows, so this way a handful of texts serve every burst and stay
-/// prepared in the connection's statement cache; one chunk of any size was a statement
-/// prepared anew at every burst, about 0.3 ms of a core's time each (and of a training slot's,
-/// with `--jobs` equal to the cores).
-pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
-    assert!(
-        max.is_power_of_two(),
-        "chunks of {max} rows: not a power of two"
-    );
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let n = if rest.len() >= max {
-            max
-        } else {
-            1 << rest.len().ilog2()
-        };
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
-        Some(chunk)
+/// Splits `items` for multi-row statements of exactly `size` rows each, the last chunk padded
+/// with `None`: rows the statement must skip (bound as NULL keys, which match no row).
+///
+/// A multi-row statement's text depends on its number of rows, so with one size its text is
+/// prepared once on the writer's connection and serves every burst. A chunk of any size was a
+/// statement prepared anew at every burst (about 0.3 ms of a core's time each); chunks in
+/// falling powers of two (300 rows: 256, 32, 8, 4) were prepared once per size, and a two-job
+/// quickstart's bursts still spent 3–6 ms on each size met for the first time.
+pub(crate) fn padded_chunks<T>(
+    items: &[T],
+    size: usize,
+) -> impl Iterator<Item = impl Iterator<Item = Option<&T>>> {
+    assert!(size > 0, "chunks of 0 rows");
+    items.chunks(size).map(move |chunk| {
+        let pad = size - chunk.len();
+        chunk.iter().map(Some).chain(std::iter::repeat_n(None, pad))
     })
 }
 
@@ -508,18 +500,26 @@ mod busy_timeout_tests {
 
 #[cfg(test)]
 mod chunk_tests {
-    use super::pow2_chunks;
+    use super::padded_chunks;
 
     #[test]
-    fn chunks_are_full_then_falling_powers_of_two_and_cover_every_item() {
-        let items: Vec<u32> = (0..1_100).collect();
-        let sizes: Vec<usize> = pow2_chunks(&items, 512).map(|c| c.len()).collect();
-        assert_eq!(sizes, [512, 512, 64, 8, 4]);
-        let joined: Vec<u32> = pow2_chunks(&items, 512).flatten().copied().collect();
+    fn chunks_are_all_one_size_the_last_padded_and_cover_every_item_in_order() {
+        let items: Vec<u32> = (0..300).collect();
+        let chunks: Vec<Vec<Option<&u32>>> =
+            padded_chunks(&items, 128).map(|c| c.collect()).collect();
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [128; 3]);
+        // 300 = 128 + 128 + 44: the last chunk's other 84 slots are padding, at its end.
+        assert_eq!(chunks[2].iter().filter(|r| r.is_none()).count(), 84);
+        assert!(chunks[2][..44].iter().all(Option::is_some));
+        let joined: Vec<u32> = chunks.iter().flatten().flatten().map(|&&v| v).collect();
         assert_eq!(joined, items);
-        let sizes: Vec<usize> = pow2_chunks(&items[..300], 512).map(|c| c.len()).collect();
-        assert_eq!(sizes, [256, 32, 8, 4]);
-        assert_eq!(pow2_chunks(&items[..1], 4).count(), 1);
-        assert_eq!(pow2_chunks(&items[..0], 4).count(), 0);
+        // Exactly full: no padding; one item: one chunk; none: no statement at all.
+        assert!(
+            padded_chunks(&items[..256], 128)
+                .flatten()
+                .all(|r| r.is_some())
+        );
+        assert_eq!(padded_chunks(&items[..1], 4).count(), 1);
+        assert_eq!(padded_chunks(&items[..0], 4).count(), 0);
     }
 }
