@@ -1155,6 +1155,19 @@ mod tests {
             .unwrap()
     }
 
+    /// A new database in a temporary directory (kept alive by the first value) holding `sweep`,
+    /// every cell of it trained with `jobs` slots.
+    async fn trained(
+        sweep: &crate::sweep::Sweep,
+        jobs: usize,
+    ) -> (tempfile::TempDir, Store, SchedulerReport) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        store.register_sweep(sweep).await.unwrap();
+        let report = train_all(&store, &sweep.name, jobs, sweep.cells.len() as u64).await;
+        (dir, store, report)
+    }
+
     /// Every stored number of a sweep's runs and epochs (the clocks left out), ordered.
     async fn stored_numbers(store: &Store) -> Vec<String> {
         type RunRow = (String, String, i64, Option<f64>, Option<f64>);
@@ -1278,10 +1291,7 @@ mod tests {
              [train]\nlr = [1000.0, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.045]\n\
              batch_size = 16\nmomentum = 0.9\nepochs = 80\nseeds = 4\n";
         let sweep = crate::sweep::parse_sweep("order.toml", text).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("o.db")).await.unwrap();
-        store.register_sweep(&sweep).await.unwrap();
-        let report = train_all(&store, "order", 1, 36).await;
+        let (_dir, store, report) = trained(&sweep, 1).await;
         assert_eq!((report.completed, report.diverged), (32, 4));
         // In the order they ended: (seed, learning rate, state).
         let ended: Vec<(i64, f64, String)> =
@@ -1322,10 +1332,7 @@ mod tests {
             "[8, 16, 32, 64]",
             4,
         );
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("e.db")).await.unwrap();
-        store.register_sweep(&sweep).await.unwrap();
-        let report = train_all(&store, "ends", 2, 32).await;
+        let (_dir, store, report) = trained(&sweep, 2).await;
         assert_eq!(report.completed + report.diverged, 32);
         let spans: Vec<(f64, f64)> =
             sqlx::query_as("SELECT finished_at - wall_s, finished_at FROM runs")
@@ -1361,10 +1368,7 @@ mod tests {
             "[8, 16, 32, 64]",
             4,
         );
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("o.db")).await.unwrap();
-        store.register_sweep(&sweep).await.unwrap();
-        let report = train_all(&store, "out", 2, 24).await;
+        let (_dir, store, report) = trained(&sweep, 2).await;
         assert_eq!(report.completed + report.diverged, 24);
         // Every run was claimed well before the end: short runs are claimed up to 32 ahead.
         let bound = 2 + (report.wall_s / 0.5).floor() as u64;
