@@ -323,12 +323,20 @@ pub async fn report_sweep(
     let completed = counts.iter().any(|(s, n)| s == "completed" && *n > 0);
     if !completed {
         let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let waiting = counts
+            .iter()
+            .any(|(s, n)| (s == "pending" || s == "running") && *n > 0);
         return Err(Error::Report(format!(
-            "sweep {sweep} has no completed runs ({}): nothing to report; train it with              scalelab run, or see scalelab status {sweep} for failures",
+            "sweep {sweep} has no completed runs ({}): nothing to report; {}",
             if states.is_empty() {
                 "no runs".to_string()
             } else {
                 states.join(", ")
+            },
+            if waiting {
+                format!("train it with `scalelab run`, or see `scalelab status {sweep}`")
+            } else {
+                format!("see `scalelab status {sweep}` for why its runs ended")
             }
         )));
     }

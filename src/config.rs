@@ -517,6 +517,12 @@ pub struct RunConfig {
     pub instruments: Instruments,
 }
 
+/// The most examples a training or test set may hold: examples are indexed by `u32`.
+pub const MAX_EXAMPLES: u64 = u32::MAX as u64;
+
+/// The most epochs a run may have: each is a stored row, and planning a run walks its epochs.
+pub const MAX_EPOCHS: u64 = 1_000_000;
+
 impl RunConfig {
     /// Checks every value; the error names the field and the value.
     pub fn validate(&self) -> Result<()> {
@@ -526,6 +532,17 @@ impl RunConfig {
         }
         if d.test_size == 0 {
             return Err(Error::config("test_size", "must be at least 1, got 0"));
+        }
+        for (field, n) in [("train_size", d.train_size), ("test_size", d.test_size)] {
+            if n > MAX_EXAMPLES {
+                return Err(Error::config(
+                    field,
+                    format!(
+                        "must be at most {MAX_EXAMPLES} (examples are indexed by 32-bit \
+                         integers), got {n}"
+                    ),
+                ));
+            }
         }
         if let Some(dim) = d.dim
             && dim == 0
@@ -634,6 +651,12 @@ impl RunConfig {
         }
         match self.budget {
             Budget::Epochs(0) => return Err(Error::config("epochs", "must be at least 1, got 0")),
+            Budget::Epochs(e) if e > MAX_EPOCHS => {
+                return Err(Error::config(
+                    "epochs",
+                    format!("must be at most {MAX_EPOCHS} (a stored row per epoch), got {e}"),
+                ));
+            }
             Budget::Steps(0) => return Err(Error::config("steps", "must be at least 1, got 0")),
             _ => {}
         }
@@ -801,6 +824,26 @@ mod tests {
         c.budget = Budget::Epochs(0);
         assert!(c.validate().unwrap_err().to_string().contains("epochs"));
         assert!(teacher_config().validate().is_ok());
+    }
+
+    /// Sizes beyond what a run can index or plan are refused up front, not met as an abort or
+    /// a planning loop that Ctrl-C cannot stop.
+    #[test]
+    fn sizes_and_epochs_have_upper_bounds_that_name_the_field() {
+        let mut c = teacher_config();
+        c.data.train_size = MAX_EXAMPLES + 1;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("train_size") && e.contains("4294967296"), "{e}");
+        let mut c = teacher_config();
+        c.data.test_size = 10_000_000_000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("test_size") && e.contains("10000000000"), "{e}");
+        let mut c = teacher_config();
+        c.budget = Budget::Epochs(MAX_EPOCHS);
+        assert!(c.validate().is_ok());
+        c.budget = Budget::Epochs(100_000_000_000_000);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("epochs") && e.contains("100000000000000"), "{e}");
     }
 
     /// Smith, Kindermans, Ying & Le 2017: B₀ = 128, N = 50,000, factor 5 at 30/60/80% of 200

@@ -267,7 +267,10 @@ impl Parser<'_> {
         let v = match self.peek() {
             Some(Tok::Num(n)) => Param::Number(*n),
             Some(Tok::Str(s)) => Param::Text(s.clone()),
-            // A bare word on the right is taken as a string (state = completed).
+            // Booleans are stored as 0 and 1 (nesterov = false).
+            Some(Tok::Ident(s)) if s.eq_ignore_ascii_case("true") => Param::Number(1.0),
+            Some(Tok::Ident(s)) if s.eq_ignore_ascii_case("false") => Param::Number(0.0),
+            // Any other bare word on the right is taken as a string (state = completed).
             Some(Tok::Ident(s))
                 if !["and", "or", "not"].contains(&s.to_ascii_lowercase().as_str()) =>
             {
@@ -284,7 +287,8 @@ impl Parser<'_> {
 ///
 /// Grammar: comparisons `COL op VALUE` (op: `= == != <> < <= > >=`), `COL [not] in (V, …)`,
 /// `COL is [not] null`, `COL like 'pat%'`, combined with `and`, `or`, `not` and parentheses.
-/// Values are numbers or quoted strings; anything else is an error naming its column.
+/// Values are numbers, quoted strings, `true` and `false` (stored as 1 and 0), or a bare word,
+/// taken as a string (`state = completed`); anything else is an error naming its column.
 pub fn parse_filter(text: &str, columns: &[&str]) -> Result<Filter> {
     let toks = tokenize(text)?;
     let mut p = Parser {
@@ -431,6 +435,16 @@ mod tests {
         assert_eq!(f.params, vec![Param::Number(1e-3), Param::Number(-25.0)]);
         let f = parse_filter("state = 'it''s'", COLS).unwrap();
         assert_eq!(f.params, vec![Param::Text("it's".into())]);
+        // Booleans are stored as 0 and 1; 'true' quoted stays a string.
+        let f = parse_filter("seed = FALSE or seed in (true, 'true')", COLS).unwrap();
+        assert_eq!(
+            f.params,
+            vec![
+                Param::Number(0.0),
+                Param::Number(1.0),
+                Param::Text("true".into())
+            ]
+        );
     }
 
     #[test]

@@ -256,6 +256,64 @@ fn metrics_by_unique_prefix() {
     assert!(!success && stderr.contains("no run id"), "{stderr}");
 }
 
+/// `--out` that is not a plain path: a symbolic link is written through (the link stays, the
+/// file it names gets the rows), `-` is standard output, a FIFO is written into rather than
+/// replaced, and a directory is refused by name.
+#[cfg(unix)]
+#[test]
+fn export_writes_through_links_fifos_and_standard_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target.csv");
+    std::fs::write(&target, "old\n").unwrap();
+    let link = dir.path().join("link.csv");
+    std::os::unix::fs::symlink("target.csv", &link).unwrap();
+    ok(&["export", "q", "--out", link.to_str().unwrap(), "--db", db()]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let mut rdr = csv::Reader::from_path(&target).unwrap();
+    assert_eq!(rdr.records().count(), 12);
+
+    let (success, stdout, stderr) = out(&[
+        "export",
+        "q",
+        "--out",
+        "-",
+        "--format",
+        "jsonl",
+        "--db",
+        db(),
+    ]);
+    assert!(success, "{stderr}");
+    assert_eq!(stdout.lines().count(), 12);
+    assert!(stderr.contains("to standard output"), "{stderr}");
+    assert!(!std::path::Path::new("-").exists());
+
+    let fifo = dir.path().join("rows.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    ok(&["export", "q", "--out", fifo.to_str().unwrap(), "--db", db()]);
+    assert_eq!(reader.join().unwrap().lines().count(), 13);
+    assert!(!std::fs::metadata(&fifo).unwrap().is_file());
+
+    let (success, _, stderr) = out(&[
+        "export",
+        "q",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--db",
+        db(),
+    ]);
+    assert!(!success && stderr.contains("is a directory"), "{stderr}");
+}
+
 #[test]
 fn export_writes_tidy_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -96,6 +96,42 @@ fn a_sweep_without_completed_runs_gets_a_message_not_an_empty_report() {
     assert!(!dir.path().join("reports/none").exists());
 }
 
+/// Diverged runs are results: a sweep whose every run diverges trains, says there is nothing to
+/// fit and exits 0; `report` then says why there is nothing, without sending the user back to
+/// `scalelab run`.
+#[test]
+fn a_sweep_whose_runs_all_diverge_runs_to_the_end_without_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("blowup.toml"),
+        "name = \"blowup\"\n[data]\ntrain_size = 100\ntest_size = 50\n[model]\nhidden = [4]\n\
+         [train]\nlr = 1e30\nbatch_size = 10\nepochs = 2\n",
+    )
+    .unwrap();
+    let out = succeed(scalelab(dir.path()).args(["run", "blowup.toml"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 diverged"), "{text}");
+    assert!(
+        text.contains("blowup: no completed runs, so no fits and no report"),
+        "{text}"
+    );
+    assert!(!dir.path().join("reports/blowup").exists());
+    let out = scalelab(dir.path())
+        .args(["report", "blowup"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no completed runs (1 diverged)")
+            && err.contains("scalelab status blowup")
+            && !err.contains("scalelab run")
+            && !err.contains("  "),
+        "{err}"
+    );
+}
+
 /// Text renders with a font shipped in a crate: no font-kit / fontconfig / freetype anywhere in
 /// the dependency tree (they need system libraries and fonts).
 #[test]

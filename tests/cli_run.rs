@@ -705,6 +705,20 @@ fn unusable_database_paths_are_named() {
         assert!(err.contains(needle), "{db}: {err}");
     }
     assert_eq!(std::fs::read(&garbage).unwrap(), vec![b'x'; 4096]);
+    // A worker on a mistyped path does not create an empty database and call it done.
+    let typo = dir.path().join("typo.db");
+    let out = scalelab()
+        .args(["worker", "--db", typo.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no database at") && err.contains("typo.db"),
+        "{err}"
+    );
+    assert!(!typo.exists());
 }
 
 #[test]
@@ -909,4 +923,124 @@ fn a_sweep_never_waits_on_its_own_writes() {
         );
         assert_complete_and_consistent(&db, 96, 20);
     }
+}
+
+/// Flag values out of range, and a directory given as the sweep, are one-line errors that name
+/// the flag or the path, before anything is opened or trained.
+#[test]
+fn out_of_range_flags_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "flags", 1, 1);
+    let db = dir.path().join("f.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let dir_arg = dir.path().to_str().unwrap();
+    for (args, needles) in [
+        (
+            vec!["run", s, "--db", d, "--jobs", "0"],
+            vec!["--jobs", "at least 1"],
+        ),
+        (
+            vec!["run", s, "--db", d, "--stale-after", "-5"],
+            vec!["--stale-after", "-5"],
+        ),
+        (vec!["run", dir_arg, "--db", d], vec!["is a directory"]),
+        (
+            vec!["fit", "flags", "--db", d, "--margin", "-1"],
+            vec!["margin", "-1"],
+        ),
+        (vec!["bench", "--seconds", "0"], vec!["seconds", "0"]),
+        (vec!["bench", "--hidden", "0"], vec!["hidden", "0"]),
+    ] {
+        let out = scalelab().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: {err}");
+        }
+    }
+    assert!(!db.exists());
+}
+
+/// `scalelab train` on files prints the run id a sweep stores for the same cell on the same
+/// files (the files' content hash is part of it), and another id once a file changes.
+#[test]
+fn train_on_files_prints_the_id_a_sweep_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    let enc = scalelab::train::data::encode_idx;
+    let images: Vec<u8> = (0..320u32).map(|i| (i * 37 % 256) as u8).collect();
+    let labels: Vec<u8> = (0..20u8).map(|i| i % 3).collect();
+    std::fs::write(
+        data.join("train-images-idx3-ubyte"),
+        enc(&[20, 4, 4], &images),
+    )
+    .unwrap();
+    std::fs::write(data.join("train-labels-idx1-ubyte"), enc(&[20], &labels)).unwrap();
+    std::fs::write(
+        data.join("t10k-images-idx3-ubyte"),
+        enc(&[5, 4, 4], &images[..80]),
+    )
+    .unwrap();
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), enc(&[5], &labels[..5])).unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"t\"\n[data]\ndataset = \"idx\"\ndata_dir = \"{}\"\ntrain_size = 20\n\
+             test_size = 5\n[model]\nhidden = [4]\n[train]\nlr = 0.1\nbatch_size = 5\n\
+             momentum = 0.5\nepochs = 1\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("t.db");
+    run_ok(&[
+        "run",
+        path.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--quiet",
+        "--no-report",
+    ]);
+    let stored: String = rt().block_on(async {
+        let store = Store::open_read_only(&db).await.unwrap();
+        sqlx::query_scalar("SELECT id FROM runs")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    });
+    let train_id = || {
+        let out = run_ok(&[
+            "train",
+            "--dataset",
+            "idx",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--train-size",
+            "20",
+            "--test-size",
+            "5",
+            "--hidden",
+            "4",
+            "--lr",
+            "0.1",
+            "--batch-size",
+            "5",
+            "--momentum",
+            "0.5",
+            "--epochs",
+            "1",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let summary: serde_json::Value =
+            serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        summary["run_id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(train_id(), stored);
+    let mut changed = labels.clone();
+    changed[0] = 2;
+    std::fs::write(data.join("train-labels-idx1-ubyte"), enc(&[20], &changed)).unwrap();
+    assert_ne!(train_id(), stored);
 }

@@ -533,3 +533,47 @@ async fn every_write_of_a_store_goes_through_one_connection() {
         .await;
     assert!(reader.is_err(), "a reader saw the writer's temporary table");
 }
+
+/// A run whose process dies under it (here: a claimer on this host whose pid does not exist) is
+/// requeued with the death counted as a failure, and after `max_failures` deaths it stays
+/// FAILED with the reason, so a run that crashes every process that trains it is not retried
+/// for ever. A run held by a live process is left alone.
+#[tokio::test]
+async fn a_run_whose_process_dies_three_times_stays_failed_with_the_reason() {
+    let (_dir, store, _) = quickstart_store().await;
+    let live = scalelab::provenance::claim_token();
+    let host = live.rsplitn(3, '/').nth(2).unwrap().to_string();
+    let dead = format!("{host}/4294967294/1");
+    assert!(scalelab::provenance::claimer_is_dead(&dead));
+    let held = store.claim_next(None, &live).await.unwrap().unwrap();
+    let state = |id: String| {
+        let store = &store;
+        async move {
+            sqlx::query_as::<_, (String, i64, Option<String>)>(
+                "SELECT state, failures, error FROM runs WHERE id = ?",
+            )
+            .bind(id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+        }
+    };
+    let mut victim = None;
+    for death in 1..=3 {
+        let run = store.claim_next(None, &dead).await.unwrap().unwrap();
+        assert_eq!(*victim.get_or_insert(run.id.clone()), run.id);
+        assert_eq!(run.attempt, death);
+        assert_eq!(store.requeue_stale(60.0, 3).await.unwrap(), 1);
+        let (s, failures, error) = state(run.id.clone()).await;
+        assert_eq!(failures, death);
+        assert_eq!(s, if death < 3 { "pending" } else { "failed" });
+        assert!(error.unwrap().contains("ended before the run did"));
+    }
+    // The next claim moves on; the live claim was never touched.
+    let next = store.claim_next(None, &dead).await.unwrap().unwrap();
+    assert_ne!(Some(&next.id), victim.as_ref());
+    assert_eq!(state(held.id).await, ("running".to_string(), 0, None));
+    // --retry-failed gives it a fresh budget.
+    assert_eq!(store.retry_failed(None).await.unwrap(), 1);
+    assert_eq!(state(victim.unwrap()).await.0, "pending");
+}

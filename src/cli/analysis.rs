@@ -25,7 +25,7 @@ pub struct FitArgs {
     pub sweep: String,
     #[command(flatten)]
     pub db: DbArg,
-    /// test_acc | test_loss | train_loss | train_acc (default: the sweep's `[eval] metric`).
+    /// test_acc | test_loss | train_loss | train_acc | gap_loss | gap_acc (default: the sweep's `[eval] metric`).
     #[arg(long)]
     pub metric: Option<String>,
     /// final | best | median-last-5 (default: the sweep's `[eval] select`).
@@ -41,7 +41,7 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 0)]
     pub bootstrap_seed: u64,
     /// Equivalence margin of the schedule comparison, in metric units.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub margin: f64,
 }
 
@@ -107,7 +107,7 @@ pub struct ReportArgs {
     /// Where the figures and index go (default: reports/<sweep>/).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
-    /// test_acc | test_loss | train_loss | train_acc (default: the sweep's `[eval] metric`).
+    /// test_acc | test_loss | train_loss | train_acc | gap_loss | gap_acc (default: the sweep's `[eval] metric`).
     #[arg(long)]
     pub metric: Option<String>,
     /// final | best | median-last-5 (default: the sweep's `[eval] select`).

@@ -69,8 +69,18 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    if args.threads == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
-        return Err(Error::config("threads", "threads and seconds must be positive").into());
+    if args.hidden == Some(0) {
+        return Err(Error::config("hidden", "must be at least 1, got 0").into());
+    }
+    if args.threads == 0 {
+        return Err(Error::config("threads", "must be at least 1, got 0").into());
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        return Err(Error::config(
+            "seconds",
+            format!("must be a number > 0, got {}", args.seconds),
+        )
+        .into());
     }
     // `main` has set the compute threads (RAYON_NUM_THREADS) from --threads before start-up.
     let threads = args.threads;

@@ -270,6 +270,7 @@ async fn stream_rows(
     };
     let mut field = String::new();
     let mut columns: Option<Vec<String>> = None;
+    let mut keys: Option<Vec<String>> = None;
     let mut rows = 0usize;
     let (all_columns, _) = store
         .scan(sql, params, |row| {
@@ -301,7 +302,8 @@ async fn stream_rows(
                         _ => b"",
                     };
                     w.write_all(sep).map_err(io)?;
-                    serde_json::to_writer(&mut *w, &record(cols, &cells))
+                    let keys = keys.get_or_insert_with(|| json_keys(cols));
+                    serde_json::to_writer(&mut *w, &record(keys, &cells))
                         .map_err(|e| io(e.into()))?;
                     if format == ExportFormat::Jsonl {
                         w.write_all(b"\n").map_err(io)?;
@@ -339,17 +341,56 @@ fn write_csv(t: &ResultTable, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn record(columns: &[String], r: &[Cell]) -> serde_json::Value {
-    let obj: serde_json::Map<String, serde_json::Value> = columns
-        .iter()
-        .zip(r)
-        .map(|(c, v)| (c.clone(), v.json()))
-        .collect();
-    serde_json::Value::Object(obj)
+/// JSON keys for `columns`, in their order: a name met again gets `.1`, `.2`, … (as pandas
+/// names repeated CSV columns), so no value is lost to a repeated key.
+fn json_keys(columns: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::with_capacity(columns.len());
+    for c in columns {
+        let mut key = c.clone();
+        let mut n = 0;
+        while keys.contains(&key) {
+            n += 1;
+            key = format!("{c}.{n}");
+        }
+        keys.push(key);
+    }
+    keys
 }
 
-fn to_json(t: &ResultTable) -> serde_json::Value {
-    serde_json::Value::Array(t.rows.iter().map(|r| record(&t.columns, r)).collect())
+/// One row as a JSON object whose keys keep the query's column order (serde_json's own map
+/// would sort them); `keys` from [`json_keys`].
+struct Record<'a> {
+    keys: &'a [String],
+    cells: &'a [Cell],
+}
+
+impl serde::Serialize for Record<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.keys.len()))?;
+        for (k, v) in self.keys.iter().zip(self.cells) {
+            map.serialize_entry(k, &v.json())?;
+        }
+        map.end()
+    }
+}
+
+fn record<'a>(keys: &'a [String], cells: &'a [Cell]) -> Record<'a> {
+    Record { keys, cells }
+}
+
+/// A whole table as a JSON array of records.
+struct Records<'a>(&'a ResultTable);
+
+impl serde::Serialize for Records<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let keys = json_keys(&self.0.columns);
+        s.collect_seq(self.0.rows.iter().map(|r| record(&keys, r)))
+    }
+}
+
+fn to_json(t: &ResultTable) -> Records<'_> {
+    Records(t)
 }
 
 /// The SELECT behind `runs` (and `export`): every run column, optionally one sweep's runs.
@@ -575,42 +616,134 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         runs
     };
-    // Written to a temporary file beside the target as the rows are read, then renamed: never
-    // a half-written file (a failure removes the temporary one).
-    let dir = args
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    let (tmp, mut file) = tempfile_in(&dir, &args.out)?;
-    let written = {
-        let mut w = std::io::BufWriter::new(&mut file);
-        let params = [Param::Text(name.clone())];
-        // Errors name the file asked for; the temporary one is gone by the time they print.
-        let r = stream_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
-        r.and_then(|n| {
-            w.flush().map_err(|e| Error::io(&args.out, e))?;
-            Ok(n)
-        })
-    };
-    store.close().await;
-    drop(file);
-    let (rows, columns) = match written {
-        Ok(n) => n,
+    let params = [Param::Text(name.clone())];
+    let target = match destination(&args.out) {
+        Ok(t) => t,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            store.close().await;
             return Err(e);
         }
     };
-    if let Err(e) = std::fs::rename(&tmp, &args.out) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&args.out, e).into());
-    }
-    println!(
+    let (rows, columns) = match target {
+        // Standard output, or something that is not a regular file (a FIFO, a device): the rows
+        // go straight into it, and the summary to stderr when stdout holds the rows.
+        Destination::Stdout | Destination::Through(_) => {
+            let written = {
+                let mut w: Box<dyn Write> = match &target {
+                    Destination::Through(path) => {
+                        match std::fs::OpenOptions::new()
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .open(path)
+                        {
+                            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                            Err(e) => {
+                                store.close().await;
+                                return Err(Error::io(path, e).into());
+                            }
+                        }
+                    }
+                    _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                };
+                let r = stream_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
+                r.and_then(|n| {
+                    w.flush().map_err(|e| Error::io(&args.out, e))?;
+                    Ok(n)
+                })
+            };
+            store.close().await;
+            written?
+        }
+        // A regular file (through a symbolic link, the file it names): written to a temporary
+        // file beside it as the rows are read, then renamed over it, so it is never half
+        // written (a failure removes the temporary file).
+        Destination::Replace(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
+            let (tmp, mut file) = match tempfile_in(&dir, &path) {
+                Ok(t) => t,
+                Err(e) => {
+                    store.close().await;
+                    return Err(e);
+                }
+            };
+            let written = {
+                let mut w = std::io::BufWriter::new(&mut file);
+                // Errors name the file asked for; the temporary one is gone by the time they
+                // print.
+                let r = stream_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
+                r.and_then(|n| {
+                    w.flush().map_err(|e| Error::io(&args.out, e))?;
+                    Ok(n)
+                })
+            };
+            store.close().await;
+            drop(file);
+            let n = match written {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            };
+            if let Err(e) = std::fs::rename(&tmp, &path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::io(&args.out, e).into());
+            }
+            n
+        }
+    };
+    let summary = format!(
         "wrote {rows} rows ({columns} columns) of sweep {name} to {}",
-        args.out.display()
+        if args.out.as_os_str() == "-" {
+            "standard output".to_string()
+        } else {
+            args.out.display().to_string()
+        }
     );
+    if args.out.as_os_str() == "-" {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `export --out` writes.
+enum Destination {
+    /// `-`.
+    Stdout,
+    /// A FIFO, a device or a socket (or a link to where nothing is yet): written into as it is.
+    Through(PathBuf),
+    /// A new path or a regular file (a symbolic link resolved to the file it names): replaced
+    /// whole once written.
+    Replace(PathBuf),
+}
+
+fn destination(out: &Path) -> anyhow::Result<Destination> {
+    if out.as_os_str() == "-" {
+        return Ok(Destination::Stdout);
+    }
+    // `metadata` follows symbolic links: the kind of thing the rows would end up in.
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_dir() => Err(Error::data(out, "is a directory, not a file").into()),
+        Ok(m) if m.is_file() => Ok(Destination::Replace(
+            std::fs::canonicalize(out).map_err(|e| Error::io(out, e))?,
+        )),
+        Ok(_) => Ok(Destination::Through(out.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::fs::symlink_metadata(out).is_ok() {
+                // A link to a file not made yet: it is made through the link.
+                Ok(Destination::Through(out.to_path_buf()))
+            } else {
+                Ok(Destination::Replace(out.to_path_buf()))
+            }
+        }
+        Err(e) => Err(Error::io(out, e).into()),
+    }
 }
 
 /// A new file `.<name>.<process id>.tmp` in `dir` (two exports to one target at once do not
@@ -655,15 +788,24 @@ mod tests {
             "SELECT NULL AS n",
             "SELECT '' AS e UNION ALL SELECT NULL",
             "SELECT 1 AS a, 'x' AS b WHERE 0",
+            "SELECT 2 AS b, 1 AS a, 3 AS b, 4 AS \"b.1\"",
         ];
         for sql in queries {
             let t = store.query_table(sql, &[]).await.unwrap();
             let mut csv_whole = Vec::new();
             write_csv(&t, &mut csv_whole).unwrap();
             let json_whole = serde_json::to_vec(&to_json(&t)).unwrap();
+            if sql.starts_with("SELECT 2 AS b") {
+                // The columns' order, and a repeated name kept apart.
+                assert_eq!(
+                    String::from_utf8_lossy(&json_whole),
+                    r#"[{"b":2,"a":1,"b.1":3,"b.1.1":4}]"#
+                );
+            }
             let mut jsonl_whole = Vec::new();
+            let keys = json_keys(&t.columns);
             for r in &t.rows {
-                serde_json::to_writer(&mut jsonl_whole, &record(&t.columns, r)).unwrap();
+                serde_json::to_writer(&mut jsonl_whole, &record(&keys, r)).unwrap();
                 jsonl_whole.push(b'\n');
             }
             for (format, whole) in [

@@ -21,7 +21,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Runs trained at once, one compute thread each (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub jobs: Option<usize>,
     /// Train only: skip the fits and the report.
     #[arg(long)]
@@ -33,11 +33,29 @@ pub struct RunArgs {
     #[arg(long)]
     pub enqueue_only: bool,
     /// Seconds without a heartbeat after which another process's run is presumed dead.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = positive_seconds)]
     pub stale_after: f64,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--jobs`: a count of at least one.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1, got 0".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--stale-after`: a number of seconds > 0.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err(format!("must be a number of seconds > 0, got {s}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `scalelab worker`.
@@ -46,10 +64,10 @@ pub struct WorkerArgs {
     #[command(flatten)]
     pub db: DbArg,
     /// Runs trained at once (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     pub jobs: Option<usize>,
     /// Seconds without a heartbeat after which another process's run is presumed dead.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = positive_seconds)]
     pub stale_after: f64,
     /// No progress bar.
     #[arg(long)]
@@ -97,6 +115,9 @@ async fn resolve_sweep(arg: &str, db: &Path) -> anyhow::Result<Sweep> {
             return Ok(sweep::parse_sweep(&label, &spec)?);
         }
     }
+    if Path::new(arg).is_dir() {
+        return Err(Error::Sweep(format!("{arg}: is a directory, not a sweep file")).into());
+    }
     Err(Error::Sweep(format!(
         "{arg}: no such sweep file, and no sweep of that name in {}",
         db.display()
@@ -135,7 +156,7 @@ fn print_report(r: &SchedulerReport) {
         return;
     }
     println!(
-        "trained {} run{} in {:.1} s with {} job{}: {} completed, {} diverged, {} failed \
+        "trained {} run{} in {:.1} s with {} job{}: {} completed, {} diverged, {} failed{} \
          (runs {:.1}% of job time, of which evaluation {:.1}%){}",
         r.trained(),
         if r.trained() == 1 { "" } else { "s" },
@@ -145,6 +166,12 @@ fn print_report(r: &SchedulerReport) {
         r.completed,
         r.diverged,
         r.failed,
+        // A failed run is retried: each failure is an attempt (a run fails up to three times).
+        match r.failed {
+            0 => "",
+            1 => " attempt",
+            _ => " attempts",
+        },
         100.0 * r.training_share(),
         if r.train_s > 0.0 {
             100.0 * r.eval_s / r.train_s
@@ -233,8 +260,20 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if interrupted {
             return Err(Error::Interrupted.into());
         }
+        let completed = after
+            .iter()
+            .any(|(s, n)| *s == RunStatus::Completed && *n > 0);
         if !args.no_report {
-            super::analysis::fit_and_report(store, &sweep.name).await?;
+            if completed {
+                super::analysis::fit_and_report(store, &sweep.name).await?;
+            } else {
+                // Diverged and failed runs are results too: the sweep ran, there is just
+                // nothing to fit.
+                println!(
+                    "{}: no completed runs, so no fits and no report (see `scalelab status {}`)",
+                    sweep.name, sweep.name
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -243,6 +282,16 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let db = args.db.db.clone();
+    // A worker trains what a `run --enqueue-only` registered: on a path with no database (a
+    // typo) it would create an empty one and report nothing to do.
+    if !db.is_file() {
+        return Err(Error::Db(format!(
+            "no database at {} (register a sweep first: scalelab run SWEEP.toml --enqueue-only \
+             --db PATH)",
+            db.display()
+        ))
+        .into());
+    }
     super::with_store(&db, async move |store: &Store| {
         let counts = store.state_counts(None).await?;
         let total: i64 = counts.iter().map(|(_, n)| n).sum();

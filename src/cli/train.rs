@@ -173,9 +173,12 @@ impl CellArgs {
 }
 
 pub(super) async fn run(args: CellArgs) -> anyhow::Result<ExitCode> {
-    let cfg = args.to_config()?;
+    let mut cfg = args.to_config()?;
     let stop = super::stop_on_signal();
     let outcome = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        // Files stand in the run id by their content hash, as in a sweep: the id printed is
+        // the one a sweep stores for the same cell on the same files.
+        cfg.data.fingerprint = crate::train::data::fingerprint(&cfg.data)?;
         let data = crate::train::data::load(&cfg.data)?;
         let stdout = std::io::stdout();
         let mut sink = |m: &EpochMetrics| -> crate::Result<()> {

@@ -107,6 +107,54 @@ pub struct TargetFit {
     pub note: Option<String>,
 }
 
+/// What can be said of a B_crit that lies far outside the batch sizes measured: the fitted
+/// value there is an extrapolation of a curve that barely bends (1e17 with an interval of zero
+/// width is what the fit returns), so tables and figures show the bound instead.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BcritBound {
+    /// S falls almost as 1/B over the whole grid: B_crit ≳ the largest batch size.
+    AtLeast(u64),
+    /// S barely changes over the grid: B_crit ≲ the smallest batch size.
+    AtMost(u64),
+}
+
+impl BcritBound {
+    /// "≳ 64 (lower bound)" or "≲ 8 (upper bound)".
+    pub fn describe(&self) -> String {
+        match self {
+            BcritBound::AtLeast(b) => format!("≳ {b} (lower bound)"),
+            BcritBound::AtMost(b) => format!("≲ {b} (upper bound)"),
+        }
+    }
+}
+
+impl TargetFit {
+    /// Whether S_min is determined: not when B_crit is far beyond the grid (S ∝ 1/B
+    /// throughout pins down only E_min = S_min·B_crit).
+    pub fn s_min_identified(&self) -> bool {
+        !matches!(self.b_crit_bound(), Some(BcritBound::AtLeast(_)))
+    }
+
+    /// Whether E_min is determined: not when B_crit is far below the grid (S flat throughout
+    /// pins down only S_min).
+    pub fn e_min_identified(&self) -> bool {
+        !matches!(self.b_crit_bound(), Some(BcritBound::AtMost(_)))
+    }
+
+    /// `Some` when B_crit is more than ten times beyond the batch sizes of the fit.
+    pub fn b_crit_bound(&self) -> Option<BcritBound> {
+        let lo = self.points.iter().map(|p| p.batch_size).min()?;
+        let hi = self.points.iter().map(|p| p.batch_size).max()?;
+        if self.b_crit > hi as f64 * 10.0 {
+            Some(BcritBound::AtLeast(hi))
+        } else if self.b_crit < lo as f64 / 10.0 {
+            Some(BcritBound::AtMost(lo))
+        } else {
+            None
+        }
+    }
+}
+
 /// A target (or N) that could not be fitted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SkippedTarget {
@@ -480,6 +528,38 @@ mod tests {
         assert_eq!(f.points[9].regime, Regime::MaximalParallelism); // B = 4096
         assert!((f.e_min - f.b_crit * f.s_min).abs() < 1e-6 * f.e_min);
         assert_json_finite(&rep);
+    }
+
+    /// Steps that halve with every doubling of B over the whole grid put B_crit far beyond it:
+    /// the fit's extrapolated value is not shown, its bound is.
+    #[test]
+    fn a_b_crit_far_beyond_the_grid_is_shown_as_a_bound() {
+        let runs: Vec<_> = (2..=6)
+            .map(|k| {
+                let b = 1u64 << k;
+                linear_run(b, 0.1, 64_000.0 / b as f64, &format!("r{b}"))
+            })
+            .collect();
+        let opts = FitOptions {
+            targets: Some(vec![0.5]),
+            ..FitOptions::default()
+        };
+        let rep = fit_all(&runs, &opts);
+        let f = &rep.efficiency.fitted().unwrap().fits[0];
+        assert!(f.b_crit > 640.0, "{}", f.b_crit);
+        assert_eq!(f.b_crit_bound(), Some(BcritBound::AtLeast(64)));
+        let text = crate::fit::table::render_tables(&rep);
+        assert!(text.contains("≳ 64 (lower bound)"), "{text}");
+        assert!(!text.contains(&crate::fit::table::num(f.b_crit)), "{text}");
+        // S_min alone is not pinned down there either; E_min = S_min·B_crit is.
+        assert!(!text.contains(&crate::fit::table::num(f.s_min)), "{text}");
+        assert!(text.contains(&crate::fit::table::num(f.e_min)), "{text}");
+        // Inside the grid there is no bound.
+        let mut inside = f.clone();
+        inside.b_crit = 30.0;
+        assert_eq!(inside.b_crit_bound(), None);
+        inside.b_crit = 0.3;
+        assert_eq!(inside.b_crit_bound(), Some(BcritBound::AtMost(4)));
     }
 
     #[test]

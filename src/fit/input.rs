@@ -87,7 +87,9 @@ impl fmt::Display for MetricKind {
 /// A metric or selection rule the user wrote that we do not know.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseFitError {
-    #[error("unknown metric '{0}': expected one of test_acc, test_loss, train_loss, train_acc")]
+    #[error(
+        "unknown metric '{0}': expected one of test_acc, test_loss, train_loss, train_acc, gap_loss, gap_acc"
+    )]
     Metric(String),
     #[error("unknown selection '{0}': expected one of final, best, median-last-5")]
     Select(String),

@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 pub use bopt::{BatchPoint, BoptSection, CellBopt, SkippedItem};
 pub use bound::ValidationBound;
 pub use collapse::{CollapseMean, CollapsePoint, CollapseSection, CurvePoint, SmoothFit};
-pub use efficiency::{EfficiencyPoint, EfficiencySection, Regime, SkippedTarget, TargetFit};
+pub use efficiency::{
+    BcritBound, EfficiencyPoint, EfficiencySection, Regime, SkippedTarget, TargetFit,
+};
 pub use input::{EpochPoint, FitOptions, MetricKind, ParseFitError, RunInput, Select};
 pub use instruments::{
     BSimplePoint, BSimpleSeries, CurvaturePoint, CurvatureSummary, InstrumentsSection,

@@ -14,7 +14,7 @@ use super::{
 const WIDTH: u16 = 120;
 
 /// A number with about four significant digits.
-fn num(x: f64) -> String {
+pub(crate) fn num(x: f64) -> String {
     let a = x.abs();
     if x == 0.0 {
         "0".into()
@@ -321,10 +321,24 @@ fn render_efficiency(out: &mut String, e: &EfficiencySection) {
         t.add_row(vec![
             f.train_size.to_string(),
             num(f.target),
-            pm(f.s_min, f.s_min_se),
-            pm(f.b_crit, f.b_crit_se),
-            interval(&f.b_crit_interval),
-            num(f.e_min),
+            // Far off the grid, only a bound of B_crit and one of S_min, E_min are determined.
+            if f.s_min_identified() {
+                pm(f.s_min, f.s_min_se)
+            } else {
+                "—".to_string()
+            },
+            f.b_crit_bound()
+                .map_or_else(|| pm(f.b_crit, f.b_crit_se), |b| b.describe()),
+            if f.b_crit_bound().is_some() {
+                "—".to_string()
+            } else {
+                interval(&f.b_crit_interval)
+            },
+            if f.e_min_identified() {
+                num(f.e_min)
+            } else {
+                "—".to_string()
+            },
             regimes.join("; "),
         ]);
     }

@@ -93,7 +93,11 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
                 .b_crit_interval
                 .map(|iv| format!(" {}", format::interval(&iv, |v| format::sig(v, 3))))
                 .unwrap_or_default();
-            let label = format!("{name}: B_crit = {}{ci}", format::sig(f.b_crit, 3));
+            let bound = f.b_crit_bound();
+            let label = match bound {
+                Some(b) => format!("{name}: B_crit {}", b.describe()),
+                None => format!("{name}: B_crit = {}{ci}", format::sig(f.b_crit, 3)),
+            };
             let (bmin, bmax) = f
                 .points
                 .iter()
@@ -135,11 +139,14 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
                         .sized(6)
                         .labelled(label.clone()),
                 );
-                panel.layers.push(Layer::vline(
-                    format!("{what}-bcrit/{key}"),
-                    colour,
-                    f.b_crit,
-                ));
+                // A B_crit far off the grid is a bound, not a place to mark.
+                if bound.is_none() {
+                    panel.layers.push(Layer::vline(
+                        format!("{what}-bcrit/{key}"),
+                        colour,
+                        f.b_crit,
+                    ));
+                }
             }
         }
         steps_row.push(steps);

@@ -67,6 +67,7 @@ pub fn prepare_noise_scale(fit: &FitReport) -> Result<Figure, SkipReason> {
     }
     if let Some(eff) = fit.efficiency.fitted()
         && let Some(t) = eff.fits.last()
+        && t.b_crit_bound().is_none()
     {
         p.layers.push(
             Layer::hline("bcrit", Rgb::GREY, t.b_crit)

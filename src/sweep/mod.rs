@@ -599,7 +599,10 @@ fn schedules(src: &Source, v: &Spanned<Value>) -> Result<Vec<Schedule>> {
             }
             other => Err(src.error(
                 v.span(),
-                format!("schedule is a {}, expected a name or a table", other.type_str()),
+                format!(
+                    "schedule is {}, expected a name or a table",
+                    spec::a_type(other.type_str())
+                ),
             )),
         }
         };

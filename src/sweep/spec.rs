@@ -118,7 +118,7 @@ pub struct TrainSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalSection {
-    /// test_acc | test_loss | train_loss | train_acc.
+    /// test_acc | test_loss | train_loss | train_acc | gap_loss | gap_acc.
     pub metric: Option<Spanned<String>>,
     /// final | best | median-last-5.
     pub select: Option<Spanned<String>>,
@@ -182,9 +182,9 @@ impl Source<'_> {
                             self.error(
                                 span.clone(),
                                 format!(
-                                    "`{key}`: element {} is a {}, expected a number",
+                                    "`{key}`: element {} is {}, expected a number",
                                     i + 1,
-                                    x.type_str()
+                                    a_type(x.type_str())
                                 ),
                             )
                         })
@@ -196,9 +196,9 @@ impl Source<'_> {
                 return Err(self.error(
                     span,
                     format!(
-                        "`{key}` is a {}, expected a number, a list, or a logspace / linspace / \
+                        "`{key}` is {}, expected a number, a list, or a logspace / linspace / \
                          pow2 table",
-                        other.type_str()
+                        a_type(other.type_str())
                     ),
                 ));
             }
@@ -317,7 +317,7 @@ impl Source<'_> {
                     Value::String(s) => Ok(s.clone()),
                     other => Err(self.error(
                         v.span(),
-                        format!("`{key}`: {} in a list of names", other.type_str()),
+                        format!("`{key}`: {} in a list of names", a_type(other.type_str())),
                     )),
                 })
                 .collect(),
@@ -325,8 +325,8 @@ impl Source<'_> {
             other => Err(self.error(
                 v.span(),
                 format!(
-                    "`{key}` is a {}, expected a name or a list of names",
-                    other.type_str()
+                    "`{key}` is {}, expected a name or a list of names",
+                    a_type(other.type_str())
                 ),
             )),
         }
@@ -342,15 +342,18 @@ impl Source<'_> {
                     Value::Boolean(b) => Ok(*b),
                     other => Err(self.error(
                         v.span(),
-                        format!("`{key}`: {} in a list of booleans", other.type_str()),
+                        format!(
+                            "`{key}`: {} in a list of booleans",
+                            a_type(other.type_str())
+                        ),
                     )),
                 })
                 .collect(),
             other => Err(self.error(
                 v.span(),
                 format!(
-                    "`{key}` is a {}, expected true, false or a list",
-                    other.type_str()
+                    "`{key}` is {}, expected true, false or a list",
+                    a_type(other.type_str())
                 ),
             )),
         }
@@ -364,6 +367,16 @@ pub fn round_sig(x: f64) -> f64 {
         return x;
     }
     format!("{x:.11e}").parse().unwrap_or(x)
+}
+
+/// A TOML type's name with its article: "an array", "a string".
+pub(crate) fn a_type(name: &str) -> String {
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 #[cfg(test)]

@@ -88,8 +88,14 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
     let mut cfg = cfg.clone();
     cfg.fill_defaults();
     let ds = match cfg.dataset {
-        DatasetKind::Teacher => teacher::generate(&cfg)?,
-        DatasetKind::GaussianMixture => mixture::generate(&cfg)?,
+        DatasetKind::Teacher => {
+            room_to_generate(&cfg)?;
+            teacher::generate(&cfg)?
+        }
+        DatasetKind::GaussianMixture => {
+            room_to_generate(&cfg)?;
+            mixture::generate(&cfg)?
+        }
         DatasetKind::Idx => {
             let files = idx::IdxFiles::read(&data_dir(&cfg)?)?;
             check_fingerprint(&cfg, &files.fingerprint())?;
@@ -102,6 +108,51 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
         }
     };
     Ok(ds)
+}
+
+/// Refuses a generated data set this process cannot hold, with an error instead of the abort an
+/// allocation failure would be: its inputs are drawn as f64 and kept as f32, 12 bytes a value at
+/// the peak. (A size the system only pretends to have, overcommitted, can still end the process;
+/// such a run is requeued and ends FAILED after its process dies under it three times.)
+fn room_to_generate(cfg: &DataConfig) -> Result<()> {
+    let d = u64::from(cfg.dim.unwrap_or(crate::config::data_defaults::DIM));
+    let bytes = cfg
+        .train_size
+        .checked_add(cfg.test_size)
+        .and_then(|n| n.checked_mul(d))
+        .and_then(|v| v.checked_mul(12))
+        .and_then(|b| usize::try_from(b).ok());
+    let fits = bytes.is_some_and(|b| {
+        b <= memory_bytes().unwrap_or(usize::MAX) && Vec::<u8>::new().try_reserve_exact(b).is_ok()
+    });
+    if fits {
+        return Ok(());
+    }
+    Err(Error::config(
+        "train_size",
+        format!(
+            "{} training and {} test examples of dimension {d} need {:.1} GB, more than this \
+             machine can hold",
+            cfg.train_size,
+            cfg.test_size,
+            (cfg.train_size as f64 + cfg.test_size as f64) * d as f64 * 12.0 / 1e9
+        ),
+    ))
+}
+
+/// The machine's memory and swap in bytes, where the system says (mimalloc reserves large blocks
+/// without asking the kernel to account for them, so a reservation alone proves nothing).
+fn memory_bytes() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `sysinfo` only writes into the struct it is given.
+        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+        if unsafe { libc::sysinfo(&mut info) } == 0 {
+            let units = (info.totalram as u128 + info.totalswap as u128) * info.mem_unit as u128;
+            return Some(usize::try_from(units).unwrap_or(usize::MAX));
+        }
+    }
+    None
 }
 
 /// The content hash of an on-disk data set's files (decoded bytes, so `.gz` and raw files of the
@@ -215,6 +266,24 @@ pub(crate) fn hash_parts(parts: &[&[u8]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A generated set larger than the machine's memory and swap is an error naming the field
+    /// and the size, not an allocation failure that aborts the process.
+    #[test]
+    fn a_generated_set_beyond_the_machines_memory_is_an_error() {
+        let mut cfg = DataConfig::new(DatasetKind::Teacher, u64::from(u32::MAX), 1_000);
+        cfg.fill_defaults();
+        let Err(e) = load(&cfg) else {
+            panic!("a set of 2^32 - 1 examples was built")
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("train_size") && e.contains("4294967295") && e.contains("1649.3 GB"),
+            "{e}"
+        );
+        cfg.train_size = 1_000;
+        assert!(room_to_generate(&cfg).is_ok());
+    }
 
     #[test]
     fn subsets_are_nested_and_seeded() {
