@@ -294,9 +294,7 @@ pub async fn run_pending(
         ..SchedulerReport::default()
     };
     let progress = Progress::new(total, already_done, opts.progress);
-    store
-        .requeue_stale(opts.stale_after.as_secs_f64(), opts.max_failures)
-        .await?;
+    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
 
     let (tx, rx) = mpsc::unbounded_channel::<Write>();
     let wake = Arc::new(Notify::new());
@@ -363,9 +361,7 @@ pub async fn run_pending(
                 // Runs of claimers that died are requeued whether or not this process is busy
                 // (before, only while it waited: a busy process left them waiting).
                 if last_requeue.elapsed() >= opts.stale_after / 4 {
-                    store
-                        .requeue_stale(opts.stale_after.as_secs_f64(), opts.max_failures)
-                        .await?;
+                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
                     last_requeue = Instant::now();
                 }
                 // Claim ahead: the slot that ends a run first finds its next one waiting, and
@@ -451,9 +447,7 @@ pub async fn run_pending(
                 }
                 tokio::time::sleep(poll).await;
                 if last_requeue.elapsed() >= poll * 4 {
-                    store
-                        .requeue_stale(opts.stale_after.as_secs_f64(), opts.max_failures)
-                        .await?;
+                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
                     last_requeue = Instant::now();
                 }
                 continue;

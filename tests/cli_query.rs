@@ -277,30 +277,68 @@ fn export_writes_through_links_fifos_and_standard_output() {
     let mut rdr = csv::Reader::from_path(&target).unwrap();
     assert_eq!(rdr.records().count(), 12);
 
-    let (success, stdout, stderr) = out(&[
+    // A link to a file not made yet: the file is made, whole; the link stays.
+    let dangling = dir.path().join("dangling.csv");
+    std::os::unix::fs::symlink("made.csv", &dangling).unwrap();
+    ok(&[
         "export",
         "q",
         "--out",
-        "-",
-        "--format",
-        "jsonl",
+        dangling.to_str().unwrap(),
         "--db",
         db(),
     ]);
-    assert!(success, "{stderr}");
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let mut rdr = csv::Reader::from_path(dir.path().join("made.csv")).unwrap();
+    assert_eq!(rdr.records().count(), 12);
+
+    let o = common::scalelab_in(dir.path())
+        .args([
+            "export",
+            "q",
+            "--out",
+            "-",
+            "--format",
+            "jsonl",
+            "--db",
+            db(),
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{stderr}");
     assert_eq!(stdout.lines().count(), 12);
     assert!(stderr.contains("to standard output"), "{stderr}");
-    assert!(!std::path::Path::new("-").exists());
+    assert!(!dir.path().join("-").exists());
 
     let fifo = dir.path().join("rows.fifo");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let reader = {
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
         let fifo = fifo.clone();
-        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
-    };
-    ok(&["export", "q", "--out", fifo.to_str().unwrap(), "--db", db()]);
-    assert_eq!(reader.join().unwrap().lines().count(), 13);
+        std::thread::spawn(move || tx.send(std::fs::read_to_string(fifo).unwrap()));
+    }
+    let (success, stdout, stderr) =
+        out(&["export", "q", "--out", fifo.to_str().unwrap(), "--db", db()]);
+    // Read through the FIFO; a FIFO replaced by a file would leave the reader waiting.
+    let read = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the FIFO's reader got the rows");
+    assert!(success, "{stderr}");
+    assert_eq!(read.lines().count(), 13);
+    assert!(
+        stdout.is_empty() && stderr.contains("rows.fifo"),
+        "{stdout} / {stderr}"
+    );
     assert!(!std::fs::metadata(&fifo).unwrap().is_file());
 
     let (success, _, stderr) = out(&[

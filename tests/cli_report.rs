@@ -132,6 +132,43 @@ fn a_sweep_whose_runs_all_diverge_runs_to_the_end_without_a_report() {
     );
 }
 
+/// A sweep whose runs all failed is an error, not a quiet success: here the one run asks for a
+/// generated data set beyond any machine's memory, which fails it at once with the size.
+#[test]
+fn a_sweep_whose_runs_all_failed_exits_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("huge.toml"),
+        "name = \"huge\"\n[data]\ntrain_size = 4000000000\ntest_size = 50\n[model]\n\
+         hidden = [4]\n[train]\nlr = 0.1\nbatch_size = 10\nepochs = 1\n",
+    )
+    .unwrap();
+    let out = scalelab(dir.path())
+        .args(["run", "huge.toml", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("1 failed"), "{stdout}");
+    // The run's failure as it happened, then the command's error, one line each.
+    let lines: Vec<&str> = stderr.trim_end().lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].contains("invalid train_size"), "{stderr}");
+    assert!(
+        lines[1].contains("no completed runs (1 failed)"),
+        "{stderr}"
+    );
+    let status = succeed(scalelab(dir.path()).args(["status", "huge"]));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("GB, more than this machine can hold"),
+        "{text}"
+    );
+}
+
 /// Text renders with a font shipped in a crate: no font-kit / fontconfig / freetype anywhere in
 /// the dependency tree (they need system libraries and fonts).
 #[test]

@@ -344,17 +344,22 @@ fn write_csv(t: &ResultTable, out: &mut dyn Write) -> anyhow::Result<()> {
 /// JSON keys for `columns`, in their order: a name met again gets `.1`, `.2`, … (as pandas
 /// names repeated CSV columns), so no value is lost to a repeated key.
 fn json_keys(columns: &[String]) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::with_capacity(columns.len());
-    for c in columns {
-        let mut key = c.clone();
-        let mut n = 0;
-        while keys.contains(&key) {
-            n += 1;
-            key = format!("{c}.{n}");
-        }
-        keys.push(key);
-    }
-    keys
+    // pandas' own renaming of repeated columns, step for step.
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    columns
+        .iter()
+        .map(|c| {
+            let mut key = c.clone();
+            let mut n = counts.get(&key).copied().unwrap_or(0);
+            while n > 0 {
+                counts.insert(key.clone(), n + 1);
+                key = format!("{key}.{n}");
+                n = counts.get(&key).copied().unwrap_or(0);
+            }
+            counts.insert(key.clone(), n + 1);
+            key
+        })
+        .collect()
 }
 
 /// One row as a JSON object whose keys keep the query's column order (serde_json's own map
@@ -624,6 +629,14 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
+    enum Kind {
+        Stream,
+        File,
+    }
+    let target_kind = match target {
+        Destination::Stdout | Destination::Through(_) => Kind::Stream,
+        Destination::Replace(_) => Kind::File,
+    };
     let (rows, columns) = match target {
         // Standard output, or something that is not a regular file (a FIFO, a device): the rows
         // go straight into it, and the summary to stderr when stdout holds the rows.
@@ -704,7 +717,9 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             args.out.display().to_string()
         }
     );
-    if args.out.as_os_str() == "-" {
+    // Where the rows may be this process's own standard output (`-`, /dev/stdout, a pipe),
+    // the summary goes to stderr.
+    if matches!(target_kind, Kind::Stream) {
         eprintln!("{summary}");
     } else {
         println!("{summary}");
@@ -716,7 +731,7 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 enum Destination {
     /// `-`.
     Stdout,
-    /// A FIFO, a device or a socket (or a link to where nothing is yet): written into as it is.
+    /// A FIFO, a device or a socket: written into as it is.
     Through(PathBuf),
     /// A new path or a regular file (a symbolic link resolved to the file it names): replaced
     /// whole once written.
@@ -727,23 +742,30 @@ fn destination(out: &Path) -> anyhow::Result<Destination> {
     if out.as_os_str() == "-" {
         return Ok(Destination::Stdout);
     }
-    // `metadata` follows symbolic links: the kind of thing the rows would end up in.
-    match std::fs::metadata(out) {
-        Ok(m) if m.is_dir() => Err(Error::data(out, "is a directory, not a file").into()),
-        Ok(m) if m.is_file() => Ok(Destination::Replace(
-            std::fs::canonicalize(out).map_err(|e| Error::io(out, e))?,
-        )),
-        Ok(_) => Ok(Destination::Through(out.to_path_buf())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::fs::symlink_metadata(out).is_ok() {
-                // A link to a file not made yet: it is made through the link.
-                Ok(Destination::Through(out.to_path_buf()))
-            } else {
-                Ok(Destination::Replace(out.to_path_buf()))
+    // Follow symbolic links to where the rows would end up (a relative target is relative to
+    // its link's directory), so that a link to a file not made yet is also written whole.
+    let mut path = out.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&path).map_err(|e| Error::io(out, e))?;
+                path = match path.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
             }
+            Ok(m) if m.is_dir() => {
+                return Err(Error::data(out, "is a directory, not a file").into());
+            }
+            Ok(m) if m.is_file() => return Ok(Destination::Replace(path)),
+            Ok(_) => return Ok(Destination::Through(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Destination::Replace(path));
+            }
+            Err(e) => return Err(Error::io(out, e).into()),
         }
-        Err(e) => Err(Error::io(out, e).into()),
     }
+    Err(Error::data(out, "too many levels of symbolic links").into())
 }
 
 /// A new file `.<name>.<process id>.tmp` in `dir` (two exports to one target at once do not

@@ -33,7 +33,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub enqueue_only: bool,
     /// Seconds without a heartbeat after which another process's run is presumed dead.
-    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = stale_seconds)]
     pub stale_after: f64,
     /// No progress bar.
     #[arg(long)]
@@ -49,11 +49,18 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     }
 }
 
-/// `--stale-after`: a number of seconds > 0.
-fn positive_seconds(s: &str) -> Result<f64, String> {
+/// `--stale-after`: seconds, at least three heartbeats (a shorter wait would presume this very
+/// process dead between two of its own heartbeats).
+fn stale_seconds(s: &str) -> Result<f64, String> {
+    let least = 3.0
+        * scheduler::SchedulerOptions::default()
+            .heartbeat_every
+            .as_secs_f64();
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        Ok(_) => Err(format!("must be a number of seconds > 0, got {s}")),
+        Ok(v) if v.is_finite() && v >= least => Ok(v),
+        Ok(_) => Err(format!(
+            "must be at least {least} seconds (three heartbeats), got {s}"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -67,7 +74,7 @@ pub struct WorkerArgs {
     #[arg(long, value_parser = at_least_one)]
     pub jobs: Option<usize>,
     /// Seconds without a heartbeat after which another process's run is presumed dead.
-    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = positive_seconds)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = stale_seconds)]
     pub stale_after: f64,
     /// No progress bar.
     #[arg(long)]
@@ -260,11 +267,17 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if interrupted {
             return Err(Error::Interrupted.into());
         }
-        let completed = after
-            .iter()
-            .any(|(s, n)| *s == RunStatus::Completed && *n > 0);
+        let count = |state: RunStatus| {
+            after
+                .iter()
+                .filter(|(s, _)| *s == state)
+                .map(|(_, n)| *n)
+                .sum::<i64>()
+        };
         if !args.no_report {
-            if completed {
+            // Failed runs make a sweep with nothing completed an error (report_sweep says so);
+            // diverged ones alone do not.
+            if count(RunStatus::Completed) > 0 || count(RunStatus::Failed) > 0 {
                 super::analysis::fit_and_report(store, &sweep.name).await?;
             } else {
                 // Diverged and failed runs are results too: the sweep ran, there is just

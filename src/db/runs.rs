@@ -222,11 +222,8 @@ impl Store {
 
     /// Returns to PENDING every running run whose heartbeat is older than `stale_after_s`, or
     /// whose claimer is known to be dead (same host, process gone). Their partial metrics are
-    /// deleted. Each such end counts as a failure (the error says so): a run whose process dies
-    /// under it `max_failures` times (a run that crashes or exhausts the memory of every process
-    /// that trains it) stays FAILED instead of being requeued for ever. Returns how many were
-    /// requeued or failed.
-    pub async fn requeue_stale(&self, stale_after_s: f64, max_failures: i64) -> Result<u64> {
+    /// deleted. Returns how many were requeued.
+    pub async fn requeue_stale(&self, stale_after_s: f64) -> Result<u64> {
         let now = provenance::now();
         let running: Vec<(String, i64, Option<String>, Option<f64>)> = sqlx::query_as(
             "SELECT id, attempt, claimed_by, heartbeat_at FROM runs WHERE state = 'running'",
@@ -243,17 +240,9 @@ impl Store {
             }
             let mut tx = self.begin_write().await?;
             let n = sqlx::query(
-                "UPDATE runs SET claimed_by = NULL, heartbeat_at = NULL, \
-                 failures = failures + 1, error = ?, \
-                 state = CASE WHEN failures + 1 >= ? THEN 'failed' ELSE 'pending' END \
+                "UPDATE runs SET state = 'pending', claimed_by = NULL, heartbeat_at = NULL \
                  WHERE id = ? AND attempt = ? AND state = 'running'",
             )
-            .bind(if dead {
-                "the process training it ended before the run did (killed, crashed or out of memory)"
-            } else {
-                "its claim went stale: no heartbeat from the process training it"
-            })
-            .bind(max_failures)
             .bind(&id)
             .bind(attempt)
             .execute(&mut *tx)

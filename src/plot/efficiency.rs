@@ -105,7 +105,8 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), b| {
                     (l.min(b), h.max(b))
                 });
-            let grid = sample_grid(Scale::Log2, bmin, bmax, 80, &[f.b_crit]);
+            let marks: &[f64] = if bound.is_some() { &[] } else { &[f.b_crit] };
+            let grid = sample_grid(Scale::Log2, bmin, bmax, 80, marks);
             let shape = series_shape(i);
             let key = format!("{n}/{i}");
             for (panel, measured, model, what) in [
@@ -160,8 +161,11 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
                 .sized(2)
                 .labelled("fitted S = S_min(1 + B_crit/B), E = B·S"),
         );
-        last.layers
-            .push(Layer::vline("legend/bcrit", Rgb::GREY, f64::NAN).labelled("B_crit"));
+        // Only where some B_crit line is drawn (a bound far off the grid has none).
+        if sec.fits.iter().any(|f| f.b_crit_bound().is_none()) {
+            last.layers
+                .push(Layer::vline("legend/bcrit", Rgb::GREY, f64::NAN).labelled("B_crit"));
+        }
     }
     let mut footnote = format!(
         "Points: the fastest run per batch size (any ε, m) to reach each target, curves \
