@@ -300,6 +300,11 @@ pub fn write_report(
             states,
         });
     }
+    if out_dir.exists() && !out_dir.is_dir() {
+        return Err(io_err(out_dir)(std::io::Error::other(
+            "it is a file; the report needs a directory (--out DIR)",
+        )));
+    }
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
     let total = KINDS.len();
     let mut figures = Vec::new();

@@ -70,6 +70,23 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
     // `scalelab report` again, elsewhere.
     succeed(scalelab(dir.path()).args(["report", "rep", "--out", "again"]));
     assert!(dir.path().join("again/index.html").is_file());
+    // --out naming a file is refused by name, the file left as it was.
+    std::fs::write(dir.path().join("notes.csv"), "keep\n").unwrap();
+    let out = scalelab(dir.path())
+        .args(["report", "rep", "--out", "notes.csv"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("notes.csv") && err.contains("needs a directory"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.csv")).unwrap(),
+        "keep\n"
+    );
 }
 
 #[test]
