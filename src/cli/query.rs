@@ -629,41 +629,29 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    enum Kind {
-        Stream,
-        File,
-    }
-    let target_kind = match target {
-        Destination::Stdout | Destination::Through(_) => Kind::Stream,
-        Destination::Replace(_) => Kind::File,
-    };
+    // Where the rows may be this process's own standard output (`-`, /dev/stdout, a pipe),
+    // the summary goes to stderr.
+    let to_stream = !matches!(target, Destination::Replace(_));
     let (rows, columns) = match target {
-        // Standard output, or something that is not a regular file (a FIFO, a device): the rows
-        // go straight into it, and the summary to stderr when stdout holds the rows.
-        Destination::Stdout | Destination::Through(_) => {
-            let written = {
-                let mut w: Box<dyn Write> = match &target {
-                    Destination::Through(path) => {
-                        match std::fs::OpenOptions::new()
-                            .write(true)
-                            .create(true)
-                            .truncate(true)
-                            .open(path)
-                        {
-                            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-                            Err(e) => {
-                                store.close().await;
-                                return Err(Error::io(path, e).into());
-                            }
-                        }
-                    }
-                    _ => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-                };
-                let r = stream_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
-                r.and_then(|n| {
-                    w.flush().map_err(|e| Error::io(&args.out, e))?;
-                    Ok(n)
-                })
+        Destination::Stdout => {
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = write_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
+            store.close().await;
+            written?
+        }
+        // Not a regular file (a FIFO, a device): the rows go straight into it.
+        Destination::Through(path) => {
+            let opened = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path);
+            let written = match opened {
+                Ok(f) => {
+                    let mut w = std::io::BufWriter::new(f);
+                    write_rows(&store, &sql, &params, args.format, &mut w, &args.out).await
+                }
+                Err(e) => Err(Error::io(&path, e).into()),
             };
             store.close().await;
             written?
@@ -676,37 +664,30 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .map_or_else(|| PathBuf::from("."), PathBuf::from);
-            let (tmp, mut file) = match tempfile_in(&dir, &path) {
-                Ok(t) => t,
-                Err(e) => {
-                    store.close().await;
-                    return Err(e);
+            let (tmp, written) = match tempfile_in(&dir, &path) {
+                Ok((tmp, mut file)) => {
+                    // Errors name the file asked for; the temporary one is gone by the time
+                    // they print.
+                    let mut w = std::io::BufWriter::new(&mut file);
+                    let written =
+                        write_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
+                    (Some(tmp), written)
                 }
-            };
-            let written = {
-                let mut w = std::io::BufWriter::new(&mut file);
-                // Errors name the file asked for; the temporary one is gone by the time they
-                // print.
-                let r = stream_rows(&store, &sql, &params, args.format, &mut w, &args.out).await;
-                r.and_then(|n| {
-                    w.flush().map_err(|e| Error::io(&args.out, e))?;
-                    Ok(n)
-                })
+                Err(e) => (None, Err(e)),
             };
             store.close().await;
-            drop(file);
-            let n = match written {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-            };
-            if let Err(e) = std::fs::rename(&tmp, &path) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(Error::io(&args.out, e).into());
+            let renamed = written.and_then(|n| match &tmp {
+                Some(tmp) => std::fs::rename(tmp, &path)
+                    .map(|()| n)
+                    .map_err(|e| Error::io(&args.out, e).into()),
+                None => Ok(n),
+            });
+            if renamed.is_err()
+                && let Some(tmp) = &tmp
+            {
+                let _ = std::fs::remove_file(tmp);
             }
-            n
+            renamed?
         }
     };
     let summary = format!(
@@ -717,14 +698,26 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             args.out.display().to_string()
         }
     );
-    // Where the rows may be this process's own standard output (`-`, /dev/stdout, a pipe),
-    // the summary goes to stderr.
-    if matches!(target_kind, Kind::Stream) {
+    if to_stream {
         eprintln!("{summary}");
     } else {
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// [`stream_rows`], then the buffered writer flushed.
+async fn write_rows(
+    store: &Store,
+    sql: &str,
+    params: &[Param],
+    format: ExportFormat,
+    w: &mut dyn Write,
+    name: &Path,
+) -> anyhow::Result<(usize, usize)> {
+    let n = stream_rows(store, sql, params, format, w, name).await?;
+    w.flush().map_err(|e| Error::io(name, e))?;
+    Ok(n)
 }
 
 /// Where `export --out` writes.
