@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{scalelab_in as scalelab, succeed};
+use common::{fail_in_one_line, scalelab_in as scalelab, succeed};
 
 /// Decodes a PNG and returns (width, height, luminance variance, distinct colours).
 fn inspect(path: &Path) -> (u32, u32, f64, usize) {
@@ -72,13 +72,7 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
     assert!(dir.path().join("again/index.html").is_file());
     // --out naming a file is refused by name, the file left as it was.
     std::fs::write(dir.path().join("notes.csv"), "keep\n").unwrap();
-    let out = scalelab(dir.path())
-        .args(["report", "rep", "--out", "notes.csv"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = fail_in_one_line(scalelab(dir.path()).args(["report", "rep", "--out", "notes.csv"]));
     assert!(
         err.contains("notes.csv") && err.contains("needs a directory"),
         "{err}"
@@ -99,13 +93,7 @@ fn a_sweep_without_completed_runs_gets_a_message_not_an_empty_report() {
     )
     .unwrap();
     succeed(scalelab(dir.path()).args(["run", "none.toml", "--enqueue-only"]));
-    let out = scalelab(dir.path())
-        .args(["report", "none"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = fail_in_one_line(scalelab(dir.path()).args(["report", "none"]));
     assert!(
         err.contains("none") && err.contains("no completed runs") && err.contains("1 pending"),
         "{err}"
@@ -133,13 +121,7 @@ fn a_sweep_whose_runs_all_diverge_runs_to_the_end_without_a_report() {
         "{text}"
     );
     assert!(!dir.path().join("reports/blowup").exists());
-    let out = scalelab(dir.path())
-        .args(["report", "blowup"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = fail_in_one_line(scalelab(dir.path()).args(["report", "blowup"]));
     assert!(
         err.contains("no completed runs (1 diverged)")
             && err.contains("scalelab status blowup")

@@ -9,7 +9,7 @@ use scalelab::db::Store;
 
 mod common;
 
-use common::{scalelab, succeed};
+use common::{fail_in_one_line, scalelab, succeed};
 
 fn run_ok(args: &[&str]) -> Output {
     succeed(scalelab().args(args))
@@ -382,19 +382,13 @@ fn bad_sweep_files_are_rejected_before_anything_is_enqueued() {
     for (what, text, needles) in cases {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();
-        let out = scalelab()
-            .args([
-                "run",
-                path.to_str().unwrap(),
-                "--db",
-                db.to_str().unwrap(),
-                "--quiet",
-            ])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{what}: accepted");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+        let err = fail_in_one_line(scalelab().args([
+            "run",
+            path.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--quiet",
+        ]));
         assert!(err.contains("bad.toml"), "{what}: {err}");
         for n in needles {
             assert!(err.contains(n), "{what}: {err:?} lacks {n:?}");
@@ -435,19 +429,13 @@ fn read_only_and_locked_databases_give_clear_errors() {
                 .replace("seeds = 1", "seeds = 2"),
         )
         .unwrap();
-        let out = scalelab()
-            .args([
-                "run",
-                edited.to_str().unwrap(),
-                "--db",
-                db.to_str().unwrap(),
-                "--quiet",
-            ])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        let err = fail_in_one_line(scalelab().args([
+            "run",
+            edited.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+            "--quiet",
+        ]));
         assert!(err.contains("r.db") && err.contains("read-only"), "{err}");
         assert!(!err.contains("panicked"));
     }
@@ -695,25 +683,20 @@ fn unusable_database_paths_are_named() {
             "does not exist",
         ),
     ] {
-        let out = scalelab()
-            .args(["run", sweep.to_str().unwrap(), "--db", &db, "--quiet"])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        let err = fail_in_one_line(scalelab().args([
+            "run",
+            sweep.to_str().unwrap(),
+            "--db",
+            &db,
+            "--quiet",
+        ]));
         assert!(err.contains(needle), "{db}: {err}");
     }
     assert_eq!(std::fs::read(&garbage).unwrap(), vec![b'x'; 4096]);
     // A worker on a mistyped path does not create an empty database and call it done.
     let typo = dir.path().join("typo.db");
-    let out = scalelab()
-        .args(["worker", "--db", typo.to_str().unwrap(), "--quiet"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err =
+        fail_in_one_line(scalelab().args(["worker", "--db", typo.to_str().unwrap(), "--quiet"]));
     assert!(
         err.contains("no database at") && err.contains("typo.db"),
         "{err}"
@@ -951,10 +934,7 @@ fn out_of_range_flags_name_the_flag() {
         (vec!["bench", "--seconds", "0"], vec!["seconds", "0"]),
         (vec!["bench", "--hidden", "0"], vec!["hidden", "0"]),
     ] {
-        let out = scalelab().args(&args).output().unwrap();
-        assert!(!out.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let err = fail_in_one_line(scalelab().args(&args));
         for n in needles {
             assert!(err.contains(n), "{args:?}: {err}");
         }

@@ -129,16 +129,38 @@ impl BcritBound {
 }
 
 impl TargetFit {
-    /// Whether S_min is determined: not when B_crit is far beyond the grid (S ∝ 1/B
-    /// throughout pins down only E_min = S_min·B_crit).
-    pub fn s_min_identified(&self) -> bool {
-        !matches!(self.b_crit_bound(), Some(BcritBound::AtLeast(_)))
-    }
-
-    /// Whether E_min is determined: not when B_crit is far below the grid (S flat throughout
-    /// pins down only S_min).
-    pub fn e_min_identified(&self) -> bool {
-        !matches!(self.b_crit_bound(), Some(BcritBound::AtMost(_)))
+    /// A table's S_min, B_crit, B_crit interval and E_min cells, drawn with the table's own
+    /// formatters (`value` and `e_min` take a value and its standard error): where B_crit is a
+    /// bound it shows the bound, no interval, and "—" for whichever of S_min and E_min the data
+    /// do not determine.
+    pub fn cells(
+        &self,
+        value: impl Fn(f64, Option<f64>) -> String,
+        e_min: impl Fn(f64, Option<f64>) -> String,
+        interval: impl Fn(&Option<Interval>) -> String,
+    ) -> [String; 4] {
+        let dash = || "—".to_string();
+        let bound = self.b_crit_bound();
+        // Far beyond the grid (S ∝ 1/B throughout) only E_min = S_min·B_crit is determined;
+        // far below it (S flat) only S_min.
+        [
+            if !matches!(bound, Some(BcritBound::AtLeast(_))) {
+                value(self.s_min, self.s_min_se)
+            } else {
+                dash()
+            },
+            bound.map_or_else(|| value(self.b_crit, self.b_crit_se), |b| b.describe()),
+            if bound.is_some() {
+                dash()
+            } else {
+                interval(&self.b_crit_interval)
+            },
+            if !matches!(bound, Some(BcritBound::AtMost(_))) {
+                e_min(self.e_min, self.e_min_se)
+            } else {
+                dash()
+            },
+        ]
     }
 
     /// `Some` when B_crit is more than ten times beyond the batch sizes of the fit.
@@ -314,21 +336,7 @@ fn fit_target(
             }
         })
         .collect();
-    let (lo, hi) = (b[0], b[b.len() - 1]);
-    let note = if b_crit > hi * 10.0 {
-        Some(format!(
-            "S falls almost as 1/B over the whole grid: B_crit is beyond the batch sizes measured \
-             (a lower bound, ≳ {hi})"
-        ))
-    } else if b_crit < lo / 10.0 {
-        Some(format!(
-            "S barely changes over the grid: B_crit is below the batch sizes measured \
-             (an upper bound, ≲ {lo})"
-        ))
-    } else {
-        None
-    };
-    Ok(TargetFit {
+    let mut target_fit = TargetFit {
         train_size: n_train,
         target,
         s_min,
@@ -344,8 +352,19 @@ fn fit_target(
         dof: fit.dof,
         rms_log_residual: (fit.rss / b.len() as f64).sqrt(),
         points,
-        note,
-    })
+        note: None,
+    };
+    target_fit.note = target_fit.b_crit_bound().map(|bound| match bound {
+        BcritBound::AtLeast(hi) => format!(
+            "S falls almost as 1/B over the whole grid: B_crit is beyond the batch sizes measured \
+             (a lower bound, ≳ {hi})"
+        ),
+        BcritBound::AtMost(lo) => format!(
+            "S barely changes over the grid: B_crit is below the batch sizes measured \
+             (an upper bound, ≲ {lo})"
+        ),
+    });
+    Ok(target_fit)
 }
 
 /// Automatic targets for one task (see `AUTO_FRACTIONS`).

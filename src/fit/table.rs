@@ -318,27 +318,14 @@ fn render_efficiency(out: &mut String, e: &EfficiencySection) {
             regimes.push(format!("{range} {}", f.points[i].regime.name()));
             i = j + 1;
         }
+        let [s_min, b_crit, b_crit_interval, e_min] = f.cells(pm, |v, _| num(v), interval);
         t.add_row(vec![
             f.train_size.to_string(),
             num(f.target),
-            // Far off the grid, only a bound of B_crit and one of S_min, E_min are determined.
-            if f.s_min_identified() {
-                pm(f.s_min, f.s_min_se)
-            } else {
-                "—".to_string()
-            },
-            f.b_crit_bound()
-                .map_or_else(|| pm(f.b_crit, f.b_crit_se), |b| b.describe()),
-            if f.b_crit_bound().is_some() {
-                "—".to_string()
-            } else {
-                interval(&f.b_crit_interval)
-            },
-            if f.e_min_identified() {
-                num(f.e_min)
-            } else {
-                "—".to_string()
-            },
+            s_min,
+            b_crit,
+            b_crit_interval,
+            e_min,
             regimes.join("; "),
         ]);
     }

@@ -427,27 +427,15 @@ fn efficiency_section(e: &EfficiencySection, metric: MetricKind) -> Vec<Table> {
         None => format::sig(v, 3),
     };
     for f in &e.fits {
+        let [s_min, b_crit, b_crit_interval, e_min] =
+            f.cells(pm, pm, |i| opt_interval(i, |v| format::sig(v, 3)));
         t.row(vec![
             format::int(f.train_size),
             format::metric(f.target, metric),
-            // Far off the grid, only a bound of B_crit and one of S_min, E_min are determined.
-            if f.s_min_identified() {
-                pm(f.s_min, f.s_min_se)
-            } else {
-                "—".to_string()
-            },
-            f.b_crit_bound()
-                .map_or_else(|| pm(f.b_crit, f.b_crit_se), |b| b.describe()),
-            if f.b_crit_bound().is_some() {
-                "—".to_string()
-            } else {
-                opt_interval(&f.b_crit_interval, |v| format::sig(v, 3))
-            },
-            if f.e_min_identified() {
-                pm(f.e_min, f.e_min_se)
-            } else {
-                "—".to_string()
-            },
+            s_min,
+            b_crit,
+            b_crit_interval,
+            e_min,
             f.points.len().to_string(),
             format::sig(f.rms_log_residual, 2),
             f.note.clone().unwrap_or_default(),

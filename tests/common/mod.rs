@@ -33,3 +33,13 @@ pub fn succeed(cmd: &mut Command) -> Output {
     );
     out
 }
+
+/// Runs `cmd`, asserts that it failed with exactly one line on stderr (the project's promise for
+/// bad input), and returns that line.
+pub fn fail_in_one_line(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the scalelab binary runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{cmd:?} succeeded: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{cmd:?}: {err}");
+    err
+}
