@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::config::{DataConfig, RunConfig};
 use crate::db::Store;
 use crate::db::metrics::EpochRow;
-use crate::db::runs::{ClaimedRun, FinishedRun};
+use crate::db::runs::{ClaimedRun, FinishedRun, Requeued};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::provenance;
@@ -154,6 +154,14 @@ enum Write {
         finished_at: f64,
         /// An invalid configuration: no retry can fix it, so the run is FAILED at once.
         permanent: bool,
+        ack: oneshot::Sender<Result<bool>>,
+    },
+    /// A slot is about to train an orphan (a run whose last process died), or has just ended
+    /// it: mark it begun or not ([`Store::mark_begun_in`]) and acknowledge once committed; the
+    /// slot waits for that.
+    Begun {
+        run: ClaimedRun,
+        begun: bool,
         ack: oneshot::Sender<Result<bool>>,
     },
     /// Someone waits for the acknowledgements sent so far: write what is queued now.
@@ -294,7 +302,7 @@ pub async fn run_pending(
         ..SchedulerReport::default()
     };
     let progress = Progress::new(total, already_done, opts.progress);
-    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+    requeue(store, opts, &progress).await?;
 
     let (tx, rx) = mpsc::unbounded_channel::<Write>();
     let wake = Arc::new(Notify::new());
@@ -329,6 +337,9 @@ pub async fn run_pending(
         results: Mutex::new(VecDeque::new()),
         results_ready: Notify::new(),
         refill_at: AtomicUsize::new(0),
+        writer_wake: wake.clone(),
+        orphan_training: AtomicBool::new(false),
+        orphan_done: Condvar::new(),
     });
     // One thread per job slot; each trains claimed runs one after another until none is ready.
     let mut slots: JoinSet<()> = JoinSet::new();
@@ -361,7 +372,7 @@ pub async fn run_pending(
                 // Runs of claimers that died are requeued whether or not this process is busy
                 // (before, only while it waited: a busy process left them waiting).
                 if last_requeue.elapsed() >= opts.stale_after / 4 {
-                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+                    requeue(store, opts, &progress).await?;
                     last_requeue = Instant::now();
                 }
                 // Claim ahead: the slot that ends a run first finds its next one waiting, and
@@ -447,7 +458,7 @@ pub async fn run_pending(
                 }
                 tokio::time::sleep(poll).await;
                 if last_requeue.elapsed() >= poll * 4 {
-                    store.requeue_stale(opts.stale_after.as_secs_f64()).await?;
+                    requeue(store, opts, &progress).await?;
                     last_requeue = Instant::now();
                 }
                 continue;
@@ -529,6 +540,27 @@ pub async fn run_pending(
     report.interrupted = stop.load(Ordering::SeqCst);
     report.wall_s = start.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Requeues the runs of dead or silent claimers ([`Store::requeue_stale`]) and says which
+/// deaths were counted against a run.
+async fn requeue(store: &Store, opts: &SchedulerOptions, progress: &Progress) -> Result<Requeued> {
+    let requeued = store
+        .requeue_stale(opts.stale_after.as_secs_f64(), opts.max_failures)
+        .await?;
+    for death in &requeued.deaths {
+        progress.println(&format!(
+            "run {} {}: {}",
+            death.id,
+            if death.failed {
+                "failed for good"
+            } else {
+                "will be retried"
+            },
+            death.error
+        ));
+    }
+    Ok(requeued)
 }
 
 /// Claims up to `max` pending runs in one transaction, looking from `cursor` (the sweep
@@ -694,6 +726,13 @@ struct SlotShared {
     /// The scheduler claims more runs once no more than this many wait for a slot (half of
     /// what it claims ahead).
     refill_at: AtomicUsize,
+    /// Wakes the writer for a flush (a slot waits for an orphan's begin mark).
+    writer_wake: Arc<Notify>,
+    /// Whether a slot is training an orphan: one at a time, so that a death is counted against
+    /// the one run that may have caused it (changed under the `ready` lock).
+    orphan_training: AtomicBool,
+    /// Signalled, with the `ready` lock, when an orphan's training ends.
+    orphan_done: Condvar,
 }
 
 /// A run's result and when it ended (Unix seconds, stamped by its slot).
@@ -748,13 +787,28 @@ impl SlotShared {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let Some(run) = self.queue().ok().and_then(|mut q| q.pop_front()) else {
+            let Some(run) = self.next_run() else {
                 break;
             };
+            let orphan = run.orphaned > 0;
             // A panic while training becomes this run's error (retried, then FAILED) instead of
             // killing the slot with the run still claimed: this process's heartbeats would keep
             // such a run RUNNING, and the sweep would wait for it forever.
-            let (result, ended) = match panic_as_error(|| self.train_one(&run)) {
+            let trained = if orphan {
+                // Its begin mark is committed before it trains and cleared after: a death of
+                // this process in between is counted against it, and only then.
+                self.mark_begun(&run, true)
+                    .and_then(|()| panic_as_error(|| self.train_one(&run)))
+                    .and_then(|trained| self.mark_begun(&run, false).map(|()| trained))
+            } else {
+                panic_as_error(|| self.train_one(&run))
+            };
+            if orphan {
+                let _queue = self.queue_even_poisoned();
+                self.orphan_training.store(false, Ordering::SeqCst);
+                self.orphan_done.notify_all();
+            }
+            let (result, ended) = match trained {
                 Ok((outcome, last, ended)) => (Ok((outcome, last)), ended),
                 Err(e) => (Err(e), provenance::now()),
             };
@@ -766,6 +820,60 @@ impl SlotShared {
             }
         }
         self.results_ready.notify_one();
+    }
+
+    /// The next run for this slot: the first waiting run that is not an orphan, or an orphan
+    /// when no other slot trains one (this slot then does). While only orphans wait and one
+    /// trains, the slot waits for it to end. `None` when nothing waits or the user stops.
+    fn next_run(&self) -> Option<ClaimedRun> {
+        let mut queue = self.queue().ok()?;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            let busy = self.orphan_training.load(Ordering::SeqCst);
+            if let Some(i) = queue.iter().position(|r| r.orphaned == 0 || !busy) {
+                let run = queue.remove(i)?;
+                if run.orphaned > 0 {
+                    self.orphan_training.store(true, Ordering::SeqCst);
+                }
+                return Some(run);
+            }
+            if queue.is_empty() {
+                return None;
+            }
+            // A timeout, so that a stop is seen even if no orphan ends.
+            queue = self
+                .orphan_done
+                .wait_timeout(queue, Duration::from_millis(100))
+                .ok()?
+                .0;
+        }
+    }
+
+    /// The run queue's lock, poisoned or not (to clear the orphan flag, which must happen).
+    fn queue_even_poisoned(&self) -> std::sync::MutexGuard<'_, VecDeque<ClaimedRun>> {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks an orphan as begun (or, after its training, no longer) in the database and waits
+    /// until that is committed: if this process dies in between, the death is counted against
+    /// it. A lost claim is not an error here: the run's outcome will be refused like any other
+    /// lost claim's.
+    fn mark_begun(&self, run: &ClaimedRun, begun: bool) -> Result<()> {
+        let (ack, done) = oneshot::channel();
+        let stopped = || Error::Db("the database writer has stopped".into());
+        self.tx
+            .send(Write::Begun {
+                run: run.clone(),
+                begun,
+                ack,
+            })
+            .map_err(|_| stopped())?;
+        let _ = self.tx.send(Write::Flush);
+        self.writer_wake.notify_one();
+        done.blocking_recv().map_err(|_| stopped())??;
+        Ok(())
     }
 
     fn results_queue(&self) -> std::sync::MutexGuard<'_, VecDeque<JobResult>> {
@@ -1023,6 +1131,12 @@ async fn write_burst(
                 let limit = if permanent { 1 } else { max_failures };
                 let kept = store
                     .fail_run_in(tx, &run.id, run.attempt, token, &error, limit, finished_at)
+                    .await?;
+                acks.push((ack, kept));
+            }
+            Write::Begun { run, begun, ack } => {
+                let kept = store
+                    .mark_begun_in(tx, &run.id, run.attempt, token, begun)
                     .await?;
                 acks.push((ack, kept));
             }
@@ -1649,6 +1763,7 @@ mod tests {
             config,
             attempt: 1,
             position: None,
+            orphaned: 0,
         };
         let mut queue: VecDeque<ClaimedRun> = [
             run("short", cfg(0.2, 3)),

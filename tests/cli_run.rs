@@ -1024,3 +1024,140 @@ fn train_on_files_prints_the_id_a_sweep_stores() {
     std::fs::write(data.join("train-labels-idx1-ubyte"), enc(&[20], &changed)).unwrap();
     assert_ne!(train_id(), stored);
 }
+
+/// `(id, state, failures, error)` of every run, in sweep order.
+fn fates(db: &Path) -> Vec<(String, String, i64, Option<String>)> {
+    rt().block_on(async {
+        let store = Store::open_read_only(db).await.unwrap();
+        let rows = sqlx::query_as(
+            "SELECT r.id, r.state, r.failures, r.error FROM runs r \
+             JOIN sweep_runs s ON s.run_id = r.id ORDER BY s.position",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        store.close().await;
+        rows
+    })
+}
+
+/// The runs process `pid` marked as begun (orphans in training), or None while the database is
+/// not readable.
+fn begun(db: &Path, pid: u32) -> Option<Vec<String>> {
+    rt().block_on(async {
+        let store = Store::open_read_only(db).await.ok()?;
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE began_at IS NOT NULL AND claimed_by LIKE ?",
+        )
+        .bind(format!("%/{pid}/%"))
+        .fetch_all(store.pool())
+        .await
+        .ok();
+        store.close().await;
+        ids
+    })
+}
+
+#[cfg(unix)]
+#[test]
+fn a_run_whose_process_keeps_dying_fails_after_three_deaths_and_no_other_is_blamed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four runs of a second or so, none diverging (a run must still train when it is caught).
+    let sweep = dir.path().join("deaths.toml");
+    std::fs::write(
+        &sweep,
+        r#"
+name = "deaths"
+[data]
+dataset = "teacher"
+train_size = 1000
+test_size = 500
+[model]
+hidden = [64]
+[train]
+lr = [0.005, 0.01]
+batch_size = [8, 32]
+momentum = 0.9
+epochs = 800
+"#,
+    )
+    .unwrap();
+    let db = dir.path().join("d.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let spawn = || {
+        scalelab()
+            .args(["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The first death: nothing was marked, so nothing is blamed; its runs become orphans.
+    let mut child = spawn();
+    wait_until(&mut child, "a run is claimed", || {
+        try_count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'").unwrap_or(0) >= 1
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Then three processes die while the same orphan trains (as a run that exhausts memory
+    // would kill them). Orphans train one at a time: never two marked at once.
+    let mut culprit: Option<String> = None;
+    for _ in 0..3 {
+        let mut child = spawn();
+        let pid = child.id();
+        wait_until(&mut child, "the orphan begins", || {
+            let marked = begun(&db, pid).unwrap_or_default();
+            assert!(
+                marked.len() <= 1,
+                "two orphans in training at once: {marked:?}"
+            );
+            match (&culprit, marked.first()) {
+                (None, Some(id)) => {
+                    culprit = Some(id.clone());
+                    true
+                }
+                (Some(x), Some(id)) => x == id,
+                (_, None) => false,
+            }
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let culprit = culprit.unwrap();
+    // The next process counts the third death, says so, and trains everything else.
+    let out = scalelab()
+        .args(["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("run {culprit} failed for good: its process")),
+        "{text}"
+    );
+    for (id, state, failures, error) in fates(&db) {
+        if id == culprit {
+            assert_eq!((state.as_str(), failures), ("failed", 3));
+            let error = error.unwrap();
+            assert!(error.contains("died while training it"), "{error}");
+        } else {
+            assert_eq!(
+                (state.as_str(), failures, error),
+                ("completed", 0, None),
+                "{id}"
+            );
+        }
+    }
+    // `--retry-failed` gives it a fresh budget, as any failed run.
+    run_ok(&["run", s, "--db", d, "--retry-failed", "--enqueue-only"]);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM runs WHERE state = 'pending' AND failures = 0"
+        ),
+        1
+    );
+}

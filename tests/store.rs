@@ -533,3 +533,150 @@ async fn every_write_of_a_store_goes_through_one_connection() {
         .await;
     assert!(reader.is_err(), "a reader saw the writer's temporary table");
 }
+
+/// The state, failures, orphanings and error of a run.
+async fn fate(store: &Store, id: &str) -> (String, i64, i64, Option<String>) {
+    sqlx::query_as("SELECT state, failures, orphaned, error FROM runs WHERE id = ?")
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_death_counts_against_the_orphan_that_had_begun_and_no_other() {
+    let (_dir, store, sweep) = quickstart_store().await;
+    let name = Some(sweep.name.as_str());
+    // A process of this host that no longer exists (no pid is this large), and one elsewhere.
+    let dead = format!("{}/4294967295/1", scalelab::provenance::host());
+    let silent = "elsewhere/1/1";
+    let claimed = store.claim_batch(name, &dead, 0, 2).await.unwrap();
+    assert!(claimed.iter().all(|r| r.orphaned == 0));
+    let (x, y) = (&claimed[0], &claimed[1]);
+    // Its first death: neither run was marked, so neither is blamed; both are orphans now.
+    let requeued = store.requeue_stale(60.0, 3).await.unwrap();
+    assert_eq!((requeued.runs, requeued.deaths.len()), (2, 0));
+    assert_eq!(fate(&store, &x.id).await, ("pending".into(), 0, 1, None));
+    assert_eq!(fate(&store, &y.id).await, ("pending".into(), 0, 1, None));
+    for death in 1..=3 {
+        // Both are claimed again (as orphans); only `x` begins before the process goes.
+        let again = store.claim_batch(name, silent, 0, 2).await.unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|r| r.orphaned >= 1), "{again:?}");
+        let x_now = again.iter().find(|r| r.id == x.id).unwrap();
+        assert!(
+            store
+                .mark_begun(&x_now.id, x_now.attempt, silent, true)
+                .await
+                .unwrap()
+        );
+        // Another claimer cannot mark it.
+        assert!(
+            !store
+                .mark_begun(&x_now.id, x_now.attempt, "someone/2/2", true)
+                .await
+                .unwrap()
+        );
+        // A live heartbeat keeps the claim; a silent minute loses it.
+        assert_eq!(store.requeue_stale(60.0, 3).await.unwrap().runs, 0);
+        sqlx::query("UPDATE runs SET heartbeat_at = heartbeat_at - 120 WHERE claimed_by = ?")
+            .bind(silent)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let requeued = store.requeue_stale(60.0, 3).await.unwrap();
+        assert_eq!(requeued.runs, 2);
+        assert_eq!(requeued.deaths.len(), 1);
+        assert_eq!(requeued.deaths[0].id, x.id);
+        assert_eq!(requeued.deaths[0].failed, death == 3);
+        let (state, failures, orphaned, error) = fate(&store, &x.id).await;
+        let error = error.unwrap();
+        assert_eq!(
+            (state.as_str(), failures, orphaned),
+            (
+                if death == 3 { "failed" } else { "pending" },
+                death,
+                death + 1
+            )
+        );
+        assert!(
+            error.contains("elsewhere/1/1") && error.contains("no heartbeat for 120 s"),
+            "{error}"
+        );
+        assert_eq!(
+            fate(&store, &y.id).await,
+            ("pending".into(), 0, death + 1, None)
+        );
+        // Once failed for good, `x` is claimed no more: the next claim gets `y` and a fresh run.
+        if death == 3 {
+            let next = store.claim_batch(name, silent, 0, 2).await.unwrap();
+            assert!(next.iter().all(|r| r.id != x.id));
+            assert!(next.iter().any(|r| r.id == y.id));
+        }
+    }
+    // A mark cleared after training (the run ended) blames nothing.
+    let z = store.claim_next(name, &dead).await.unwrap().unwrap();
+    assert!(
+        store
+            .mark_begun(&z.id, z.attempt, &dead, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .mark_begun(&z.id, z.attempt, &dead, false)
+            .await
+            .unwrap()
+    );
+    let requeued = store.requeue_stale(60.0, 3).await.unwrap();
+    assert!(requeued.deaths.is_empty());
+    let (state, failures, _, error) = fate(&store, &z.id).await;
+    assert_eq!((state.as_str(), failures, error), ("pending", 0, None));
+    // The one of a dead process of this host names it.
+    let w = store.claim_next(name, &dead).await.unwrap().unwrap();
+    assert!(
+        store
+            .mark_begun(&w.id, w.attempt, &dead, true)
+            .await
+            .unwrap()
+    );
+    let requeued = store.requeue_stale(60.0, 3).await.unwrap();
+    assert_eq!(requeued.deaths.len(), 1);
+    assert!(
+        requeued.deaths[0].error.contains(&dead) && requeued.deaths[0].error.contains("died"),
+        "{}",
+        requeued.deaths[0].error
+    );
+}
+
+#[tokio::test]
+async fn orphans_are_looked_for_before_a_run_trains_anything_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    // No database yet: nothing to be careful about.
+    assert!(!scalelab::db::may_hold_orphans(&path).await);
+    let store = Store::open(&path).await.unwrap();
+    let sweep = load_sweep(Path::new("sweeps/quickstart.toml")).unwrap();
+    store.register_sweep(&sweep).await.unwrap();
+    assert!(!scalelab::db::may_hold_orphans(&path).await);
+    // A run held by a process (maybe dead), then an orphan waiting.
+    let dead = format!("{}/4294967295/1", scalelab::provenance::host());
+    let run = store.claim_next(None, &dead).await.unwrap().unwrap();
+    assert!(scalelab::db::may_hold_orphans(&path).await);
+    assert_eq!(store.requeue_stale(60.0, 3).await.unwrap().runs, 1);
+    assert!(scalelab::db::may_hold_orphans(&path).await);
+    // Ended (here by an error that leaves it failed), it is an orphan no longer waiting.
+    let again = store.claim_next(None, "me").await.unwrap().unwrap();
+    assert_eq!((again.id.as_str(), again.orphaned), (run.id.as_str(), 1));
+    assert!(
+        store
+            .fail_run(&again.id, again.attempt, "me", "a bad configuration", 1)
+            .await
+            .unwrap()
+    );
+    assert!(!scalelab::db::may_hold_orphans(&path).await);
+    store.close().await;
+    // A file that is not a database: careful.
+    std::fs::write(&path, b"not a database").unwrap();
+    assert!(scalelab::db::may_hold_orphans(&path).await);
+}

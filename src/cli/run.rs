@@ -209,7 +209,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // train. Dropping the head start cancels what is left of it.
     let data = Arc::new(DataCache::default());
     let jobs = args.jobs.unwrap_or_else(scheduler::default_jobs).max(1);
-    let head = (!args.enqueue_only).then(|| Arc::new(HeadStart::start(&sweep.cells, jobs, &data)));
+    // Not when a run of this database's may have killed its last process: such a run is
+    // trained by a slot, marked as begun first, so that another death is counted against it.
+    let head_start = !args.enqueue_only && !crate::db::may_hold_orphans(&args.db.db).await;
+    let head = head_start.then(|| Arc::new(HeadStart::start(&sweep.cells, jobs, &data)));
     let db = args.db.db.clone();
     super::with_store(&db, async move |store: &Store| {
         let enq = store.register_sweep(&sweep).await?;

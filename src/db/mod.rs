@@ -157,6 +157,34 @@ impl std::ops::DerefMut for WriteTx {
     }
 }
 
+/// Whether the database at `path` may hold a run whose last process died: a run RUNNING (its
+/// claimer may be gone) or an orphan waiting ([`runs::ClaimedRun::orphaned`]). `false` when
+/// there is no file there yet; `true` when the file cannot be read (the caller is then careful
+/// for nothing). `scalelab run` trains no cell ahead of its claim then: a head start has no
+/// begin mark, so a run that kills its process there would never be counted as failing.
+pub async fn may_hold_orphans(path: &Path) -> bool {
+    use sqlx::Connection;
+    if !path.is_file() {
+        return false;
+    }
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(Duration::from_millis(200));
+    let Ok(mut conn) = sqlx::SqliteConnection::connect_with(&opts).await else {
+        return true;
+    };
+    let found = sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'running') \
+             OR EXISTS (SELECT 1 FROM runs WHERE orphaned > 0 AND state IN ('pending', 'running'))",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    // A database made before orphans were counted has no `orphaned` column: careful then.
+    found.unwrap_or(true)
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path` for reading and writing, and applies
     /// the migrations.

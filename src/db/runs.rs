@@ -22,6 +22,10 @@ pub struct ClaimedRun {
     pub attempt: i64,
     /// Its position in the sweep it was claimed for (`None` when claimed for any sweep).
     pub position: Option<i64>,
+    /// How many times it was requeued because the process that held it died or fell silent.
+    /// Such a run is trained alone among this process's orphans and marked as begun first
+    /// ([`Store::mark_begun_in`]), so that a run that kills its process is counted as failing.
+    pub orphaned: i64,
 }
 
 /// How one claimed run ended, for [`Store::finish_runs_in`].
@@ -83,6 +87,26 @@ pub struct FailedRun {
     pub failures: i64,
     /// The last error.
     pub error: Option<String>,
+}
+
+/// What [`Store::requeue_stale`] did.
+#[derive(Clone, Debug, Default)]
+pub struct Requeued {
+    /// Runs taken from dead or silent claimers (pending again, or failed for good).
+    pub runs: u64,
+    /// The deaths counted against runs that had begun as orphans.
+    pub deaths: Vec<Death>,
+}
+
+/// A run whose process died while training it as an orphan.
+#[derive(Clone, Debug)]
+pub struct Death {
+    /// The run id.
+    pub id: String,
+    /// Whether the run is now FAILED (its failures reached the limit) rather than pending.
+    pub failed: bool,
+    /// The error stored with it.
+    pub error: String,
 }
 
 const SWEEP_FILTER: &str = "(?1 IS NULL OR id IN (SELECT run_id FROM sweep_runs WHERE sweep = ?1))";
@@ -181,9 +205,9 @@ impl Store {
         let sql = format!(
             "UPDATE runs SET state = 'running', attempt = attempt + 1, claimed_by = ?2, \
              worker = ?2, heartbeat_at = ?3, started_at = ?3, finished_at = NULL, host = ?4, threads = ?5, \
-             scalelab_version = ?6, git_revision = ?7 \
+             scalelab_version = ?6, git_revision = ?7, began_at = NULL \
              WHERE id IN ({pick}) AND +state = 'pending' \
-             RETURNING id, config, attempt, \
+             RETURNING id, config, attempt, orphaned, \
              (SELECT position FROM sweep_runs WHERE sweep = ?1 AND run_id = runs.id) AS position, \
              rowid AS ord"
         );
@@ -222,34 +246,63 @@ impl Store {
 
     /// Returns to PENDING every running run whose heartbeat is older than `stale_after_s`, or
     /// whose claimer is known to be dead (same host, process gone). Their partial metrics are
-    /// deleted. Returns how many were requeued.
-    pub async fn requeue_stale(&self, stale_after_s: f64) -> Result<u64> {
+    /// deleted, and each counts one more orphaning. A run that had begun training as an orphan
+    /// ([`Store::mark_begun_in`]) is the likely cause of its process's death: the death counts
+    /// as a failure (with an error that says so), and after `max_failures` the run stays FAILED
+    /// instead of killing every process that takes it up. Returns how many runs were requeued
+    /// and the deaths counted.
+    pub async fn requeue_stale(&self, stale_after_s: f64, max_failures: i64) -> Result<Requeued> {
         let now = provenance::now();
-        let running: Vec<(String, i64, Option<String>, Option<f64>)> = sqlx::query_as(
-            "SELECT id, attempt, claimed_by, heartbeat_at FROM runs WHERE state = 'running'",
+        // id, attempt, claimer, heartbeat, begin mark.
+        type Held = (String, i64, Option<String>, Option<f64>, Option<f64>);
+        let running: Vec<Held> = sqlx::query_as(
+            "SELECT id, attempt, claimed_by, heartbeat_at, began_at FROM runs \
+                 WHERE state = 'running'",
         )
         .fetch_all(self.pool())
         .await
         .map_err(|e| self.err(e))?;
-        let mut requeued = 0;
-        for (id, attempt, claimer, heartbeat) in running {
-            let stale = heartbeat.is_none_or(|h| now - h > stale_after_s);
+        let mut requeued = Requeued::default();
+        for (id, attempt, claimer, heartbeat, began) in running {
+            let silent_s = heartbeat.map(|h| now - h);
+            let stale = silent_s.is_none_or(|s| s > stale_after_s);
             let dead = claimer.as_deref().is_some_and(provenance::claimer_is_dead);
             if !(stale || dead) {
                 continue;
             }
+            let who = claimer.as_deref().unwrap_or("an unknown process");
+            let error = if dead {
+                format!(
+                    "its process ({who}) died while training it: killed (kill -9, the \
+                     out-of-memory killer) or crashed"
+                )
+            } else {
+                format!(
+                    "its process ({who}) sent no heartbeat for {:.0} s while training it",
+                    silent_s.unwrap_or(f64::INFINITY)
+                )
+            };
             let mut tx = self.begin_write().await?;
-            let n = sqlx::query(
-                "UPDATE runs SET state = 'pending', claimed_by = NULL, heartbeat_at = NULL \
-                 WHERE id = ? AND attempt = ? AND state = 'running'",
+            let state: Option<String> = sqlx::query_scalar(
+                "UPDATE runs SET orphaned = orphaned + 1, claimed_by = NULL, heartbeat_at = NULL, \
+                 began_at = NULL, \
+                 failures = failures + (began_at IS NOT NULL), \
+                 error = CASE WHEN began_at IS NOT NULL THEN ?1 ELSE error END, \
+                 finished_at = CASE WHEN began_at IS NOT NULL THEN ?2 ELSE finished_at END, \
+                 state = CASE WHEN began_at IS NOT NULL AND failures + 1 >= ?3 THEN 'failed' \
+                              ELSE 'pending' END \
+                 WHERE id = ?4 AND attempt = ?5 AND state = 'running' \
+                 RETURNING state",
             )
+            .bind(&error)
+            .bind(now)
+            .bind(max_failures)
             .bind(&id)
             .bind(attempt)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| self.err(e))?
-            .rows_affected();
-            if n == 1 {
+            .map_err(|e| self.err(e))?;
+            if state.is_some() {
                 sqlx::query("DELETE FROM epoch_metrics WHERE run_id = ?")
                     .bind(&id)
                     .execute(&mut *tx)
@@ -257,9 +310,67 @@ impl Store {
                     .map_err(|e| self.err(e))?;
             }
             tx.commit().await.map_err(|e| self.err(e))?;
-            requeued += n;
+            if let Some(state) = state {
+                requeued.runs += 1;
+                if began.is_some() {
+                    requeued.deaths.push(Death {
+                        id,
+                        failed: state == "failed",
+                        error,
+                    });
+                }
+            }
         }
         Ok(requeued)
+    }
+
+    /// [`Store::mark_begun_in`] in a transaction of its own.
+    pub async fn mark_begun(
+        &self,
+        id: &str,
+        attempt: i64,
+        token: &str,
+        begun: bool,
+    ) -> Result<bool> {
+        self.in_write_tx(async |tx| self.mark_begun_in(tx, id, attempt, token, begun).await)
+            .await
+    }
+
+    /// Marks a claimed run as begun, before its training starts, or (`begun` false) as no longer
+    /// training, inside a transaction the caller commits at once: if its process dies in
+    /// between, the next requeue counts the death against this run ([`Store::requeue_stale`]).
+    /// Only orphans are marked, one at a time in a process (a mark of this claimer's left from
+    /// before is cleared here too); a run claimed ahead and never started is never blamed.
+    /// Returns false if the claim was lost.
+    pub(crate) async fn mark_begun_in(
+        &self,
+        tx: &mut SqliteConnection,
+        id: &str,
+        attempt: i64,
+        token: &str,
+        begun: bool,
+    ) -> Result<bool> {
+        sqlx::query(
+            "UPDATE runs SET began_at = NULL \
+             WHERE claimed_by = ? AND began_at IS NOT NULL AND state = 'running'",
+        )
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        let n = sqlx::query(
+            "UPDATE runs SET began_at = ? \
+             WHERE id = ? AND attempt = ? AND claimed_by = ? AND state = 'running'",
+        )
+        .bind(begun.then(provenance::now))
+        .bind(id)
+        .bind(attempt)
+        .bind(token)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     /// Records how a claimed run ended (completed or diverged) with its final numbers. Returns

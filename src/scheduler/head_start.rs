@@ -12,8 +12,11 @@
 //! Training is deterministic (same configuration, same numbers), so the rows are those the slot
 //! would have produced; they are written only under the slot's claim, like any other run's.
 //! Nothing is written before a claim. A cell this process does not claim first (done already,
-//! held by another process, edited in the database) is cancelled at the first claim, and every
-//! head start still running is cancelled when the scheduler stops.
+//! held by another process, edited in the database, or an orphan: its last process died) is
+//! cancelled at the first claim, and every head start still running is cancelled when the
+//! scheduler stops. `scalelab run` starts none while its database may hold an orphan
+//! (`db::may_hold_orphans`): a run that killed its last process must not be trained before it
+//! is marked as begun, or another death would not be counted against it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -124,7 +127,10 @@ impl HeadStart {
     /// runs this process claims: a cell not among them is not this process's to train first).
     pub(super) fn keep_only(&self, claimed: &[ClaimedRun]) {
         self.lock().retain(|a| {
-            let keep = claimed.iter().any(|r| r.config == a.config);
+            // An orphan (its last process died) is trained by a slot, marked as begun first.
+            let keep = claimed
+                .iter()
+                .any(|r| r.config == a.config && r.orphaned == 0);
             if !keep {
                 a.cancel.store(true, Ordering::SeqCst);
             }
@@ -203,6 +209,7 @@ mod tests {
             config: cfg.stored_json(),
             attempt: 1,
             position: None,
+            orphaned: 0,
         }
     }
 
@@ -290,6 +297,21 @@ mod tests {
         assert!(!head.flags[1].load(Ordering::SeqCst));
         assert!(head.take(&claimed(&cells[0]).config).is_none());
         assert!(head.take(&claimed(&cells[1]).config).is_some());
+
+        // An orphan (its last process died) is trained by a slot, marked as begun first.
+        let head = HeadStart::start(&cells, 2, &cache);
+        let orphan = ClaimedRun {
+            orphaned: 1,
+            ..claimed(&cells[0])
+        };
+        head.keep_only(&[orphan, claimed(&cells[1])]);
+        assert_eq!(head.len(), 1);
+        assert!(
+            head.flags[0].load(Ordering::SeqCst),
+            "the orphan is cancelled"
+        );
+        assert!(head.take(&claimed(&cells[0]).config).is_none());
+        head.cancel_all();
 
         let head = HeadStart::start(&cells, 1, &cache);
         assert_eq!(head.len(), 1, "one job: one cell ahead");

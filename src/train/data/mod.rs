@@ -114,7 +114,8 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
 /// allocation failure would be. At the peak an example takes 12 bytes a value (its inputs drawn
 /// as f64 and kept as f32), 8 a class (the teacher's logits) and 24 more (its label, the draw
 /// that may replace it). (A size the system only pretends to have, overcommitted, can still end
-/// the process when it is touched: the run is then requeued like any run whose process died.)
+/// the process when it is touched: the run is then requeued as an orphan, and after three such
+/// deaths it stays failed: `Store::requeue_stale`.)
 fn room_to_generate(cfg: &DataConfig) -> Result<()> {
     use crate::config::data_defaults as dd;
     let d = u64::from(cfg.dim.unwrap_or(dd::DIM));
