@@ -363,6 +363,12 @@ impl Schedule {
                 "must list at least one fraction of the budget",
             ));
         }
+        if ms.len() > MAX_MILESTONES {
+            return Err(Error::config(
+                "schedule.milestones",
+                format!("must list at most {MAX_MILESTONES}, got {}", ms.len()),
+            ));
+        }
         let mut prev = 0.0;
         for &m in ms {
             if !(m > 0.0 && m < 1.0) {
@@ -521,7 +527,11 @@ pub struct RunConfig {
 pub const MAX_EXAMPLES: u64 = u32::MAX as u64;
 
 /// The most epochs a run may have: each is a stored row, and planning a run walks its epochs.
+/// A budget in steps may span no more.
 pub const MAX_EPOCHS: u64 = 1_000_000;
+
+/// The most milestones a schedule may list.
+pub const MAX_MILESTONES: usize = 1000;
 
 impl RunConfig {
     /// Checks every value; the error names the field and the value.
@@ -658,6 +668,21 @@ impl RunConfig {
                 ));
             }
             Budget::Steps(0) => return Err(Error::config("steps", "must be at least 1, got 0")),
+            Budget::Steps(s) => {
+                // An epoch takes at least ⌈N/B⌉ steps at the largest batch the run reaches.
+                let per_epoch = self.data.train_size.div_ceil(self.largest_batch().max(1));
+                if s.div_ceil(per_epoch.max(1)) > MAX_EPOCHS {
+                    return Err(Error::config(
+                        "steps",
+                        format!(
+                            "{s} steps of up to {} examples on a training set of {} span more \
+                             than {MAX_EPOCHS} epochs (a stored row per epoch)",
+                            self.largest_batch(),
+                            self.data.train_size
+                        ),
+                    ));
+                }
+            }
             _ => {}
         }
         if !(self.divergence_factor.is_finite() && self.divergence_factor > 1.0) {
@@ -713,19 +738,40 @@ impl RunConfig {
             .apply(passed, self.lr, self.batch_size, self.data.train_size)
     }
 
+    /// The largest batch size the run reaches (its schedule's last, for a growing batch).
+    pub fn largest_batch(&self) -> u64 {
+        let passed = self.schedule.parts().map_or(0, |(ms, _)| ms.len());
+        let (_, last) = self
+            .schedule
+            .apply(passed, self.lr, self.batch_size, self.data.train_size);
+        last.max(self.batch_size)
+    }
+
     /// The number of parameter updates the run takes if it does not diverge: ⌈N/B⌉ per epoch
     /// (the last batch of an epoch may be smaller), summed over the epochs with the B in force.
     pub fn planned_updates(&self) -> u64 {
         match self.budget {
             Budget::Steps(s) => s,
             Budget::Epochs(e) => {
+                // The batch size changes only at milestones: a sum over the schedule's segments,
+                // not its epochs (a million epochs times a thousand milestones took minutes).
                 let n = self.data.train_size;
-                let mut steps = 0;
-                for epoch in 1..=e {
-                    let (_, b) = self.epoch_hyper(epoch, steps);
-                    steps += n.div_ceil(b.max(1));
+                let steps_at = |passed: usize| {
+                    let (_, b) = self.schedule.apply(passed, self.lr, self.batch_size, n);
+                    n.div_ceil(b.max(1))
+                };
+                // Epoch `t` (1-based) runs with the milestones whose epoch rounds to < t.
+                let ends: Vec<u64> = self.schedule.parts().map_or(Vec::new(), |(ms, _)| {
+                    ms.iter().map(|&f| (f * e as f64).round() as u64).collect()
+                });
+                let mut steps: u64 = 0;
+                let mut from = 0; // epochs before the segment
+                for (passed, &end) in ends.iter().enumerate() {
+                    let end = end.clamp(from, e);
+                    steps = steps.saturating_add((end - from).saturating_mul(steps_at(passed)));
+                    from = end;
                 }
-                steps
+                steps.saturating_add((e - from).saturating_mul(steps_at(ends.len())))
             }
         }
     }
@@ -875,6 +921,101 @@ mod tests {
         assert_eq!(c.epoch_hyper(60, 0), (0.1, 128));
         let (lr, b) = c.epoch_hyper(200, 0);
         assert!((lr - 0.1 / 25.0).abs() < 1e-15 && b == 640);
+    }
+
+    /// The sum over a schedule's segments is the epoch-by-epoch sum it replaced, for every
+    /// mode, small and large budgets, and milestones that round together or to the ends.
+    #[test]
+    fn planned_updates_sum_the_segments_as_the_epochs_would() {
+        let by_epoch = |c: &RunConfig| {
+            let Budget::Epochs(e) = c.budget else {
+                unreachable!()
+            };
+            let mut steps = 0;
+            for epoch in 1..=e {
+                let (_, b) = c.epoch_hyper(epoch, steps);
+                steps += c.data.train_size.div_ceil(b.max(1));
+            }
+            steps
+        };
+        let mut c = teacher_config();
+        for (n, b) in [(1000, 32), (1000, 1000), (997, 7), (50_000, 128)] {
+            for e in [1, 2, 3, 7, 10, 200] {
+                for ms in [
+                    vec![0.5],
+                    vec![0.01, 0.02],
+                    vec![0.3, 0.6, 0.8],
+                    vec![0.1, 0.99],
+                ] {
+                    for schedule in [
+                        Schedule::Constant,
+                        Schedule::DecayLr {
+                            milestones: ms.clone(),
+                            factor: 5.0,
+                        },
+                        Schedule::IncreaseBatch {
+                            milestones: ms.clone(),
+                            factor: 3.0,
+                        },
+                        Schedule::Hybrid {
+                            milestones: ms.clone(),
+                            factor: 2.0,
+                        },
+                    ] {
+                        c.data.train_size = n;
+                        c.batch_size = b;
+                        c.budget = Budget::Epochs(e);
+                        c.schedule = schedule;
+                        assert_eq!(c.planned_updates(), by_epoch(&c), "{c:?}");
+                    }
+                }
+            }
+        }
+        // A million epochs and a thousand milestones: planned at once.
+        c.budget = Budget::Epochs(MAX_EPOCHS);
+        c.schedule = Schedule::IncreaseBatch {
+            milestones: (1..=MAX_MILESTONES).map(|i| i as f64 / 1001.0).collect(),
+            factor: 1.001,
+        };
+        assert!(c.validate().is_ok());
+        let t = std::time::Instant::now();
+        assert!(c.planned_updates() > 0);
+        assert!(t.elapsed().as_secs_f64() < 0.5);
+        let Schedule::IncreaseBatch { milestones, .. } = &mut c.schedule else {
+            unreachable!()
+        };
+        milestones.push(0.9999);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("milestones") && e.contains("1001"), "{e}");
+    }
+
+    /// A budget in steps may not span more epochs than an epoch budget may have.
+    #[test]
+    fn a_steps_budget_is_bounded_by_the_epochs_it_spans() {
+        let mut c = teacher_config();
+        c.data.train_size = 2;
+        c.batch_size = 2;
+        c.budget = Budget::Steps(MAX_EPOCHS);
+        assert!(c.validate().is_ok());
+        c.budget = Budget::Steps(9_000_000_000_000_000);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("steps") && e.contains("1000000 epochs"), "{e}");
+        // At N/B = 500 steps an epoch, 500 million steps are a million epochs.
+        c.data.train_size = 1000;
+        c.batch_size = 2;
+        c.budget = Budget::Steps(500 * MAX_EPOCHS);
+        assert!(c.validate().is_ok());
+        c.budget = Budget::Steps(500 * MAX_EPOCHS + 1);
+        assert!(c.validate().is_err());
+        // A growing batch takes fewer steps an epoch: the bound is at the largest batch.
+        c.schedule = Schedule::IncreaseBatch {
+            milestones: vec![0.5],
+            factor: 10.0,
+        };
+        assert_eq!(c.largest_batch(), 20);
+        assert!(c.validate().is_err());
+        c.budget = Budget::Steps(50 * MAX_EPOCHS);
+        assert!(c.validate().is_ok());
     }
 
     #[test]

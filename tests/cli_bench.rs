@@ -60,3 +60,24 @@ fn bench_times_the_cnn_with_its_own_flop_count() {
     assert!((row["step_gflop"].as_f64().unwrap() - want).abs() < 1e-9);
     assert!(row["steps_per_s"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_benchmark_too_large_for_memory_or_threads_beyond_the_cores_are_refused() {
+    for (args, want) in [
+        (vec!["--hidden", "4294967295"], "invalid hidden"),
+        (
+            vec!["--model", "cnn", "--hidden", "1000000"],
+            "invalid hidden",
+        ),
+        (
+            vec!["--threads", "100000"],
+            "invalid threads: must be at most 4 ×",
+        ),
+    ] {
+        let out = scalelab().arg("bench").args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

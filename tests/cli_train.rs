@@ -165,3 +165,26 @@ fn bad_input_gives_a_one_line_error_naming_the_value() {
         }
     }
 }
+
+/// Sizes no machine here can hold fail at once, in one line that names the field, instead of
+/// aborting on an allocation ("memory allocation of … bytes failed").
+#[test]
+fn a_network_or_teacher_too_large_for_memory_is_refused_by_name() {
+    for (args, field) in [
+        (vec!["--hidden", "4000000000"], "invalid hidden"),
+        (vec!["--hidden", "100000,100000"], "invalid hidden"),
+        (
+            vec!["--teacher-hidden", "4000000000"],
+            "invalid teacher_hidden",
+        ),
+        (vec!["--classes", "4000000000"], "invalid classes"),
+    ] {
+        let (code, _, err) = train(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(field) && err.contains("GB, more than this process can have"),
+            "{args:?}: {err}"
+        );
+    }
+}

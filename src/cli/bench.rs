@@ -6,6 +6,7 @@ use clap::{Args, ValueEnum};
 
 use super::table;
 use crate::bench::{self, BenchRow};
+use crate::config::{ModelConfig, ModelKind};
 use crate::error::Error;
 
 /// Output formats.
@@ -75,6 +76,56 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.threads == 0 {
         return Err(Error::config("threads", "must be at least 1, got 0").into());
     }
+    // More threads than this only queue for the cores (a thousand took minutes to start).
+    let cores = crate::scheduler::default_jobs();
+    if args.threads > 4 * cores {
+        return Err(Error::config(
+            "threads",
+            format!(
+                "must be at most 4 × the {cores} cores ({}), got {}",
+                4 * cores,
+                args.threads
+            ),
+        )
+        .into());
+    }
+    // A network no machine here could hold is refused before anything is allocated.
+    let (kind, shape, hidden) = match args.model {
+        BenchModel::Mlp => (
+            ModelKind::Mlp,
+            [784].to_vec(),
+            [args.hidden.unwrap_or(800)].to_vec(),
+        ),
+        BenchModel::Cnn => {
+            let c = args.hidden.unwrap_or(8);
+            (
+                ModelKind::Cnn,
+                [1, 28, 28].to_vec(),
+                [c, c.saturating_mul(2)].to_vec(),
+            )
+        }
+    };
+    let hidden = hidden
+        .into_iter()
+        .map(u32::try_from)
+        .collect::<std::result::Result<Vec<u32>, _>>()
+        .map_err(|_| {
+            Error::config(
+                "hidden",
+                format!("must be at most {}, got {:?}", u32::MAX / 2, args.hidden),
+            )
+        })?;
+    let largest = args.batch_sizes.iter().copied().max().unwrap_or(1);
+    let model = ModelConfig { kind, hidden };
+    crate::train::memory::check(
+        "hidden",
+        &format!(
+            "the benchmark's {} of widths {:?} at batch size {largest}",
+            kind.name(),
+            model.hidden
+        ),
+        crate::train::model::memory_needed(&model, &shape, 10, largest),
+    )?;
     if !(args.seconds.is_finite() && args.seconds > 0.0) {
         return Err(Error::config(
             "seconds",

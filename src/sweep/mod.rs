@@ -133,18 +133,10 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
     let test_sizes = opt(&d.test_size, vec![1000], |v| src.integers("test_size", v))?;
     let data_seeds = opt(&d.data_seed, vec![0], |v| src.integers("data_seed", v))?;
     let dims: Vec<Option<u32>> = opt(&d.dim, vec![None], |v| {
-        Ok(src
-            .integers("dim", v)?
-            .into_iter()
-            .map(|x| Some(x as u32))
-            .collect())
+        Ok(src.u32s("dim", v)?.into_iter().map(Some).collect())
     })?;
     let classes: Vec<Option<u32>> = opt(&d.classes, vec![None], |v| {
-        Ok(src
-            .integers("classes", v)?
-            .into_iter()
-            .map(|x| Some(x as u32))
-            .collect())
+        Ok(src.u32s("classes", v)?.into_iter().map(Some).collect())
     })?;
     let noises: Vec<Option<f64>> = opt(&d.label_noise, vec![None], |v| {
         Ok(src
@@ -155,9 +147,9 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
     })?;
     let teacher_hidden: Vec<Option<u32>> = opt(&d.teacher_hidden, vec![None], |v| {
         Ok(src
-            .integers("teacher_hidden", v)?
+            .u32s("teacher_hidden", v)?
             .into_iter()
-            .map(|x| Some(x as u32))
+            .map(Some)
             .collect())
     })?;
     let separations: Vec<Option<f64>> = opt(&d.separation, vec![None], |v| {
@@ -231,21 +223,12 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
                     .iter()
                     .map(|x| {
                         let sub = Spanned::new(v.span(), x.clone());
-                        Ok(src
-                            .integers("hidden", &sub)?
-                            .into_iter()
-                            .map(|h| h as u32)
-                            .collect())
+                        src.u32s("hidden", &sub)
                     })
                     .collect::<Result<_>>()?
             }
             Value::Array(items) if items.is_empty() => vec![vec![]],
-            _ => vec![
-                src.integers("hidden", v)?
-                    .into_iter()
-                    .map(|h| h as u32)
-                    .collect(),
-            ],
+            _ => vec![src.u32s("hidden", v)?],
         },
     };
 
@@ -309,6 +292,15 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
     let seeds: Vec<u64> = match &t.seeds {
         None => vec![1],
         Some(v) => match v.get_ref() {
+            Value::Integer(k) if *k > spec::MAX_AXIS as i64 => {
+                return Err(src.error(
+                    v.span(),
+                    format!(
+                        "`seeds` must be at most {} (a sweep has at most that many cells), got {k}",
+                        spec::MAX_AXIS
+                    ),
+                ));
+            }
             Value::Integer(k) if *k >= 1 => (1..=*k as u64).collect(),
             Value::Integer(k) => {
                 return Err(src.error(v.span(), format!("`seeds` must be ≥ 1, got {k}")));
@@ -430,6 +422,23 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         lrs.len(),
         batches.len(),
     ];
+    // The grid's size before it is expanded: a product of axes can be astronomically large.
+    let size = lens
+        .iter()
+        .try_fold(1usize, |n, &len| n.checked_mul(len))
+        .filter(|&n| n <= spec::MAX_AXIS);
+    if size.is_none() {
+        let product = lens.iter().map(|&l| l as f64).product::<f64>();
+        return Err(Error::Sweep(format!(
+            "{}: the grid has {product:.3e} cells ({}); a sweep has at most {}",
+            src.path,
+            lens.iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(" × "),
+            spec::MAX_AXIS
+        )));
+    }
     let mut cells = Vec::new();
     let mut skipped = 0;
     for idx in Odometer::new(&lens) {
@@ -675,6 +684,38 @@ seeds = 2
 
     fn err(text: &str) -> String {
         parse_sweep("bad.toml", text).unwrap_err().to_string()
+    }
+
+    /// Sizes beyond what a sweep can hold are refused before anything is expanded: a seed
+    /// count of 2⁶³ − 1 once panicked on allocation, a grid of 10¹² cells aborted, and widths of
+    /// 2³² + 1 were silently trained as 1.
+    #[test]
+    fn huge_axes_and_grids_and_widths_are_refused_by_name() {
+        let e = err(&OK.replace("seeds = 2", "seeds = 9223372036854775807"));
+        assert!(
+            e.starts_with("bad.toml:13:") && e.contains("`seeds` must be at most"),
+            "{e}"
+        );
+        let e = err(&OK.replace("seeds = 2", "seeds = -1"));
+        assert!(e.contains("`seeds` must be ≥ 1, got -1"), "{e}");
+        let e = err(&OK.replace("seeds = 2", "seeds = 1000000"));
+        assert!(
+            e.contains("the grid has 4.800e7 cells (1000000 × ") && e.contains("at most 1000000"),
+            "{e}"
+        );
+        let e = err(&OK.replace("hidden = [16]", "hidden = [4294967297]"));
+        assert!(
+            e.contains("`hidden`: 4294967297 is larger than 4294967295"),
+            "{e}"
+        );
+        let e = err(&OK.replace("hidden = [16]", "hidden = [[8], [16, 4294967296]]"));
+        assert!(e.contains("`hidden`: 4294967296 is larger"), "{e}");
+        let e = err(&OK.replace(
+            "test_size = 50",
+            "test_size = 50
+dim = 4294967297",
+        ));
+        assert!(e.contains("`dim`: 4294967297 is larger"), "{e}");
     }
 
     #[test]

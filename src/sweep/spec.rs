@@ -12,6 +12,10 @@ use toml::{Spanned, Value};
 
 use crate::error::{Error, Result};
 
+/// The most cells a sweep may have, and so the most values an axis may list: a million cells
+/// take about a minute to enqueue and 0.8 GB of database.
+pub const MAX_AXIS: usize = 1_000_000;
+
 /// A sweep file as written, before interpretation.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +246,9 @@ impl Source<'_> {
             _ => return Err(err(format!("{kind} = [a, b] needs two numbers"))),
         };
         let (lo, hi) = ends;
+        if !(lo.is_finite() && hi.is_finite()) {
+            return Err(err(format!("{kind} = [{lo}, {hi}] needs finite ends")));
+        }
         if kind == "pow2" {
             if t.contains_key("num") {
                 return Err(err(
@@ -265,6 +272,12 @@ impl Source<'_> {
             return Ok(out);
         }
         let num = match t.get("num") {
+            Some(Value::Integer(n)) if *n as u64 > MAX_AXIS as u64 => {
+                return Err(err(format!(
+                    "`num` must be at most {MAX_AXIS} (a sweep has at most that many cells), \
+                     got {n}"
+                )));
+            }
             Some(Value::Integer(n)) if *n >= 1 => *n as usize,
             Some(other) => return Err(err(format!("`num` must be an integer ≥ 1, got {other}"))),
             None => {
@@ -303,6 +316,21 @@ impl Source<'_> {
                 } else {
                     Err(self.error(v.span(), format!("`{key}`: {x} is not a whole number ≥ 0")))
                 }
+            })
+            .collect()
+    }
+
+    /// An axis of whole numbers that fit 32 bits (widths, dimensions, class counts).
+    pub fn u32s(&self, key: &str, v: &Spanned<Value>) -> Result<Vec<u32>> {
+        self.integers(key, v)?
+            .into_iter()
+            .map(|x| {
+                u32::try_from(x).map_err(|_| {
+                    self.error(
+                        v.span(),
+                        format!("`{key}`: {x} is larger than {}", u32::MAX),
+                    )
+                })
             })
             .collect()
     }
@@ -436,6 +464,22 @@ mod tests {
         assert!(e.contains("element 2 is a string"), "{e}");
         let e = axis("{ pow2 = [3, 3] }").unwrap_err().to_string();
         assert!(e.contains("no power of two"), "{e}");
+        // Infinite ends (which once listed powers of two without end) and huge counts.
+        for text in [
+            "{ pow2 = [1, inf] }",
+            "{ logspace = [0.1, inf], num = 3 }",
+            "{ linspace = [-inf, 1], num = 3 }",
+        ] {
+            let e = axis(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with("s.toml:1:5") && e.contains("finite ends"),
+                "{e}"
+            );
+        }
+        let e = axis("{ logspace = [0.001, 0.1], num = 1000000000000 }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`num` must be at most 1000000"), "{e}");
     }
 
     #[test]

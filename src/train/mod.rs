@@ -7,6 +7,7 @@
 
 pub mod data;
 pub mod instrument;
+pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod optim;
@@ -207,6 +208,24 @@ pub fn train(
             ),
         ));
     }
+    // A network no machine here could hold is refused before anything is allocated.
+    let rows = cfg
+        .largest_batch()
+        .max(EVAL_CHUNK.min(n.max(data.test_y.len())) as u64) as usize;
+    memory::check(
+        "hidden",
+        &format!(
+            "{} of widths {:?} on inputs of shape {:?}, trained and evaluated {rows} examples \
+             at a time,",
+            match cfg.model.kind {
+                crate::config::ModelKind::Mlp => "an MLP",
+                crate::config::ModelKind::Cnn => "a CNN",
+            },
+            cfg.model.hidden,
+            data.input_shape
+        ),
+        model::memory_needed(&cfg.model, &data.input_shape, data.classes, rows),
+    )?;
     let start = Instant::now();
     let mut net = model::build(&cfg.model, &data.input_shape, data.classes, cfg.seed)?;
     let params = net.params();

@@ -19,6 +19,7 @@ pub use idx::{IdxArray, encode_idx, parse_idx, read_idx};
 
 use crate::config::{DataConfig, DatasetKind};
 use crate::error::{Error, Result};
+use crate::train::memory;
 
 /// A data set in memory, ready for training.
 #[derive(Clone, Debug)]
@@ -113,53 +114,51 @@ pub fn load(cfg: &DataConfig) -> Result<Dataset> {
 /// Refuses a generated data set this process cannot hold, with an error instead of the abort an
 /// allocation failure would be. At the peak an example takes 12 bytes a value (its inputs drawn
 /// as f64 and kept as f32), 8 a class (the teacher's logits) and 24 more (its label, the draw
-/// that may replace it). (A size the system only pretends to have, overcommitted, can still end
-/// the process when it is touched: the run is then requeued as an orphan, and after three such
-/// deaths it stays failed: `Store::requeue_stale`.)
+/// that may replace it); the teacher network adds 8 bytes a weight. (A size the system only
+/// pretends to have, overcommitted, can still end the process when it is touched: the run is
+/// then requeued as an orphan, and after three such deaths it stays failed:
+/// `Store::requeue_stale`.)
 fn room_to_generate(cfg: &DataConfig) -> Result<()> {
     use crate::config::data_defaults as dd;
-    let d = u64::from(cfg.dim.unwrap_or(dd::DIM));
-    let k = u64::from(cfg.classes.unwrap_or(dd::CLASSES));
+    let d = u128::from(cfg.dim.unwrap_or(dd::DIM));
+    let k = u128::from(cfg.classes.unwrap_or(dd::CLASSES));
+    let h = u128::from(cfg.teacher_hidden.unwrap_or(dd::TEACHER_HIDDEN));
+    let examples = u128::from(cfg.train_size) + u128::from(cfg.test_size);
+    let teacher = if cfg.dataset == DatasetKind::Teacher {
+        8 * (d * h + h + h * k + k)
+    } else {
+        0
+    };
     let per_example = 12 * d + 8 * k + 24;
-    let bytes = cfg
-        .train_size
-        .checked_add(cfg.test_size)
-        .and_then(|n| n.checked_mul(per_example))
-        .and_then(|b| usize::try_from(b).ok());
-    // Where the system does not say, a reservation is the test (on Linux it proves nothing:
-    // mimalloc reserves large blocks without the kernel accounting for them).
-    let fits = bytes.is_some_and(|b| match memory_bytes() {
-        Some(memory) => b <= memory,
-        None => Vec::<u8>::new().try_reserve_exact(b).is_ok(),
-    });
-    if fits {
-        return Ok(());
-    }
-    Err(Error::config(
-        "train_size",
-        format!(
-            "{} training and {} test examples of dimension {d} need {:.1} GB, more than this \
-             machine can hold",
-            cfg.train_size,
-            cfg.test_size,
-            (cfg.train_size as f64 + cfg.test_size as f64) * per_example as f64 / 1e9
+    // The field named is the one that weighs most: the teacher, a class count far beyond the
+    // usual, or else the number of examples.
+    let field = if teacher > examples * per_example {
+        "teacher_hidden"
+    } else if k > 1000 && 8 * k > 12 * d + 24 {
+        "classes"
+    } else {
+        "train_size"
+    };
+    let labeller = if teacher > 0 {
+        format!(", labelled by a teacher of {h} hidden units,")
+    } else {
+        String::new()
+    };
+    memory::check(
+        field,
+        &format!(
+            "{} training and {} test examples of dimension {d} in {k} classes{labeller}",
+            cfg.train_size, cfg.test_size
         ),
-    ))
+        examples * per_example + teacher,
+    )
 }
 
-/// The machine's memory and swap in bytes, where the system says (mimalloc reserves large blocks
-/// without asking the kernel to account for them, so a reservation alone proves nothing).
+/// The machine's memory and swap in bytes, or less where the process is limited
+/// ([`memory::available`]).
+#[allow(dead_code)]
 fn memory_bytes() -> Option<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `sysinfo` only writes into the struct it is given.
-        let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
-        if unsafe { libc::sysinfo(&mut info) } == 0 {
-            let units = (info.totalram as u128 + info.totalswap as u128) * info.mem_unit as u128;
-            return Some(usize::try_from(units).unwrap_or(usize::MAX));
-        }
-    }
-    None
+    memory::available().map(|b| usize::try_from(b).unwrap_or(usize::MAX))
 }
 
 /// The content hash of an on-disk data set's files (decoded bytes, so `.gz` and raw files of the

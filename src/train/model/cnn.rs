@@ -46,6 +46,9 @@ use crate::train::ops::{
 };
 
 const KERNEL: usize = 5;
+
+/// Weights of one kernel per input channel (`KERNEL`²).
+pub(crate) const KERNEL_TAPS: usize = KERNEL * KERNEL;
 const PAD: usize = 2;
 
 /// conv(c₁) → pool → conv(c₂) → pool → dense(classes).

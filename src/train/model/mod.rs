@@ -14,6 +14,7 @@ use candle_core::Tensor;
 use rand::Rng;
 
 pub use cnn::Cnn;
+use cnn::KERNEL_TAPS;
 pub use mlp::Mlp;
 
 use crate::config::{ModelConfig, ModelKind};
@@ -112,6 +113,45 @@ pub(crate) fn check_batch(what: &str, x: &[f32], y: &[u32], d: usize) -> Result<
             y.len()
         ))
         .into())
+    }
+}
+
+/// At least how many bytes a network of `cfg` for inputs of `input_shape` and `classes`
+/// outputs takes to train on batches of up to `rows` examples: its parameters three times
+/// (weights, gradients, momentum) and a batch's activations and their gradients, f32 each (the
+/// CNN's per-image scratch too). A lower bound, for refusing a network no machine here could
+/// hold ([`memory::check`](super::memory::check)) instead of aborting on an allocation.
+pub fn memory_needed(
+    cfg: &ModelConfig,
+    input_shape: &[usize],
+    classes: usize,
+    rows: usize,
+) -> u128 {
+    let u = |x: usize| x as u128;
+    let (k, rows) = (u(classes), u(rows));
+    match cfg.kind {
+        ModelKind::Mlp => {
+            let mut widths = vec![u(input_shape.iter().product())];
+            widths.extend(cfg.hidden.iter().map(|&h| u128::from(h)));
+            widths.push(k);
+            let params: u128 = widths.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+            let units: u128 = widths.iter().sum();
+            4 * (3 * params + 2 * rows * units)
+        }
+        ModelKind::Cnn => {
+            let [c, h, w] = input_shape[..] else {
+                return 0;
+            };
+            let (c, h, w) = (u(c), u(h), u(w));
+            let c1 = cfg.hidden.first().map_or(0, |&x| u128::from(x));
+            let c2 = cfg.hidden.get(1).map_or(0, |&x| u128::from(x));
+            let taps = (KERNEL_TAPS) as u128;
+            let features = c2 * (h / 4) * (w / 4);
+            let params = c1 * c * taps + c1 + c2 * c1 * taps + c2 + k * features + k;
+            // One image's columns and maps (conv 1 at full size, conv 2 at half).
+            let scratch = h * w * (c * taps + 2 * c1) + (h / 2) * (w / 2) * (c1 * taps + 2 * c2);
+            4 * (3 * params + 2 * scratch + 2 * rows * (c * h * w + features + k))
+        }
     }
 }
 

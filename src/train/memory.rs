@@ -1,0 +1,122 @@
+//! How much memory this process may have, so that a run too large for it is refused with an
+//! error that names the field, instead of the abort an allocation failure is ("memory
+//! allocation of N bytes failed"), which would end every run of the process with it.
+//!
+//! The bound is the least of the machine's memory and swap, the process's address-space limit
+//! (`ulimit -v`) and its control group's memory limit (cgroup v2 `memory.max` plus
+//! `memory.swap.max`, as containers set them). A reservation is no test: with overcommit (and
+//! mimalloc reserving large blocks) a 384 GB reservation succeeded here, and the process was
+//! killed later, when the memory was touched.
+
+use crate::error::{Error, Result};
+
+/// The most bytes this process can hold, where the system says (`None` elsewhere).
+pub fn available() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let machine = machine();
+        [machine, address_space_limit(), cgroup_limit(machine)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Refuses `bytes` (what a run of `field` = the value in `what` needs) when this process cannot
+/// hold them, with one line that names the field, the size and the limit.
+pub fn check(field: &str, what: &str, bytes: u128) -> Result<()> {
+    let Some(limit) = available() else {
+        // Where the system does not say, a reservation is the best test there is.
+        return match usize::try_from(bytes)
+            .ok()
+            .filter(|&b| Vec::<u8>::new().try_reserve_exact(b).is_ok())
+        {
+            Some(_) => Ok(()),
+            None => Err(too_large(field, what, bytes, None)),
+        };
+    };
+    if bytes <= u128::from(limit) {
+        Ok(())
+    } else {
+        Err(too_large(field, what, bytes, Some(limit)))
+    }
+}
+
+fn too_large(field: &str, what: &str, bytes: u128, limit: Option<u64>) -> Error {
+    let gb = |b: f64| b / 1e9;
+    Error::config(
+        field,
+        match limit {
+            Some(l) => format!(
+                "{what} need {:.1} GB, more than this process can have ({:.1} GB)",
+                gb(bytes as f64),
+                gb(l as f64)
+            ),
+            None => format!(
+                "{what} need {:.1} GB, more than this process can have",
+                gb(bytes as f64)
+            ),
+        },
+    )
+}
+
+/// The machine's memory and swap.
+#[cfg(target_os = "linux")]
+fn machine() -> Option<u64> {
+    // SAFETY: `sysinfo` only writes into the struct it is given.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return None;
+    }
+    let bytes = (info.totalram as u128 + info.totalswap as u128) * info.mem_unit as u128;
+    Some(u64::try_from(bytes).unwrap_or(u64::MAX))
+}
+
+/// The address-space limit (`ulimit -v`), when there is one.
+#[cfg(target_os = "linux")]
+fn address_space_limit() -> Option<u64> {
+    // SAFETY: `getrlimit` only writes into the struct it is given.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}
+
+/// The memory limit of this process's control group (cgroup v2), swap included, when there is
+/// one. An unlimited swap counts as the machine's swap (within `machine`).
+#[cfg(target_os = "linux")]
+fn cgroup_limit(machine: Option<u64>) -> Option<u64> {
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = groups.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
+    let memory: u64 = read("memory.max")?.trim().parse().ok()?;
+    let swap = match read("memory.swap.max").map(|s| s.trim().parse::<u64>()) {
+        Some(Ok(swap)) => swap,
+        _ => machine.unwrap_or(u64::MAX),
+    };
+    Some(memory.saturating_add(swap))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_beyond_any_machine_is_refused_naming_the_field() {
+        let e = check("hidden", "a network of 1e15 parameters", 1 << 100)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hidden") && e.contains("GB"), "{e}");
+        assert!(check("hidden", "a small network", 1 << 20).is_ok());
+        #[cfg(target_os = "linux")]
+        assert!(available().is_some_and(|b| b > 1 << 20));
+    }
+}
