@@ -124,12 +124,19 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>> {
     Ok(out)
 }
 
+/// How deep parentheses and `not` may nest in a `--where` filter. The parser recurses once per
+/// level (10,000 levels overflowed the main thread's stack), and SQLite itself refuses
+/// expression trees deeper than 1000 (`SQLITE_MAX_EXPR_DEPTH`); no real filter comes near 100.
+pub const MAX_FILTER_DEPTH: usize = 100;
+
 struct Parser<'a> {
     toks: Vec<(usize, Tok)>,
     pos: usize,
     columns: &'a [&'a str],
     text_len: usize,
     params: Vec<Param>,
+    /// Parentheses and `not` open around the current token.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -144,6 +151,18 @@ impl Parser<'_> {
     }
     fn keyword(&self, kw: &str) -> bool {
         matches!(self.peek(), Some(Tok::Ident(s)) if s.eq_ignore_ascii_case(kw))
+    }
+    /// Runs `f` one nesting level deeper, refusing to go past [`MAX_FILTER_DEPTH`].
+    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Result<String>) -> Result<String> {
+        if self.depth >= MAX_FILTER_DEPTH {
+            return Err(self.err(format!(
+                "nested more than {MAX_FILTER_DEPTH} levels deep (parentheses and NOT)"
+            )));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
     }
     fn or(&mut self) -> Result<String> {
         let mut left = self.and()?;
@@ -163,20 +182,24 @@ impl Parser<'_> {
     }
     fn not(&mut self) -> Result<String> {
         if self.keyword("not") {
-            self.pos += 1;
-            return Ok(format!("(NOT {})", self.not()?));
+            return self.nested(|p| {
+                p.pos += 1;
+                Ok(format!("(NOT {})", p.not()?))
+            });
         }
         self.primary()
     }
     fn primary(&mut self) -> Result<String> {
         if self.peek() == Some(&Tok::LParen) {
-            self.pos += 1;
-            let inner = self.or()?;
-            if self.peek() != Some(&Tok::RParen) {
-                return Err(self.err("expected ')'"));
-            }
-            self.pos += 1;
-            return Ok(inner);
+            return self.nested(|p| {
+                p.pos += 1;
+                let inner = p.or()?;
+                if p.peek() != Some(&Tok::RParen) {
+                    return Err(p.err("expected ')'"));
+                }
+                p.pos += 1;
+                Ok(inner)
+            });
         }
         let column = match self.peek() {
             Some(Tok::Ident(name)) => {
@@ -288,7 +311,8 @@ impl Parser<'_> {
 /// Grammar: comparisons `COL op VALUE` (op: `= == != <> < <= > >=`), `COL [not] in (V, …)`,
 /// `COL is [not] null`, `COL like 'pat%'`, combined with `and`, `or`, `not` and parentheses.
 /// Values are numbers, quoted strings, `true` and `false` (stored as 1 and 0), or a bare word,
-/// taken as a string (`state = completed`); anything else is an error naming its column.
+/// taken as a string (`state = completed`); anything else is an error naming its column, as is
+/// nesting deeper than [`MAX_FILTER_DEPTH`].
 pub fn parse_filter(text: &str, columns: &[&str]) -> Result<Filter> {
     let toks = tokenize(text)?;
     let mut p = Parser {
@@ -297,6 +321,7 @@ pub fn parse_filter(text: &str, columns: &[&str]) -> Result<Filter> {
         columns,
         text_len: text.chars().count(),
         params: Vec::new(),
+        depth: 0,
     };
     let sql = p.or()?;
     if p.pos < p.toks.len() {
@@ -480,6 +505,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unexpected text"), "{e}");
+    }
+
+    /// 10,000 nested parentheses overflowed the stack (abort, status 134); now any nesting past
+    /// the limit is refused in one line that names `--where` and the limit.
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let nest = |open: &str, depth: usize, close: &str| {
+            format!("{}lr > 0{}", open.repeat(depth), close.repeat(depth))
+        };
+        for depth in [1, 50, MAX_FILTER_DEPTH] {
+            let f = parse_filter(&nest("(", depth, ")"), COLS).unwrap();
+            assert_eq!(f.sql, "lr > ?");
+            let f = parse_filter(&nest("not ", depth, ""), COLS).unwrap();
+            assert_eq!(f.sql.matches("NOT").count(), depth);
+            // Each level mixes both, and a condition beside the nest.
+            let mixed = format!("seed = 1 or {}", nest("not (", depth / 2, ")"));
+            assert!(parse_filter(&mixed, COLS).is_ok(), "{depth}");
+        }
+        for text in [
+            nest("(", MAX_FILTER_DEPTH + 1, ")"),
+            nest("(", 10_000, ")"),
+            nest("not ", 10_000, ""),
+            nest("not (", 5_000, ")"),
+        ] {
+            let e = parse_filter(&text, COLS).unwrap_err().to_string();
+            let want = format!("--where: nested more than {MAX_FILTER_DEPTH} levels deep");
+            assert!(e.starts_with(&want) && !e.contains('\n'), "{e}");
+        }
+        // Siblings do not add up: many parenthesised conditions side by side are fine.
+        let wide = vec!["(lr > 0)"; 300].join(" and ");
+        assert!(parse_filter(&wide, COLS).is_ok());
     }
 
     #[test]

@@ -135,6 +135,18 @@ fn bad_filters_and_injections_are_refused_with_one_line() {
             "{expr}: {stderr}"
         );
     }
+    // Nesting past the parser's limit is refused like any bad filter (10,000 levels overflowed
+    // the stack and aborted); 50 levels still filter.
+    let deep = format!("{}lr > 1{}", "(".repeat(10_000), ")".repeat(10_000));
+    let (success, _, stderr) = out(&["runs", "--db", db(), "--where", &deep]);
+    assert!(!success);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--where") && stderr.contains("more than 100 levels"),
+        "{stderr}"
+    );
+    let nested = format!("{}lr > 1{}", "(".repeat(50), ")".repeat(50));
+    assert!(ok(&["runs", "--db", db(), "--where", &nested]).contains("(6 rows)"));
     let (success, _, stderr) = out(&["runs", "--db", db(), "--sort", "wall"]);
     assert!(!success && stderr.contains("--sort") && stderr.contains("wall"));
     // The table is intact.
@@ -530,4 +542,57 @@ fn sql_streams_csv_and_json() {
         "run_id,epoch\n"
     );
     assert_eq!(ok(&["sql", none, "--format", "json", "--db", db()]), "[]\n");
+}
+
+/// `sql` in its table format held every row: a recursive CTE without end grew to 4.8 GB in 10 s
+/// and aborted. The table now stops at 10,000 rows, says so on stderr in one line, and exits 0;
+/// the query is stopped there, not read to its end (a regression hangs and is killed here).
+#[test]
+fn sql_table_stops_at_its_row_cap_on_a_query_without_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout_path, stderr_path) = (dir.path().join("out"), dir.path().join("err"));
+    let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                   SELECT x, printf('%0100d', x) AS wide FROM c";
+    let mut child = scalelab()
+        .args(["sql", endless, "--db", db()])
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`scalelab sql` on an endless query still running after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap();
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stdout.trim_end().ends_with("(10000 rows)"), "{stderr}");
+    // The last row printed is the 10,000th; the 10,001st never is.
+    assert!(stdout.contains(&format!("{:0100}", 10_000)));
+    assert!(!stdout.contains(&format!("{:0100}", 10_001)));
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("stopped at 10000 rows") && stderr.contains("--format csv"),
+        "{stderr}"
+    );
+
+    // At or under the cap, the table is whole and says nothing more.
+    let (success, stdout, stderr) = out(&[
+        "sql",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10000) \
+         SELECT x FROM c",
+        "--db",
+        db(),
+    ]);
+    assert!(success, "{stderr}");
+    assert!(stdout.trim_end().ends_with("(10000 rows)"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
 }

@@ -73,6 +73,17 @@ const RUN_TABLE_COLUMNS: &[&str] = &[
     "wall_s",
 ];
 
+/// The most rows the table format prints: it is for reading, and it holds its rows to size its
+/// columns (a query without end once grew to 4.8 GB). The query is stopped there; CSV and JSON
+/// (`sql`) or `--limit` (`runs`) give more.
+pub const TABLE_MAX_ROWS: usize = 10_000;
+
+/// The note on stderr when the table format stopped at [`TABLE_MAX_ROWS`]; `more` says how to
+/// get the rest.
+fn table_stopped_note(more: &str) -> String {
+    format!("note: stopped at {TABLE_MAX_ROWS} rows (the most the table format prints); {more}")
+}
+
 /// Short headers for the table format, so a run listing fits in 120 columns.
 fn header(column: &str) -> &str {
     match column {
@@ -473,9 +484,21 @@ pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     if let Some(limit) = args.limit {
         sql.push_str(&format!(" LIMIT {limit}"));
     }
-    let t = store.query_table(&sql, &params).await?;
+    // A table without --limit stops at TABLE_MAX_ROWS; --limit is the user's own bound.
+    let max_rows = match (args.format, args.limit) {
+        (Format::Table, None) => TABLE_MAX_ROWS,
+        _ => usize::MAX,
+    };
+    let read = store.query_table_at_most(&sql, &params, max_rows).await;
     store.close().await;
+    let (t, more) = read?;
     print_result(&t, args.format, Some(RUN_TABLE_COLUMNS))?;
+    if more {
+        eprintln!(
+            "{}",
+            table_stopped_note("use --limit N or --format csv for more")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -514,25 +537,35 @@ pub(super) async fn metrics(args: MetricsArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     };
-    let t = store
-        .query_table(
+    let max_rows = match args.format {
+        Format::Table => TABLE_MAX_ROWS,
+        _ => usize::MAX,
+    };
+    let read = store
+        .query_table_at_most(
             "SELECT epoch, step, samples, lr, batch_size, train_loss, train_acc, test_loss, \
              test_acc, nonfinite, wall_s FROM epoch_metrics WHERE run_id = ? ORDER BY epoch",
             &[Param::Text(id.clone())],
+            max_rows,
         )
-        .await?;
+        .await;
     store.close().await;
+    let (t, more) = read?;
     if args.format == Format::Table {
         println!("run {id}");
     }
     print_result(&t, args.format, None)?;
+    if more {
+        eprintln!("{}", table_stopped_note("use --format csv for every epoch"));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     check_read_only(&args.query)?;
     let store = Store::open_read_only(&args.db.db).await?;
-    // CSV and JSON go out as they are read; a table needs every row for its widths.
+    // CSV and JSON go out as they are read; a table needs every row for its widths, so it stops
+    // at TABLE_MAX_ROWS (a query without end would otherwise take all memory).
     let streamed = match args.format {
         Format::Table => None,
         Format::Csv => Some(ExportFormat::Csv),
@@ -562,9 +595,20 @@ pub(super) async fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
             r
         }
         None => {
-            let t = store.query_table(&args.query, &[]).await;
+            let read = store
+                .query_table_at_most(&args.query, &[], TABLE_MAX_ROWS)
+                .await;
             store.close().await;
-            print_result(&t?, args.format, None)
+            read.map_err(anyhow::Error::from).and_then(|(t, more)| {
+                print_result(&t, args.format, None)?;
+                if more {
+                    eprintln!(
+                        "{}",
+                        table_stopped_note("use --format csv (or LIMIT in the query) for more")
+                    );
+                }
+                Ok(())
+            })
         }
     };
     result?;

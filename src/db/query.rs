@@ -89,6 +89,21 @@ impl Store {
         Ok(ResultTable { columns, rows })
     }
 
+    /// [`Store::query_table`] that reads at most `max_rows` rows, and says whether the query had
+    /// more: it is stopped there (its statement reset, the rest never computed), so a query
+    /// without end (a recursive CTE) costs `max_rows` rows, not all memory.
+    pub async fn query_table_at_most(
+        &self,
+        sql: &str,
+        params: &[Param],
+        max_rows: usize,
+    ) -> Result<(ResultTable, bool)> {
+        let (columns, rows, more) = self
+            .scan_at_most(sql, params, max_rows, |row| self.cells(row))
+            .await?;
+        Ok((ResultTable { columns, rows }, more))
+    }
+
     /// Runs one read-only query with bound parameters and maps each row with `f`, returning
     /// the column names and the mapped rows.
     ///
@@ -105,8 +120,22 @@ impl Store {
         &self,
         sql: &str,
         params: &[Param],
-        mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
+        f: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
     ) -> Result<(Vec<String>, Vec<T>)> {
+        let (columns, rows, _) = self.scan_at_most(sql, params, usize::MAX, f).await?;
+        Ok((columns, rows))
+    }
+
+    /// [`Store::scan`] that maps at most `max_rows` rows and then stops the query (one more row
+    /// is stepped to learn whether there are more; the statement is dropped, and with it the
+    /// rest of the query). The flag says whether rows were left unread.
+    pub async fn scan_at_most<T>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        max_rows: usize,
+        mut f: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
+    ) -> Result<(Vec<String>, Vec<T>, bool)> {
         let values: Vec<Value> = params
             .iter()
             .map(|p| match p {
@@ -117,7 +146,7 @@ impl Store {
         let mut conn = self.pool().acquire().await.map_err(|e| self.err(e))?;
         let mut handle = conn.lock_handle().await.map_err(|e| self.err(e))?;
         let raw = handle.as_raw_handle();
-        let read = || -> Result<(Vec<String>, Vec<T>)> {
+        let read = || -> Result<(Vec<String>, Vec<T>, bool)> {
             let e = |e| self.sql_err(e);
             // SAFETY: `raw` is the open connection behind `handle`, whose lock keeps sqlx's
             // worker thread off it until `handle` is dropped, after this closure returns.
@@ -132,9 +161,14 @@ impl Store {
             }
             let columns = stmt.column_names().into_iter().map(String::from).collect();
             let mut out = Vec::new();
+            let mut more = false;
             let read = (|| {
                 let mut rows = stmt.query(rusqlite::params_from_iter(values)).map_err(e)?;
                 while let Some(row) = rows.next().map_err(e)? {
+                    if out.len() == max_rows {
+                        more = true;
+                        break;
+                    }
                     out.push(f(row)?);
                 }
                 Ok(())
@@ -146,7 +180,7 @@ impl Store {
                 let _ = db.execute_batch("ROLLBACK");
                 return Err(Error::Query(format!("refused, opens a transaction: {sql}")));
             }
-            read.map(|()| (columns, out))
+            read.map(|()| (columns, out, more))
         };
         let result = read();
         drop(handle);
