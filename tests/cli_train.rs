@@ -120,6 +120,14 @@ fn bad_input_gives_a_one_line_error_naming_the_value() {
     }
     header.extend([0u8; 500]);
     std::fs::write(trunc.path().join("train-images-idx3-ubyte"), &header).unwrap();
+    // An images file whose examples are empty (dimensions [200, 0, 0]).
+    let zero = tempfile::tempdir().unwrap();
+    let z = zero.path().to_string_lossy().into_owned();
+    let mut header = vec![0u8, 0, 8, 3];
+    for dim in [200u32, 0, 0] {
+        header.extend(dim.to_be_bytes());
+    }
+    std::fs::write(zero.path().join("train-images-idx3-ubyte"), &header).unwrap();
 
     let cases: Vec<(Vec<&str>, &[&str])> = vec![
         (
@@ -129,6 +137,10 @@ fn bad_input_gives_a_one_line_error_naming_the_value() {
         (
             vec!["--dataset", "idx", "--data-dir", &t],
             &["train-images-idx3-ubyte", "truncated"],
+        ),
+        (
+            vec!["--dataset", "idx", "--data-dir", &z],
+            &["train-images-idx3-ubyte", "dimension 2 is 0"],
         ),
         (
             vec!["--dataset", "idx", "--data-dir", "no/such/dir"],

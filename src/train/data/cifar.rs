@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Dataset, check_sizes, hash_parts, read_maybe_gz, subset_indices};
+use super::{DataReader, Dataset, check_sizes, fits_in_memory, gb, hash_parts, subset_indices};
 use crate::config::DataConfig;
 use crate::error::{Error, Result};
 
@@ -19,31 +19,97 @@ const PLANE: usize = 1024;
 
 /// Reads one CIFAR-10 binary batch file: (labels, pixels row-major per record).
 pub fn read_cifar_file(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
-    let bytes = read_maybe_gz(path)?;
-    if bytes.is_empty() || bytes.len() % CIFAR_RECORD_BYTES != 0 {
-        return Err(Error::data(
+    let (mut labels, mut pixels) = (Vec::new(), Vec::new());
+    read_cifar_into(path, &mut labels, &mut pixels, 0)?;
+    Ok((labels, pixels))
+}
+
+/// Appends the records of one batch file (raw or `.gz`) to `labels` and `pixels`, record by
+/// record, without a copy of the whole file. The buffers grow only after a check that they fit
+/// in memory, with the `held` bytes of other data read before; a plain file's size is checked
+/// before anything is read, and its buffers are sized exactly.
+fn read_cifar_into(
+    path: &Path,
+    labels: &mut Vec<u8>,
+    pixels: &mut Vec<u8>,
+    held: usize,
+) -> Result<()> {
+    let mut r = DataReader::open(path)?;
+    let size_error = |bytes: u64| {
+        Error::data(
             path,
             format!(
-                "truncated or not a CIFAR-10 binary file: {} bytes is not a whole number of \
-                 {CIFAR_RECORD_BYTES}-byte records",
-                bytes.len()
+                "truncated or not a CIFAR-10 binary file: {bytes} bytes is not a whole number of \
+                 {CIFAR_RECORD_BYTES}-byte records"
             ),
-        ));
+        )
+    };
+    let reserve = |labels: &mut Vec<u8>, pixels: &mut Vec<u8>, records: usize| -> Result<()> {
+        let total = records
+            .checked_mul(CIFAR_RECORD_BYTES)
+            .and_then(|b| b.checked_add(labels.len() + pixels.len()))
+            .and_then(|b| b.checked_add(held));
+        if total.is_some_and(fits_in_memory)
+            && labels.try_reserve_exact(records).is_ok()
+            && pixels.try_reserve_exact(records * PIXELS).is_ok()
+        {
+            return Ok(());
+        }
+        Err(Error::data(
+            path,
+            format!(
+                "the CIFAR-10 data read with this file's records need {}, more than this \
+                 process can hold",
+                gb((labels.len() + pixels.len() + held) as u128
+                    + records as u128 * CIFAR_RECORD_BYTES as u128)
+            ),
+        ))
+    };
+    const REC: u64 = CIFAR_RECORD_BYTES as u64;
+    if let Some(len) = r.len()
+        && (len == 0 || len % REC != 0)
+    {
+        return Err(size_error(len));
     }
-    let n = bytes.len() / CIFAR_RECORD_BYTES;
-    let mut labels = Vec::with_capacity(n);
-    let mut pixels = Vec::with_capacity(n * PIXELS);
-    for (i, rec) in bytes.chunks_exact(CIFAR_RECORD_BYTES).enumerate() {
+    // A plain file's size is exact; a gzip file's trailer is only a guess (a wrong one costs
+    // an unused reservation or some growth).
+    if let Some(hint) = r.size_hint()
+        && hint > 0
+        && hint % REC == 0
+    {
+        let records = usize::try_from(hint / REC).unwrap_or(usize::MAX);
+        let exact = r.len().is_some();
+        if let Err(e) = reserve(labels, pixels, records)
+            && exact
+        {
+            return Err(e);
+        }
+    }
+    let mut rec = [0u8; CIFAR_RECORD_BYTES];
+    let mut read = 0u64;
+    for i in 0usize.. {
+        let got = r.read_full(&mut rec)?;
+        read += got as u64;
+        if got == 0 && read > 0 {
+            break;
+        }
+        if got < CIFAR_RECORD_BYTES {
+            return Err(size_error(read));
+        }
         if rec[0] >= 10 {
             return Err(Error::data(
                 path,
                 format!("record {i}: label {} is not in 0..10", rec[0]),
             ));
         }
+        if labels.len() == labels.capacity() || pixels.capacity() - pixels.len() < PIXELS {
+            // Doubles what is held, as a Vec would, but checked first.
+            reserve(labels, pixels, labels.len().max(1024))?;
+        }
         labels.push(rec[0]);
         pixels.extend_from_slice(&rec[1..]);
     }
-    Ok((labels, pixels))
+    Ok(())
 }
 
 fn find(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -73,11 +139,7 @@ impl CifarFiles {
         let mut train_pixels = Vec::new();
         for i in 1..=5 {
             match find(dir, &format!("data_batch_{i}.bin")) {
-                Some(p) => {
-                    let (l, x) = read_cifar_file(&p)?;
-                    train_labels.extend(l);
-                    train_pixels.extend(x);
-                }
+                Some(p) => read_cifar_into(&p, &mut train_labels, &mut train_pixels, 0)?,
                 None if i == 1 => {
                     return Err(Error::data(
                         dir.join("data_batch_1.bin"),
@@ -91,7 +153,9 @@ impl CifarFiles {
         let test = find(dir, "test_batch.bin").ok_or_else(|| {
             Error::data(dir.join("test_batch.bin"), "missing CIFAR-10 test batch")
         })?;
-        let (test_labels, test_pixels) = read_cifar_file(&test)?;
+        let (mut test_labels, mut test_pixels) = (Vec::new(), Vec::new());
+        let held = train_labels.len() + train_pixels.len();
+        read_cifar_into(&test, &mut test_labels, &mut test_pixels, held)?;
         Ok(CifarFiles {
             train_labels,
             train_pixels,
@@ -158,5 +222,58 @@ impl CifarFiles {
         }
         let test_y = self.test_labels[..m].iter().map(|&l| l as u32).collect();
         Dataset::from_vecs(vec![3, 32, 32], 10, train_x, train_y, test_x, test_y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_gz(path: &Path, bytes: &[u8]) {
+        use std::io::Write;
+        let f = std::fs::File::create(path).unwrap();
+        let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap();
+    }
+
+    /// A gzipped batch reads as its plain twin, record by record; a stream cut inside a record
+    /// and a bad label are named.
+    #[test]
+    fn gz_and_plain_batches_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = Vec::new();
+        for r in 0..1500u32 {
+            bytes.push((r % 10) as u8);
+            bytes.extend((0..PIXELS as u32).map(|i| ((i * 7 + r) % 256) as u8));
+        }
+        let (plain, gz) = (dir.path().join("b.bin"), dir.path().join("b.bin.gz"));
+        std::fs::write(&plain, &bytes).unwrap();
+        write_gz(&gz, &bytes);
+        let a = read_cifar_file(&plain).unwrap();
+        let b = read_cifar_file(&gz).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.0.len(), 1500);
+        assert_eq!(a.1[..PIXELS], bytes[1..CIFAR_RECORD_BYTES]);
+        // Sized exactly: from the file's size, and from the gzip trailer.
+        assert_eq!(
+            (a.1.capacity(), b.1.capacity()),
+            (1500 * PIXELS, 1500 * PIXELS)
+        );
+
+        write_gz(&gz, &bytes[..2 * CIFAR_RECORD_BYTES + 100]);
+        let e = read_cifar_file(&gz).unwrap_err().to_string();
+        assert!(
+            e.contains("b.bin.gz") && e.contains("truncated") && e.contains("6246 bytes"),
+            "{e}"
+        );
+        let mut bad = bytes[..2 * CIFAR_RECORD_BYTES].to_vec();
+        bad[CIFAR_RECORD_BYTES] = 10;
+        write_gz(&gz, &bad);
+        let e = read_cifar_file(&gz).unwrap_err().to_string();
+        assert!(e.contains("record 1: label 10 is not in 0..10"), "{e}");
+        write_gz(&gz, &[]);
+        let e = read_cifar_file(&gz).unwrap_err().to_string();
+        assert!(e.contains("truncated") && e.contains(" 0 bytes"), "{e}");
     }
 }

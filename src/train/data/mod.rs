@@ -10,6 +10,7 @@ mod mixture;
 mod teacher;
 mod teacher_net;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -154,11 +155,18 @@ fn room_to_generate(cfg: &DataConfig) -> Result<()> {
     )
 }
 
-/// The machine's memory and swap in bytes, or less where the process is limited
-/// ([`memory::available`]).
-#[allow(dead_code)]
-fn memory_bytes() -> Option<usize> {
-    memory::available().map(|b| usize::try_from(b).unwrap_or(usize::MAX))
+/// Whether `bytes` more bytes fit in what this process can have ([`memory::available`]; where
+/// the system does not say, a reservation is the test).
+pub(crate) fn fits_in_memory(bytes: usize) -> bool {
+    match memory::available() {
+        Some(memory) => bytes as u128 <= u128::from(memory),
+        None => Vec::<u8>::new().try_reserve_exact(bytes).is_ok(),
+    }
+}
+
+/// `bytes` in GB, for messages.
+pub(crate) fn gb(bytes: u128) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
 /// The content hash of an on-disk data set's files (decoded bytes, so `.gz` and raw files of the
@@ -206,19 +214,132 @@ fn check_fingerprint(cfg: &DataConfig, actual: &str) -> Result<()> {
     }
 }
 
-/// Reads a whole file, transparently gunzipping names that end in `.gz`.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        use std::io::Read;
-        let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::data(path, format!("not a valid gzip file ({e})")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+/// A data file read as a stream, transparently gunzipping names that end in `.gz`, so that a
+/// reader can look at a header before it allocates anything for the data. Its errors name the
+/// file: a read error of a `.gz` file says it is not valid gzip.
+pub(crate) struct DataReader<'a> {
+    inner: Box<dyn Read + 'a>,
+    path: &'a Path,
+    gz: bool,
+    /// The length of the (decoded) data where known before reading it: a plain file's size.
+    len: Option<u64>,
+    /// A guess at that length: the size a gzip file's trailer gives (modulo 2^32).
+    hint: Option<u64>,
+}
+
+impl<'a> DataReader<'a> {
+    /// Opens `path`.
+    pub(crate) fn open(path: &'a Path) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        if path.extension().is_some_and(|e| e == "gz") {
+            let hint = gzip_size_hint(&mut file).map_err(|e| Error::io(path, e))?;
+            return Ok(DataReader {
+                inner: Box::new(flate2::read::GzDecoder::new(file)),
+                path,
+                gz: true,
+                len: None,
+                hint,
+            });
+        }
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Ok(DataReader {
+            inner: Box::new(std::io::BufReader::new(file)),
+            path,
+            gz: false,
+            len: Some(len),
+            hint: Some(len),
+        })
     }
+
+    /// Reads `bytes`, already in memory, as the contents of `path`.
+    pub(crate) fn from_bytes(bytes: &'a [u8], path: &'a Path) -> Self {
+        DataReader {
+            inner: Box::new(bytes),
+            path,
+            gz: false,
+            len: Some(bytes.len() as u64),
+            hint: Some(bytes.len() as u64),
+        }
+    }
+
+    /// The file this reads.
+    pub(crate) fn path(&self) -> &'a Path {
+        self.path
+    }
+
+    /// The length of the data, where known before reading it (not for `.gz` files).
+    pub(crate) fn len(&self) -> Option<u64> {
+        self.len
+    }
+
+    /// The length of the data, or a guess at it for a `.gz` file (which may be wrong).
+    pub(crate) fn size_hint(&self) -> Option<u64> {
+        self.hint
+    }
+
+    fn error(&self, e: std::io::Error) -> Error {
+        if self.gz {
+            Error::data(self.path, format!("not a valid gzip file ({e})"))
+        } else {
+            Error::io(self.path, e)
+        }
+    }
+
+    /// Fills `buf` or reads to the end of the data; returns the bytes read.
+    pub(crate) fn read_full(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.inner.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        Ok(got)
+    }
+
+    /// Reads the next `n` bytes into a buffer of exactly that capacity, or fewer where the data
+    /// ends first. The caller checks first that `n` bytes fit in memory ([`fits_in_memory`]); an
+    /// allocation that fails all the same is an error, not an abort.
+    pub(crate) fn read_exactly(&mut self, n: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(n).map_err(|_| {
+            Error::data(
+                self.path,
+                format!(
+                    "the data need {}, more than this process can hold",
+                    gb(n as u128)
+                ),
+            )
+        })?;
+        // `take` ends the read at `n` bytes, so `read_to_end` never grows the buffer.
+        (&mut self.inner)
+            .take(n as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| self.error(e))?;
+        Ok(out)
+    }
+
+    /// Reads the rest of the data without keeping it; returns its length.
+    pub(crate) fn count_rest(&mut self) -> Result<u64> {
+        std::io::copy(&mut self.inner, &mut std::io::sink()).map_err(|e| self.error(e))
+    }
+}
+
+/// The decoded size a gzip file's trailer gives (its last four bytes, little-endian: the size
+/// modulo 2^32 of its last member), leaving the file at its start.
+fn gzip_size_hint(file: &mut std::fs::File) -> std::io::Result<Option<u64>> {
+    use std::io::{Seek, SeekFrom};
+    let mut hint = None;
+    if file.metadata()?.len() >= 18 {
+        let mut trailer = [0u8; 4];
+        file.seek(SeekFrom::End(-4))?;
+        file.read_exact(&mut trailer)?;
+        hint = Some(u64::from(u32::from_le_bytes(trailer)));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(hint)
 }
 
 /// Checks the requested sizes against what a file provides.
