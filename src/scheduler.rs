@@ -1257,7 +1257,13 @@ mod tests {
     }
 
     /// Trains the pending runs of `sweep` (`total` cells) with `jobs` slots, no progress bar.
+    /// Training tests of this module take turns: some assert an order that timing decides (which
+    /// runs end last), and two sweeps training at once on two cores starved each other's
+    /// scheduler of the few milliseconds its claims need.
+    static TRAINING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     async fn train_all(store: &Store, sweep: &str, jobs: usize, total: u64) -> SchedulerReport {
+        let _turn = TRAINING.lock().await;
         let opts = SchedulerOptions {
             jobs,
             sweep: Some(sweep.into()),
@@ -1370,7 +1376,9 @@ mod tests {
                 });
             }
             let stop = Arc::new(AtomicBool::new(false));
+            let turn = TRAINING.lock().await;
             let report = run_pending(&store, &opts, stop, 4, 0).await.unwrap();
+            drop(turn);
             assert_eq!(report.completed + report.diverged, 4, "{case}");
             assert_eq!(report.failed + report.lost, 0, "{case}");
             // Both cells started ahead are used, unless another process held the first: that
