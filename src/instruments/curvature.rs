@@ -4,8 +4,11 @@
 //! initial point. candle has no grad-of-grad, so the Hessian-vector product H·v, which
 //! Pearlmutter (1994) computes exactly, is taken here by central differences of gradients,
 //! H·v ≈ (∇L(w + s·v) − ∇L(w − s·v))/(2s), with error O(s²) (docs/science.md §5). Everything is
-//! built on that product: power iteration for the eigenvalue of largest magnitude and Hutchinson
-//! probes for the trace. The loss is seen only through a [`GradientOracle`].
+//! built on that product: the Lanczos method for the largest and smallest eigenvalues (what the
+//! trainer stores), power iteration for the eigenvalue of largest magnitude, and Hutchinson
+//! probes for the trace. The loss is seen only through a [`GradientOracle`]. For a ReLU network
+//! the central difference crosses kinks of the loss, and the product is then not the Hessian's
+//! (docs/instruments.md, "A caveat that matters for ReLU networks").
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -243,9 +246,10 @@ pub struct EigenEstimate {
 /// The Hessian eigenvalue of largest magnitude at `w`, by power iteration on central-difference
 /// Hessian-vector products, read off as the Rayleigh quotient vᵀHv of the unit iterate v.
 ///
-/// Power iteration finds the eigenvalue of largest |λ|, not the most positive one: at
-/// initialisation the top of the spectrum is usually positive and dominant, but a negative value
-/// is reported with its sign. The start vector is Gaussian from
+/// Power iteration finds the eigenvalue of largest |λ|, not the most positive one: a negative
+/// value is reported with its sign, it converges at the rate |λ₂/λ₁| and stalls when
+/// λ_min ≈ −λ_max. For the largest eigenvalue use [`extreme_eigenvalues`] (Lanczos), which the
+/// trainer uses. The start vector is Gaussian from
 /// `ChaCha8Rng::seed_from_u64(opts.seed)`. If H·v comes out exactly zero the value 0 is returned
 /// as converged (H vanishes along the start vector). Cost: 2 gradient evaluations per iteration.
 pub fn top_eigenvalue<O: GradientOracle + ?Sized>(
@@ -307,6 +311,173 @@ pub fn top_eigenvalue<O: GradientOracle + ?Sized>(
         v.iter_mut().zip(&hv).for_each(|(a, b)| *a = b / hv_norm);
     }
     Ok(est)
+}
+
+/// Settings of [`extreme_eigenvalues`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LanczosOptions {
+    /// Most Lanczos steps (Hessian-vector products, two gradient evaluations each). The Krylov
+    /// basis is kept: `max_steps`·dim f64 values.
+    pub max_steps: usize,
+    /// Convergence when the Ritz pair (θ, x) of the largest eigenvalue has relative residual
+    /// |H·x − θ·x|/|θ| ≤ `tol`: some eigenvalue of H then lies within tol·|θ| of θ, and within
+    /// (tol·θ)²/gap when the next Ritz value is a gap away.
+    pub tol: f64,
+    /// Seed of the Gaussian start vector.
+    pub seed: u64,
+    /// Relative finite-difference step (see [`DEFAULT_RELATIVE_STEP`]).
+    pub relative_step: f64,
+}
+
+impl Default for LanczosOptions {
+    /// 60 steps (120 gradient evaluations) at most, tol = 10⁻³.
+    fn default() -> Self {
+        Self {
+            max_steps: 60,
+            tol: 1e-3,
+            seed: 0,
+            relative_step: DEFAULT_RELATIVE_STEP,
+        }
+    }
+}
+
+/// Result of [`extreme_eigenvalues`]: both ends of the spectrum from one Krylov basis.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SpectrumEnds {
+    /// The algebraically largest eigenvalue (the top Ritz value), its convergence flag and
+    /// residual. `iterations` = Lanczos steps taken (2 gradient evaluations each); the value,
+    /// change and residual are those of the step with the least residual (the last one when
+    /// converged).
+    pub max: EigenEstimate,
+    /// The algebraically smallest eigenvalue (the bottom Ritz value), negative where the loss
+    /// curves down in some direction. Its `converged` uses the same test as `max`'s; the
+    /// iteration stops on `max` alone, so `min` may be less accurate.
+    pub min: EigenEstimate,
+}
+
+/// The algebraically largest and smallest Hessian eigenvalues at `w` by the Lanczos method
+/// (full reorthogonalisation) on central-difference Hessian-vector products.
+///
+/// Step k applies H to the k-th orthonormal basis vector q_k of the Krylov space
+/// span{v, Hv, …, H^(k−1)v}, orthogonalises the product against every q_i (twice, classical
+/// Gram–Schmidt) and keeps the coefficients h_ik = q_iᵀHq_k. The Ritz values are the
+/// eigenvalues of the symmetric part of the k×k projection [h_ik]: Rayleigh–Ritz for (H + Hᵀ)/2
+/// on the Krylov space, so the small asymmetry of a finite-difference product does not matter.
+/// For a Ritz pair (θ, y) with x = Q·y the residual is exact without another product:
+/// |Hx − θx|² = |(T − T_sym)·y|² + (h_(k+1,k)·y_k)², T = [h_ik].
+///
+/// Unlike power iteration, whose rate is |λ₂/λ₁| and which finds the eigenvalue of largest
+/// *magnitude* (and stalls when λ_min ≈ −λ_max), the top Ritz value converges to the largest
+/// eigenvalue at a rate set by the gap (λ₁ − λ₂)/(λ₂ − λ_min) (Kaniel–Paige), typically in
+/// tens of steps. The start vector is Gaussian from `ChaCha8Rng::seed_from_u64(opts.seed)`.
+/// When the Krylov space becomes invariant (h_(k+1,k) ≈ 0) the Ritz values are exact
+/// eigenvalues and the iteration stops, converged. When `max_steps` pass without convergence,
+/// each end's Ritz value from the step with the least residual is returned with
+/// `converged = false` and that residual, which bounds the distance to an eigenvalue: a value
+/// with relative residual r is within r·|θ| of one. (On an exact, symmetric product the last
+/// step is best; on a noisy product — finite differences across the kinks of a ReLU network —
+/// the residual levels off and grows again as the basis takes in the noise, and the top Ritz
+/// value creeps upward.)
+pub fn extreme_eigenvalues<O: GradientOracle + ?Sized>(
+    oracle: &mut O,
+    w: &[f32],
+    opts: LanczosOptions,
+) -> Result<SpectrumEnds, InstrumentError> {
+    if opts.max_steps == 0 || !(opts.tol.is_finite() && opts.tol > 0.0) {
+        return Err(InstrumentError::Setting(format!(
+            "Lanczos needs max_steps ≥ 1 and a positive finite tol, got {} and {}",
+            opts.max_steps, opts.tol
+        )));
+    }
+    let mut hvp = Hvp::new(oracle, w, opts.relative_step)?;
+    let dim = w.len();
+    let max_steps = opts.max_steps.min(dim);
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut q: Vec<f64> = (0..dim).map(|_| rng.sample(StandardNormal)).collect();
+    let q_norm = norm(q.iter().copied());
+    q.iter_mut().for_each(|x| *x /= q_norm);
+    let mut basis: Vec<Vec<f64>> = Vec::with_capacity(max_steps);
+    // t[i][k] = q_iᵀ·H·q_k for i ≤ k + 1 (an upper Hessenberg matrix, column by column).
+    let mut t: Vec<Vec<f64>> = Vec::with_capacity(max_steps);
+    let mut hq = vec![0.0; dim];
+    let blank = EigenEstimate {
+        value: 0.0,
+        iterations: 0,
+        converged: false,
+        relative_change: f64::INFINITY,
+        relative_residual: f64::INFINITY,
+    };
+    // The latest Ritz pairs (for the relative change) and the best so far (least residual).
+    let (mut top, mut bottom) = (blank, blank);
+    let (mut best_top, mut best_bottom) = (blank, blank);
+    let mut steps = 0;
+    for k in 1..=max_steps {
+        steps = k;
+        basis.push(q);
+        hvp.apply_unit(oracle, &basis[k - 1], &mut hq)?;
+        let mut col = vec![0.0; k + 1];
+        for _ in 0..2 {
+            for (i, b) in basis.iter().enumerate() {
+                let c: f64 = b.iter().zip(&hq).map(|(x, y)| x * y).sum();
+                col[i] += c;
+                hq.iter_mut().zip(b).for_each(|(y, x)| *y -= c * x);
+            }
+        }
+        let beta = norm(hq.iter().copied());
+        col[k] = beta;
+        t.push(col);
+        // Rayleigh–Ritz on the symmetric part of the k×k projection.
+        let tk = nalgebra::DMatrix::from_fn(k, k, |i, j| if i <= j + 1 { t[j][i] } else { 0.0 });
+        let sym = (&tk + tk.transpose()) * 0.5;
+        let eig = sym.clone().symmetric_eigen();
+        let (imax, imin) = (eig.eigenvalues.imax(), eig.eigenvalues.imin());
+        let scale = eig.eigenvalues.amax();
+        // Invariant subspace (β negligible against the projection), or H = 0 on it.
+        let invariant = beta <= 1e-10 * scale || scale == 0.0;
+        let ritz = |idx: usize, prev: &EigenEstimate| {
+            let theta = eig.eigenvalues[idx];
+            let y = eig.eigenvectors.column(idx);
+            let skew = (&tk - &sym) * y;
+            let res = (skew.norm_squared() + (beta * y[k - 1]).powi(2)).sqrt();
+            let change = (theta - prev.value).abs();
+            let relative_residual = if scale == 0.0 || res == 0.0 {
+                0.0
+            } else {
+                res / theta.abs()
+            };
+            EigenEstimate {
+                value: theta,
+                iterations: k,
+                converged: invariant || relative_residual <= opts.tol,
+                relative_change: if k == 1 {
+                    f64::INFINITY
+                } else if change == 0.0 {
+                    0.0
+                } else {
+                    change / theta.abs()
+                },
+                relative_residual,
+            }
+        };
+        top = ritz(imax, &top);
+        bottom = ritz(imin, &bottom);
+        if top.relative_residual < best_top.relative_residual {
+            best_top = top;
+        }
+        if bottom.relative_residual < best_bottom.relative_residual {
+            best_bottom = bottom;
+        }
+        if top.converged {
+            break;
+        }
+        q = hq.iter().map(|x| x / beta).collect();
+    }
+    best_top.iterations = steps;
+    best_bottom.iterations = steps;
+    Ok(SpectrumEnds {
+        max: best_top,
+        min: best_bottom,
+    })
 }
 
 /// Result of [`hutchinson_trace`].
@@ -597,6 +768,147 @@ mod tests {
         eprintln!("±1: {est:?}");
         assert!(!est.converged && est.relative_residual > 0.1, "{est:?}");
         assert_eq!(est.iterations, 50);
+    }
+
+    /// Lanczos on planted spectra: the algebraically largest and smallest eigenvalues, in far
+    /// fewer products than power iteration, including the spectra where power iteration fails
+    /// (λ = ±1 on top) or answers another question (a dominant negative eigenvalue).
+    #[test]
+    fn lanczos_finds_both_ends_of_the_spectrum() {
+        let d = 50;
+        let mut hard = harmonic(d);
+        hard[0] = 1.0;
+        hard[1] = 0.9;
+        hard[2..].iter_mut().for_each(|x| *x *= 0.8);
+        let mut opposite = harmonic(d).iter().map(|x| x * 0.5).collect::<Vec<_>>();
+        opposite[0] = 1.0;
+        opposite[1] = -1.0;
+        let mut negative = harmonic(d);
+        negative[0] = -2.0;
+        // A ReLU-network-like spectrum: a cluster on top (ratio 0.95) and a negative tail.
+        let mut clustered: Vec<f64> = (0..d).map(|i| 0.56 * 0.95f64.powi(i as i32)).collect();
+        clustered[40..]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = -0.17 + 0.01 * i as f64);
+        for (name, eigs, most_steps) in [
+            ("harmonic", harmonic(d), 15),
+            ("gap 0.9", hard, 25),
+            ("±1", opposite, 25),
+            ("dominant −2", negative, 25),
+            ("cluster 0.95", clustered, 30),
+        ] {
+            let (max, min) = (
+                eigs.iter().copied().fold(f64::MIN, f64::max),
+                eigs.iter().copied().fold(f64::MAX, f64::min),
+            );
+            let mut oracle = PolyOracle::quadratic(planted_hessian(&eigs, 17));
+            let w = test_point(d, 18);
+            let est = extreme_eigenvalues(&mut oracle, &w, LanczosOptions::default()).unwrap();
+            let power = top_eigenvalue(&mut oracle, &w, PowerOptions::default()).unwrap();
+            eprintln!(
+                "{name}: λ_max {max:.6}, λ_min {min:.6}; Lanczos {:.6} / {:.6} in {} steps \
+                 (residual {:.1e}); power {:.6} in {} iterations, converged {}",
+                est.max.value,
+                est.min.value,
+                est.max.iterations,
+                est.max.relative_residual,
+                power.value,
+                power.iterations,
+                power.converged
+            );
+            assert!(est.max.converged, "{name}: {est:?}");
+            assert!(est.max.iterations <= most_steps, "{name}: {est:?}");
+            assert!(
+                (est.max.value - max).abs() < 1e-4 * max.abs(),
+                "{name}: {est:?}"
+            );
+            // A Ritz value never exceeds λ_max (up to f32 rounding of the products).
+            assert!(est.max.value <= max * (1.0 + 1e-5), "{name}: {est:?}");
+            // The bottom end is estimated from the same basis, less tightly.
+            assert!(
+                (est.min.value - min).abs() < 0.05 * min.abs().max(max),
+                "{name}: {est:?}"
+            );
+        }
+    }
+
+    /// Lanczos on a smooth network loss (tanh MLP) against the eigenvalues of its dense f64
+    /// Hessian, and the residual's promise: some eigenvalue within relative_residual·|θ|.
+    #[test]
+    fn lanczos_matches_a_dense_hessian_of_a_small_network() {
+        let (mut mlp, w) = Mlp::new(4, 12, 64, 31);
+        let d = mlp.dim();
+        let mut dense = nalgebra::DMatrix::<f64>::zeros(d, d);
+        for j in 0..d {
+            let mut e = vec![0.0; d];
+            e[j] = 1.0;
+            let col = mlp_reference_hv(&mlp, &w, &e);
+            for i in 0..d {
+                dense[(i, j)] = col[i];
+            }
+        }
+        let dense = (&dense + dense.transpose()) * 0.5;
+        let eigs = dense.symmetric_eigenvalues();
+        let (max, min) = (eigs.max(), eigs.min());
+        let est = extreme_eigenvalues(
+            &mut mlp,
+            &w,
+            LanczosOptions {
+                seed: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        eprintln!("tanh MLP (dim {d}): dense λ_max {max:.6}, λ_min {min:.6}; {est:?}");
+        assert!(est.max.converged, "{est:?}");
+        let err = (est.max.value - max).abs() / max.abs();
+        assert!(err < 1e-4, "{err}: {est:?}");
+        assert!(err <= est.max.relative_residual.max(1e-6), "{err}: {est:?}");
+        assert!(min < 0.0, "this loss curves down somewhere: {min}");
+        assert!((est.min.value - min).abs() < 0.05 * max, "{est:?}");
+    }
+
+    #[test]
+    fn lanczos_settings_and_zero_hessian() {
+        let mut oracle = PolyOracle::quadratic(vec![vec![0.0; 5]; 5]);
+        let est = extreme_eigenvalues(&mut oracle, &[0.1; 5], LanczosOptions::default()).unwrap();
+        assert_eq!(
+            (est.max.value, est.max.converged, est.max.iterations),
+            (0.0, true, 1)
+        );
+        for opts in [
+            LanczosOptions {
+                max_steps: 0,
+                ..Default::default()
+            },
+            LanczosOptions {
+                tol: f64::NAN,
+                ..Default::default()
+            },
+        ] {
+            assert!(extreme_eigenvalues(&mut oracle, &[0.1; 5], opts).is_err());
+        }
+        // Fewer steps than needed: the Ritz values of least residual, flagged, with residuals.
+        let eigs = harmonic(40);
+        let mut oracle = PolyOracle::quadratic(planted_hessian(&eigs, 19));
+        let est = extreme_eigenvalues(
+            &mut oracle,
+            &test_point(40, 20),
+            LanczosOptions {
+                max_steps: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!est.max.converged && est.max.iterations == 3, "{est:?}");
+        assert!(est.max.value < 1.0, "a Ritz value is below λ_max: {est:?}");
+        let bound = est.max.relative_residual * est.max.value.abs();
+        assert!(
+            eigs.iter().any(|l| (l - est.max.value).abs() <= bound),
+            "{est:?}"
+        );
+        assert_eq!(oracle.calls, 6);
     }
 
     /// tr(H) of the rotated harmonic Hessian and the exact std error of one Rademacher probe,

@@ -4,10 +4,10 @@
 //!   gradients at two batch sizes (McCandlish et al. 2018, arXiv 1812.06162, App. A.1), with a
 //!   correction for batches drawn without replacement from a finite training set, and
 //!   bias-corrected moving averages.
-//! - [`curvature`]: the top Hessian eigenvalue (power iteration) and the Hessian trace
-//!   (Hutchinson) of a fixed loss at fixed weights, from central differences of gradients
-//!   (Kuzborskij & Lampert, arXiv 1703.01678; Pearlmutter 1994), because candle has no
-//!   grad-of-grad.
+//! - [`curvature`]: the largest and smallest Hessian eigenvalues (Lanczos; power iteration for
+//!   the largest magnitude) and the Hessian trace (Hutchinson) of a fixed loss at fixed
+//!   weights, from central differences of gradients (Kuzborskij & Lampert, arXiv 1703.01678;
+//!   Pearlmutter 1994), because candle has no grad-of-grad.
 //!
 //! This module is pure numerics: it sees gradients as `&[f32]` through [`GradientOracle`] and
 //! squared norms as `f64`, and knows nothing of candle, the database or the trainer. Every random
@@ -18,8 +18,9 @@ pub mod curvature;
 pub mod noise_scale;
 
 pub use curvature::{
-    DEFAULT_RELATIVE_STEP, EigenEstimate, GradientOracle, PowerOptions, TraceEstimate,
-    finite_difference_step, hessian_vector, hutchinson_trace, top_eigenvalue,
+    DEFAULT_RELATIVE_STEP, EigenEstimate, GradientOracle, LanczosOptions, PowerOptions,
+    SpectrumEnds, TraceEstimate, extreme_eigenvalues, finite_difference_step, hessian_vector,
+    hutchinson_trace, top_eigenvalue,
 };
 pub use noise_scale::{
     NoiseScaleEma, NoiseScalePlan, TwoBatch, plan_noise_scale, two_batch_estimates,
