@@ -26,42 +26,37 @@ pub fn available() -> Option<u64> {
     }
 }
 
-/// Refuses `bytes` (what a run of `field` = the value in `what` needs) when this process cannot
-/// hold them, with one line that names the field, the size and the limit.
-pub fn check(field: &str, what: &str, bytes: u128) -> Result<()> {
-    let Some(limit) = available() else {
-        // Where the system does not say, a reservation is the best test there is.
-        return match usize::try_from(bytes)
-            .ok()
-            .filter(|&b| Vec::<u8>::new().try_reserve_exact(b).is_ok())
-        {
-            Some(_) => Ok(()),
-            None => Err(too_large(field, what, bytes, None)),
-        };
-    };
-    if bytes <= u128::from(limit) {
-        Ok(())
-    } else {
-        Err(too_large(field, what, bytes, Some(limit)))
+/// Whether `bytes` fit in what this process can have ([`available`]); where the system does not
+/// say, a reservation is the test.
+pub fn fits(bytes: u128) -> bool {
+    match available() {
+        Some(limit) => bytes <= u128::from(limit),
+        None => usize::try_from(bytes).is_ok_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok()),
     }
 }
 
-fn too_large(field: &str, what: &str, bytes: u128, limit: Option<u64>) -> Error {
-    let gb = |b: f64| b / 1e9;
-    Error::config(
+/// Refuses `bytes` (what a run of `field` = the value in `what` needs) when this process cannot
+/// hold them ([`fits`]), with one line that names the field, the size and the limit.
+pub fn check(field: &str, what: &str, bytes: u128) -> Result<()> {
+    if fits(bytes) {
+        return Ok(());
+    }
+    let limit = match available() {
+        Some(l) => format!(" ({})", gb(u128::from(l))),
+        None => String::new(),
+    };
+    Err(Error::config(
         field,
-        match limit {
-            Some(l) => format!(
-                "{what} need {:.1} GB, more than this process can have ({:.1} GB)",
-                gb(bytes as f64),
-                gb(l as f64)
-            ),
-            None => format!(
-                "{what} need {:.1} GB, more than this process can have",
-                gb(bytes as f64)
-            ),
-        },
-    )
+        format!(
+            "{what} need {}, more than this process can have{limit}",
+            gb(bytes)
+        ),
+    ))
+}
+
+/// `bytes` in GB, for messages.
+pub fn gb(bytes: u128) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
 /// The machine's memory and swap.

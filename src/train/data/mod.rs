@@ -155,19 +155,12 @@ fn room_to_generate(cfg: &DataConfig) -> Result<()> {
     )
 }
 
-/// Whether `bytes` more bytes fit in what this process can have ([`memory::available`]; where
-/// the system does not say, a reservation is the test).
+/// Whether `bytes` more bytes fit in what this process can have ([`memory::fits`]).
 pub(crate) fn fits_in_memory(bytes: usize) -> bool {
-    match memory::available() {
-        Some(memory) => bytes as u128 <= u128::from(memory),
-        None => Vec::<u8>::new().try_reserve_exact(bytes).is_ok(),
-    }
+    memory::fits(bytes as u128)
 }
 
-/// `bytes` in GB, for messages.
-pub(crate) fn gb(bytes: u128) -> String {
-    format!("{:.1} GB", bytes as f64 / 1e9)
-}
+pub(crate) use memory::gb;
 
 /// The content hash of an on-disk data set's files (decoded bytes, so `.gz` and raw files of the
 /// same data agree); `None` for generated data sets, whose identity is their parameters.
