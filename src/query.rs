@@ -129,6 +129,14 @@ fn tokenize(s: &str) -> Result<Vec<(usize, Tok)>> {
 /// expression trees deeper than 1000 (`SQLITE_MAX_EXPR_DEPTH`); no real filter comes near 100.
 pub const MAX_FILTER_DEPTH: usize = 100;
 
+/// How many conditions (`COL op VALUE`, `COL in (…)`, `COL is null`, `COL like …`; an `in` list
+/// is one) a `--where` filter may join with `and` and `or`. A chain of n conditions is n levels
+/// deep in SQLite's expression tree whatever its parentheses (`a and b and c` is
+/// `(a and b) and c`), and SQLite refuses trees deeper than 1000 (`SQLITE_MAX_EXPR_DEPTH`) with
+/// an error that does not name the filter (2,000 conditions did). With [`MAX_FILTER_DEPTH`], the
+/// deepest filter allowed is about 200 + 100 levels, well inside SQLite's limit.
+pub const MAX_FILTER_CONDITIONS: usize = 200;
+
 struct Parser<'a> {
     toks: Vec<(usize, Tok)>,
     pos: usize,
@@ -137,6 +145,8 @@ struct Parser<'a> {
     params: Vec<Param>,
     /// Parentheses and `not` open around the current token.
     depth: usize,
+    /// Conditions read so far.
+    conditions: usize,
 }
 
 impl Parser<'_> {
@@ -201,6 +211,12 @@ impl Parser<'_> {
                 Ok(inner)
             });
         }
+        if self.conditions >= MAX_FILTER_CONDITIONS {
+            return Err(self.err(format!(
+                "more than {MAX_FILTER_CONDITIONS} conditions (joined by AND and OR)"
+            )));
+        }
+        self.conditions += 1;
         let column = match self.peek() {
             Some(Tok::Ident(name)) => {
                 let lower = name.to_ascii_lowercase();
@@ -311,8 +327,8 @@ impl Parser<'_> {
 /// Grammar: comparisons `COL op VALUE` (op: `= == != <> < <= > >=`), `COL [not] in (V, …)`,
 /// `COL is [not] null`, `COL like 'pat%'`, combined with `and`, `or`, `not` and parentheses.
 /// Values are numbers, quoted strings, `true` and `false` (stored as 1 and 0), or a bare word,
-/// taken as a string (`state = completed`); anything else is an error naming its column, as is
-/// nesting deeper than [`MAX_FILTER_DEPTH`].
+/// taken as a string (`state = completed`); anything else is an error naming its column, as are
+/// nesting deeper than [`MAX_FILTER_DEPTH`] and more than [`MAX_FILTER_CONDITIONS`] conditions.
 pub fn parse_filter(text: &str, columns: &[&str]) -> Result<Filter> {
     let toks = tokenize(text)?;
     let mut p = Parser {
@@ -322,6 +338,7 @@ pub fn parse_filter(text: &str, columns: &[&str]) -> Result<Filter> {
         text_len: text.chars().count(),
         params: Vec::new(),
         depth: 0,
+        conditions: 0,
     };
     let sql = p.or()?;
     if p.pos < p.toks.len() {
@@ -534,8 +551,55 @@ mod tests {
             assert!(e.starts_with(&want) && !e.contains('\n'), "{e}");
         }
         // Siblings do not add up: many parenthesised conditions side by side are fine.
-        let wide = vec!["(lr > 0)"; 300].join(" and ");
+        let wide = vec!["(lr > 0)"; MAX_FILTER_CONDITIONS].join(" and ");
         assert!(parse_filter(&wide, COLS).is_ok());
+    }
+
+    /// 2,000 conditions joined by AND passed the nesting limit, and SQLite then refused the
+    /// query with "Expression tree is too large (maximum depth 1000)", naming the database and
+    /// not `--where`. Now a filter with more than [`MAX_FILTER_CONDITIONS`] conditions is
+    /// refused in one line that names `--where` and the limit, and the deepest filter that both
+    /// limits allow is one SQLite takes.
+    #[test]
+    fn long_flat_chains_are_refused_before_sqlite_sees_them() {
+        let chain = |n: usize, op: &str| vec!["lr > 0"; n].join(op);
+        for text in [
+            chain(MAX_FILTER_CONDITIONS + 1, " and "),
+            chain(2_000, " and "),
+            chain(2_000, " OR "),
+            vec!["(lr > 0 or seed in (1, 2))"; 1_000].join(" and "),
+            vec!["not lr is null"; 1_000].join(" or "),
+        ] {
+            let e = parse_filter(&text, COLS).unwrap_err().to_string();
+            let want = format!("--where: more than {MAX_FILTER_CONDITIONS} conditions");
+            assert!(e.starts_with(&want) && !e.contains('\n'), "{e}");
+        }
+        // The error points at the first condition past the limit.
+        let e = parse_filter(&chain(MAX_FILTER_CONDITIONS + 1, " and "), COLS)
+            .unwrap_err()
+            .to_string();
+        let at = MAX_FILTER_CONDITIONS * "lr > 0 and ".len() + 1;
+        assert!(e.ends_with(&format!("at column {at}")), "{e}");
+
+        // The deepest filter allowed: a left-deep chain of MAX_FILTER_CONDITIONS whose first
+        // condition sits under MAX_FILTER_DEPTH NOTs, beside another condition as `runs` joins
+        // `--state` to it. SQLite prepares it; the 2,000-condition chain it refuses.
+        let deepest = format!(
+            "{}lr > 0 and {}",
+            "not ".repeat(MAX_FILTER_DEPTH),
+            chain(MAX_FILTER_CONDITIONS - 1, " or ")
+        );
+        let f = parse_filter(&deepest, COLS).unwrap();
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE runs (state, lr, batch_size, momentum, seed)")
+            .unwrap();
+        let select = |cond: &str| format!("SELECT * FROM runs WHERE state = ? AND {cond}");
+        db.prepare(&select(&f.sql)).unwrap();
+        let e = db
+            .prepare(&select(&chain(2_000, " AND ")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Expression tree is too large"), "{e}");
     }
 
     #[test]

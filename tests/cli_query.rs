@@ -147,6 +147,32 @@ fn bad_filters_and_injections_are_refused_with_one_line() {
     );
     let nested = format!("{}lr > 1{}", "(".repeat(50), ")".repeat(50));
     assert!(ok(&["runs", "--db", db(), "--where", &nested]).contains("(6 rows)"));
+    // A long flat chain (2,000 conditions joined by AND) passed the nesting limit and SQLite
+    // refused it, naming the database and not `--where` ("Expression tree is too large
+    // (maximum depth 1000)"). Past 200 conditions it is refused like any bad filter; 200 still
+    // filter, beside --state.
+    let chain = |n: usize| vec!["lr > 0"; n].join(" and ");
+    for n in [201, 2_000] {
+        let (success, _, stderr) = out(&["runs", "--db", db(), "--where", &chain(n)]);
+        assert!(!success, "{n} conditions accepted");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("--where") && stderr.contains("more than 200 conditions"),
+            "{stderr}"
+        );
+    }
+    let longest = ok(&[
+        "runs",
+        "--db",
+        db(),
+        "--state",
+        "completed",
+        "--where",
+        &chain(200),
+        "--format",
+        "csv",
+    ]);
+    assert!(longest.lines().count() > 1, "{longest}");
     let (success, _, stderr) = out(&["runs", "--db", db(), "--sort", "wall"]);
     assert!(!success && stderr.contains("--sort") && stderr.contains("wall"));
     // The table is intact.
@@ -362,6 +388,94 @@ fn export_writes_through_links_fifos_and_standard_output() {
         db(),
     ]);
     assert!(!success && stderr.contains("is a directory"), "{stderr}");
+}
+
+/// An export whose `--out` is a symbolic link into a directory it cannot write named its own
+/// temporary file (`/proc/self/.rows.csv.1067.tmp: No such file or directory`), or the
+/// directory the link leads to, instead of the path given. Now the one-line error starts with
+/// the path given, says which directory failed, and leaves nothing behind: no temporary file,
+/// the existing target as it was. (/proc/self refuses new files even to root; a read-only
+/// directory is tried too where permissions stop this user.)
+#[cfg(unix)]
+#[test]
+fn export_into_an_unwritable_directory_names_the_path_given() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let read_only = dir.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::write(read_only.join("rows.csv"), "old\n").unwrap();
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root writes into it regardless: then that case is not tried.
+    let probe = read_only.join("probe");
+    let permissions_bite = std::fs::write(&probe, "").is_err();
+    let _ = std::fs::remove_file(&probe);
+
+    let mut cases = vec![(
+        "missing-dir.csv",
+        dir.path().join("missing").join("rows.csv"),
+        "does not exist",
+    )];
+    if cfg!(target_os = "linux") {
+        cases.push((
+            "proc.csv",
+            PathBuf::from("/proc/self/rows.csv"),
+            "cannot create a file in /proc/self",
+        ));
+    }
+    if permissions_bite {
+        cases.push((
+            "read-only.csv",
+            read_only.join("rows.csv"),
+            "cannot create a file in",
+        ));
+    }
+    for (link_name, target, needle) in cases {
+        let link = dir.path().join(link_name);
+        symlink(&target, &link).unwrap();
+        let (success, stdout, stderr) =
+            out(&["export", "q", "--out", link.to_str().unwrap(), "--db", db()]);
+        assert!(!success, "{link_name}: {stdout}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {}: ", link.display())) && stderr.contains(needle),
+            "{link_name}: {stderr}"
+        );
+        assert!(!stderr.contains(".rows.csv."), "{stderr}");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Nothing left behind, and the file that was there is as it was.
+    for d in [dir.path(), read_only.as_path()] {
+        for entry in std::fs::read_dir(d).unwrap() {
+            let name = entry.unwrap().file_name();
+            assert!(
+                !name.to_string_lossy().starts_with('.'),
+                "{name:?} left in {d:?}"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(read_only.join("rows.csv")).unwrap(),
+        "old\n"
+    );
+    assert!(!dir.path().join("missing").exists());
+}
+
+/// The temporary file is named after the target: a 250-byte file name (under the usual limit of
+/// 255) made a temporary name over it, and the export failed with "File name too long".
+#[test]
+fn export_to_a_name_near_the_file_name_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join(format!("{}.csv", "r".repeat(246)));
+    ok(&["export", "q", "--out", long.to_str().unwrap(), "--db", db()]);
+    let mut rdr = csv::Reader::from_path(&long).unwrap();
+    assert_eq!(rdr.records().count(), 12);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
 
 #[test]

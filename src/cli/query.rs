@@ -708,7 +708,7 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .map_or_else(|| PathBuf::from("."), PathBuf::from);
-            let (tmp, written) = match tempfile_in(&dir, &path) {
+            let (tmp, written) = match tempfile_in(&dir, &path, &args.out) {
                 Ok((tmp, mut file)) => {
                     // Errors name the file asked for; the temporary one is gone by the time
                     // they print.
@@ -806,17 +806,40 @@ fn destination(out: &Path) -> anyhow::Result<Destination> {
 }
 
 /// A new file `.<name>.<process id>.tmp` in `dir` (two exports to one target at once do not
-/// share a temporary file).
-fn tempfile_in(dir: &Path, target: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
-    if !dir.is_dir() {
-        return Err(Error::data(dir, "output directory does not exist").into());
+/// share a temporary file). Errors name `out`, the path the user gave (`target` may be where a
+/// symbolic link leads), and the directory that could not be written; the temporary file's
+/// own name would mean nothing to them.
+fn tempfile_in(dir: &Path, target: &Path, out: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let refused = |why: String| anyhow::Error::from(Error::data(out, why));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(refused(format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(refused(format!(
+                "output directory {} does not exist",
+                dir.display()
+            )));
+        }
+        Err(e) => {
+            return Err(refused(format!(
+                "cannot use output directory {}: {e}",
+                dir.display()
+            )));
+        }
     }
+    // At most 200 bytes of the name, so the temporary name stays under the usual 255-byte
+    // limit of a file name when the target's own name is near it.
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "export".into());
-    let path = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let path = dir.join(format!(".{}.{}.tmp", &name[..cut], std::process::id()));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| refused(format!("cannot create a file in {}: {e}", dir.display())))?;
     Ok((path, file))
 }
 
