@@ -649,34 +649,27 @@ async fn a_death_counts_against_the_orphan_that_had_begun_and_no_other() {
     );
 }
 
+/// `scalelab run` gives a head start (training ahead of any claim, so with no trace in the
+/// database if the run kills the process) only on a database file it creates: the file is
+/// there before any cell trains, so a second launch never trains ahead, whatever the first left.
+/// The empty file it creates is a database the store opens and migrates.
 #[tokio::test]
-async fn orphans_are_looked_for_before_a_run_trains_anything_ahead() {
+async fn only_a_database_file_made_by_this_run_gets_a_head_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.sqlite");
-    // No database yet: nothing to be careful about.
-    assert!(!scalelab::db::may_hold_orphans(&path).await);
+    assert!(scalelab::db::create_new_file(&path));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    // The next launch, after a first that died at once: the file is there, no head start.
+    assert!(!scalelab::db::create_new_file(&path));
     let store = Store::open(&path).await.unwrap();
     let sweep = load_sweep(Path::new("sweeps/quickstart.toml")).unwrap();
-    store.register_sweep(&sweep).await.unwrap();
-    assert!(!scalelab::db::may_hold_orphans(&path).await);
-    // A run held by a process (maybe dead), then an orphan waiting.
-    let dead = format!("{}/4294967295/1", scalelab::provenance::host());
-    let run = store.claim_next(None, &dead).await.unwrap().unwrap();
-    assert!(scalelab::db::may_hold_orphans(&path).await);
-    assert_eq!(store.requeue_stale(60.0, 3).await.unwrap().runs, 1);
-    assert!(scalelab::db::may_hold_orphans(&path).await);
-    // Ended (here by an error that leaves it failed), it is an orphan no longer waiting.
-    let again = store.claim_next(None, "me").await.unwrap().unwrap();
-    assert_eq!((again.id.as_str(), again.orphaned), (run.id.as_str(), 1));
-    assert!(
-        store
-            .fail_run(&again.id, again.attempt, "me", "a bad configuration", 1)
-            .await
-            .unwrap()
-    );
-    assert!(!scalelab::db::may_hold_orphans(&path).await);
+    let enq = store.register_sweep(&sweep).await.unwrap();
+    assert_eq!(enq.new_runs as usize, sweep.cells.len());
     store.close().await;
-    // A file that is not a database: careful.
-    std::fs::write(&path, b"not a database").unwrap();
-    assert!(scalelab::db::may_hold_orphans(&path).await);
+    assert!(!scalelab::db::create_new_file(&path));
+    // Nothing can be made where the directory is missing: no head start, and the store's own
+    // error names the path.
+    let nowhere = dir.path().join("missing").join("db.sqlite");
+    assert!(!scalelab::db::create_new_file(&nowhere));
+    assert!(!nowhere.exists());
 }

@@ -209,9 +209,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // train. Dropping the head start cancels what is left of it.
     let data = Arc::new(DataCache::default());
     let jobs = args.jobs.unwrap_or_else(scheduler::default_jobs).max(1);
-    // Not when a run of this database's may have killed its last process: such a run is
-    // trained by a slot, marked as begun first, so that another death is counted against it.
-    let head_start = !args.enqueue_only && !crate::db::may_hold_orphans(&args.db.db).await;
+    // Only on a database this command creates (the file is made before any cell trains): on
+    // an existing one a run may have killed its last process, maybe in a head start, and must
+    // train under its claim so that another death is counted (`db::create_new_file`).
+    let head_start = !args.enqueue_only && crate::db::create_new_file(&args.db.db);
     let head = head_start.then(|| Arc::new(HeadStart::start(&sweep.cells, jobs, &data)));
     let db = args.db.db.clone();
     super::with_store(&db, async move |store: &Store| {

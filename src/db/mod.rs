@@ -157,32 +157,22 @@ impl std::ops::DerefMut for WriteTx {
     }
 }
 
-/// Whether the database at `path` may hold a run whose last process died: a run RUNNING (its
-/// claimer may be gone) or an orphan waiting ([`runs::ClaimedRun::orphaned`]). `false` when
-/// there is no file there yet; `true` when the file cannot be read (the caller is then careful
-/// for nothing). `scalelab run` trains no cell ahead of its claim then: a head start has no
-/// begin mark, so a run that kills its process there would never be counted as failing.
-pub async fn may_hold_orphans(path: &Path) -> bool {
-    use sqlx::Connection;
-    if !path.is_file() {
-        return false;
-    }
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .busy_timeout(Duration::from_millis(200));
-    let Ok(mut conn) = sqlx::SqliteConnection::connect_with(&opts).await else {
-        return true;
-    };
-    let found = sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'running') \
-             OR EXISTS (SELECT 1 FROM runs WHERE orphaned > 0 AND state IN ('pending', 'running'))",
-    )
-    .fetch_one(&mut conn)
-    .await;
-    let _ = conn.close().await;
-    // A database made before orphans were counted has no `orphaned` column: careful then.
-    found.unwrap_or(true)
+/// Creates an empty file at `path` if nothing is there, and says whether it did (SQLite takes
+/// an empty file as a new database).
+///
+/// `scalelab run` trains cells ahead of their claim (a head start) only on a database it creates
+/// this way. A head start writes nothing until its cell is claimed, so a run that kills the
+/// process there (the out-of-memory killer, an abort) leaves no trace; were the next `run` to
+/// train it ahead again, every launch would die the same way and no death would ever be
+/// counted. The file is created before any cell trains, so the next `run` finds it and trains
+/// every run under its claim, where a death is seen, the run requeued as an orphan and marked as
+/// begun before it trains again, and its deaths counted until it fails for good.
+pub fn create_new_file(path: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .is_ok()
 }
 
 impl Store {

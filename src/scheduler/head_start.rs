@@ -14,9 +14,10 @@
 //! Nothing is written before a claim. A cell this process does not claim first (done already,
 //! held by another process, edited in the database, or an orphan: its last process died) is
 //! cancelled at the first claim, and every head start still running is cancelled when the
-//! scheduler stops. `scalelab run` starts none while its database may hold an orphan
-//! (`db::may_hold_orphans`): a run that killed its last process must not be trained before it
-//! is marked as begun, or another death would not be counted against it.
+//! scheduler stops. `scalelab run` starts one only on a database file it has just created
+//! (`db::create_new_file`), the only case where opening costs tens of milliseconds: a run that
+//! killed its last process (in a head start or under a claim) must not be trained ahead again,
+//! but under a claim, marked as begun, or another death would not be counted against it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
