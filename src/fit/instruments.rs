@@ -107,15 +107,20 @@ pub struct CurvatureSummary {
     pub groups: usize,
     /// Spearman's ρ of the within-group ranks (each group's ranks centred, then pooled).
     pub rho: f64,
-    /// Its confidence interval (Fisher z with the Spearman variance 1.06/(n − 3), Fieller,
-    /// Hartley & Pearson 1957).
+    /// Its confidence interval (Fisher z with the Spearman variance 1.06/(k − 3), Fieller,
+    /// Hartley & Pearson 1957, k = [`Self::initialisations`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
-    /// Two-sided p-value of ρ = 0 (t with n − 2 − (groups − 1) degrees of freedom).
+    /// Two-sided p-value of ρ = 0 (t with k − 2 − (groups − 1) degrees of freedom).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p_value: Option<f64>,
     /// Runs in the correlation.
     pub n: usize,
+    /// Distinct initial readings among them (runs that differ only in what happens after the
+    /// measurement — batch size, learning rate — share their seed's reading): the interval and
+    /// the p-value count these, not the runs, as the independent measurements.
+    #[serde(default)]
+    pub initialisations: usize,
     /// One sentence: what the sign means for the metric.
     pub statement: String,
 }
@@ -307,7 +312,9 @@ fn fit_curvature(ctx: &Ctx) -> Outcome<CurvatureSummary> {
     // Within each group only the seed (the initialisation) differs: centre the ranks there.
     let (mut rx, mut ry) = (Vec::new(), Vec::new());
     let mut used = 0;
+    let mut readings = std::collections::BTreeSet::new();
     for pts in groups.values().filter(|p| p.len() >= 3) {
+        readings.extend(pts.iter().map(|p| (p.seed, p.top_eigenvalue.to_bits())));
         let cx = ranks(&pts.iter().map(|p| p.top_eigenvalue).collect::<Vec<_>>());
         let cy = ranks(&pts.iter().map(|p| p.value).collect::<Vec<_>>());
         let mean = (pts.len() as f64 + 1.0) / 2.0;
@@ -328,11 +335,13 @@ fn fit_curvature(ctx: &Ctx) -> Outcome<CurvatureSummary> {
         );
     };
     let n = rx.len();
-    let dof = n as f64 - 2.0 - (used as f64 - 1.0);
+    // Runs that share an initial reading are not independent measurements of its effect.
+    let k = readings.len();
+    let dof = k as f64 - 2.0 - (used as f64 - 1.0);
     let conf = ctx.opts.confidence;
-    let (interval, p_value) = if n > 3 && dof >= 1.0 {
+    let (interval, p_value) = if k > 3 && dof >= 1.0 {
         let z = rho.clamp(-0.999_999, 0.999_999).atanh();
-        let se = (1.06 / (n as f64 - 3.0)).sqrt();
+        let se = (1.06 / (k as f64 - 3.0)).sqrt();
         let q = statrs::distribution::Normal::standard().inverse_cdf(0.5 + conf / 2.0);
         let iv = Interval {
             lo: (z - q * se).tanh(),
@@ -361,9 +370,14 @@ fn fit_curvature(ctx: &Ctx) -> Outcome<CurvatureSummary> {
         (true, false) => "the data contradict it",
         (false, _) => "the interval includes 0: no correlation is shown at this sample size",
     };
+    let runs = if k < n {
+        format!("{n} runs sharing {k} initial readings")
+    } else {
+        format!("{n} runs")
+    };
     let statement = format!(
         "Spearman ρ between the top Hessian eigenvalue at initialisation and {} across seeds \
-         (within {used} (cell, B) group(s), {n} runs): ρ = {rho:.3}{iv}; a flatter start \
+         (within {used} (cell, B) group(s), {runs}): ρ = {rho:.3}{iv}; a flatter start \
          generalising better (Kuzborskij & Lampert) predicts {predicted}; {verdict}",
         ctx.opts.metric.name(),
     );
@@ -374,6 +388,7 @@ fn fit_curvature(ctx: &Ctx) -> Outcome<CurvatureSummary> {
         interval,
         p_value,
         n,
+        initialisations: k,
         statement,
     })
 }
@@ -400,5 +415,59 @@ mod tests {
         assert_eq!(spearman(&x, &[5.0, 4.0, 3.0, 2.0, 1.0]), Some(-1.0));
         assert_eq!(ranks(&[3.0, 1.0, 3.0]), vec![2.5, 1.0, 2.5]);
         assert_eq!(spearman(&x, &[1.0; 5]), None);
+    }
+
+    /// Two batch sizes trained from the same 16 initialisations: 32 runs, but 16 readings of
+    /// the curvature, and the interval is as wide as 16 measurements make it. Readings that
+    /// differ between the groups count as 32.
+    #[test]
+    fn runs_sharing_an_initial_reading_count_once_in_the_interval() {
+        use crate::fit::testdata::flat_run;
+        use crate::fit::{FitOptions, RunInput, fit_all};
+        let reading = |seed: u64| 0.5 + 0.01 * ((seed * 7) % 16) as f64;
+        let runs = |shared: bool| -> Vec<RunInput> {
+            [16u64, 64]
+                .iter()
+                .flat_map(|&b| {
+                    (1..=16u64).map(move |seed| {
+                        let acc = 0.9 - 0.002 * ((seed * 5 + b) % 16) as f64;
+                        let mut r = flat_run("all", 0.02, 1000, 0.9, b, seed, acc, 5);
+                        let top = reading(seed) + if shared { 0.0 } else { 1e-3 * b as f64 };
+                        r.instruments.init_top_eigenvalue = Some(top);
+                        r
+                    })
+                })
+                .collect()
+        };
+        let summary = |runs: &[RunInput]| {
+            let report = fit_all(runs, &FitOptions::default());
+            match report.instruments {
+                Outcome::Fitted(InstrumentsSection {
+                    curvature: Outcome::Fitted(c),
+                    ..
+                }) => c,
+                other => panic!("no curvature fit: {other:?}"),
+            }
+        };
+        let q = statrs::distribution::Normal::standard().inverse_cdf(0.975);
+        let half_width = |c: &CurvatureSummary| {
+            let iv = c.interval.expect("an interval");
+            (iv.hi.atanh() - iv.lo.atanh()) / 2.0
+        };
+        let shared = summary(&runs(true));
+        assert_eq!(
+            (shared.n, shared.initialisations, shared.groups),
+            (32, 16, 2)
+        );
+        assert!((half_width(&shared) - q * (1.06f64 / 13.0).sqrt()).abs() < 1e-9);
+        assert!(
+            shared
+                .statement
+                .contains("32 runs sharing 16 initial readings")
+        );
+        let distinct = summary(&runs(false));
+        assert_eq!((distinct.n, distinct.initialisations), (32, 32));
+        assert!((half_width(&distinct) - q * (1.06f64 / 29.0).sqrt()).abs() < 1e-9);
+        assert!(distinct.statement.contains("32 runs)"));
     }
 }

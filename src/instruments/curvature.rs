@@ -1,14 +1,15 @@
 //! Curvature of a fixed loss at fixed weights: the top Hessian eigenvalue and the Hessian trace.
 //!
 //! Kuzborskij & Lampert (arXiv 1703.01678) tie SGD's generalisation to the curvature around the
-//! initial point. candle has no grad-of-grad, so the Hessian-vector product H·v, which
-//! Pearlmutter (1994) computes exactly, is taken here by central differences of gradients,
-//! H·v ≈ (∇L(w + s·v) − ∇L(w − s·v))/(2s), with error O(s²) (docs/science.md §5). Everything is
-//! built on that product: the Lanczos method for the largest and smallest eigenvalues (what the
-//! trainer stores), power iteration for the eigenvalue of largest magnitude, and Hutchinson
-//! probes for the trace. The loss is seen only through a [`GradientOracle`]. For a ReLU network
-//! the central difference crosses kinks of the loss, and the product is then not the Hessian's
-//! (docs/instruments.md, "A caveat that matters for ReLU networks").
+//! initial point. Everything here is built on the Hessian-vector product H·v: the Lanczos method
+//! for the largest and smallest eigenvalues (what the trainer stores), power iteration for the
+//! eigenvalue of largest magnitude, and Hutchinson probes for the trace. The loss is seen only
+//! through a [`GradientOracle`]: its exact product where it has one
+//! ([`GradientOracle::exact_hessian_vector`], Pearlmutter's R-operator; the `mlp` has it), and
+//! otherwise central differences of its gradients, H·v ≈ (∇L(w + s·v) − ∇L(w − s·v))/(2s), with
+//! error O(s²) (docs/science.md §5), since candle has no grad-of-grad. For a ReLU network the
+//! central difference crosses kinks of the loss, and the product is then not the Hessian's
+//! (docs/instruments.md, "The caveat of central differences on ReLU networks").
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -26,6 +27,20 @@ pub trait GradientOracle {
     fn dim(&self) -> usize;
     /// Writes ∇L(w) into `out` (both of length [`Self::dim`]).
     fn gradient(&mut self, w: &[f32], out: &mut [f32]) -> Result<(), InstrumentError>;
+
+    /// Writes the exact Hessian-vector product ∇²L(w)·u into `out` (both of length
+    /// [`Self::dim`]) where the loss can compute one (Pearlmutter's R-operator) and returns
+    /// `Ok(true)`; the default, `Ok(false)`, has the instruments take central differences of
+    /// [`Self::gradient`] instead. The product must be linear in `u`.
+    fn exact_hessian_vector(
+        &mut self,
+        w: &[f32],
+        u: &[f64],
+        out: &mut [f64],
+    ) -> Result<bool, InstrumentError> {
+        let _ = (w, u, out);
+        Ok(false)
+    }
 }
 
 /// Default relative step h of the central differences: s = h·max(1, |w|).
@@ -79,6 +94,8 @@ struct Hvp<'w> {
     w_minus: Vec<f32>,
     g_plus: Vec<f32>,
     g_minus: Vec<f32>,
+    /// Whether the oracle's exact product was used.
+    exact: bool,
 }
 
 impl<'w> Hvp<'w> {
@@ -110,16 +127,25 @@ impl<'w> Hvp<'w> {
             w_minus: vec![0.0; dim],
             g_plus: vec![0.0; dim],
             g_minus: vec![0.0; dim],
+            exact: false,
         })
     }
 
-    /// H·u for a unit vector `u`, written to `out`. Two gradient evaluations.
+    /// H·u for a unit vector `u`, written to `out`: the oracle's exact product where it has
+    /// one, else two gradient evaluations.
     fn apply_unit<O: GradientOracle + ?Sized>(
         &mut self,
         oracle: &mut O,
         u: &[f64],
         out: &mut [f64],
     ) -> Result<(), InstrumentError> {
+        if oracle.exact_hessian_vector(self.w, u, out)? {
+            self.exact = true;
+            return match out.iter().position(|x| !x.is_finite()) {
+                Some(index) => Err(InstrumentError::NonFiniteGradient { index }),
+                None => Ok(()),
+            };
+        }
         let s = self.step;
         let mut moved = false;
         for (((p, m), &wi), &ui) in self
@@ -163,9 +189,10 @@ fn check_gradient(g: &[f32]) -> Result<(), InstrumentError> {
     }
 }
 
-/// H·v at `w` by central differences, written to `out`. Two gradient evaluations.
+/// H·v at `w`, written to `out`: the oracle's exact product where it has one
+/// ([`GradientOracle::exact_hessian_vector`]), else central differences of two gradients.
 ///
-/// `v` is normalised internally, the step s = `relative_step`·max(1, |w|) is taken along the
+/// For the differences, `v` is normalised internally, the step s = `relative_step`·max(1, |w|) is taken along the
 /// unit vector (see [`DEFAULT_RELATIVE_STEP`] for the choice), and the result is scaled back by
 /// |v|, so `out` approximates H·v itself. Exact up to f32 rounding when the loss is quadratic;
 /// otherwise off by O(s²).
@@ -316,7 +343,7 @@ pub fn top_eigenvalue<O: GradientOracle + ?Sized>(
 /// Settings of [`extreme_eigenvalues`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LanczosOptions {
-    /// Most Lanczos steps (Hessian-vector products, two gradient evaluations each). The Krylov
+    /// Most Lanczos steps (Hessian-vector products: one exact product or two gradient evaluations each). The Krylov
     /// basis is kept: `max_steps`·dim f64 values.
     pub max_steps: usize,
     /// Convergence when the Ritz pair (θ, x) of the largest eigenvalue has relative residual
@@ -353,6 +380,9 @@ pub struct SpectrumEnds {
     /// curves down in some direction. Its `converged` uses the same test as `max`'s; the
     /// iteration stops on `max` alone, so `min` may be less accurate.
     pub min: EigenEstimate,
+    /// Whether the products were the oracle's exact ones
+    /// ([`GradientOracle::exact_hessian_vector`]) rather than central differences.
+    pub exact_product: bool,
 }
 
 /// The algebraically largest and smallest Hessian eigenvalues at `w` by the Lanczos method
@@ -477,6 +507,7 @@ pub fn extreme_eigenvalues<O: GradientOracle + ?Sized>(
     Ok(SpectrumEnds {
         max: best_top,
         min: best_bottom,
+        exact_product: hvp.exact,
     })
 }
 
@@ -488,8 +519,10 @@ pub struct TraceEstimate {
     pub mean: f64,
     /// Sample standard deviation of zᵀHz over √probes.
     pub std_error: f64,
-    /// Number of probes (gradient evaluations = 2·probes).
+    /// Number of probes (gradient evaluations = 2·probes, or one exact product each).
     pub probes: usize,
+    /// Whether the products were the oracle's exact ones rather than central differences.
+    pub exact_product: bool,
 }
 
 /// Hutchinson's estimate of tr(H) at `w`: the mean of zᵀHz over Rademacher probes z (entries
@@ -531,6 +564,7 @@ pub fn hutchinson_trace<O: GradientOracle + ?Sized>(
         mean,
         std_error: (var / n).sqrt(),
         probes,
+        exact_product: hvp.exact,
     })
 }
 

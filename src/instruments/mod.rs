@@ -6,8 +6,9 @@
 //!   bias-corrected moving averages.
 //! - [`curvature`]: the largest and smallest Hessian eigenvalues (Lanczos; power iteration for
 //!   the largest magnitude) and the Hessian trace (Hutchinson) of a fixed loss at fixed
-//!   weights, from central differences of gradients (Kuzborskij & Lampert, arXiv 1703.01678;
-//!   Pearlmutter 1994), because candle has no grad-of-grad.
+//!   weights (Kuzborskij & Lampert, arXiv 1703.01678), on the loss's exact Hessian-vector
+//!   product where it has one (Pearlmutter 1994) and on central differences of gradients
+//!   otherwise, because candle has no grad-of-grad.
 //!
 //! This module is pure numerics: it sees gradients as `&[f32]` through [`GradientOracle`] and
 //! squared norms as `f64`, and knows nothing of candle, the database or the trainer. Every random

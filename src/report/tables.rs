@@ -547,6 +547,7 @@ pub fn instruments_tables(fit: &FitReport, curvature: bool) -> Vec<Table> {
                 "interval",
                 "p-value",
                 "runs",
+                "initial readings",
                 "groups",
             ],
         );
@@ -555,6 +556,12 @@ pub fn instruments_tables(fit: &FitReport, curvature: bool) -> Vec<Table> {
             opt_interval(&c.interval, |v| format::sig(v, 3)),
             c.p_value.map(|p| format::sig(p, 3)).unwrap_or_else(dash),
             c.n.to_string(),
+            // A fit stored before readings were counted has none recorded.
+            if c.initialisations > 0 {
+                c.initialisations.to_string()
+            } else {
+                dash()
+            },
             c.groups.to_string(),
         ]);
         let mut pts = Table::new(

@@ -22,9 +22,10 @@ pub const NOISE_SCALE_BUDGET: f64 = 0.1;
 pub const CURVATURE_BATCH: usize = 1024;
 /// Hutchinson probes for the Hessian trace.
 pub const TRACE_PROBES: usize = 16;
-/// Most Lanczos steps for the top eigenvalue (two gradients each). On the exact product of
-/// the curvature sweep's network the residual falls below [`LANCZOS_TOLERANCE`] in 8–15 steps;
-/// on its finite-difference product it levels off at 1–6% near step 15–20 (docs/instruments.md).
+/// Most Lanczos steps for the top eigenvalue (one Hessian-vector product each). On the exact
+/// product of the curvature sweep's network the residual falls below [`LANCZOS_TOLERANCE`] in
+/// 8–15 steps; on its finite-difference product it levels off at 1–6% near step 15–20
+/// (docs/instruments.md).
 pub const LANCZOS_STEPS: usize = 40;
 /// Convergence tolerance of the Lanczos iteration: relative residual |Hx − θx|/|θ| of the top
 /// Ritz pair, which puts an eigenvalue within 1% of θ (and within (0.01·θ)²/gap when the next
@@ -145,7 +146,8 @@ impl NoiseProbe {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Curvature {
     /// The algebraically largest eigenvalue of the Hessian (the top Ritz value of a Lanczos
-    /// iteration on Hessian-vector products by central differences of gradients).
+    /// iteration on Hessian-vector products: exact for the `mlp`, central differences of
+    /// gradients for the `cnn`).
     pub top_eigenvalue: f64,
     /// Whether its relative residual fell to [`LANCZOS_TOLERANCE`]; when not, the value is the
     /// Ritz value of least residual, within `eigen_residual`·|value| of an eigenvalue.
@@ -162,6 +164,9 @@ pub struct Curvature {
     pub trace_se: f64,
     /// Examples of the fixed batch the loss was taken over.
     pub batch: usize,
+    /// Whether the Hessian-vector products were exact ([`Network::loss_hessian_vector`], the
+    /// `mlp`) rather than central differences of gradients (the `cnn`).
+    pub exact_product: bool,
 }
 
 /// The gradient of the mean loss over a fixed batch, at parameters set from a flat vector.
@@ -171,6 +176,8 @@ struct NetOracle<'a> {
     x: Vec<f32>,
     y: Vec<u32>,
     grads: Grads,
+    /// A direction of a Hessian-vector product, laid out as the gradients.
+    direction: Grads,
     dim: usize,
 }
 
@@ -191,6 +198,37 @@ impl GradientOracle for NetOracle<'_> {
             at += g.len();
         }
         Ok(())
+    }
+
+    fn exact_hessian_vector(
+        &mut self,
+        w: &[f32],
+        u: &[f64],
+        out: &mut [f64],
+    ) -> std::result::Result<bool, InstrumentError> {
+        let err = |e: Error| InstrumentError::Oracle(e.to_string());
+        assign_params(&self.params, w).map_err(err)?;
+        let mut at = 0;
+        for d in self.direction.bufs_mut() {
+            for (dv, &uv) in d.iter_mut().zip(&u[at..]) {
+                *dv = uv as f32;
+            }
+            at += d.len();
+        }
+        let exact = self
+            .net
+            .loss_hessian_vector(&self.x, &self.y, &self.direction, &mut self.grads)
+            .map_err(err)?;
+        if exact {
+            let mut at = 0;
+            for g in self.grads.bufs() {
+                for (o, &gv) in out[at..at + g.len()].iter_mut().zip(g) {
+                    *o = f64::from(gv);
+                }
+                at += g.len();
+            }
+        }
+        Ok(exact)
     }
 }
 
@@ -213,6 +251,7 @@ pub fn measure_curvature(net: &mut dyn Network, data: &Dataset, seed: u64) -> Re
             x,
             y,
             grads: Grads::for_params(&params),
+            direction: Grads::for_params(&params),
             dim: w0.len(),
         };
         let eig = instruments::extreme_eigenvalues(
@@ -248,5 +287,6 @@ pub fn measure_curvature(net: &mut dyn Network, data: &Dataset, seed: u64) -> Re
         trace: tr.mean,
         trace_se: tr.std_error,
         batch: m,
+        exact_product: eig.exact_product && tr.exact_product,
     })
 }

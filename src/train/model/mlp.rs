@@ -224,6 +224,165 @@ impl Network for Mlp {
     fn forward_macs(&self) -> u64 {
         self.weights.iter().map(|w| w.elem_count() as u64).sum()
     }
+
+    fn loss_hessian_vector(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        v: &Grads,
+        out: &mut Grads,
+    ) -> Result<bool> {
+        let sizes = || {
+            self.weights
+                .iter()
+                .zip(&self.biases)
+                .flat_map(|(w, b)| [w.elem_count(), b.elem_count()])
+        };
+        check_batch("mlp", x, y, self.widths[0])?;
+        v.check(sizes())?;
+        out.check(sizes())?;
+        let widths = &self.widths;
+        with_params(&self.weights, &self.biases, |w, b| {
+            hessian_vector_into(widths, w, b, x, y, v.bufs(), out.bufs_mut())
+        })?;
+        Ok(true)
+    }
+}
+
+/// H·v of the mean cross-entropy over the batch by Pearlmutter's R-operator, R{·} = ∂/∂r at
+/// w + r·v, r = 0. With every weight stored transposed (Wᵀ, `(in, out)`), and vₗ, v_bₗ the
+/// direction's parts for layer l's weight (same layout) and bias:
+///
+/// - forward: R{a₀} = 0; R{zₗ} = R{aₗ₋₁}·Wₗᵀ + aₗ₋₁·vₗ + v_bₗ; R{aₗ} = R{zₗ} ⊙ [aₗ > 0] on hidden
+///   layers (the pattern is held: the ReLU's second derivative is 0 away from its kink);
+/// - at the logits f, with p = softmax(f) per row and m rows: δ = (p − onehot)/m and
+///   R{δ} = (p ⊙ (R{f} − pᵀR{f}))/m, the softmax Jacobian applied to R{f};
+/// - backward: (H·v) for Wₗᵀ = aₗ₋₁ᵀ·R{δₗ} + R{aₗ₋₁}ᵀ·δₗ, for bₗ = Σ_rows R{δₗ};
+///   δₗ₋₁ = (δₗ·Wₗ) ⊙ [aₗ₋₁ > 0] and R{δₗ₋₁} = (R{δₗ}·Wₗ + δₗ·vₗᵀ) ⊙ [aₗ₋₁ > 0].
+///
+/// f32 products (the training step's kernels) with the softmax terms in f64: rounding only, no
+/// truncation. Instrument-only, so its buffers are allocated here, apart from the training
+/// step's scratch.
+fn hessian_vector_into(
+    widths: &[usize],
+    w: &[&[f32]],
+    b: &[&[f32]],
+    x: &[f32],
+    y: &[u32],
+    v: &[Vec<f32>],
+    out: &mut [Vec<f32>],
+) -> Result<()> {
+    let layers = w.len();
+    let rows = y.len();
+    let mut acts = Vec::new();
+    forward_into(&mut acts, widths, w, b, x, rows)?;
+    // R{zₗ}, then R{aₗ} in place.
+    let mut racts: Vec<Vec<f32>> = Vec::with_capacity(layers);
+    for l in 0..layers {
+        let (fan_in, width) = (widths[l], widths[l + 1]);
+        let input = if l == 0 {
+            x
+        } else {
+            &acts[l - 1][..rows * fan_in]
+        };
+        let mut rz = vec![0.0; rows * width];
+        matmul_into(
+            &mut rz,
+            MatRef::row_major(input, rows, fan_in),
+            MatRef::row_major(&v[2 * l], fan_in, width),
+            false,
+        )?;
+        if l > 0 {
+            matmul_into(
+                &mut rz,
+                MatRef::row_major(&racts[l - 1], rows, fan_in),
+                MatRef::row_major(w[l], fan_in, width),
+                true,
+            )?;
+        }
+        for row in rz.chunks_exact_mut(width) {
+            for (r, vb) in row.iter_mut().zip(&v[2 * l + 1]) {
+                *r += vb;
+            }
+        }
+        if l + 1 < layers {
+            relu_backward(&mut rz, &acts[l][..rows * width]);
+        }
+        racts.push(rz);
+    }
+
+    // δ and R{δ} at the logits.
+    let classes = widths[layers];
+    let scale = 1.0 / rows.max(1) as f64;
+    let mut dz = vec![0.0f32; rows * classes];
+    let mut rdz = vec![0.0f32; rows * classes];
+    let mut p = vec![0.0f64; classes];
+    for ((((f, rf), d), rd), &label) in acts[layers - 1]
+        .chunks_exact(classes)
+        .zip(racts[layers - 1].chunks_exact(classes))
+        .zip(dz.chunks_exact_mut(classes))
+        .zip(rdz.chunks_exact_mut(classes))
+        .zip(y)
+    {
+        let max = f.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z));
+        let mut total = 0.0;
+        for (pk, &z) in p.iter_mut().zip(f) {
+            *pk = f64::from(z - max).exp();
+            total += *pk;
+        }
+        p.iter_mut().for_each(|pk| *pk /= total);
+        let p_rf: f64 = p.iter().zip(rf).map(|(pk, &r)| pk * f64::from(r)).sum();
+        for (k, ((dk, rdk), &rk)) in d.iter_mut().zip(rd.iter_mut()).zip(rf).enumerate() {
+            let onehot = if k == label as usize { 1.0 } else { 0.0 };
+            *dk = ((p[k] - onehot) * scale) as f32;
+            *rdk = (p[k] * (f64::from(rk) - p_rf) * scale) as f32;
+        }
+    }
+
+    // Backward.
+    for l in (0..layers).rev() {
+        let (fan_in, width) = (widths[l], widths[l + 1]);
+        let d = MatRef::row_major(&dz, rows, width);
+        let rd = MatRef::row_major(&rdz, rows, width);
+        let a_prev = if l == 0 {
+            x
+        } else {
+            &acts[l - 1][..rows * fan_in]
+        };
+        matmul_into(
+            &mut out[2 * l],
+            MatRef::row_major(a_prev, rows, fan_in).t(),
+            rd,
+            false,
+        )?;
+        if l > 0 {
+            matmul_into(
+                &mut out[2 * l],
+                MatRef::row_major(&racts[l - 1], rows, fan_in).t(),
+                d,
+                true,
+            )?;
+        }
+        sum_rows_into(&rdz, &mut out[2 * l + 1]);
+        if l > 0 {
+            let wt = MatRef::row_major(w[l], fan_in, width).t();
+            let mut dz_prev = vec![0.0; rows * fan_in];
+            matmul_into(&mut dz_prev, d, wt, false)?;
+            let mut rdz_prev = vec![0.0; rows * fan_in];
+            matmul_into(&mut rdz_prev, rd, wt, false)?;
+            matmul_into(
+                &mut rdz_prev,
+                d,
+                MatRef::row_major(&v[2 * l], fan_in, width).t(),
+                true,
+            )?;
+            relu_backward(&mut dz_prev, a_prev);
+            relu_backward(&mut rdz_prev, a_prev);
+            dz = dz_prev;
+            rdz = rdz_prev;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` on the weights' and biases' values, read in place (no copy).

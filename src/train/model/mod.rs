@@ -5,7 +5,8 @@
 //! The `mlp` back-propagates by hand over candle matmuls on transposed views (no autograd graph,
 //! no copies for transposes, no gradient for the input layer's input); the `cnn` back-propagates
 //! by hand one image at a time (im2col, max pooling with argmax, col2im). Both are checked against
-//! central finite differences in the tests.
+//! central finite differences in the tests. The `mlp` also has the exact Hessian-vector product
+//! (Pearlmutter's R-operator, [`Network::loss_hessian_vector`]) for the curvature instrument.
 
 mod cnn;
 mod mlp;
@@ -47,6 +48,27 @@ pub trait Network: Send {
 
     /// Multiply–add count of one example's forward pass (for FLOP accounting).
     fn forward_macs(&self) -> u64;
+
+    /// The exact product H·v of the Hessian of the *mean* cross-entropy loss over the batch
+    /// (`x`, `y` as in [`Network::loss_and_grads`]) with a direction `v` (one buffer per
+    /// parameter, laid out as the gradients), written into `out`; `Ok(false)` when the network
+    /// has no exact product, and the instruments then take central differences of gradients.
+    ///
+    /// Pearlmutter's R-operator (1994): a forward and a backward pass of the directional
+    /// derivatives along `v`, at the cost of about two gradients. For a ReLU network it is the
+    /// Hessian of the smooth piece of the loss that holds the current weights (the activation
+    /// pattern held at `w`): the Hessian wherever no pre-activation is exactly 0. The network's
+    /// weights and training scratch are left as they were.
+    fn loss_hessian_vector(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        v: &Grads,
+        out: &mut Grads,
+    ) -> Result<bool> {
+        let _ = (x, y, v, out);
+        Ok(false)
+    }
 }
 
 /// One gradient buffer per parameter, in [`Network::params`] order and of the same sizes
