@@ -671,34 +671,103 @@ fn the_exact_product_of_deeper_relu_networks_matches_frozen_pattern_differences(
     }
 }
 
-/// The `cnn` has no exact product: its curvature comes from central differences of its
-/// gradients, says so, and leaves the weights as they were.
+/// The `cnn`'s R-operator product against central differences of its own gradients. Those
+/// cross a kink whenever a pre-activation or a pooling choice flips within the step, and are
+/// then far off (up to 100% here); along a direction where no kink lies within the step they
+/// are the Hessian's up to O(s²) and rounding. So each direction (conv 1 only, conv 2 only, the
+/// dense layer only, all together) is differenced with steps s, s/4, s/16 (s = 10⁻³·|w|), and
+/// the exact product must agree with at least one of them to 3·10⁻³ (f32 rounding is 10⁻³ at
+/// s/16) — a wrong product would be off at every step. It must also be symmetric, and the instrument must use it.
 #[test]
-fn the_cnn_curvature_falls_back_to_central_differences() {
+fn the_exact_product_of_the_cnn_matches_kink_free_differences() {
+    use rand::{Rng, SeedableRng};
     use scalelab::train::model::Cnn;
     let mut cfg = example_config();
-    cfg.data.train_size = 64;
+    cfg.data.train_size = 16;
     cfg.data.dim = Some(64);
     cfg.data.classes = Some(3);
     cfg.data.fill_defaults();
     let ds = data::load(&cfg.data).unwrap();
-    let mut net = Cnn::new((1, 8, 8), (2, 3), 3, &mut stream(3, Stream::Init)).unwrap();
-    let w0 = flat_params(&net.params()).unwrap();
-    let (v, mut out) = (
-        Grads::for_params(&net.params()),
-        Grads::for_params(&net.params()),
-    );
     let x = ds.train_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert!(
-        !net.loss_hessian_vector(&x, &ds.train_y, &v, &mut out)
-            .unwrap()
-    );
+    let mut net = Cnn::new((1, 8, 8), (2, 3), 3, &mut stream(3, Stream::Init)).unwrap();
+    let params = net.params();
+    let w0 = flat_params(&params).unwrap();
+    let d = w0.len();
+    let w64: Vec<f64> = w0.iter().map(|&v| f64::from(v)).collect();
+    let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let rel = |a: &[f64], b: &[f64]| {
+        norm(&a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>()) / norm(b)
+    };
+    let sizes: Vec<usize> = params.iter().map(|p| p.elem_count()).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut dirs = Vec::new();
+    let mut products = Vec::new();
+    for trial in 0..8 {
+        let block = trial % 4;
+        let mut v = vec![0.0f64; d];
+        let mut at = 0;
+        for (i, n) in sizes.iter().enumerate() {
+            if block == 3 || i / 2 == block {
+                v[at..at + n]
+                    .iter_mut()
+                    .for_each(|a| *a = rng.random::<f64>() - 0.5);
+            }
+            at += n;
+        }
+        let vn = norm(&v);
+        v.iter_mut().for_each(|a| *a /= vn);
+        let (mut vg, mut out) = (Grads::for_params(&params), Grads::for_params(&params));
+        set_flat(&mut vg, &v);
+        assert!(
+            net.loss_hessian_vector(&x, &ds.train_y, &vg, &mut out)
+                .unwrap()
+        );
+        let hv: Vec<f64> = out.bufs().concat().iter().map(|&a| f64::from(a)).collect();
+        let mut grad_at = |t: f64| {
+            let w: Vec<f32> = w64
+                .iter()
+                .zip(&v)
+                .map(|(a, b)| (a + t * b) as f32)
+                .collect();
+            assign_params(&params, &w).unwrap();
+            let mut g = Grads::for_params(&params);
+            net.loss_and_grads(&x, &ds.train_y, &mut g).unwrap();
+            g.bufs()
+                .concat()
+                .iter()
+                .map(|&a| f64::from(a))
+                .collect::<Vec<f64>>()
+        };
+        let errors: Vec<f64> = [1.0, 0.25, 0.0625]
+            .iter()
+            .map(|f| {
+                let s = 1e-3 * f * norm(&w64);
+                let (gp, gm) = (grad_at(s), grad_at(-s));
+                let fd: Vec<f64> = gp
+                    .iter()
+                    .zip(&gm)
+                    .map(|(a, b)| (a - b) / (2.0 * s))
+                    .collect();
+                rel(&hv, &fd)
+            })
+            .collect();
+        assign_params(&params, &w0).unwrap();
+        eprintln!("direction on block {block}: |Hv − fd|/|fd| at s, s/4, s/16: {errors:?}");
+        assert!(
+            errors.iter().any(|&e| e < 3e-3),
+            "block {block}: the exact product is off at every step: {errors:?}"
+        );
+        dirs.push(v);
+        products.push(hv);
+    }
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    for (i, j) in [(0, 1), (1, 2), (2, 7), (3, 6)] {
+        let (a, b) = (dot(&dirs[i], &products[j]), dot(&dirs[j], &products[i]));
+        assert!((a - b).abs() < 1e-4 * (a.abs() + b.abs()), "{a} vs {b}");
+    }
     let m = measure_curvature(&mut net, &ds, 7).unwrap();
-    assert!(!m.exact_product, "{m:?}");
-    assert!(
-        m.top_eigenvalue.is_finite() && m.top_eigenvalue > 0.0,
-        "{m:?}"
-    );
-    assert_eq!(m.batch, 64);
+    assert!(m.exact_product && m.converged, "{m:?}");
+    assert!(m.top_eigenvalue > 0.0 && m.trace_se > 0.0, "{m:?}");
+    assert_eq!(m.batch, 16);
     assert_eq!(flat_params(&net.params()).unwrap(), w0);
 }

@@ -5,7 +5,7 @@
 //! for the largest and smallest eigenvalues (what the trainer stores), power iteration for the
 //! eigenvalue of largest magnitude, and Hutchinson probes for the trace. The loss is seen only
 //! through a [`GradientOracle`]: its exact product where it has one
-//! ([`GradientOracle::exact_hessian_vector`], Pearlmutter's R-operator; the `mlp` has it), and
+//! ([`GradientOracle::exact_hessian_vector`], Pearlmutter's R-operator; both networks have it), and
 //! otherwise central differences of its gradients, H·v ≈ (∇L(w + s·v) − ∇L(w − s·v))/(2s), with
 //! error O(s²) (docs/science.md §5), since candle has no grad-of-grad. For a ReLU network the
 //! central difference crosses kinks of the loss, and the product is then not the Hessian's

@@ -146,8 +146,7 @@ impl NoiseProbe {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Curvature {
     /// The algebraically largest eigenvalue of the Hessian (the top Ritz value of a Lanczos
-    /// iteration on Hessian-vector products: exact for the `mlp`, central differences of
-    /// gradients for the `cnn`).
+    /// iteration on the network's exact Hessian-vector products).
     pub top_eigenvalue: f64,
     /// Whether its relative residual fell to [`LANCZOS_TOLERANCE`]; when not, the value is the
     /// Ritz value of least residual, within `eigen_residual`·|value| of an eigenvalue.
@@ -164,8 +163,8 @@ pub struct Curvature {
     pub trace_se: f64,
     /// Examples of the fixed batch the loss was taken over.
     pub batch: usize,
-    /// Whether the Hessian-vector products were exact ([`Network::loss_hessian_vector`], the
-    /// `mlp`) rather than central differences of gradients (the `cnn`).
+    /// Whether the Hessian-vector products were exact ([`Network::loss_hessian_vector`]; both
+    /// models have it) rather than central differences of gradients.
     pub exact_product: bool,
 }
 

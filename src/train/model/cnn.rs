@@ -454,4 +454,215 @@ impl Network for Cnn {
     fn forward_macs(&self) -> u64 {
         self.macs
     }
+
+    fn loss_hessian_vector(
+        &mut self,
+        x: &[f32],
+        y: &[u32],
+        v: &Grads,
+        out: &mut Grads,
+    ) -> Result<bool> {
+        let Cnn {
+            shapes: s,
+            params,
+            scratch,
+            ..
+        } = self;
+        let d = s.conv1.input_len();
+        check_batch("cnn", x, y, d)?;
+        v.check(params.iter().map(Tensor::elem_count))?;
+        out.check(params.iter().map(Tensor::elem_count))?;
+        let six = || candle_core::Error::Msg("cnn: six parameter buffers expected".into());
+        let [vw1, vb1, vw2, vb2, vw3, vb3] = v.bufs() else {
+            return Err(six().into());
+        };
+        let [w1, b1, w2, b2, w3, b3] = out.bufs_mut() else {
+            return Err(six().into());
+        };
+        for b in [&mut *w1, &mut *b1, &mut *b2, &mut *w3, &mut *b3] {
+            b.fill(0.0);
+        }
+        // The directional derivatives' intermediates, in the layouts of the forward pass's;
+        // the direction's conv 2 weight repacked as W₂ is.
+        let mut r = Scratch::new(s);
+        channels_last(vw2, s.c1, KERNEL_TAPS, &mut r.w2);
+        let dir = Weights {
+            w1: vw1,
+            b1: vb1,
+            w2: &[],
+            b2: vb2,
+            w3: vw3,
+            b3: vb3,
+        };
+        let mut hw2 = vec![0.0; s.c2 * s.conv2.patch()];
+        let mut hv = GradsMut {
+            w1,
+            b1,
+            w2: &mut hw2,
+            b2,
+            w3,
+            b3,
+        };
+        with_weights(params, s, scratch, |w, m| {
+            let scale = 1.0 / y.len().max(1) as f64;
+            for (xi, &label) in x.chunks_exact(d).zip(y) {
+                forward_image(s, w, xi, m)?;
+                hessian_vector_image(s, w, &dir, label, scale, m, &mut r, &mut hv)?;
+            }
+            Ok(())
+        })?;
+        channels_first(&hw2, s.c1, KERNEL_TAPS, w2);
+        Ok(true)
+    }
+}
+
+/// `out ← R{pool(ReLU(z + b))}` with the pattern held: each output's window maximum (`arg`, into
+/// `rz`'s layout) and whether the ReLU passed it (`a` > 0) are those of the forward pass, so the
+/// directional derivative is `rz` at the maximum plus the bias direction, or 0. `a`, `out` CHW.
+fn pool_direction(rz: &[f32], rb: &[f32], a: &[f32], arg: &[u32], out: &mut [f32]) -> Result<()> {
+    let per = out.len() / rb.len().max(1);
+    for (k, ((o, &ak), &i)) in out.iter_mut().zip(a).zip(arg).enumerate() {
+        *o = if ak > 0.0 {
+            let z = rz.get(i as usize).ok_or_else(|| {
+                candle_core::Error::Msg(format!("cnn: pooling index {i} out of range"))
+            })?;
+            z + rb[k / per]
+        } else {
+            0.0
+        };
+    }
+    Ok(())
+}
+
+/// One image's contribution to H·v by Pearlmutter's R-operator, after [`forward_image`] on it:
+/// R{·} = ∂/∂r at w + r·v of every intermediate, with the ReLU pattern and the pooling maxima
+/// held (the Hessian of the smooth piece of the loss that holds w), `dir` the direction (its
+/// conv 2 weight already repacked into `r.w2`). Forward: R{z₁} = V₁·cols₁; R{a₁} = R{z₁} at
+/// the maxima + v_b₁ where passed; R{z₂} = R{cols₂}·W₂ᵀ + cols₂·V₂ᵀ; R{a₂} likewise;
+/// R{f} = W₃·R{a₂} + V₃·a₂ + v_b₃. At the logits δ = (p − onehot)·scale and
+/// R{δ} = p ⊙ (R{f} − pᵀR{f})·scale. Backward, each step of [`backward_image`] and its R{}:
+/// R{dW₃} = R{δ}⊗a₂ + δ⊗R{a₂}, R{da₂} = W₃ᵀR{δ} + V₃ᵀδ, unpool; R{dW₂} = R{dz₂}ᵀcols₂ +
+/// dz₂ᵀR{cols₂}, R{dcols₂} = R{dz₂}·W₂ + dz₂·V₂, col2im, unpool; R{dW₁} = R{dz₁}·cols₁ᵀ.
+/// Adds into `hv` (conv 2's weight in `Scratch::w2`'s layout); the bias parts come from the
+/// unpooling of the R{} gradients.
+#[allow(clippy::too_many_arguments)]
+fn hessian_vector_image(
+    s: &Shapes,
+    w: &Weights,
+    dir: &Weights,
+    label: u32,
+    scale: f64,
+    m: &mut Scratch,
+    r: &mut Scratch,
+    hv: &mut GradsMut,
+) -> Result<()> {
+    let (g1, g2) = (s.conv1, s.conv2);
+    // Forward.
+    matmul_into(
+        &mut r.z1,
+        MatRef::row_major(dir.w1, s.c1, g1.patch()),
+        MatRef::row_major(&m.cols1, g1.patch(), g1.pixels()),
+        false,
+    )?;
+    pool_direction(&r.z1, dir.b1, &m.a1, &m.arg1, &mut r.a1)?;
+    chw_to_padded_hwc(&r.a1, g2, &mut r.a1_hwc)?;
+    im2col_padded_hwc(&r.a1_hwc, g2, &mut r.cols2)?;
+    matmul_into(
+        &mut r.z2,
+        MatRef::row_major(&r.cols2, g2.pixels(), g2.patch()),
+        MatRef::row_major(&m.w2, s.c2, g2.patch()).t(),
+        false,
+    )?;
+    matmul_into(
+        &mut r.z2,
+        MatRef::row_major(&m.cols2, g2.pixels(), g2.patch()),
+        MatRef::row_major(&r.w2, s.c2, g2.patch()).t(),
+        true,
+    )?;
+    pool_direction(&r.z2, dir.b2, &m.a2, &m.arg2, &mut r.a2)?;
+    let rows = w.w3.chunks_exact(s.features);
+    let dir_rows = dir.w3.chunks_exact(s.features);
+    for (((rz, row), dir_row), rb) in r.logits.iter_mut().zip(rows).zip(dir_rows).zip(dir.b3) {
+        *rz = dot(row, &r.a2) + dot(dir_row, &m.a2) + rb;
+    }
+
+    // δ and R{δ} at the logits, the softmax in f64.
+    let max = m.logits.iter().fold(f32::NEG_INFINITY, |a, &z| a.max(z));
+    let p: Vec<f64> = m.logits.iter().map(|&z| f64::from(z - max).exp()).collect();
+    let total: f64 = p.iter().sum();
+    let p_rf: f64 = p
+        .iter()
+        .zip(&r.logits)
+        .map(|(pk, &rf)| pk / total * f64::from(rf))
+        .sum();
+    for (k, ((dk, rdk), &rf)) in m
+        .dlogits
+        .iter_mut()
+        .zip(r.dlogits.iter_mut())
+        .zip(&r.logits)
+        .enumerate()
+    {
+        let pk = p[k] / total;
+        let onehot = if k == label as usize { 1.0 } else { 0.0 };
+        *dk = ((pk - onehot) * scale) as f32;
+        *rdk = (pk * (f64::from(rf) - p_rf) * scale) as f32;
+    }
+
+    // Backward.
+    m.da2.fill(0.0);
+    r.da2.fill(0.0);
+    let rows = w.w3.chunks_exact(s.features);
+    let dir_rows = dir.w3.chunks_exact(s.features);
+    let hv_rows = hv.w3.chunks_exact_mut(s.features);
+    for (((((&dk, &rdk), row), dir_row), hv_row), hb) in m
+        .dlogits
+        .iter()
+        .zip(&r.dlogits)
+        .zip(rows)
+        .zip(dir_rows)
+        .zip(hv_rows)
+        .zip(hv.b3.iter_mut())
+    {
+        axpy(rdk, &m.a2, hv_row);
+        axpy(dk, &r.a2, hv_row);
+        *hb += rdk;
+        axpy(dk, row, &mut m.da2);
+        axpy(rdk, row, &mut r.da2);
+        axpy(dk, dir_row, &mut r.da2);
+    }
+    let mut unused = vec![0.0; s.c2.max(s.c1)];
+    max_unpool2_relu(&m.da2, &m.a2, &m.arg2, &mut m.z2, &mut unused[..s.c2])?;
+    max_unpool2_relu(&r.da2, &m.a2, &m.arg2, &mut r.z2, hv.b2)?;
+    let dz2 = MatRef::row_major(&m.z2, g2.pixels(), s.c2);
+    let rdz2 = MatRef::row_major(&r.z2, g2.pixels(), s.c2);
+    let cols2 = MatRef::row_major(&m.cols2, g2.pixels(), g2.patch());
+    matmul_into(hv.w2, rdz2.t(), cols2, true)?;
+    matmul_into(
+        hv.w2,
+        dz2.t(),
+        MatRef::row_major(&r.cols2, g2.pixels(), g2.patch()),
+        true,
+    )?;
+    let w2 = MatRef::row_major(&m.w2, s.c2, g2.patch());
+    matmul_into(&mut r.cols2, rdz2, w2, false)?;
+    matmul_into(
+        &mut r.cols2,
+        dz2,
+        MatRef::row_major(&r.w2, s.c2, g2.patch()),
+        true,
+    )?;
+    matmul_into(&mut m.cols2, dz2, w2, false)?;
+    col2im_padded_hwc(&m.cols2, g2, &mut m.a1_hwc)?;
+    padded_hwc_to_chw(&m.a1_hwc, g2, &mut m.da1)?;
+    col2im_padded_hwc(&r.cols2, g2, &mut r.a1_hwc)?;
+    padded_hwc_to_chw(&r.a1_hwc, g2, &mut r.da1)?;
+    max_unpool2_relu(&m.da1, &m.a1, &m.arg1, &mut m.z1, &mut unused[..s.c1])?;
+    max_unpool2_relu(&r.da1, &m.a1, &m.arg1, &mut r.z1, hv.b1)?;
+    matmul_into(
+        hv.w1,
+        MatRef::row_major(&r.z1, s.c1, g1.pixels()),
+        MatRef::row_major(&m.cols1, g1.patch(), g1.pixels()).t(),
+        true,
+    )?;
+    Ok(())
 }

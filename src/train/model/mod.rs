@@ -5,7 +5,7 @@
 //! The `mlp` back-propagates by hand over candle matmuls on transposed views (no autograd graph,
 //! no copies for transposes, no gradient for the input layer's input); the `cnn` back-propagates
 //! by hand one image at a time (im2col, max pooling with argmax, col2im). Both are checked against
-//! central finite differences in the tests. The `mlp` also has the exact Hessian-vector product
+//! central finite differences in the tests. Both also have the exact Hessian-vector product
 //! (Pearlmutter's R-operator, [`Network::loss_hessian_vector`]) for the curvature instrument.
 
 mod cnn;
