@@ -8,7 +8,9 @@
 //! for a polynomial of the same degree in ln B says how much better g does than B alone (with one
 //! cell, g is a one-to-one function of B and both say the same). The optimal g is the best point
 //! of the curve within the data range (an end of the range is flagged censored). B = N gives
-//! g = 0 (full batch, no noise): such points, and B > N, are excluded and counted.
+//! g = 0 (full batch, no noise): such points, and B > N, are excluded and counted. So are runs
+//! with a schedule other than "constant": their ε and B are the initial ones, and the schedule
+//! changes g during training, so no single g describes them.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +82,9 @@ pub struct CollapseSection {
     pub excluded_full_batch: usize,
     /// Runs with ε ≤ 0, m outside [0, 1) or B = 0 left out.
     pub excluded_invalid: usize,
+    /// Runs with a non-constant schedule left out (g changes during training).
+    #[serde(default)]
+    pub excluded_schedule: usize,
     pub n_cells: usize,
     pub smooth_g: SmoothFit,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,8 +199,12 @@ fn best_on_range(c: &[f64], metric: MetricKind) -> (f64, Option<Censor>) {
 /// The collapse of every run's metric onto g.
 pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
     let mut points = Vec::new();
-    let (mut full, mut invalid) = (0, 0);
+    let (mut full, mut invalid, mut scheduled) = (0, 0, 0);
     for (i, r, value) in ctx.valued() {
+        if r.schedule != "constant" {
+            scheduled += 1;
+            continue;
+        }
         let ok =
             r.lr.is_finite() && r.lr > 0.0 && (0.0..1.0).contains(&r.momentum) && r.batch_size > 0;
         if !ok {
@@ -224,6 +233,9 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
     if points.is_empty() {
         return Outcome::skipped(if full > 0 {
             "every run has B ≥ N (g = 0): no noise scale to collapse on"
+        } else if scheduled > 0 {
+            "no constant-schedule run with a value: a schedule changes ε or B during training, \
+             so its runs have no single noise scale g"
         } else {
             "no run with a value and a valid ε, m and B: nothing to collapse"
         });
@@ -283,11 +295,18 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
     let mut notes = Vec::new();
     if n_cells == 1 {
         notes.push(
-            "one cell: g is a one-to-one function of B, so the two scores say the same thing",
+            "one cell: g is a one-to-one function of B, so the two scores say the same thing"
+                .to_string(),
         );
     }
     if score_g.is_none() {
-        notes.push("the seed means do not vary: no score");
+        notes.push("the seed means do not vary: no score".to_string());
+    }
+    if scheduled > 0 {
+        notes.push(format!(
+            "{scheduled} run(s) with a non-constant schedule left out (the schedule changes g \
+             during training)"
+        ));
     }
     Outcome::Fitted(CollapseSection {
         g_opt,
@@ -298,6 +317,7 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
         means,
         excluded_full_batch: full,
         excluded_invalid: invalid,
+        excluded_schedule: scheduled,
         n_cells,
         smooth_g,
         smooth_b,

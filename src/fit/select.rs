@@ -47,6 +47,19 @@ fn trained_values(curve: &[EpochPoint]) -> Vec<f64> {
     out.into_iter().filter_map(|(_, v)| v).collect()
 }
 
+/// How many models (one per evaluated epoch) `select` compares to reduce a curve to its value:
+/// 1 for final (the last model only), every epoch ≥ 1 with a value for best, and up to 5 for
+/// median-last-5; at least 1 (a diverged run's censored value was compared too). Each was
+/// scored on the same held-out examples, so each counts in a union bound over what was compared.
+pub(crate) fn models_compared(curve: &[EpochPoint], select: Select) -> usize {
+    let n = trained_values(curve).len();
+    match select {
+        Select::Final => 1,
+        Select::Best => n.max(1),
+        Select::MedianLast5 => n.clamp(1, 5),
+    }
+}
+
 /// Reduces a curve by `select`:
 /// final = the last epoch (≥ 1) with a value; best = the best value over epochs ≥ 1 (max for
 /// accuracies, min for losses); median-last-5 = the median of the last 5 epochs with values

@@ -4,7 +4,7 @@
 //! Every function returns `None` rather than a NaN: callers turn `None` into a reason.
 
 use nalgebra::{DMatrix, DVector};
-use statrs::distribution::{ContinuousCDF, FisherSnedecor, Normal, StudentsT};
+use statrs::distribution::{ContinuousCDF, FisherSnedecor, StudentsT};
 
 use super::Interval;
 
@@ -57,14 +57,6 @@ pub(crate) fn t_cdf(x: f64, dof: f64) -> Option<f64> {
     }
     let t = StudentsT::new(0.0, 1.0, dof).ok()?;
     finite(t.cdf(x))
-}
-
-/// Standard normal quantile.
-pub(crate) fn normal_quantile(p: f64) -> Option<f64> {
-    if !(p > 0.0 && p < 1.0) {
-        return None;
-    }
-    finite(Normal::new(0.0, 1.0).ok()?.inverse_cdf(p))
 }
 
 /// Upper tail P(F > f) of Fisher–Snedecor F(d1, d2).

@@ -60,8 +60,8 @@ fn render_bopt(out: &mut String, s: &BoptSection) {
         .map_or(0.95, |i| i.level);
     let _ = writeln!(
         out,
-        "seed mean against B; vertex of the quadratic in log2 B; {:.0}% percentile bootstrap over \
-         seeds ({} resamples, seed {})",
+        "seed mean against B; vertex of the quadratic in log2 B; {:.0}% percentile of a parametric \
+         bootstrap from the seeds' pooled spread ({} resamples, seed {})",
         100.0 * level,
         s.bootstrap,
         s.bootstrap_seed
@@ -112,9 +112,13 @@ fn render_scaling(out: &mut String, s: &ScalingSection) {
     let _ = writeln!(
         out,
         "ln B_opt = c + a·ln ε + b·ln N + γ·ln(1/(1−m)) over {} non-censored cell(s); \
-         {} censored left out",
+         {} censored left out{}",
         s.cells_used.len(),
-        s.cells_censored.len()
+        s.cells_censored.len(),
+        match s.cells_non_constant_schedule.len() {
+            0 => String::new(),
+            n => format!("; {n} with a non-constant schedule left out"),
+        }
     );
     match &s.log_linear {
         Outcome::Fitted(f) => {

@@ -5,7 +5,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{EpochPoint, RunInput};
 
-/// A seeded standard-normal source (Box–Muller; rand_distr is not a dependency).
+/// A seeded standard-normal source (Box–Muller, so that the planted data sets never change with
+/// a rand_distr release).
 pub struct Gauss(ChaCha8Rng);
 
 impl Gauss {
@@ -128,6 +129,27 @@ pub fn planted_bopt_runs(
         }
     }
     runs
+}
+
+/// The B_opt section and the scaling regression alone, as `fit_all` computes them (the other
+/// estimators skipped): for simulations that fit many planted data sets.
+pub fn fit_bopt_and_scaling(
+    runs: &[RunInput],
+    opts: &super::FitOptions,
+) -> (
+    super::Outcome<super::BoptSection>,
+    super::Outcome<super::ScalingSection>,
+) {
+    let kept: Vec<&RunInput> = runs.iter().collect();
+    let selection = super::select::select_all(&kept, opts);
+    let ctx = super::Ctx {
+        runs: kept,
+        sel: selection.per_run,
+        opts: opts.clone(),
+    };
+    let bopt = super::bopt::fit_bopt(&ctx);
+    let scaling = super::regression::fit_scaling(&bopt, opts);
+    (bopt, scaling)
 }
 
 /// Asserts that the JSON of a report holds no `null`: every `Option` is skipped when `None`,

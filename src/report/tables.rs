@@ -269,12 +269,18 @@ fn scaling_section(s: &ScalingSection) -> Vec<Table> {
         ]),
     }
     out.push(k);
-    if !s.cells_censored.is_empty() {
+    if !s.cells_censored.is_empty() || !s.cells_non_constant_schedule.is_empty() {
         let mut c = Table::new("Cells left out of the regression", &["cell", "why"]);
         for name in &s.cells_censored {
             c.row(vec![
                 name.clone(),
                 "B_opt at the grid's edge (a bound)".into(),
+            ]);
+        }
+        for name in &s.cells_non_constant_schedule {
+            c.row(vec![
+                name.clone(),
+                "non-constant schedule (ε or B changes during training)".into(),
             ]);
         }
         out.push(c);
