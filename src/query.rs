@@ -137,6 +137,11 @@ pub const MAX_FILTER_DEPTH: usize = 100;
 /// deepest filter allowed is about 200 + 100 levels, well inside SQLite's limit.
 pub const MAX_FILTER_CONDITIONS: usize = 200;
 
+/// How many values a `--where` filter may hold in all (its `in` lists, mostly). SQLite takes at
+/// most 32,766 bound parameters and refused more with "too many SQL variables", an error that
+/// does not name the filter; this leaves room for the command's own parameters.
+pub const MAX_FILTER_VALUES: usize = 10_000;
+
 struct Parser<'a> {
     toks: Vec<(usize, Tok)>,
     pos: usize,
@@ -258,6 +263,11 @@ impl Parser<'_> {
                 self.pos += 1;
                 let mut n = 0;
                 loop {
+                    if self.params.len() >= MAX_FILTER_VALUES {
+                        return Err(self.err(format!(
+                            "more than {MAX_FILTER_VALUES} values in all (in IN lists)"
+                        )));
+                    }
                     let v = self.value()?;
                     self.params.push(v);
                     n += 1;
@@ -600,6 +610,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("Expression tree is too large"), "{e}");
+    }
+
+    /// 40,000 values in an IN list got SQLite's "too many SQL variables", naming neither the
+    /// filter nor the limit; the filter now refuses more than [`MAX_FILTER_VALUES`] in one line.
+    #[test]
+    fn huge_in_lists_are_refused_naming_the_filter() {
+        let list = |n: usize| {
+            let vals: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            format!("seed in ({})", vals.join(", "))
+        };
+        let f = parse_filter(&list(MAX_FILTER_VALUES), COLS).unwrap();
+        assert_eq!(f.params.len(), MAX_FILTER_VALUES);
+        for n in [MAX_FILTER_VALUES + 1, 40_000] {
+            let e = parse_filter(&list(n), COLS).unwrap_err().to_string();
+            let want = format!("--where: more than {MAX_FILTER_VALUES} values");
+            assert!(e.starts_with(&want) && !e.contains('\n'), "{e}");
+        }
     }
 
     #[test]

@@ -136,9 +136,28 @@ pub fn prepare_scaling(fit: &FitReport) -> Result<Figure, SkipReason> {
         .bopt
         .fitted()
         .ok_or_else(|| format!("no B_opt fit: {}", fit.bopt.reason().unwrap_or("skipped")))?;
-    let cells = &bopt.cells;
+    // A cell whose schedule changes ε or B during training has no single (ε, B) to place: the
+    // regression leaves it out, and so does the figure (it is in the B_opt table).
+    let scheduled = bopt
+        .cells
+        .iter()
+        .filter(|c| c.schedule != "constant")
+        .count();
+    let cells: Vec<CellBopt> = bopt
+        .cells
+        .iter()
+        .filter(|c| c.schedule == "constant")
+        .cloned()
+        .collect();
+    let cells = &cells;
     if cells.is_empty() {
-        return Err("no cell has a B_opt estimate".into());
+        return Err(if scheduled > 0 {
+            "no constant-schedule cell has a B_opt estimate (cells whose schedule changes ε or B \
+             have no single value to place)"
+                .into()
+        } else {
+            "no cell has a B_opt estimate".into()
+        });
     }
     let axes: Vec<usize> = (0..3).filter(|&k| varies(cells, k)).collect();
     if axes.is_empty() {
@@ -195,6 +214,11 @@ pub fn prepare_scaling(fit: &FitReport) -> Result<Figure, SkipReason> {
             " With several axes varying, each point is moved to the mean of the other axes \
              along the fitted slopes.",
         );
+    }
+    if scheduled > 0 {
+        footnote.push_str(&format!(
+            " {scheduled} cell(s) whose schedule changes ε or B are not drawn (nor fitted)."
+        ));
     }
     match (log_linear, why_no_fit) {
         (Some(f), _) => footnote.push_str(&format!(
@@ -350,6 +374,28 @@ mod tests {
     use crate::plot::chart::LayerKind;
     use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
+
+    /// A cell whose schedule changes B has no single B to place: not drawn (it was drawn as a
+    /// hollow "censored" point, being outside the fit), and the footnote says so.
+    #[test]
+    fn cells_with_a_changing_schedule_are_not_drawn() {
+        let (_, mut fit) = testdata::synthetic();
+        let points = |fit: &FitReport| {
+            let fig = prepare_scaling(fit).unwrap();
+            let n = |name: &str| fig.panels[0].layer(name).map_or(0, |l| l.xy().len());
+            (n("cells") + n("censored"), fig.footnote.unwrap_or_default())
+        };
+        let (before, note) = points(&fit);
+        assert!(!note.contains("schedule"), "{note}");
+        let crate::fit::Outcome::Fitted(bopt) = &mut fit.bopt else {
+            panic!("no B_opt fit");
+        };
+        let total = bopt.cells.len();
+        bopt.cells[0].schedule = "increase-batch".into();
+        let (after, note) = points(&fit);
+        assert_eq!((before, after), (total, total - 1));
+        assert!(note.contains("1 cell(s) whose schedule changes"), "{note}");
+    }
 
     #[test]
     fn band_at_the_centre_is_the_fit_plus_minus_t_se() {
