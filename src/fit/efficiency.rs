@@ -234,18 +234,6 @@ pub(crate) enum Crossing {
 
 /// Where the smoothed curve first reaches `target` (see [`Crossing`] and the module docs).
 pub(crate) fn crossing(curve: &[EpochPoint], target: f64, metric: MetricKind) -> Crossing {
-    match crossing_at(curve, target, metric) {
-        Ok(Some(at)) => Crossing::At(at.0, at.1),
-        Ok(None) => Crossing::Never,
-        Err(()) => Crossing::Censored,
-    }
-}
-
-fn crossing_at(
-    curve: &[EpochPoint],
-    target: f64,
-    metric: MetricKind,
-) -> Result<Option<(f64, f64)>, ()> {
     let reached = |v: f64| {
         if metric.higher_is_better() {
             v >= target
@@ -255,18 +243,20 @@ fn crossing_at(
     };
     let s = smoothed(curve, metric);
     let Some(k) = s.iter().position(|p| reached(p.3)) else {
-        return Ok(None);
+        return Crossing::Never;
     };
-    let (a, b) = (s.get(k.wrapping_sub(1)).ok_or(())?, s[k]);
-    if a.1 <= 0.0 {
-        return Err(());
-    }
+    // At the first evaluation, or right after initialisation: the steps are unknown.
+    let Some(&a) = k.checked_sub(1).map(|i| &s[i]).filter(|a| a.1 > 0.0) else {
+        return Crossing::Censored;
+    };
+    let b = s[k];
     let frac = (target - a.3) / (b.3 - a.3);
     let steps = a.1 + frac * (b.1 - a.1);
     let examples = a.2 + frac * (b.2 - a.2);
-    Ok((steps > 0.0 && examples > 0.0)
-        .then(|| finite(steps).zip(finite(examples)))
-        .flatten())
+    match (finite(steps), finite(examples)) {
+        (Some(st), Some(ex)) if st > 0.0 && ex > 0.0 => Crossing::At(st, ex),
+        _ => Crossing::Never,
+    }
 }
 
 /// Fits S(B) = S_min(1 + B_crit/B) to (B, S) on ln S; returns (θ, fit).

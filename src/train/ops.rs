@@ -859,6 +859,32 @@ fn first_max(row: &[f32]) -> (usize, f32) {
     (best, max)
 }
 
+/// One row's ∂L/∂logits and its directional derivative for a Hessian-vector product: with
+/// p = softmax(`f`) (in f64, in `p`, resized to the row), δ = (p − onehot)·`scale` into `d` and
+/// R{δ} = p ⊙ (`rf` − pᵀ`rf`)·`scale` into `rd` — the softmax Jacobian applied to R{f}, the
+/// logits' directional derivative. Both networks' R-operators end their forward pass here.
+pub fn softmax_xent_r_row(
+    f: &[f32],
+    rf: &[f32],
+    label: u32,
+    scale: f64,
+    p: &mut Vec<f64>,
+    d: &mut [f32],
+    rd: &mut [f32],
+) {
+    let max = f.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z));
+    p.clear();
+    p.extend(f.iter().map(|&z| f64::from(z - max).exp()));
+    let total: f64 = p.iter().sum();
+    p.iter_mut().for_each(|pk| *pk /= total);
+    let p_rf: f64 = p.iter().zip(rf).map(|(pk, &r)| pk * f64::from(r)).sum();
+    for (k, ((dk, rdk), &rk)) in d.iter_mut().zip(rd.iter_mut()).zip(rf).enumerate() {
+        let onehot = if k == label as usize { 1.0 } else { 0.0 };
+        *dk = ((p[k] - onehot) * scale) as f32;
+        *rdk = (p[k] * (f64::from(rk) - p_rf) * scale) as f32;
+    }
+}
+
 /// The cross-entropy of one row of logits `z` against `label` (what [`softmax_xent`] computes for
 /// every row): returns the loss (f64) and whether the argmax (first maximum) is the label; with
 /// `grad`, writes `scale·(softmax − onehot)` into it.

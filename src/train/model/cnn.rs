@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 use crate::train::ops::{
     ConvGeometry, LossSum, MatRef, PoolInput, chw_to_padded_hwc, col2im_padded_hwc, f32_data,
     im2col_padded_hwc, im2col_patch_cols, matmul_into, max_pool2_bias_relu, max_unpool2_relu,
-    padded_hwc_to_chw, softmax_xent_row, transpose_into,
+    padded_hwc_to_chw, softmax_xent_r_row, softmax_xent_row, transpose_into,
 };
 
 const KERNEL: usize = 5;
@@ -495,6 +495,10 @@ impl Network for Cnn {
             b3: vb3,
         };
         let mut hw2 = vec![0.0; s.c2 * s.conv2.patch()];
+        let mut spare = RSpare {
+            p: Vec::with_capacity(s.classes),
+            bias: vec![0.0; s.c1.max(s.c2)],
+        };
         let mut hv = GradsMut {
             w1,
             b1,
@@ -507,13 +511,20 @@ impl Network for Cnn {
             let scale = 1.0 / y.len().max(1) as f64;
             for (xi, &label) in x.chunks_exact(d).zip(y) {
                 forward_image(s, w, xi, m)?;
-                hessian_vector_image(s, w, &dir, label, scale, m, &mut r, &mut hv)?;
+                hessian_vector_image(s, w, &dir, label, scale, m, &mut r, &mut hv, &mut spare)?;
             }
             Ok(())
         })?;
         channels_first(&hw2, s.c1, KERNEL_TAPS, w2);
         Ok(true)
     }
+}
+
+/// Small buffers of [`hessian_vector_image`], kept from image to image: the softmax of a row
+/// of logits, and a bias gradient of the plain backward pass that the product does not need.
+struct RSpare {
+    p: Vec<f64>,
+    bias: Vec<f32>,
 }
 
 /// `out ← R{pool(ReLU(z + b))}` with the pattern held: each output's window maximum (`arg`, into
@@ -555,6 +566,7 @@ fn hessian_vector_image(
     m: &mut Scratch,
     r: &mut Scratch,
     hv: &mut GradsMut,
+    spare: &mut RSpare,
 ) -> Result<()> {
     let (g1, g2) = (s.conv1, s.conv2);
     // Forward.
@@ -587,26 +599,15 @@ fn hessian_vector_image(
     }
 
     // δ and R{δ} at the logits, the softmax in f64.
-    let max = m.logits.iter().fold(f32::NEG_INFINITY, |a, &z| a.max(z));
-    let p: Vec<f64> = m.logits.iter().map(|&z| f64::from(z - max).exp()).collect();
-    let total: f64 = p.iter().sum();
-    let p_rf: f64 = p
-        .iter()
-        .zip(&r.logits)
-        .map(|(pk, &rf)| pk / total * f64::from(rf))
-        .sum();
-    for (k, ((dk, rdk), &rf)) in m
-        .dlogits
-        .iter_mut()
-        .zip(r.dlogits.iter_mut())
-        .zip(&r.logits)
-        .enumerate()
-    {
-        let pk = p[k] / total;
-        let onehot = if k == label as usize { 1.0 } else { 0.0 };
-        *dk = ((pk - onehot) * scale) as f32;
-        *rdk = (pk * (f64::from(rf) - p_rf) * scale) as f32;
-    }
+    softmax_xent_r_row(
+        &m.logits,
+        &r.logits,
+        label,
+        scale,
+        &mut spare.p,
+        &mut m.dlogits,
+        &mut r.dlogits,
+    );
 
     // Backward.
     m.da2.fill(0.0);
@@ -630,7 +631,7 @@ fn hessian_vector_image(
         axpy(rdk, row, &mut r.da2);
         axpy(dk, dir_row, &mut r.da2);
     }
-    let mut unused = vec![0.0; s.c2.max(s.c1)];
+    let unused = &mut spare.bias;
     max_unpool2_relu(&m.da2, &m.a2, &m.arg2, &mut m.z2, &mut unused[..s.c2])?;
     max_unpool2_relu(&r.da2, &m.a2, &m.arg2, &mut r.z2, hv.b2)?;
     let dz2 = MatRef::row_major(&m.z2, g2.pixels(), s.c2);

@@ -27,8 +27,8 @@ use rand::Rng;
 use super::{Grads, Network, check_batch, kaiming_uniform};
 use crate::error::Result;
 use crate::train::ops::{
-    LossSum, MatRef, bias_act, f32_data, matmul_into, relu_backward, softmax_xent_row,
-    sum_rows_into, transpose_into, with_f32, xent_rows,
+    LossSum, MatRef, bias_act, f32_data, matmul_into, relu_backward, softmax_xent_r_row,
+    softmax_xent_row, sum_rows_into, transpose_into, with_f32, xent_rows,
 };
 
 /// A multilayer perceptron `D → hidden… → classes`.
@@ -316,7 +316,7 @@ fn hessian_vector_into(
     let scale = 1.0 / rows.max(1) as f64;
     let mut dz = vec![0.0f32; rows * classes];
     let mut rdz = vec![0.0f32; rows * classes];
-    let mut p = vec![0.0f64; classes];
+    let mut p = Vec::with_capacity(classes);
     for ((((f, rf), d), rd), &label) in acts[layers - 1]
         .chunks_exact(classes)
         .zip(racts[layers - 1].chunks_exact(classes))
@@ -324,19 +324,7 @@ fn hessian_vector_into(
         .zip(rdz.chunks_exact_mut(classes))
         .zip(y)
     {
-        let max = f.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z));
-        let mut total = 0.0;
-        for (pk, &z) in p.iter_mut().zip(f) {
-            *pk = f64::from(z - max).exp();
-            total += *pk;
-        }
-        p.iter_mut().for_each(|pk| *pk /= total);
-        let p_rf: f64 = p.iter().zip(rf).map(|(pk, &r)| pk * f64::from(r)).sum();
-        for (k, ((dk, rdk), &rk)) in d.iter_mut().zip(rd.iter_mut()).zip(rf).enumerate() {
-            let onehot = if k == label as usize { 1.0 } else { 0.0 };
-            *dk = ((p[k] - onehot) * scale) as f32;
-            *rdk = (p[k] * (f64::from(rk) - p_rf) * scale) as f32;
-        }
+        softmax_xent_r_row(f, rf, label, scale, &mut p, d, rd);
     }
 
     // Backward.
