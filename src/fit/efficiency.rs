@@ -35,7 +35,7 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use super::nls;
-use super::stats::{finite, t_quantile};
+use super::stats::{finite, median, t_quantile};
 use super::{Ctx, EpochPoint, Interval, MetricKind, Outcome, RunInput};
 
 /// Automatic targets, as fractions of the way from the typical first value to the best value
@@ -193,6 +193,60 @@ pub struct SkippedTarget {
     pub reason: String,
 }
 
+/// Where one training-set size's automatic targets lie: `AUTO_FRACTIONS` of the way from
+/// `first_evaluated` to `top`. Everything between `initial` and `first_evaluated` some run
+/// reached inside its first evaluation interval, where its steps are unknown, so automatic
+/// targets describe only the rest of the progress ([`AutoRange::measurable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoRange {
+    pub train_size: u64,
+    /// The runs' median value at initialisation (step 0), if evaluated there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<f64>,
+    /// The best value any run had at its first evaluation after initialisation.
+    pub first_evaluated: f64,
+    /// The best value that at least `MIN_B` batch sizes reach.
+    pub top: f64,
+}
+
+impl AutoRange {
+    /// The share of the progress from initialisation to `top` that lies beyond every run's
+    /// first evaluation: the part automatic targets can measure (`None` without a step-0
+    /// value, or if `top` is no better than it).
+    pub fn measurable(&self) -> Option<f64> {
+        let initial = self.initial?;
+        let whole = self.top - initial;
+        (whole != 0.0 && whole.is_finite())
+            .then(|| ((self.top - self.first_evaluated) / whole).clamp(0.0, 1.0))
+    }
+
+    /// One sentence on where the targets lie, with the values drawn by `value`.
+    pub fn describe(&self, value: impl Fn(f64) -> String) -> String {
+        let mut s = format!(
+            "N = {}: automatic targets lie between {} (the best value any run had at its first \
+             evaluation) and {} (the best that {MIN_B} batch sizes reach)",
+            self.train_size,
+            value(self.first_evaluated),
+            value(self.top)
+        );
+        if let (Some(initial), Some(share)) = (self.initial, self.measurable()) {
+            s.push_str(&format!(
+                "; from {} at initialisation, that is the last {:.0}% of the progress",
+                value(initial),
+                100.0 * share
+            ));
+            if share < 0.5 {
+                s.push_str(
+                    ": earlier values are reached inside the first epoch, where steps are \
+                     unknown, so these B_crit describe late training (a lower --target leaves \
+                     out the batch sizes that reach it in their first epoch)",
+                );
+            }
+        }
+        s
+    }
+}
+
 /// The efficiency section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EfficiencySection {
@@ -200,6 +254,9 @@ pub struct EfficiencySection {
     pub smoothing: String,
     pub fits: Vec<TargetFit>,
     pub skipped: Vec<SkippedTarget>,
+    /// Where the automatic targets lie, per N (empty when targets were given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_ranges: Vec<AutoRange>,
 }
 
 /// Finite (epoch, step, samples, running best) of a curve, in epoch order.
@@ -413,9 +470,14 @@ fn fit_target(
     Ok(target_fit)
 }
 
-/// Automatic targets for one task (see `AUTO_FRACTIONS`).
-fn auto_targets(runs: &[&RunInput], metric: MetricKind) -> Result<Vec<f64>, String> {
+/// Automatic targets for one task (see `AUTO_FRACTIONS`), and where they lie.
+fn auto_targets(
+    train_size: u64,
+    runs: &[&RunInput],
+    metric: MetricKind,
+) -> Result<(Vec<f64>, AutoRange), String> {
     let mut best_per_b: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut initial: Vec<f64> = Vec::new();
     // The best value any run had at its first evaluation after initialisation: a target no
     // better than it is reached in some run's first interval, where its steps are unknown.
     let mut first_trained: Option<f64> = None;
@@ -427,6 +489,9 @@ fn auto_targets(runs: &[&RunInput], metric: MetricKind) -> Result<Vec<f64>, Stri
         }
         if let Some(p) = s.iter().find(|p| p.1 > 0.0) {
             first_trained = Some(first_trained.map_or(p.3, |b| metric.best_of(b, p.3)));
+        }
+        if let Some(p) = s.first().filter(|p| p.1 == 0.0) {
+            initial.push(p.3);
         }
     }
     if best_per_b.len() < MIN_B {
@@ -449,13 +514,22 @@ fn auto_targets(runs: &[&RunInput], metric: MetricKind) -> Result<Vec<f64>, Stri
         return Err(format!(
             "no target to fit: {MIN_B} batch sizes do not get beyond the best value after the \
              first evaluation ({start:.4}), so any target they reach some run reached in its \
-             first interval, where its steps are unknown (evaluate more often, or give --target)"
+             first interval, where its steps are unknown (give --target)"
         ));
     }
-    Ok(AUTO_FRACTIONS
+    let targets = AUTO_FRACTIONS
         .iter()
         .map(|f| start + f * (top - start))
-        .collect())
+        .collect();
+    Ok((
+        targets,
+        AutoRange {
+            train_size,
+            initial: median(&initial),
+            first_evaluated: start,
+            top,
+        },
+    ))
 }
 
 /// Steps-to-target fits, per N and target.
@@ -476,11 +550,15 @@ pub(crate) fn fit_efficiency(ctx: &Ctx) -> Outcome<EfficiencySection> {
     }
     let mut fits = Vec::new();
     let mut skipped = Vec::new();
+    let mut auto_ranges = Vec::new();
     for (&n, runs) in &tasks {
         let targets = match &ctx.opts.targets {
             Some(t) => t.clone(),
-            None => match auto_targets(runs, metric) {
-                Ok(t) => t,
+            None => match auto_targets(n, runs, metric) {
+                Ok((t, range)) => {
+                    auto_ranges.push(range);
+                    t
+                }
                 Err(reason) => {
                     skipped.push(SkippedTarget {
                         train_size: n,
@@ -523,6 +601,7 @@ pub(crate) fn fit_efficiency(ctx: &Ctx) -> Outcome<EfficiencySection> {
         ),
         fits,
         skipped,
+        auto_ranges,
     })
 }
 
@@ -803,12 +882,34 @@ mod tests {
                 ..FitOptions::default()
             },
         );
-        for f in &auto.efficiency.fitted().unwrap().fits {
+        let sec = auto.efficiency.fitted().unwrap();
+        for f in &sec.fits {
             assert!(
                 f.note.as_deref().is_none_or(|n| !n.contains("left out")),
                 "{f:?}"
             );
         }
+        // ...and so lie late in training: the loss falls from E[L0] = ½·H_20 ≈ 1.80 (the median
+        // run at step 0) to about 0.02, and 1.7% of that is beyond the first epoch. The fit says so.
+        let [range] = sec.auto_ranges[..] else {
+            panic!("{:?}", sec.auto_ranges)
+        };
+        assert_eq!(range.train_size, n);
+        let h20: f64 = (1..=20).map(|i| 1.0 / f64::from(i)).sum();
+        assert!(
+            (range.initial.unwrap() - h20 / 2.0).abs() < 1e-9,
+            "{range:?}"
+        );
+        let share = range.measurable().unwrap();
+        assert!(share > 0.005 && share < 0.05, "{share} {range:?}");
+        let text = crate::fit::table::render_tables(&auto);
+        assert!(
+            text.contains(&format!("the last {:.0}% of the progress", 100.0 * share))
+                && text.contains("describe late training"),
+            "{text}"
+        );
+        // Given targets have no automatic range.
+        assert!(rep.efficiency.fitted().unwrap().auto_ranges.is_empty());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use bopt::{BatchPoint, BoptSection, CellBopt, SkippedItem};
 pub use bound::ValidationBound;
 pub use collapse::{CollapseMean, CollapsePoint, CollapseSection, CurvePoint, SmoothFit};
 pub use efficiency::{
-    BcritBound, EfficiencyPoint, EfficiencySection, Regime, SkippedTarget, TargetFit,
+    AutoRange, BcritBound, EfficiencyPoint, EfficiencySection, Regime, SkippedTarget, TargetFit,
 };
 pub use input::{EpochPoint, FitOptions, MetricKind, ParseFitError, RunInput, Select};
 pub use instruments::{

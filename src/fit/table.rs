@@ -334,6 +334,9 @@ fn render_efficiency(out: &mut String, e: &EfficiencySection) {
         ]);
     }
     let _ = writeln!(out, "{t}");
+    for r in &e.auto_ranges {
+        let _ = writeln!(out, "targets: {}", r.describe(num));
+    }
     for f in &e.fits {
         if let Some(n) = &f.note {
             let _ = writeln!(

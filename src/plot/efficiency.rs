@@ -188,6 +188,24 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
             }
         ));
     }
+    // Automatic targets that measure only late training say so (the table says where each lies).
+    let late: Vec<String> = sec
+        .auto_ranges
+        .iter()
+        .filter(|r| shown.contains(&r.train_size))
+        .filter_map(|r| {
+            r.measurable()
+                .filter(|&share| share < 0.5)
+                .map(|share| format!("{:.0}% at N = {}", 100.0 * share, r.train_size))
+        })
+        .collect();
+    if !late.is_empty() {
+        footnote.push_str(&format!(
+            " Automatic targets cover only the last part of the progress from initialisation \
+             ({}): the rest is reached inside the first epoch, where steps are unknown.",
+            late.join(", ")
+        ));
+    }
     let columns = if several { shown.len() } else { 2 };
     // Row-major grid: the steps row, then the examples row (one panel each with one size).
     let panels = steps_row.into_iter().chain(examples_row).collect();
@@ -202,6 +220,7 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fit::AutoRange;
     use crate::plot::chart::LayerKind;
     use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
@@ -257,6 +276,25 @@ mod tests {
             }
         }
         assert!(checked >= 3);
+        // The synthetic curves are nearly flat after their first epoch at N = 8,000 (the three
+        // targets there all read 0.9066): the footnote says how little the targets measure.
+        let share = |n: u64| {
+            sec.auto_ranges
+                .iter()
+                .find(|r| r.train_size == n)
+                .and_then(AutoRange::measurable)
+                .unwrap()
+        };
+        assert!(
+            share(8000) < 0.001 && share(1000) > 0.1,
+            "{:?}",
+            sec.auto_ranges
+        );
+        let foot = fig.footnote.as_deref().unwrap();
+        assert!(
+            foot.contains("0% at N = 8000") && foot.contains("15% at N = 1000"),
+            "{foot}"
+        );
         // The planted B_crit (256) is recovered within a factor 2 for the lowest target at
         // the smallest N (the curves there saturate within the epochs run).
         let f = &sec.fits[0];

@@ -447,15 +447,24 @@ fn efficiency_section(e: &EfficiencySection, metric: MetricKind) -> Vec<Table> {
             f.note.clone().unwrap_or_default(),
         ]);
     }
-    let mut out = vec![t.noted(Some(format!(
-        "Targets {}. {}",
+    let mut smoothing = e.smoothing.chars();
+    let mut note = format!(
+        "Targets {}. {}{}.",
         if e.targets_auto {
             "chosen from the data"
         } else {
             "as given"
         },
-        e.smoothing
-    )))];
+        smoothing
+            .next()
+            .map(|c| c.to_uppercase().to_string())
+            .unwrap_or_default(),
+        smoothing.as_str()
+    );
+    for r in &e.auto_ranges {
+        note.push_str(&format!(" {}.", r.describe(|v| format::metric(v, metric))));
+    }
+    let mut out = vec![t.noted(Some(note))];
     if !e.skipped.is_empty() {
         let mut s = Table::new("Targets not fitted", &["N", "target", "why"]);
         for k in &e.skipped {
