@@ -271,12 +271,48 @@ pub async fn load_fit_inputs(
         .collect())
 }
 
+/// A sweep's runs per state (those with any), the same as text ("2 pending, 1 failed") and what
+/// to do next: "train it with `scalelab run`, or see `scalelab status S`" while some wait, "see
+/// `scalelab status S` for why its runs ended" once none does.
+async fn states_and_advice(
+    store: &Store,
+    sweep: &str,
+) -> Result<(Vec<(String, i64)>, String, String)> {
+    let counts: Vec<(String, i64)> = store
+        .state_counts(Some(sweep))
+        .await?
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(s, n)| (s.as_str().to_string(), n))
+        .collect();
+    let of = |state: &str| {
+        counts
+            .iter()
+            .filter(|(s, _)| s == state)
+            .map(|(_, n)| n)
+            .sum::<i64>()
+    };
+    let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let advice = if of("pending") + of("running") > 0 {
+        format!("train it with `scalelab run`, or see `scalelab status {sweep}`")
+    } else {
+        format!("see `scalelab status {sweep}` for why its runs ended")
+    };
+    let states = if states.is_empty() {
+        "no runs".to_string()
+    } else {
+        states.join(", ")
+    };
+    Ok((counts, states, advice))
+}
+
 /// Fits a sweep and stores the report in `fits`.
 pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<FitReport> {
     let runs = load_fit_inputs(store, sweep, opts.metric).await?;
     if runs.is_empty() {
+        let (_, states, advice) = states_and_advice(store, sweep).await?;
         return Err(Error::Query(format!(
-            "sweep {sweep} has no completed or diverged runs yet: train it first (scalelab run)"
+            "sweep {sweep} has no completed or diverged runs ({states}): nothing to fit; {advice}"
         )));
     }
     let report = crate::fit::fit_all(&runs, opts);
@@ -313,31 +349,10 @@ pub async fn report_sweep(
             store.path().display()
         ))
     })?;
-    let counts: Vec<(String, i64)> = store
-        .state_counts(Some(sweep))
-        .await?
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(s, n)| (s.as_str().to_string(), n))
-        .collect();
-    let completed = counts.iter().any(|(s, n)| s == "completed" && *n > 0);
-    if !completed {
-        let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let waiting = counts
-            .iter()
-            .any(|(s, n)| (s == "pending" || s == "running") && *n > 0);
+    let (counts, states, advice) = states_and_advice(store, sweep).await?;
+    if !counts.iter().any(|(s, _)| s == "completed") {
         return Err(Error::Report(format!(
-            "sweep {sweep} has no completed runs ({}): nothing to report; {}",
-            if states.is_empty() {
-                "no runs".to_string()
-            } else {
-                states.join(", ")
-            },
-            if waiting {
-                format!("train it with `scalelab run`, or see `scalelab status {sweep}`")
-            } else {
-                format!("see `scalelab status {sweep}` for why its runs ended")
-            }
+            "sweep {sweep} has no completed runs ({states}): nothing to report; {advice}"
         )));
     }
     let report = fit_sweep(store, sweep, opts).await?;

@@ -197,3 +197,22 @@ fn degenerate_sweeps_say_why_each_fit_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("metric") && err.contains("f1"), "{err}");
 }
+
+/// `fit` and `report` on a `--db` that does not exist (a typo) say so and leave no new, empty
+/// database behind (they used to create and migrate one, then report the sweep missing).
+#[test]
+fn fit_and_report_on_a_missing_database_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("typo.db");
+    let d = db.to_str().unwrap();
+    for cmd in ["fit", "report"] {
+        let out = scalelab().args([cmd, "fitme", "--db", d]).output().unwrap();
+        assert!(!out.status.success(), "{cmd}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.trim().lines().count() == 1 && stderr.contains(&format!("no database at {d}")),
+            "{cmd}: {stderr}"
+        );
+        assert!(!db.exists(), "{cmd} made {d}");
+    }
+}

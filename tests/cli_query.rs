@@ -294,6 +294,77 @@ fn metrics_by_unique_prefix() {
     assert!(!success && stderr.contains("no run id"), "{stderr}");
 }
 
+/// `--out` naming the results database itself (directly, through a link, a hard link or its
+/// `-wal` file) or any other SQLite file is refused by name, and the database is unharmed.
+#[cfg(unix)]
+#[test]
+fn export_never_overwrites_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", db()));
+        if from.exists() {
+            std::fs::copy(&from, format!("{}{suffix}", copy.display())).unwrap();
+        }
+    }
+    let copy_s = copy.to_str().unwrap();
+    let before = ok(&["runs", "--sweep", "q", "--format", "csv", "--db", copy_s]);
+    let link = dir.path().join("link.csv");
+    std::os::unix::fs::symlink("copy.db", &link).unwrap();
+    let hard = dir.path().join("hard.csv");
+    std::fs::hard_link(&copy, &hard).unwrap();
+    let other = dir.path().join("other.db");
+    std::fs::copy(&copy, &other).unwrap();
+    let mut refused = vec![
+        (copy.clone(), "is the results database"),
+        (link, "is the results database"),
+        (hard, "is the results database"),
+        (other.clone(), "is an SQLite database"),
+    ];
+    let wal = dir.path().join("copy.db-wal");
+    if wal.exists() {
+        refused.push((wal, "is the results database"));
+    }
+    for (out_path, says) in refused {
+        let (success, stdout, stderr) = out(&[
+            "export",
+            "q",
+            "--out",
+            out_path.to_str().unwrap(),
+            "--db",
+            copy_s,
+        ]);
+        assert!(!success, "{out_path:?}: {stdout}");
+        let line = stderr.trim();
+        assert!(
+            line.lines().count() == 1
+                && line.contains(out_path.to_str().unwrap())
+                && line.contains(says),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        ok(&["runs", "--sweep", "q", "--format", "csv", "--db", copy_s]),
+        before
+    );
+    assert_eq!(&std::fs::read(&other).unwrap()[..16], b"SQLite format 3\0");
+    // A plain file of text is still replaced.
+    let csv_path = dir.path().join("plain.db");
+    std::fs::write(&csv_path, "not a database\n").unwrap();
+    ok(&[
+        "export",
+        "q",
+        "--out",
+        csv_path.to_str().unwrap(),
+        "--db",
+        copy_s,
+    ]);
+    assert_eq!(
+        csv::Reader::from_path(&csv_path).unwrap().records().count(),
+        12
+    );
+}
+
 /// `--out` that is not a plain path: a symbolic link is written through (the link stays, the
 /// file it names gets the rows), `-` is standard output, a FIFO is written into rather than
 /// replaced, and a directory is refused by name.

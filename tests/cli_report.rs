@@ -168,6 +168,17 @@ fn a_sweep_whose_runs_all_failed_exits_with_an_error() {
         words.contains("GB, more than this process can have"),
         "{text}"
     );
+    // `fit` says the same, rather than that the sweep needs training (it had said "train it
+    // first", and another `run` trains nothing).
+    let out = scalelab(dir.path()).args(["fit", "huge"]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.trim().lines().count() == 1
+            && stderr.contains("no completed or diverged runs (1 failed): nothing to fit")
+            && stderr.contains("see `scalelab status huge` for why its runs ended"),
+        "{stderr}"
+    );
 }
 
 /// Text renders with a font shipped in a crate: no font-kit / fontconfig / freetype anywhere in

@@ -336,6 +336,48 @@ fn ctrl_c_leaves_interrupted_runs_pending_and_the_database_consistent() {
     assert_complete_and_consistent(&db, 12, 200);
 }
 
+/// Ctrl-C while a large sweep is still being enqueued stops the command once the enqueue has
+/// committed: nothing trains (a head start included). The process starts with SIGINT ignored,
+/// as a background job of a shell script does: a handler installed only once training began
+/// missed such a signal, and the whole sweep trained.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_the_enqueue_trains_nothing() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "early", 15_000, 2);
+    let db = dir.path().join("e.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let mut cmd = scalelab();
+    cmd.args(["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The file is made after validation, before the 60,000 cells are enqueued.
+    wait_until(&mut child, "the database file is made", || db.exists());
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state != 'pending'"),
+        0
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM epoch_metrics"), 0);
+    // The enqueue is whole or absent, never partial.
+    let runs = count(&db, "SELECT COUNT(*) FROM runs");
+    assert!(runs == 0 || runs == 60_000, "{runs}");
+}
+
 #[test]
 fn bad_sweep_files_are_rejected_before_anything_is_enqueued() {
     let dir = tempfile::tempdir().unwrap();

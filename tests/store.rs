@@ -673,3 +673,43 @@ async fn only_a_database_file_made_by_this_run_gets_a_head_start() {
     assert!(!scalelab::db::create_new_file(&nowhere));
     assert!(!nowhere.exists());
 }
+
+/// A database migrated by a newer scalelab (a schema version this build does not have) is
+/// refused at once in one line that says so and names the file; its runs are untouched.
+#[tokio::test]
+async fn a_database_from_a_newer_scalelab_is_refused_by_name() {
+    use sqlx::Connection;
+    let (dir, store, sweep) = quickstart_store().await;
+    store.close().await;
+    let db = dir.path().join("db.sqlite");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let start = std::time::Instant::now();
+    let err = match Store::open(&db).await {
+        Ok(_) => panic!("opened a database of schema version 9999"),
+        Err(e) => e.to_string(),
+    };
+    assert!(start.elapsed() < std::time::Duration::from_millis(500));
+    assert!(
+        err.contains("newer scalelab")
+            && err.contains("9999")
+            && err.contains(&db.display().to_string())
+            && !err.contains('\n'),
+        "{err}"
+    );
+    let ro = Store::open_read_only(&db).await.unwrap();
+    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(ro.pool())
+        .await
+        .unwrap();
+    assert_eq!(runs, sweep.cells.len() as i64);
+}

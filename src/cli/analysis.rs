@@ -78,6 +78,7 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
     if !(args.margin.is_finite() && args.margin > 0.0) {
         return Err(Error::config("margin", format!("must be > 0, got {}", args.margin)).into());
     }
+    crate::db::require_existing(&args.db.db)?;
     let report = super::with_store(&args.db.db, async |store: &Store| {
         let mut opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
@@ -147,6 +148,7 @@ async fn write_report(
 
 pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let name = super::run::sweep_name(&args.sweep)?;
+    crate::db::require_existing(&args.db.db)?;
     super::with_store(&args.db.db, async move |store: &Store| {
         let opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;

@@ -9,7 +9,7 @@ mod train;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -266,37 +266,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A stop flag raised by the first Ctrl-C (SIGINT) or SIGTERM. Work checks it between steps.
+/// A stop flag raised by Ctrl-C (SIGINT) or SIGTERM. Work checks it between steps.
+///
+/// The handlers are in place when this returns and set the flag from the signal handler
+/// itself, so a signal is seen even while the async thread is busy (validating or enqueueing a
+/// large sweep) and even where the process started with SIGINT ignored (a background job of a
+/// shell script), which a handler installed later would have missed.
 pub fn stop_on_signal() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        flag.store(true, Ordering::SeqCst);
-    });
-    stop
-}
-
-async fn wait_for_signal() {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // Fails only for signals that cannot be caught; were it to fail here, the default
+        // action would end the process, as it did before any handler.
+        let _ = signal_hook::flag::register(signal, stop.clone());
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        let flag = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
     }
+    stop
 }
 
 /// Linux only, and only with the default feature: nothing else is tested here.

@@ -666,7 +666,10 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         runs
     };
     let params = [Param::Text(name.clone())];
-    let target = match destination(&args.out) {
+    let target = match destination(&args.out).and_then(|t| {
+        not_a_database(&t, &args.out, &args.db.db)?;
+        Ok(t)
+    }) {
         Ok(t) => t,
         Err(e) => {
             store.close().await;
@@ -803,6 +806,66 @@ fn destination(out: &Path) -> anyhow::Result<Destination> {
         }
     }
     Err(Error::data(out, "too many levels of symbolic links").into())
+}
+
+/// Refuses an `--out` that would overwrite a database: the results database itself (or its
+/// `-wal`, `-shm` or `-journal` file, by any name or link) or any other SQLite file. Replacing
+/// one with rows of text would destroy every run stored in it.
+fn not_a_database(target: &Destination, out: &Path, db: &Path) -> anyhow::Result<()> {
+    let path = match target {
+        Destination::Stdout => return Ok(()),
+        Destination::Through(p) | Destination::Replace(p) => p,
+    };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // a new file
+    };
+    let companions = ["", "-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    });
+    if companions
+        .iter()
+        .filter_map(|c| std::fs::metadata(c).ok())
+        .any(|m| same_file(&m, &meta))
+    {
+        return Err(Error::data(
+            out,
+            format!(
+                "is the results database ({}) or one of its files: export would overwrite \
+                 every run stored there; choose another --out",
+                db.display()
+            ),
+        )
+        .into());
+    }
+    if meta.is_file() {
+        let mut head = [0u8; 16];
+        let is_sqlite = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok_and(|()| &head == b"SQLite format 3\0");
+        if is_sqlite {
+            return Err(Error::data(
+                out,
+                "is an SQLite database: export writes CSV or JSON and would destroy it; \
+                 choose another --out (or remove the file first)",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    // Without inode numbers: the same size and modification time is the best available guess.
+    a.len() == b.len() && a.modified().ok() == b.modified().ok()
 }
 
 /// A new file `.<name>.<process id>.tmp` in `dir` (two exports to one target at once do not

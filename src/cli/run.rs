@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args;
@@ -201,8 +202,15 @@ fn print_report(r: &SchedulerReport) {
 }
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    // Ctrl-C is caught from the start: during validation it ends the command before the
+    // database is touched, during the enqueue (one transaction) once it has committed, and a
+    // head start is cancelled with the rest.
+    let stop = super::stop_on_signal();
     // Everything is validated before the database is touched.
     let sweep = resolve_sweep(&args.sweep, &args.db.db).await?;
+    if stop.load(Ordering::SeqCst) {
+        return Err(Error::Interrupted.into());
+    }
     // The first cells train while the database is opened and the sweep enqueued (a slot that
     // claims one of them takes its result): only cells on generated data sets (cheap to build,
     // their identity is their parameters), as the sweep may turn out to have nothing left to
@@ -243,11 +251,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             args.db.db.display(),
             to_do
         );
-        if args.enqueue_only {
+        let mut interrupted = stop.load(Ordering::SeqCst);
+        if args.enqueue_only && !interrupted {
             return Ok(ExitCode::SUCCESS);
         }
-        let mut interrupted = false;
-        if to_do > 0 {
+        if to_do > 0 && !interrupted {
             let opts = SchedulerOptions {
                 jobs,
                 sweep: Some(sweep.name.clone()),
@@ -257,7 +265,6 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 head: head.clone(),
                 ..SchedulerOptions::default()
             };
-            let stop = super::stop_on_signal();
             let report =
                 scheduler::run_pending(store, &opts, stop, enq.cells, done(&before)).await?;
             print_report(&report);
@@ -298,6 +305,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let stop = super::stop_on_signal();
     let db = args.db.db.clone();
     // A worker trains what a `run --enqueue-only` registered: on a path with no database (a
     // typo) it would create an empty one and report nothing to do.
@@ -319,7 +327,6 @@ pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             progress: !args.quiet,
             ..SchedulerOptions::default()
         };
-        let stop = super::stop_on_signal();
         let report =
             scheduler::run_pending(store, &opts, stop, total as u64, done(&counts)).await?;
         if report.trained() == 0 && report.released == 0 {

@@ -157,6 +157,20 @@ impl std::ops::DerefMut for WriteTx {
     }
 }
 
+/// An error unless `path` is a file: for the commands that read what a sweep stored (and may
+/// add to it, as `fit` and `report` do), where a mistyped `--db` must not leave an empty new
+/// database behind.
+pub fn require_existing(path: &Path) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::Db(format!(
+            "no database at {} (run a sweep first: scalelab run SWEEP.toml, or give --db)",
+            path.display()
+        )))
+    }
+}
+
 /// Creates an empty file at `path` if nothing is there, and says whether it did (SQLite takes
 /// an empty file as a new database).
 ///
@@ -223,6 +237,16 @@ impl Store {
         loop {
             match sqlx::migrate!().run(&store.writer).await {
                 Ok(()) => break,
+                // A migration this build does not have: the file is from a newer scalelab.
+                Err(sqlx::migrate::MigrateError::VersionMissing(v)) => {
+                    let known = sqlx::migrate!().iter().map(|m| m.version).max();
+                    return Err(Error::Db(format!(
+                        "{} was written by a newer scalelab (schema version {v}; this one knows \
+                         up to {}): use that version, or another --db",
+                        path.display(),
+                        known.unwrap_or(0)
+                    )));
+                }
                 Err(_) if tries < 5 => {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(100 * tries)).await;
@@ -280,12 +304,7 @@ impl Store {
     /// Opens an existing database read-only (no migrations, no writes possible): for queries
     /// that must not change anything.
     pub async fn open_read_only(path: &Path) -> Result<Store> {
-        if !path.is_file() {
-            return Err(Error::Db(format!(
-                "no database at {} (run a sweep first: scalelab run SWEEP.toml, or give --db)",
-                path.display()
-            )));
-        }
+        require_existing(path)?;
         let connect = |immutable: bool| {
             let opts = SqliteConnectOptions::new()
                 .filename(path)
