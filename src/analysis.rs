@@ -10,6 +10,7 @@ use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::fit::{
     BSimplePoint, EpochPoint, FitOptions, FitReport, MetricKind, RunInput, RunInstruments,
+    WithheldReading,
 };
 use crate::provenance;
 use crate::query::Param;
@@ -155,6 +156,7 @@ struct EpochRow {
     value: Option<f64>,
     b_simple: Option<f64>,
     train_loss: Option<f64>,
+    grad_sq: Option<f64>,
 }
 
 /// The completed and diverged runs of a sweep, with the chosen metric per epoch.
@@ -196,7 +198,7 @@ pub async fn load_fit_inputs(
     };
     let sql = format!(
         "SELECT m.run_id, m.epoch, m.step, m.samples, {column} AS value, m.b_simple, \
-         m.train_loss FROM epoch_metrics m \
+         m.train_loss, m.grad_sq FROM epoch_metrics m \
          JOIN sweep_runs s ON s.run_id = m.run_id \
          JOIN runs r ON r.id = m.run_id \
          WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY m.run_id, m.epoch"
@@ -211,20 +213,33 @@ pub async fn load_fit_inputs(
                 value: row.get(4).map_err(e)?,
                 b_simple: row.get(5).map_err(e)?,
                 train_loss: row.get(6).map_err(e)?,
+                grad_sq: row.get(7).map_err(e)?,
             })
         })
         .await?;
     let mut curves: HashMap<String, Vec<EpochPoint>> = HashMap::new();
-    let mut noise: HashMap<String, Vec<BSimplePoint>> = HashMap::new();
+    let mut noise: HashMap<String, RunInstruments> = HashMap::new();
     for e in epochs {
         if let Some(b) = e.b_simple.filter(|b| b.is_finite()) {
             noise
                 .entry(e.run_id.clone())
                 .or_default()
+                .b_simple
                 .push(BSimplePoint {
                     epoch: e.epoch as u32,
                     step: e.step as u64,
                     b_simple: b,
+                    train_loss: e.train_loss,
+                });
+        } else if let Some(g) = e.grad_sq {
+            // Measured, B_simple withheld: |G|² ≤ 0, or else tr(Σ) < 0.
+            noise
+                .entry(e.run_id.clone())
+                .or_default()
+                .b_simple_withheld
+                .push(WithheldReading {
+                    epoch: e.epoch as u32,
+                    beyond: g <= 0.0 || g.is_nan(),
                     train_loss: e.train_loss,
                 });
         }
@@ -250,9 +265,9 @@ pub async fn load_fit_inputs(
         .map(|((r, c), (cell, group))| RunInput {
             curve: curves.remove(&r.id).unwrap_or_default(),
             instruments: RunInstruments {
-                b_simple: noise.remove(&r.id).unwrap_or_default(),
                 init_top_eigenvalue: r.init_top_eigenvalue,
                 init_trace: r.init_hessian_trace,
+                ..noise.remove(&r.id).unwrap_or_default()
             },
             run_id: r.id,
             cell,

@@ -24,12 +24,29 @@ pub struct BSimplePoint {
     pub train_loss: Option<f64>,
 }
 
+/// A noise-scale measurement whose B_simple was withheld (stored as NULL): the |G|² average
+/// came out ≤ 0 (the noise swamped it: B_simple beyond what B_big resolves) or the tr(Σ)
+/// average < 0 (no measurable noise: B_simple ≈ 0).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WithheldReading {
+    /// Epoch (0 = at initialisation).
+    pub epoch: u32,
+    /// Whether it was withheld for |G|² ≤ 0 (B_simple too large to read) rather than tr(Σ) < 0.
+    pub beyond: bool,
+    /// Training loss at that epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_loss: Option<f64>,
+}
+
 /// What the instruments measured in one run (empty when they were off).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInstruments {
     /// B_simple per measured epoch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub b_simple: Vec<BSimplePoint>,
+    /// Measurements whose B_simple was withheld.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub b_simple_withheld: Vec<WithheldReading>,
     /// Top Hessian eigenvalue of the training loss at initialisation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_top_eigenvalue: Option<f64>,
@@ -41,7 +58,35 @@ pub struct RunInstruments {
 impl RunInstruments {
     /// Whether nothing was measured.
     pub fn is_empty(&self) -> bool {
-        self.b_simple.is_empty() && self.init_top_eigenvalue.is_none() && self.init_trace.is_none()
+        !self.measured_noise() && self.init_top_eigenvalue.is_none() && self.init_trace.is_none()
+    }
+
+    /// Whether the noise scale was measured at all (a reading, or one withheld).
+    pub fn measured_noise(&self) -> bool {
+        !(self.b_simple.is_empty() && self.b_simple_withheld.is_empty())
+    }
+
+    /// The reading at `epoch` and whether it was withheld, a withheld one counted as +∞
+    /// (|G|² ≤ 0) or 0 (tr(Σ) < 0), so that medians over runs neither drop nor invent it;
+    /// `None` when not measured there.
+    fn reading_at(&self, epoch: u32) -> Option<(f64, bool)> {
+        self.b_simple
+            .iter()
+            .find(|p| p.epoch == epoch)
+            .map(|p| (p.b_simple, false))
+            .or_else(|| {
+                self.b_simple_withheld
+                    .iter()
+                    .find(|w| w.epoch == epoch)
+                    .map(|w| (if w.beyond { f64::INFINITY } else { 0.0 }, true))
+            })
+    }
+
+    /// The last epoch measured (a reading or a withheld one).
+    fn last_measured(&self) -> Option<u32> {
+        let a = self.b_simple.iter().map(|p| p.epoch).max();
+        let b = self.b_simple_withheld.iter().map(|w| w.epoch).max();
+        a.max(b)
     }
 }
 
@@ -63,12 +108,24 @@ pub struct BSimpleSeries {
 /// The noise-scale summary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseScaleSummary {
-    /// Runs with at least one reading.
+    /// Runs with at least one measurement.
     pub runs: usize,
-    /// Median over runs of the first reading (at initialisation).
-    pub first_median: f64,
-    /// Median over runs of the last reading.
-    pub last_median: f64,
+    /// Median over the runs measured at initialisation (epoch 0) of that reading; a withheld
+    /// reading counts as +∞ (|G|² ≤ 0) or 0 (tr(Σ) < 0). `None` when that median is +∞: most
+    /// runs' B_simple was too large to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_median: Option<f64>,
+    /// Runs measured at initialisation, and how many of those readings were withheld.
+    #[serde(default)]
+    pub first_runs: usize,
+    #[serde(default)]
+    pub first_withheld: usize,
+    /// Median over runs of each run's last measurement, withheld ones counted as above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_median: Option<f64>,
+    /// How many of those last measurements were withheld.
+    #[serde(default)]
+    pub last_withheld: usize,
     /// Median over runs of Spearman's ρ between B_simple and the training loss over epochs
     /// (negative: B_simple grows as the loss falls, as McCandlish et al. report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +135,32 @@ pub struct NoiseScaleSummary {
     pub share_growing: Option<f64>,
     /// Up to 12 series for plotting: per cell, the run nearest its best batch size, lowest seed.
     pub series: Vec<BSimpleSeries>,
+}
+
+impl NoiseScaleSummary {
+    /// "median B_simple 61.2 at initialisation (40 runs, 3 withheld) and 812 at the last
+    /// reading (5 withheld)", values drawn by `value`; a median that is a withheld +∞ reads
+    /// "beyond what B_big resolves".
+    pub fn describe_medians(&self, value: impl Fn(f64) -> String) -> String {
+        let median = |m: Option<f64>| m.map_or_else(|| "beyond what B_big resolves".into(), &value);
+        let withheld = |k: usize| {
+            if k > 0 {
+                format!(", {k} withheld")
+            } else {
+                String::new()
+            }
+        };
+        format!(
+            "median B_simple {} at initialisation ({} runs{}) and {} at the last reading ({} \
+             runs{})",
+            median(self.first_median),
+            self.first_runs,
+            withheld(self.first_withheld),
+            median(self.last_median),
+            self.runs,
+            withheld(self.last_withheld)
+        )
+    }
 }
 
 /// One run in the curvature comparison.
@@ -191,35 +274,51 @@ fn fit_noise_scale(ctx: &Ctx) -> Outcome<NoiseScaleSummary> {
     let with: Vec<_> = ctx
         .runs
         .iter()
-        .filter(|r| !r.instruments.b_simple.is_empty())
+        .filter(|r| r.instruments.measured_noise())
         .collect();
     if with.is_empty() {
         return Outcome::skipped(
             "no run measured the gradient noise scale (set noise_scale_every under [instruments])",
         );
     }
-    let first = median(
-        with.iter()
-            .map(|r| r.instruments.b_simple[0].b_simple)
-            .collect(),
-    );
-    let last = median(
-        with.iter()
-            .filter_map(|r| r.instruments.b_simple.last().map(|p| p.b_simple))
-            .collect(),
-    );
+    // Withheld readings stay in (as +∞ or 0): dropping them, or taking a later epoch's reading
+    // in their place, put the median at initialisation 22% low in simulation.
+    let first: Vec<(f64, bool)> = with
+        .iter()
+        .filter_map(|r| r.instruments.reading_at(0))
+        .collect();
+    let last: Vec<(f64, bool)> = with
+        .iter()
+        .filter_map(|r| {
+            let i = &r.instruments;
+            i.reading_at(i.last_measured()?)
+        })
+        .collect();
+    let withheld = |v: &[(f64, bool)]| v.iter().filter(|r| r.1).count();
+    let finite_median = |v: &[(f64, bool)]| {
+        (!v.is_empty())
+            .then(|| median(v.iter().map(|r| r.0).collect()))
+            .filter(|m| m.is_finite())
+    };
+    // Per run, withheld readings ranked as above (+∞ or 0) beside the others.
     let rhos: Vec<f64> = with
         .iter()
-        .filter(|r| r.instruments.b_simple.len() >= 3)
         .filter_map(|r| {
-            let pts: Vec<&BSimplePoint> = r
-                .instruments
+            let i = &r.instruments;
+            let (b, l): (Vec<f64>, Vec<f64>) = i
                 .b_simple
                 .iter()
-                .filter(|p| p.train_loss.is_some_and(f64::is_finite))
-                .collect();
-            let b: Vec<f64> = pts.iter().map(|p| p.b_simple).collect();
-            let l: Vec<f64> = pts.iter().filter_map(|p| p.train_loss).collect();
+                .map(|p| (p.b_simple, p.train_loss))
+                .chain(
+                    i.b_simple_withheld
+                        .iter()
+                        .map(|w| (if w.beyond { f64::INFINITY } else { 0.0 }, w.train_loss)),
+                )
+                .filter_map(|(b, l)| Some((b, l.filter(|l| l.is_finite())?)))
+                .unzip();
+            if b.len() < 3 {
+                return None;
+            }
             spearman(&b, &l)
         })
         .collect();
@@ -270,8 +369,11 @@ fn fit_noise_scale(ctx: &Ctx) -> Outcome<NoiseScaleSummary> {
     }
     Outcome::Fitted(NoiseScaleSummary {
         runs: with.len(),
-        first_median: first,
-        last_median: last,
+        first_median: finite_median(&first),
+        first_runs: first.len(),
+        first_withheld: withheld(&first),
+        last_median: finite_median(&last),
+        last_withheld: withheld(&last),
         median_rank_correlation: median_rho,
         share_growing: share,
         series,
@@ -419,6 +521,84 @@ mod tests {
         assert_eq!(spearman(&x, &[5.0, 4.0, 3.0, 2.0, 1.0]), Some(-1.0));
         assert_eq!(ranks(&[3.0, 1.0, 3.0]), vec![2.5, 1.0, 2.5]);
         assert_eq!(spearman(&x, &[1.0; 5]), None);
+    }
+
+    /// Withheld readings stay in the summary (as +∞ for |G|² ≤ 0): the median at
+    /// initialisation is over the epoch-0 measurements only, never a later reading standing in
+    /// for a withheld one, and it says how many were withheld.
+    #[test]
+    fn withheld_readings_count_in_the_medians_at_their_epoch() {
+        use crate::fit::testdata::flat_run;
+        use crate::fit::{FitOptions, fit_all};
+        let point = |epoch: u32, b: f64| BSimplePoint {
+            epoch,
+            step: 10 * u64::from(epoch),
+            b_simple: b,
+            train_loss: Some(2.0 - 0.1 * f64::from(epoch)),
+        };
+        let gone = |epoch: u32, beyond: bool| WithheldReading {
+            epoch,
+            beyond,
+            train_loss: Some(2.0 - 0.1 * f64::from(epoch)),
+        };
+        // Five runs: epoch-0 readings 100, 110, 120, withheld (|G|² ≤ 0), withheld (|G|² ≤ 0);
+        // every run reads 50 at epoch 1 and grows after.
+        let runs: Vec<RunInput> = (0..5u64)
+            .map(|seed| {
+                let mut r = flat_run("all", 0.02, 1000, 0.9, 32, seed, 0.8, 4);
+                let i = &mut r.instruments;
+                if seed < 3 {
+                    i.b_simple.push(point(0, 100.0 + 10.0 * seed as f64));
+                } else {
+                    i.b_simple_withheld.push(gone(0, true));
+                }
+                i.b_simple.push(point(1, 50.0));
+                i.b_simple.push(point(2, 400.0));
+                if seed == 4 {
+                    i.b_simple_withheld.push(gone(3, false));
+                } else {
+                    i.b_simple.push(point(3, 900.0));
+                }
+                r
+            })
+            .collect();
+        let ns = match fit_all(&runs, &FitOptions::default()).instruments {
+            Outcome::Fitted(InstrumentsSection {
+                noise_scale: Outcome::Fitted(n),
+                ..
+            }) => n,
+            other => panic!("no noise-scale summary: {other:?}"),
+        };
+        // Sorted: 100, 110, 120, +∞, +∞: the median is 120, not 105 (the three readings alone)
+        // nor 100 (a later epoch's 50 standing in for the withheld two).
+        assert_eq!(ns.first_median, Some(120.0));
+        assert_eq!((ns.first_runs, ns.first_withheld), (5, 2));
+        // Last readings 900 ×4 and one withheld as 0 (tr(Σ) < 0).
+        assert_eq!((ns.last_median, ns.last_withheld), (Some(900.0), 1));
+        let text = ns.describe_medians(|v| format!("{v}"));
+        assert!(
+            text.contains("120 at initialisation (5 runs, 2 withheld)")
+                && text.contains("900 at the last reading (5 runs, 1 withheld)"),
+            "{text}"
+        );
+        // A majority withheld at initialisation: the median is beyond reading, and says so.
+        let mut more = runs.clone();
+        for r in more.iter_mut().take(1) {
+            r.instruments.b_simple.retain(|p| p.epoch != 0);
+            r.instruments.b_simple_withheld.push(gone(0, true));
+        }
+        let ns = match fit_all(&more, &FitOptions::default()).instruments {
+            Outcome::Fitted(InstrumentsSection {
+                noise_scale: Outcome::Fitted(n),
+                ..
+            }) => n,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ns.first_median, None);
+        assert!(
+            ns.describe_medians(|v| format!("{v}"))
+                .contains("beyond what B_big resolves")
+        );
     }
 
     /// Two batch sizes trained from the same 16 initialisations: 32 runs, but 16 readings of

@@ -40,7 +40,7 @@ pub use efficiency::{
 pub use input::{EpochPoint, FitOptions, MetricKind, ParseFitError, RunInput, Select};
 pub use instruments::{
     BSimplePoint, BSimpleSeries, CurvaturePoint, CurvatureSummary, InstrumentsSection,
-    NoiseScaleSummary, RunInstruments, spearman,
+    NoiseScaleSummary, RunInstruments, WithheldReading, spearman,
 };
 pub use learning_curve::{LearningCurvePoint, LearningCurveSection, Region};
 pub use regression::{

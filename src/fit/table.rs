@@ -398,11 +398,8 @@ fn render_instruments(out: &mut String, s: &InstrumentsSection) {
         Outcome::Fitted(n) => {
             let _ = writeln!(
                 out,
-                "gradient noise scale B_simple (McCandlish et al. 2018) in {} run(s): median {} at \
-                 initialisation, {} at the last reading",
-                n.runs,
-                num(n.first_median),
-                num(n.last_median)
+                "gradient noise scale B_simple (McCandlish et al. 2018): {}",
+                n.describe_medians(num)
             );
             if let (Some(rho), Some(share)) = (n.median_rank_correlation, n.share_growing) {
                 let _ = writeln!(

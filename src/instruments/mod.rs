@@ -24,8 +24,8 @@ pub use curvature::{
     hutchinson_trace, top_eigenvalue,
 };
 pub use noise_scale::{
-    NoiseScaleEma, NoiseScalePlan, TwoBatch, plan_noise_scale, two_batch_estimates,
-    two_batch_estimates_finite,
+    MIN_PAIRS, NoiseScaleEma, NoiseScalePlan, TwoBatch, b_simple_of, plan_noise_scale,
+    two_batch_estimates, two_batch_estimates_finite,
 };
 
 /// Why an instrument could not produce a number.

@@ -207,14 +207,18 @@ impl NoiseScaleEma {
     /// be meaningless or infinite rather than large, so it is withheld; the two averages stay
     /// available through [`Self::g_sq`] and [`Self::trace`].
     pub fn b_simple(&self) -> Option<f64> {
-        let g_sq = self.g_sq()?;
-        let trace = self.trace()?;
-        if g_sq <= 0.0 || trace < 0.0 {
-            return None;
-        }
-        let b = trace / g_sq;
-        b.is_finite().then_some(b)
+        b_simple_of(self.g_sq()?, self.trace()?)
     }
+}
+
+/// B_simple = `trace`/`g_sq` of two averages of estimates, withheld (`None`) when the |G|²
+/// average is ≤ 0 or the tr(Σ) average < 0 (see [`NoiseScaleEma::b_simple`]).
+pub fn b_simple_of(g_sq: f64, trace: f64) -> Option<f64> {
+    if g_sq <= 0.0 || trace < 0.0 {
+        return None;
+    }
+    let b = trace / g_sq;
+    b.is_finite().then_some(b)
 }
 
 impl Default for NoiseScaleEma {
@@ -254,6 +258,12 @@ impl NoiseScalePlan {
     }
 }
 
+/// Fewest pairs one measurement averages. A measurement's reading uses its own pairs only (no
+/// average carried over from earlier epochs), and a ratio of one pair's estimates is too noisy
+/// to read: with one pair per measurement a quarter of the readings were withheld (|G|² ≤ 0)
+/// in simulation, with four 6%, with the median within 10–20% of a planted B_simple growing
+/// from 50 to 900 (docs/instruments.md).
+pub const MIN_PAIRS: usize = 4;
 /// Largest ratio B_big/B_small that [`plan_noise_scale`] uses.
 pub const MAX_BIG_BATCH_FACTOR: usize = 8;
 /// Smallest ratio B_big/B_small that [`plan_noise_scale`] uses (when N or the budget allow).
@@ -264,12 +274,14 @@ pub const MIN_BIG_BATCH_FACTOR: usize = 2;
 ///
 /// - B_small = the training batch size, so |G_small|² is the squared norm of the gradients
 ///   training actually follows (capped at B_big/2 when the training batch is near N).
-/// - B_big = B_small·k with k from 8 down to 2 as the budget requires, and at most N. The tr(Σ)
-///   estimate divides by 1/B_small − 1/B_big = (1 − 1/k)/B_small: k = 8 already gives 7/8 of
-///   the separation an infinite big batch would, k = 2 only 1/2, while the cost grows like k.
-///   With [`two_batch_estimates_finite`], B_big = N is fine (it gives the exact |G|²).
-/// - repeats = ⌊budget/B_big⌋, at least 1. One measurement thus costs `b_big · repeats`
-///   examples, at most the budget whenever the budget is at least 2·B_small (and N ≥ 2·B_small).
+/// - B_big = B_small·k with k from 8 down to 2 as the budget requires (a quarter of the budget
+///   per pair, so that [`MIN_PAIRS`] pairs fit it), and at most N. The tr(Σ) estimate divides
+///   by 1/B_small − 1/B_big = (1 − 1/k)/B_small: k = 8 already gives 7/8 of the separation an
+///   infinite big batch would, k = 2 only 1/2, while the cost grows like k. With
+///   [`two_batch_estimates_finite`], B_big = N is fine (it gives the exact |G|²).
+/// - repeats = ⌊budget/B_big⌋, at least [`MIN_PAIRS`]. One measurement thus costs
+///   `b_big · repeats` examples, at most the budget whenever the budget is at least
+///   `MIN_PAIRS`·2·B_small (and N ≥ 2·B_small); beyond that the floor of pairs wins.
 ///
 /// For "≤ 10% of training time at one measurement per epoch", pass `budget_examples = n / 10`.
 /// Errors when `batch` is 0 or `n` < 2.
@@ -285,9 +297,9 @@ pub fn plan_noise_scale(
     }
     let lo = batch.saturating_mul(MIN_BIG_BATCH_FACTOR);
     let hi = batch.saturating_mul(MAX_BIG_BATCH_FACTOR);
-    let b_big = budget_examples.clamp(lo, hi).min(n);
+    let b_big = (budget_examples / MIN_PAIRS).clamp(lo, hi).min(n);
     let b_small = batch.min(b_big / 2).max(1);
-    let repeats = (budget_examples / b_big).max(1);
+    let repeats = (budget_examples / b_big).max(MIN_PAIRS);
     Ok(NoiseScalePlan {
         b_small,
         b_big,
@@ -524,17 +536,18 @@ mod tests {
         let p = plan_noise_scale(32, 50_000, 5_000).unwrap();
         assert_eq!((p.b_small, p.b_big, p.repeats), (32, 256, 19));
         assert!(p.examples() <= 5_000 && p.backward_passes() == 38);
-        // A small budget shrinks the big batch toward 2·B before breaking the budget.
-        let p = plan_noise_scale(32, 50_000, 100).unwrap();
-        assert_eq!((p.b_small, p.b_big, p.repeats), (32, 100, 1));
+        // A small budget shrinks the big batch toward 2·B before breaking the budget, and
+        // never takes fewer than MIN_PAIRS pairs.
+        let p = plan_noise_scale(32, 50_000, 400).unwrap();
+        assert_eq!((p.b_small, p.b_big, p.repeats), (32, 100, 4));
         let p = plan_noise_scale(32, 50_000, 10).unwrap();
-        assert_eq!((p.b_small, p.b_big, p.repeats), (32, 64, 1));
+        assert_eq!((p.b_small, p.b_big, p.repeats), (32, 64, MIN_PAIRS));
         // N caps the big batch; a training batch near N is halved for the small one.
         let p = plan_noise_scale(100, 300, 10_000).unwrap();
         assert_eq!((p.b_small, p.b_big), (100, 300));
         let p = plan_noise_scale(1000, 1000, 100).unwrap();
-        assert_eq!((p.b_small, p.b_big, p.repeats), (500, 1000, 1));
+        assert_eq!((p.b_small, p.b_big, p.repeats), (500, 1000, MIN_PAIRS));
         let p = plan_noise_scale(1, 2, 0).unwrap();
-        assert_eq!((p.b_small, p.b_big, p.repeats), (1, 2, 1));
+        assert_eq!((p.b_small, p.b_big, p.repeats), (1, 2, MIN_PAIRS));
     }
 }

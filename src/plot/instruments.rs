@@ -94,11 +94,10 @@ pub fn prepare_noise_scale(fit: &FitReport) -> Result<Figure, SkipReason> {
         panels: vec![p],
         columns: 1,
         footnote: Some(format!(
-            "B_simple = tr(Σ)/|G|² from mean gradients at two batch sizes (App. A.1), \
-             exponential moving averages; one run per cell (nearest its best B, lowest seed). \
-             Median B_simple {} at initialisation, {} at the end.{trend}",
-            format::sig(ns.first_median, 3),
-            format::sig(ns.last_median, 3)
+            "B_simple = tr(Σ)/|G|² from mean gradients at two batch sizes (App. A.1), each \
+             epoch's pairs averaged; one run per cell (nearest its best B, lowest seed); \
+             readings withheld (|G|² or tr(Σ) below zero) are not drawn. Over all runs: {}.{trend}",
+            ns.describe_medians(|v| format::sig(v, 3))
         )),
     })
 }

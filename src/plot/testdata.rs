@@ -97,6 +97,7 @@ pub fn rising_run(
         b_simple,
         init_top_eigenvalue: Some(1.0 + 0.1 * seed as f64),
         init_trace: Some(20.0 + seed as f64),
+        b_simple_withheld: Vec::new(),
     };
     RunInput {
         instruments,

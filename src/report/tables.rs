@@ -447,19 +447,14 @@ fn efficiency_section(e: &EfficiencySection, metric: MetricKind) -> Vec<Table> {
             f.note.clone().unwrap_or_default(),
         ]);
     }
-    let mut smoothing = e.smoothing.chars();
     let mut note = format!(
-        "Targets {}. {}{}.",
+        "Targets {}. {}.",
         if e.targets_auto {
             "chosen from the data"
         } else {
             "as given"
         },
-        smoothing
-            .next()
-            .map(|c| c.to_uppercase().to_string())
-            .unwrap_or_default(),
-        smoothing.as_str()
+        capitalised(&e.smoothing)
     );
     for r in &e.auto_ranges {
         note.push_str(&format!(" {}.", r.describe(|v| format::metric(v, metric))));
@@ -630,16 +625,16 @@ pub fn instruments_tables(fit: &FitReport, curvature: bool) -> Vec<Table> {
     }
     let note = match (n.median_rank_correlation, n.share_growing) {
         (Some(r), Some(g)) => Some(format!(
-            "Over {} runs: median B_simple {} at initialisation and {} at the last reading; \
-             median Spearman ρ(B_simple, training loss) {}; B_simple grows as the loss falls in \
-             {} of the runs.",
-            n.runs,
-            format::sig(n.first_median, 3),
-            format::sig(n.last_median, 3),
+            "{}. Median Spearman ρ(B_simple, training loss) {}; B_simple grows as the loss falls \
+             in {} of the runs.",
+            capitalised(&n.describe_medians(|v| format::sig(v, 3))),
             format::sig(r, 2),
             format::percent(g, 0)
         )),
-        _ => None,
+        _ => Some(format!(
+            "{}.",
+            capitalised(&n.describe_medians(|v| format::sig(v, 3)))
+        )),
     };
     vec![t.noted(note)]
 }

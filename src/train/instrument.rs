@@ -13,7 +13,7 @@ use super::model::{Grads, Network};
 use super::ops::{Assign, with_f32};
 use super::rng::{Stream, stream};
 use crate::error::{Error, Result};
-use crate::instruments::{self, GradientOracle, InstrumentError, LanczosOptions, NoiseScaleEma};
+use crate::instruments::{self, GradientOracle, InstrumentError, LanczosOptions};
 
 /// Fraction of an epoch's examples one noise-scale measurement may use (≈ its share of an
 /// epoch's training time when measured once per epoch).
@@ -67,17 +67,16 @@ fn gather(data: &Dataset, idx: &[u32]) -> Result<(Vec<f32>, Vec<u32>)> {
 
 /// The gradient noise scale of McCandlish et al. 2018 (App. A.1), measured at epoch ends.
 pub struct NoiseProbe {
-    ema: NoiseScaleEma,
     rng: ChaCha8Rng,
     order: Vec<u32>,
 }
 
-/// One measurement: the exponential moving averages after it.
+/// One measurement: the averages of its own pairs' estimates.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseReading {
-    /// EMA of the |G|² estimates.
+    /// Average of the |G|² estimates.
     pub grad_sq: Option<f64>,
-    /// EMA of the tr(Σ) estimates.
+    /// Average of the tr(Σ) estimates.
     pub trace_sigma: Option<f64>,
     /// B_simple = tr(Σ)/|G|² of the two averages.
     pub b_simple: Option<f64>,
@@ -87,7 +86,6 @@ impl NoiseProbe {
     /// A probe for a run with `seed` on `n` training examples.
     pub fn new(seed: u64, n: usize) -> Self {
         NoiseProbe {
-            ema: NoiseScaleEma::default(),
             rng: stream(seed, Stream::NoiseScale),
             order: (0..n as u32).collect(),
         }
@@ -95,6 +93,12 @@ impl NoiseProbe {
 
     /// Measures at the current weights, with the training batch size in force: mean gradients
     /// at B_small = batch and at B_big, without replacement, no weight update.
+    ///
+    /// The averages start afresh at each measurement: a reading describes the weights it was
+    /// taken at. Carried over from earlier epochs (as they were), the averages spanned about ten
+    /// pairs, ten epochs where a measurement had one pair (B ≥ N/20), and a B_simple that grew
+    /// from 50 to 900 read 218 at the end; runs at different B were smoothed over different
+    /// stretches of training.
     pub fn measure(
         &mut self,
         net: &mut dyn Network,
@@ -107,6 +111,8 @@ impl NoiseProbe {
         let (bs, bb) = (plan.b_small, plan.b_big);
         let params = net.params();
         let (mut gs, mut gr) = (Grads::for_params(&params), Grads::for_params(&params));
+        // Plain means of this measurement's estimates, divided only at the end.
+        let (mut sum_g, mut sum_t, mut pairs) = (0.0, 0.0, 0u32);
         for _ in 0..plan.repeats {
             let (picked, _) = self.order.partial_shuffle(&mut self.rng, bb);
             let picked = picked.to_vec();
@@ -127,17 +133,30 @@ impl NoiseProbe {
                     g * g
                 })
                 .sum();
+            // Gradients that overflowed (a diverging run whose loss is still finite): this pair
+            // is skipped, not the run failed.
+            if !(gs_sq.is_finite() && gb_sq.is_finite()) {
+                continue;
+            }
             let est = instruments::two_batch_estimates_finite(
                 n as f64, bs as f64, gs_sq, bb as f64, gb_sq,
             )
             .map_err(inst)?;
             // A non-finite estimate (a diverging run) is skipped, not averaged in.
-            let _ = self.ema.update(est);
+            if est.g_sq.is_finite() && est.trace.is_finite() {
+                sum_g += est.g_sq;
+                sum_t += est.trace;
+                pairs += 1;
+            }
         }
+        let mean = |sum: f64| (pairs > 0).then(|| sum / f64::from(pairs));
+        let (grad_sq, trace_sigma) = (mean(sum_g), mean(sum_t));
         Ok(NoiseReading {
-            grad_sq: self.ema.g_sq(),
-            trace_sigma: self.ema.trace(),
-            b_simple: self.ema.b_simple(),
+            grad_sq,
+            trace_sigma,
+            b_simple: grad_sq
+                .zip(trace_sigma)
+                .and_then(|(g, t)| instruments::b_simple_of(g, t)),
         })
     }
 }
