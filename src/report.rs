@@ -306,6 +306,11 @@ pub fn write_report(
         )));
     }
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    // A directory that exists but cannot be written to: said here, by name, rather than by the
+    // image encoder's nested error at the first figure.
+    let probe = out_dir.join(format!(".scalelab-write-test.{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(io_err(out_dir))?;
+    let _ = std::fs::remove_file(&probe);
     let total = KINDS.len();
     let mut figures = Vec::new();
     let mut skipped = Vec::new();

@@ -781,3 +781,62 @@ fn sql_table_stops_at_its_row_cap_on_a_query_without_end() {
     assert!(stdout.trim_end().ends_with("(10000 rows)"), "{stdout}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// Two files that name the same sweep: running the second says whose sweep it replaces, and a
+/// command given the first file warns, in one line, that it shows the stored (second) sweep.
+#[test]
+fn a_file_that_is_not_the_stored_sweep_is_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |sub: &str, lr: &str| {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        let p = dir.path().join(sub).join("same.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"same\"\n[data]\ntrain_size = 200\ntest_size = 100\n[model]\n\
+                 hidden = [8]\n[train]\nlr = {lr}\nbatch_size = 16\nepochs = 1\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (first, second) = (write("a", "0.05"), write("b", "0.2"));
+    let db = dir.path().join("s.db");
+    let (f, s, d) = (
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        db.to_str().unwrap(),
+    );
+    ok(&["run", f, "--db", d, "--quiet", "--no-report"]);
+    let stdout = ok(&["run", s, "--db", d, "--quiet", "--no-report"]);
+    assert!(
+        stdout.contains(&format!("replacing the sweep of that name from {f}")),
+        "{stdout}"
+    );
+    for args in [
+        vec!["runs", "--sweep", f, "--db", d],
+        vec!["status", f, "--db", d],
+        vec!["export", f, "--out", "-", "--db", d],
+    ] {
+        let (success, _, stderr) = out(&args);
+        assert!(success, "{args:?}: {stderr}");
+        let warning: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("warning:"))
+            .collect();
+        assert!(
+            warning.len() == 1
+                && warning[0].contains(&format!("{f} differs from the sweep \"same\""))
+                && warning[0].contains(&format!("registered from {s}")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // The stored sweep's own file, or its name: no warning.
+    for args in [
+        vec!["runs", "--sweep", s, "--db", d],
+        vec!["runs", "--sweep", "same", "--db", d],
+    ] {
+        let (success, _, stderr) = out(&args);
+        assert!(success && !stderr.contains("warning"), "{args:?}: {stderr}");
+    }
+}

@@ -133,6 +133,38 @@ async fn resolve_sweep(arg: &str, db: &Path) -> anyhow::Result<Sweep> {
     .into())
 }
 
+/// Where a sweep given by file (`fit tiny.toml`, `runs --sweep tiny.toml`, …) is not the sweep
+/// stored under its name (another file of the same name was run into the database since, or
+/// this one was edited and not run again), says so in one line on stderr: the command shows the
+/// stored sweep's runs, which are not the ones the file describes.
+pub(super) async fn warn_if_file_differs(store: &Store, arg: &str) {
+    let path = Path::new(arg);
+    if !(path.is_file() && arg.ends_with(".toml")) {
+        return;
+    }
+    let Ok(file) = sweep::load_sweep(path) else {
+        return;
+    };
+    let stored: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT spec_hash, path FROM sweeps WHERE name = ?")
+            .bind(&file.name)
+            .fetch_optional(store.pool())
+            .await
+            .ok()
+            .flatten();
+    if let Some((hash, from)) = stored
+        && hash != file.spec_hash
+    {
+        eprintln!(
+            "warning: {arg} differs from the sweep {:?} stored in {} (registered from {}): \
+             showing the stored sweep's runs; `scalelab run {arg}` registers this file's",
+            file.name,
+            store.path().display(),
+            from.as_deref().unwrap_or("an unknown file")
+        );
+    }
+}
+
 /// The name of a sweep given by name or by file.
 pub(super) fn sweep_name(arg: &str) -> anyhow::Result<String> {
     let path = Path::new(arg);
@@ -238,10 +270,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             sweep.name,
             enq.cells,
             enq.new_runs,
-            if enq.spec_changed {
-                ", sweep file changed"
-            } else {
-                ""
+            match (&enq.replaced_path, enq.spec_changed) {
+                (Some(from), _) => format!(", replacing the sweep of that name from {from}"),
+                (None, true) => ", sweep file changed".to_string(),
+                (None, false) => String::new(),
             },
             if enq.removed > 0 {
                 format!(", {} cells no longer in the sweep", enq.removed)
@@ -353,7 +385,10 @@ fn age(t: Option<f64>) -> String {
 pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&args.db.db).await?;
     let name = match &args.sweep {
-        Some(s) => Some(sweep_name(s)?),
+        Some(s) => {
+            warn_if_file_differs(&store, s).await;
+            Some(sweep_name(s)?)
+        }
         None => None,
     };
     let sweeps = match &name {

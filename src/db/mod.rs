@@ -163,6 +163,11 @@ impl std::ops::DerefMut for WriteTx {
 pub fn require_existing(path: &Path) -> Result<()> {
     if path.is_file() {
         Ok(())
+    } else if path.is_dir() {
+        Err(Error::Db(format!(
+            "{} is a directory, not a database file (give --db a file path)",
+            path.display()
+        )))
     } else {
         Err(Error::Db(format!(
             "no database at {} (run a sweep first: scalelab run SWEEP.toml, or give --db)",
@@ -200,6 +205,12 @@ impl Store {
                 "cannot create database {}: directory {} does not exist",
                 path.display(),
                 parent.display()
+            )));
+        }
+        if path.is_dir() {
+            return Err(Error::Db(format!(
+                "{} is a directory, not a database file (give --db a file path)",
+                path.display()
             )));
         }
         let opts = SqliteConnectOptions::new()

@@ -21,6 +21,9 @@ pub struct Enqueued {
     pub removed: u64,
     /// Whether the sweep's file changed since it was last registered.
     pub spec_changed: bool,
+    /// Where the sweep replaced was registered from, when its text differed and the file was
+    /// another (as given on the command line).
+    pub replaced_path: Option<String>,
 }
 
 /// One row of `sweeps`, with counts of its runs by state.
@@ -59,12 +62,13 @@ impl Store {
     pub async fn register_sweep(&self, sweep: &Sweep) -> Result<Enqueued> {
         let now = provenance::now();
         let mut tx = self.begin_write().await?;
-        let old_hash: Option<String> =
-            sqlx::query_scalar("SELECT spec_hash FROM sweeps WHERE name = ?")
+        let old: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT spec_hash, path FROM sweeps WHERE name = ?")
                 .bind(&sweep.name)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| self.err(e))?;
+        let (old_hash, old_path) = old.unzip();
         sqlx::query(
             "INSERT INTO sweeps (name, description, path, spec, spec_hash, metric, select_rule, \
              cells, created_at, updated_at, scalelab_version, git_revision) \
@@ -171,7 +175,10 @@ impl Store {
             cells: sweep.cells.len() as u64,
             new_runs,
             removed,
-            spec_changed: old_hash.is_some_and(|h| h != sweep.spec_hash),
+            spec_changed: old_hash.as_ref().is_some_and(|h| h != &sweep.spec_hash),
+            replaced_path: old_path
+                .flatten()
+                .filter(|p| old_hash.is_some_and(|h| h != sweep.spec_hash) && p != &sweep.path),
         })
     }
 
