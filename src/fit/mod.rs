@@ -19,6 +19,7 @@ mod input;
 mod instruments;
 mod learning_curve;
 mod nls;
+mod profile;
 mod regression;
 mod schedules;
 mod select;
@@ -42,7 +43,7 @@ pub use instruments::{
     BSimplePoint, BSimpleSeries, CurvaturePoint, CurvatureSummary, InstrumentsSection,
     NoiseScaleSummary, RunInstruments, WithheldReading, spearman,
 };
-pub use learning_curve::{LearningCurvePoint, LearningCurveSection, Region};
+pub use learning_curve::{BetaInterval, LearningCurvePoint, LearningCurveSection, Region};
 pub use regression::{
     Coefficient, ConstantFit, HypothesisTest, LogLinearFit, RegressionPoint, ScalingSection,
     Verdict,

@@ -364,7 +364,7 @@ fn render_learning_curve(out: &mut String, l: &LearningCurveSection) {
         l.error_definition,
         num(l.alpha),
         num(l.beta),
-        interval(&l.beta_interval),
+        l.beta_interval.map_or("—".into(), |i| i.display(num)),
         num(l.gamma),
         l.dof,
         num(l.rms_residual)

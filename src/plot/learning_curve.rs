@@ -57,7 +57,7 @@ pub fn prepare_learning_curve(fit: &FitReport) -> Result<Figure, SkipReason> {
     let curve: Vec<(f64, f64)> = grid.iter().map(|&n| (n, power_law(lc, n))).collect();
     let beta_ci = lc
         .beta_interval
-        .map(|iv| format!(" {}", format::interval(&iv, format::slope)))
+        .map(|iv| format!(" {}", iv.display(format::slope)))
         .unwrap_or_default();
     let level = lc
         .beta_interval

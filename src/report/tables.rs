@@ -485,7 +485,7 @@ pub fn learning_curve_tables(fit: &FitReport) -> Vec<Table> {
 }
 
 fn learning_curve_section(l: &LearningCurveSection) -> Vec<Table> {
-    let level = level_of(l.beta_interval.as_ref(), 0.95);
+    let level = format::percent(l.beta_interval.map_or(0.95, |i| i.level), 0);
     let mut p = Table::new(
         format!("Power law {} = α·N^β + γ", l.error_definition),
         &[
@@ -505,7 +505,9 @@ fn learning_curve_section(l: &LearningCurveSection) -> Vec<Table> {
     p.row(vec![
         format::sig(l.alpha, 3),
         pm(l.beta, l.beta_se),
-        opt_interval(&l.beta_interval, format::slope),
+        l.beta_interval
+            .map(|i| i.display(format::slope))
+            .unwrap_or_else(dash),
         pm(l.gamma, l.gamma_se),
         l.dof.to_string(),
         format::sig(l.rms_residual, 2),
