@@ -392,14 +392,51 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         ("batch_size".to_string(), fmt_list(&batches)),
     ];
 
-    // Fingerprints of on-disk data, computed once per data set.
+    // Fingerprints of on-disk data, computed once per data set, and the sizes checked against
+    // what the files hold (else every such run would fail at train time).
     let mut fingerprints: HashMap<DatasetKind, Option<String>> = HashMap::new();
     for &ds in &datasets {
         let mut probe = DataConfig::new(ds, 1, 1);
         probe.data_dir = data_dir.clone();
-        let fp = crate::train::data::fingerprint(&probe)
+        let disk = crate::train::data::inspect(&probe)
             .map_err(|e| Error::Sweep(format!("{}: {e}", src.path)))?;
-        fingerprints.insert(ds, fp);
+        if let (Some(disk), Some(dir)) = (&disk, &d.data_dir) {
+            for (key, sizes, given, held, which, files) in [
+                (
+                    "train_size",
+                    &train_sizes,
+                    d.train_size.as_ref(),
+                    disk.train_examples,
+                    "training",
+                    disk.train_files,
+                ),
+                (
+                    "test_size",
+                    &test_sizes,
+                    d.test_size.as_ref(),
+                    disk.test_examples,
+                    "test",
+                    disk.test_files,
+                ),
+            ] {
+                if let Some(&n) = sizes.iter().find(|&&n| n > held) {
+                    let message = format!(
+                        "{key} {n}{}: data_dir {:?} holds {held} {which} examples ({files})",
+                        if given.is_some() {
+                            ""
+                        } else {
+                            " (the default)"
+                        },
+                        dir.get_ref(),
+                    );
+                    return Err(match given {
+                        Some(v) => src.error(v.span(), message),
+                        None => Error::Sweep(format!("{}: {message}", src.path)),
+                    });
+                }
+            }
+        }
+        fingerprints.insert(ds, disk.map(|d| d.fingerprint));
     }
 
     let lens = [
