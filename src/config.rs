@@ -347,7 +347,9 @@ impl Schedule {
             .count()
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the factor and the milestones' fractions (the epochs they land on depend on the
+    /// run's budget: [`RunConfig::validate`]).
+    pub fn validate(&self) -> Result<()> {
         let Some((ms, factor)) = self.parts() else {
             return Ok(());
         };
@@ -691,7 +693,100 @@ impl RunConfig {
                 format!("must be a number > 1, got {}", self.divergence_factor),
             ));
         }
-        self.schedule.validate()
+        self.schedule.validate()?;
+        self.check_milestone_epochs()
+    }
+
+    /// The epoch (1-based) at whose start each milestone takes effect, and the number of epochs
+    /// the run trains (with a step budget, the last may be partial). A milestone that would
+    /// take effect only after the last epoch lands on `last + 1`. With an epoch budget E,
+    /// milestone f lands on epoch `round(f·E) + 1`; with a step budget S, on the first epoch that
+    /// starts with at least `round(f·S)` steps taken, at the batch sizes the schedule sets before
+    /// it (as the trainer counts them: [`Schedule::passed`]).
+    pub fn milestone_epochs(&self) -> (Vec<u64>, u64) {
+        let ms = self.schedule.parts().map_or(&[][..], |(ms, _)| ms);
+        match self.budget {
+            Budget::Epochs(e) => (
+                ms.iter()
+                    .map(|&f| (f * e as f64).round() as u64 + 1)
+                    .collect(),
+                e,
+            ),
+            Budget::Steps(total) => {
+                let targets: Vec<u64> = ms
+                    .iter()
+                    .map(|&f| (f * total as f64).round() as u64)
+                    .collect();
+                let n = self.data.train_size;
+                let mut lands = Vec::with_capacity(targets.len());
+                let (mut epoch, mut done) = (1u64, 0u64); // `done` steps before `epoch`
+                loop {
+                    while lands.len() < targets.len() && targets[lands.len()] <= done {
+                        lands.push(epoch);
+                    }
+                    if done >= total {
+                        // `epoch` does not run: every target (≤ total) has landed.
+                        return (lands, epoch - 1);
+                    }
+                    let (_, b) = self
+                        .schedule
+                        .apply(lands.len(), self.lr, self.batch_size, n);
+                    let per_epoch = n.div_ceil(b.max(1)).max(1);
+                    // Whole epochs at this batch size until the next milestone or the end.
+                    let next = targets.get(lands.len()).map_or(total, |&t| t.min(total));
+                    let k = (next - done).div_ceil(per_epoch).max(1);
+                    epoch = epoch.saturating_add(k);
+                    done = done.saturating_add(k.saturating_mul(per_epoch));
+                }
+            }
+        }
+    }
+
+    /// Refuses milestones that change nothing the schedule promises: one that lands on epoch 1
+    /// (no epoch would train at the initial ε and B), two on the same epoch (their changes merge
+    /// into one) or one after the last epoch (it never takes effect). The error names the
+    /// milestone, the epoch it lands on and the run's epochs.
+    pub fn check_milestone_epochs(&self) -> Result<()> {
+        let Some((ms, _)) = self.schedule.parts() else {
+            return Ok(());
+        };
+        let (lands, last) = self.milestone_epochs();
+        // How a milestone's epoch comes about, for the message.
+        let (of, rule) = match self.budget {
+            Budget::Epochs(e) => (
+                format!("{e} epochs"),
+                format!("milestone f takes effect at epoch round(f·{e}) + 1"),
+            ),
+            Budget::Steps(s) => (
+                format!("the {last} epochs of {s} steps"),
+                format!(
+                    "milestone f takes effect at the first epoch boundary after round(f·{s}) steps"
+                ),
+            ),
+        };
+        let bad = |message: String| Err(Error::config("schedule.milestones", message));
+        for (i, (&f, &epoch)) in ms.iter().zip(&lands).enumerate() {
+            if epoch > last {
+                return bad(format!(
+                    "milestone {f} lands on epoch {epoch}, after the last of {of}, so it never \
+                     takes effect ({rule})"
+                ));
+            }
+            if epoch <= 1 {
+                return bad(format!(
+                    "milestone {f} lands on epoch 1 of {of}, so no epoch trains at the initial lr \
+                     and batch size ({rule})"
+                ));
+            }
+            if i > 0 && lands[i - 1] == epoch {
+                return bad(format!(
+                    "milestones {} and {f} both land on epoch {epoch} of {of}, so their changes \
+                     merge into one ({rule})",
+                    ms[i - 1]
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The canonical JSON that identifies the run: every field that can change its numbers, in
@@ -1016,6 +1111,122 @@ mod tests {
         assert!(c.validate().is_err());
         c.budget = Budget::Steps(50 * MAX_EPOCHS);
         assert!(c.validate().is_ok());
+    }
+
+    /// Regression: milestones that landed on epoch 1, two on one epoch or after the last epoch
+    /// were accepted and silently merged or dropped (`decay-lr` at 0.1 and 0.2 of 4 epochs
+    /// trained epoch 1 at ε/10 and the rest at ε/100 while the run's lr said ε).
+    #[test]
+    fn milestones_on_epoch_one_on_one_epoch_or_past_the_end_are_refused() {
+        let decay = |ms: &[f64]| Schedule::DecayLr {
+            milestones: ms.to_vec(),
+            factor: 10.0,
+        };
+        let mut c = teacher_config();
+        c.budget = Budget::Epochs(4);
+        c.schedule = decay(&[0.1, 0.2]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("schedule.milestones")
+                && e.contains("milestone 0.1 lands on epoch 1 of 4 epochs"),
+            "{e}"
+        );
+        c.budget = Budget::Epochs(2);
+        c.schedule = decay(&[0.3, 0.6, 0.8]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("milestones 0.3 and 0.6 both land on epoch 2 of 2 epochs"),
+            "{e}"
+        );
+        c.schedule = decay(&[0.3, 0.8]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("milestone 0.8 lands on epoch 3, after the last of 2 epochs"),
+            "{e}"
+        );
+        c.schedule = decay(&[0.3]);
+        assert!(c.validate().is_ok());
+        // A step budget: N = 1000 at B = 100 is 10 steps an epoch; 35 steps span 4 epochs.
+        c.batch_size = 100;
+        c.budget = Budget::Steps(35);
+        c.schedule = decay(&[0.5]);
+        assert_eq!(c.milestone_epochs(), (vec![3], 4));
+        assert!(c.validate().is_ok());
+        c.schedule = decay(&[0.01]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("milestone 0.01 lands on epoch 1 of the 4 epochs of 35 steps"),
+            "{e}"
+        );
+        c.schedule = decay(&[0.3, 0.5]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("0.3 and 0.5 both land on epoch 3"), "{e}");
+        c.schedule = decay(&[0.5, 0.9]);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("milestone 0.9 lands on epoch 5, after the last of the 4 epochs"),
+            "{e}"
+        );
+    }
+
+    /// The epochs `milestone_epochs` computes are those at which the trainer's own rule
+    /// (`epoch_hyper`, epoch by epoch) changes ε or B, for both budgets and every mode.
+    #[test]
+    fn milestone_epochs_are_where_the_trainer_changes_lr_or_batch() {
+        let mut c = teacher_config();
+        for (n, b) in [(1000, 32), (997, 7), (100, 100), (50, 3)] {
+            for budget in [
+                Budget::Epochs(1),
+                Budget::Epochs(7),
+                Budget::Epochs(40),
+                Budget::Steps(1),
+                Budget::Steps(90),
+                Budget::Steps(1234),
+            ] {
+                for ms in [
+                    vec![0.5],
+                    vec![0.01, 0.02],
+                    vec![0.3, 0.6, 0.8],
+                    vec![0.1, 0.99],
+                ] {
+                    for schedule in [
+                        Schedule::DecayLr {
+                            milestones: ms.clone(),
+                            factor: 5.0,
+                        },
+                        Schedule::IncreaseBatch {
+                            milestones: ms.clone(),
+                            factor: 3.0,
+                        },
+                    ] {
+                        c.data.train_size = n;
+                        c.batch_size = b;
+                        c.budget = budget;
+                        c.schedule = schedule;
+                        // Epoch by epoch, as the trainer does: the passed count at each start.
+                        let (max_e, max_s) = match budget {
+                            Budget::Epochs(e) => (e, u64::MAX),
+                            Budget::Steps(s) => (u64::MAX, s),
+                        };
+                        let (mut epoch, mut steps) = (0u64, 0u64);
+                        let mut lands = Vec::new();
+                        while epoch < max_e && steps < max_s {
+                            epoch += 1;
+                            let passed = c.schedule.passed(budget, epoch - 1, steps);
+                            while lands.len() < passed {
+                                lands.push(epoch);
+                            }
+                            let (_, bt) = c.epoch_hyper(epoch, steps);
+                            steps = (steps + n.div_ceil(bt)).min(max_s);
+                        }
+                        while lands.len() < ms.len() {
+                            lands.push(epoch + 1);
+                        }
+                        assert_eq!(c.milestone_epochs(), (lands, epoch), "{c:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

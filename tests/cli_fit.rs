@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{scalelab_in, succeed};
+use common::{fail_in_one_line, scalelab_in, succeed};
 
 /// Reports land in reports/<sweep>/ under the working directory: keep them out of the tree.
 fn scalelab() -> Command {
@@ -95,6 +95,25 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
     let lv: serde_json::Value = serde_json::from_str(&loss).unwrap();
     assert_eq!(lv["options"]["metric"], "test_loss");
     assert_eq!(lv["validation_bound"]["status"], "skipped");
+    // Regression: --bootstrap 1 printed a "95% interval" of one replicate that missed the
+    // estimate, and --bootstrap 0 labelled every interval "— (1 seed)" with 2 seeds. Now too
+    // few resamples are refused naming --bootstrap, and 0 says the bootstrap is off.
+    for few in ["1", "99"] {
+        let err =
+            fail_in_one_line(scalelab().args(["fit", "fitme", "--db", d, "--bootstrap", few]));
+        assert!(
+            err.contains(&format!("invalid bootstrap: --bootstrap {few}: "))
+                && err.contains("at least 100 resamples"),
+            "{err}"
+        );
+    }
+    let off = ok(&["fit", "fitme", "--db", d, "--bootstrap", "0"]);
+    assert!(
+        off.contains("— (bootstrap off)")
+            && off.contains("no intervals: bootstrap off (0 resamples)")
+            && !off.contains("1 seed"),
+        "{off}"
+    );
     // A fit that fails after opening the database names the sweep, and closes the database as
     // one that succeeds does: its log is folded in and removed.
     let out = scalelab()
@@ -111,7 +130,7 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
         let path = format!("{d}{leftover}");
         assert!(!Path::new(&path).exists(), "{path} left behind");
     }
-    // Each fit is stored: the one after `run` and the four `fit` calls.
+    // Each fit is stored: the one after `run` and the five `fit` calls that ran.
     let n = ok(&["status", "fitme", "--db", d]);
     assert!(n.contains("fitme"));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -125,7 +144,7 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
             .await
             .unwrap()
     });
-    assert_eq!(stored, 5);
+    assert_eq!(stored, 6);
 }
 
 #[test]

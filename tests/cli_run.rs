@@ -9,7 +9,7 @@ use scalelab::db::Store;
 
 mod common;
 
-use common::{fail_in_one_line, scalelab, succeed};
+use common::{fail_in_one_line, scalelab, scalelab_in, succeed};
 
 fn run_ok(args: &[&str]) -> Output {
     succeed(scalelab().args(args))
@@ -699,6 +699,138 @@ fn failing_runs_are_retried_up_to_the_limit_then_failed_with_the_error() {
         count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'completed'"),
         1
     );
+}
+
+/// Writes a 4×4-pixel IDX data set of `train` and `test` examples into `dir`.
+fn write_idx(dir: &Path, train: usize, test: usize) {
+    let enc = scalelab::train::data::encode_idx;
+    std::fs::create_dir_all(dir).unwrap();
+    for (stem, n) in [("train", train), ("t10k", test)] {
+        std::fs::write(
+            dir.join(format!("{stem}-images-idx3-ubyte")),
+            enc(&[n, 4, 4], &vec![7u8; n * 16]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{stem}-labels-idx1-ubyte")),
+            enc(&[n], &vec![1u8; n]),
+        )
+        .unwrap();
+    }
+}
+
+/// Regression: a `train_size` or `test_size` beyond what the files hold passed validation, was
+/// enqueued, and every such run failed at train time (while `run --no-report` exited 0). Now
+/// it is refused before anything is enqueued, at the key's position, naming data_dir and what
+/// the files hold; so is a default `test_size` (1000) beyond them.
+#[test]
+fn sizes_beyond_the_data_files_are_refused_before_anything_is_enqueued() {
+    let dir = tempfile::tempdir().unwrap();
+    write_idx(&dir.path().join("idx/small"), 50, 20);
+    let db = dir.path().join("s.db");
+    let sweep = |sizes: &str| {
+        format!(
+            "name = \"s\"\n[data]\ndataset = \"idx\"\ndata_dir = \"idx/small\"\n{sizes}\n\
+             [model]\nhidden = [4]\n[train]\nlr = 0.1\nbatch_size = 5\nepochs = 1\n"
+        )
+    };
+    for (sizes, needles) in [
+        (
+            "train_size = [20, 100]\ntest_size = 10",
+            &[
+                "s.toml:5:14: train_size 100: data_dir \"idx/small\" holds 50 training examples",
+                "train-images-idx3-ubyte",
+            ][..],
+        ),
+        (
+            "train_size = 20\ntest_size = 21",
+            &[
+                "s.toml:6:13: test_size 21: data_dir \"idx/small\" holds 20 test examples",
+                "t10k-images-idx3-ubyte",
+            ],
+        ),
+        (
+            "train_size = 20",
+            &["s.toml: test_size 1000 (the default): data_dir \"idx/small\" holds 20 test"],
+        ),
+    ] {
+        std::fs::write(dir.path().join("s.toml"), sweep(sizes)).unwrap();
+        for cmd in [
+            &["run", "s.toml", "--db", "s.db", "--quiet"][..],
+            &["sweep", "show", "s.toml", "--db", "s.db"],
+        ] {
+            let err = fail_in_one_line(scalelab_in(dir.path()).args(cmd));
+            for n in needles {
+                assert!(err.contains(n), "{cmd:?} {sizes:?}: {err:?} lacks {n:?}");
+            }
+            assert!(!db.exists(), "{sizes:?}: the database was created");
+        }
+    }
+    // What the files hold is accepted.
+    std::fs::write(
+        dir.path().join("s.toml"),
+        sweep("train_size = 50\ntest_size = 20"),
+    )
+    .unwrap();
+    succeed(scalelab_in(dir.path()).args([
+        "run",
+        "s.toml",
+        "--db",
+        "s.db",
+        "--quiet",
+        "--no-report",
+    ]));
+}
+
+/// Regression: `run --no-report` exited 0 when runs failed (with the report, only a sweep with
+/// no completed run exited 1). Now `run` exits 1 whenever runs it trained ended failed, after
+/// writing the report; a later `run` that fails nothing exits 0.
+#[test]
+fn run_exits_non_zero_when_its_runs_fail_with_or_without_the_report() {
+    for no_report in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_sweep(dir.path(), "x", 1, 2);
+        let db = dir.path().join("x.db");
+        let (p, d) = (path.to_str().unwrap(), db.to_str().unwrap());
+        run_ok(&["run", p, "--db", d, "--enqueue-only"]);
+        // One pending run's stored config is made invalid: it fails at its first attempt.
+        rt().block_on(async {
+            let store = Store::open(&db).await.unwrap();
+            sqlx::query(
+                "UPDATE runs SET config = json_set(config, '$.data.dim', 0) \
+                 WHERE id = (SELECT id FROM runs ORDER BY id LIMIT 1)",
+            )
+            .execute(store.pool())
+            .await
+            .unwrap();
+            store.close().await;
+        });
+        let mut args = vec!["run", p, "--db", d, "--quiet", "--jobs", "2"];
+        if no_report {
+            args.push("--no-report");
+        }
+        let out = scalelab_in(dir.path()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{no_report}: {err}");
+        // The run's own failure line as it happens, then the error.
+        assert!(
+            err.contains("failed: invalid dim: must be at least 1, got 0")
+                && err.trim_end().lines().last()
+                    == Some("error: sweep x: 1 run failed (their errors: scalelab status x)"),
+            "{no_report}: {err}"
+        );
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'failed'"),
+            1
+        );
+        assert_eq!(
+            dir.path().join("reports/x/index.html").exists(),
+            !no_report,
+            "the report is written all the same"
+        );
+        // Nothing left to train, nothing failed by this invocation.
+        succeed(scalelab_in(dir.path()).args(&args));
+    }
 }
 
 #[test]

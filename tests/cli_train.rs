@@ -163,6 +163,29 @@ fn bad_input_gives_a_one_line_error_naming_the_value() {
             &["cnn", "teacher"],
         ),
         (vec!["--schedule", "decay:0.5"], &["schedule", "decay:0.5"]),
+        // Milestones that merge into one epoch or fall past the end (regression: accepted,
+        // and the label still promised three decays).
+        (
+            vec!["--epochs", "2", "--schedule", "decay-lr:0.3,0.6,0.8:10"],
+            &[
+                "schedule.milestones",
+                "0.3 and 0.6 both land on epoch 2 of 2 epochs",
+            ],
+        ),
+        (
+            vec!["--epochs", "2", "--schedule", "decay-lr:0.3,0.8:10"],
+            &[
+                "schedule.milestones",
+                "0.8 lands on epoch 3, after the last of 2 epochs",
+            ],
+        ),
+        (
+            vec!["--steps", "100", "--schedule", "decay-lr:0.001:10"],
+            &[
+                "schedule.milestones",
+                "0.001 lands on epoch 1 of the 4 epochs of 100 steps",
+            ],
+        ),
     ];
     for (args, needles) in cases {
         let (code, out, err) = train(&args);

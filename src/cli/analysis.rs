@@ -34,7 +34,7 @@ pub struct FitArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = FitFormat::Table)]
     pub format: FitFormat,
-    /// Bootstrap resamples for the B_opt intervals.
+    /// Bootstrap resamples for the B_opt intervals: 0 (no intervals) or at least 100.
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// Seed of the bootstrap (the result is reproducible bit for bit).
@@ -77,6 +77,18 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
     let name = super::run::sweep_name(&args.sweep)?;
     if !(args.margin.is_finite() && args.margin > 0.0) {
         return Err(Error::config("margin", format!("must be > 0, got {}", args.margin)).into());
+    }
+    if (1..crate::fit::MIN_BOOTSTRAP).contains(&args.bootstrap) {
+        return Err(Error::config(
+            "bootstrap",
+            format!(
+                "--bootstrap {}: a percentile interval needs at least {} resamples (1000, the \
+                 default, is the usual choice); --bootstrap 0 turns the intervals off",
+                args.bootstrap,
+                crate::fit::MIN_BOOTSTRAP
+            ),
+        )
+        .into());
     }
     crate::db::require_existing(&args.db.db)?;
     let report = super::with_store(&args.db.db, async |store: &Store| {

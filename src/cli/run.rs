@@ -287,6 +287,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.enqueue_only && !interrupted {
             return Ok(ExitCode::SUCCESS);
         }
+        let mut failed_attempts = 0;
         if to_do > 0 && !interrupted {
             let opts = SchedulerOptions {
                 jobs,
@@ -301,6 +302,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 scheduler::run_pending(store, &opts, stop, enq.cells, done(&before)).await?;
             print_report(&report);
             interrupted = report.interrupted;
+            failed_attempts = report.failed;
         }
         if let Some(head) = &head {
             head.cancel_all();
@@ -310,12 +312,20 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if interrupted {
             return Err(Error::Interrupted.into());
         }
-        let count = |state: RunStatus| {
-            after
+        let count_in = |counts: &[(RunStatus, i64)], state: RunStatus| {
+            counts
                 .iter()
                 .filter(|(s, _)| *s == state)
                 .map(|(_, n)| *n)
                 .sum::<i64>()
+        };
+        let count = |state: RunStatus| count_in(&after, state);
+        // Runs this invocation left FAILED (a failed attempt retried into a result is not one;
+        // runs that failed before it, and were not retried, are not either).
+        let newly_failed = if failed_attempts > 0 {
+            (count(RunStatus::Failed) - count_in(&before, RunStatus::Failed)).max(0)
+        } else {
+            0
         };
         if !args.no_report {
             // Failed runs make a sweep with nothing completed an error (report_sweep says so);
@@ -330,6 +340,16 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     sweep.name, sweep.name
                 );
             }
+        }
+        // The exit status says whether every run trained, with or without the report: a
+        // script that runs a sweep learns of failed runs without parsing the output.
+        if newly_failed > 0 {
+            return Err(anyhow::anyhow!(
+                "sweep {}: {newly_failed} run{} failed (their errors: scalelab status {})",
+                sweep.name,
+                if newly_failed == 1 { "" } else { "s" },
+                sweep.name
+            ));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -33,6 +33,14 @@ use super::{Censor, Ctx, Interval, MetricKind, Outcome, RunInput};
 /// Fewest batch sizes a cell needs for a vertex through the argmax and two neighbours.
 const MIN_BATCH_SIZES: usize = 3;
 
+/// Fewest bootstrap resamples for a percentile interval. The interval's ends are the
+/// (1 ± level)/2 quantiles of the replicates: at 95% and 100 resamples each end already rests
+/// on the 2–3 most extreme replicates, and with fewer an end is one or two draws (with 1, both
+/// ends are the same replicate, an "interval" that need not contain the estimate). Percentile
+/// intervals are usually given about 1,000 resamples (Efron & Tibshirani 1993, *An
+/// Introduction to the Bootstrap*, ch. 13 and 19), the default of `scalelab fit`.
+pub const MIN_BOOTSTRAP: usize = 100;
+
 /// Grid steps either side of the argmax whose seeds give the pooled variance of the bootstrap:
 /// the bracket of the vertex.
 const POOL_STEPS: usize = 1;
@@ -202,6 +210,26 @@ fn pooled_variance(
     pool(true).or_else(|| pool(false))
 }
 
+/// How the notes of a cell without an interval begin: the bootstrap is off, has too few
+/// resamples, or the cell has one seed per batch size.
+const NOTE_OFF: &str = "bootstrap off";
+const NOTE_TOO_FEW: &str = "too few resamples";
+const NOTE_ONE_SEED: &str = "one seed per batch size";
+
+/// A cell's `interval_note` in a few words, for a table's narrow column: `bootstrap off`,
+/// `too few`, `1 seed`, or `no interval` for the rarer reasons (the note says which).
+pub(crate) fn note_label(note: &str) -> &'static str {
+    if note.starts_with(NOTE_OFF) {
+        "bootstrap off"
+    } else if note.starts_with(NOTE_TOO_FEW) {
+        "too few"
+    } else if note.starts_with(NOTE_ONE_SEED) {
+        "1 seed"
+    } else {
+        "no interval"
+    }
+}
+
 /// Parametric bootstrap of log2 B_opt (see the module doc) on the seeds' values `values[i]` at
 /// `x[i]` = log2 B; a batch size whose runs all diverged (`all_diverged[i]`) stays at its
 /// censored mean in every replicate. Returns the percentile interval on the log2 scale and the
@@ -218,7 +246,13 @@ pub(crate) fn bootstrap_log2(
     level: f64,
 ) -> Result<(f64, f64, f64), String> {
     if resamples == 0 {
-        return Err("bootstrap disabled (0 resamples): point estimate only".into());
+        return Err(format!("{NOTE_OFF}: 0 resamples, point estimate only"));
+    }
+    if resamples < MIN_BOOTSTRAP {
+        return Err(format!(
+            "{NOTE_TOO_FEW}: {resamples} < {MIN_BOOTSTRAP} for a percentile interval, point \
+             estimate only"
+        ));
     }
     let centre: Vec<f64> = values
         .iter()
@@ -227,7 +261,9 @@ pub(crate) fn bootstrap_log2(
         .ok_or("a seed mean is not finite")?;
     let argmax = locate_peak(x, &centre, metric).argmax;
     let Some((s2, dof)) = pooled_variance(values, all_diverged, argmax) else {
-        return Err("one seed per batch size: no bootstrap interval, point estimate only".into());
+        return Err(format!(
+            "{NOTE_ONE_SEED}: no bootstrap interval, point estimate only"
+        ));
     };
     let chi2 = ChiSquared::new(dof as f64).map_err(|e| format!("χ² with {dof} dof: {e}"))?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -29,7 +29,7 @@ fn all_metrics_and_selections(runs: &[RunInput]) -> Vec<FitReport> {
             let opts = FitOptions {
                 metric,
                 select,
-                bootstrap: 20,
+                bootstrap: crate::fit::MIN_BOOTSTRAP,
                 ..FitOptions::default()
             };
             let rep = fit_all(runs, &opts);

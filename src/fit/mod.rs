@@ -32,7 +32,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-pub use bopt::{BatchPoint, BoptSection, CellBopt, SkippedItem};
+pub use bopt::{BatchPoint, BoptSection, CellBopt, MIN_BOOTSTRAP, SkippedItem};
 pub use bound::ValidationBound;
 pub use collapse::{CollapseMean, CollapsePoint, CollapseSection, CurvePoint, SmoothFit};
 pub use efficiency::{

@@ -495,7 +495,7 @@ mod tests {
         let rep = fit_all(
             &runs,
             &FitOptions {
-                bootstrap: 50,
+                bootstrap: crate::fit::MIN_BOOTSTRAP,
                 ..FitOptions::default()
             },
         );

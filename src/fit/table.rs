@@ -58,13 +58,22 @@ fn render_bopt(out: &mut String, s: &BoptSection) {
         .iter()
         .find_map(|c| c.interval)
         .map_or(0.95, |i| i.level);
+    let intervals = match s.bootstrap {
+        0 => "no intervals: bootstrap off (0 resamples)".to_string(),
+        n if n < super::MIN_BOOTSTRAP => format!(
+            "no intervals: too few bootstrap resamples ({n} < {})",
+            super::MIN_BOOTSTRAP
+        ),
+        n => format!(
+            "{:.0}% percentile of a parametric bootstrap from the seeds' pooled spread ({n} \
+             resamples, seed {})",
+            100.0 * level,
+            s.bootstrap_seed
+        ),
+    };
     let _ = writeln!(
         out,
-        "seed mean against B; vertex of the quadratic in log2 B; {:.0}% percentile of a parametric \
-         bootstrap from the seeds' pooled spread ({} resamples, seed {})",
-        100.0 * level,
-        s.bootstrap,
-        s.bootstrap_seed
+        "seed mean against B; vertex of the quadratic in log2 B; {intervals}"
     );
     let mut t = table(&[
         "cell",
@@ -94,9 +103,10 @@ fn render_bopt(out: &mut String, s: &BoptSection) {
             grid,
             c.argmax_batch.to_string(),
             num(c.b_opt),
-            c.interval_note
-                .as_ref()
-                .map_or_else(|| interval(&c.interval), |_| "— (1 seed)".into()),
+            c.interval_note.as_ref().map_or_else(
+                || interval(&c.interval),
+                |note| format!("— ({})", super::bopt::note_label(note)),
+            ),
             c.censored.map_or("", |e| e.name()).to_string(),
             num(c.g_opt),
             format!("{} ({})", c.n_runs, c.n_diverged),
@@ -530,7 +540,7 @@ mod tests {
         let rep = fit_all(
             &runs,
             &FitOptions {
-                bootstrap: 50,
+                bootstrap: crate::fit::MIN_BOOTSTRAP,
                 ..FitOptions::default()
             },
         );
@@ -548,5 +558,44 @@ mod tests {
         assert!(widest <= 120, "{widest} columns:\n{s}");
         let empty = render_tables(&fit_all(&[], &FitOptions::default()));
         assert!(empty.contains("skipped: no runs to fit"));
+    }
+
+    /// Regression: every cell without an interval read "— (1 seed)", with the bootstrap off
+    /// and two seeds too. The column and the heading say the true reason.
+    #[test]
+    fn a_missing_interval_says_why() {
+        let bopt_table = |seeds: u64, bootstrap: usize| {
+            let runs = planted_bopt_runs(&[0.1], &[8000], &[0.0], 0.1, 1.0, seeds, 0.005, 1);
+            let rep = fit_all(
+                &runs,
+                &FitOptions {
+                    bootstrap,
+                    ..FitOptions::default()
+                },
+            );
+            let s = render_tables(&rep);
+            let end = s.find("== Scaling").unwrap_or(s.len());
+            s[..end].to_string()
+        };
+        let off = bopt_table(2, 0);
+        assert!(
+            off.contains("— (bootstrap off)")
+                && off.contains("no intervals: bootstrap off (0 resamples)")
+                && !off.contains("1 seed"),
+            "{off}"
+        );
+        let few = bopt_table(2, 1);
+        assert!(
+            few.contains("— (too few")
+                && few.contains("no intervals: too few bootstrap resamples (1 < 100)"),
+            "{few}"
+        );
+        let one = bopt_table(1, 1000);
+        assert!(one.contains("— (1 seed)"), "{one}");
+        let both = bopt_table(2, 1000);
+        assert!(
+            both.contains("95% percentile") && !both.contains("— ("),
+            "{both}"
+        );
     }
 }

@@ -310,7 +310,7 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
     };
     let schedules = match &t.schedule {
         None => vec![Schedule::Constant],
-        Some(v) => schedules(src, v)?,
+        Some(v) => schedules(src, v, budget)?,
     };
     let divergence = match &t.divergence_factor {
         None => DEFAULT_DIVERGENCE_FACTOR,
@@ -392,14 +392,51 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         ("batch_size".to_string(), fmt_list(&batches)),
     ];
 
-    // Fingerprints of on-disk data, computed once per data set.
+    // Fingerprints of on-disk data, computed once per data set, and the sizes checked against
+    // what the files hold (else every such run would fail at train time).
     let mut fingerprints: HashMap<DatasetKind, Option<String>> = HashMap::new();
     for &ds in &datasets {
         let mut probe = DataConfig::new(ds, 1, 1);
         probe.data_dir = data_dir.clone();
-        let fp = crate::train::data::fingerprint(&probe)
+        let disk = crate::train::data::inspect(&probe)
             .map_err(|e| Error::Sweep(format!("{}: {e}", src.path)))?;
-        fingerprints.insert(ds, fp);
+        if let (Some(disk), Some(dir)) = (&disk, &d.data_dir) {
+            for (key, sizes, given, held, which, files) in [
+                (
+                    "train_size",
+                    &train_sizes,
+                    d.train_size.as_ref(),
+                    disk.train_examples,
+                    "training",
+                    disk.train_files,
+                ),
+                (
+                    "test_size",
+                    &test_sizes,
+                    d.test_size.as_ref(),
+                    disk.test_examples,
+                    "test",
+                    disk.test_files,
+                ),
+            ] {
+                if let Some(&n) = sizes.iter().find(|&&n| n > held) {
+                    let message = format!(
+                        "{key} {n}{}: data_dir {:?} holds {held} {which} examples ({files})",
+                        if given.is_some() {
+                            ""
+                        } else {
+                            " (the default)"
+                        },
+                        dir.get_ref(),
+                    );
+                    return Err(match given {
+                        Some(v) => src.error(v.span(), message),
+                        None => Error::Sweep(format!("{}: {message}", src.path)),
+                    });
+                }
+            }
+        }
+        fingerprints.insert(ds, disk.map(|d| d.fingerprint));
     }
 
     let lens = [
@@ -588,7 +625,11 @@ fn one_integer(src: &Source, key: &str, v: &Spanned<Value>) -> Result<u64> {
 }
 
 /// `schedule = "constant"`, `{ kind = "...", milestones = [...], factor = k }`, or a list.
-fn schedules(src: &Source, v: &Spanned<Value>) -> Result<Vec<Schedule>> {
+///
+/// Each is checked at its position in the file: its factor and fractions, and, under an epoch
+/// budget, the epochs its milestones land on (under a step budget those depend on N and B, so
+/// each cell checks them).
+fn schedules(src: &Source, v: &Spanned<Value>, budget: Budget) -> Result<Vec<Schedule>> {
     let one =
         |x: &Value| -> Result<Schedule> {
             match x {
@@ -623,13 +664,18 @@ fn schedules(src: &Source, v: &Spanned<Value>) -> Result<Vec<Schedule>> {
         x => vec![one(x)?],
     };
     for s in &list {
-        let probe = RunConfig {
-            schedule: s.clone(),
-            ..crate::config::example_config()
-        };
-        probe
-            .validate()
+        s.validate()
             .map_err(|e| src.error(v.span(), e.to_string()))?;
+        if let Budget::Epochs(_) = budget {
+            let probe = RunConfig {
+                schedule: s.clone(),
+                budget,
+                ..crate::config::example_config()
+            };
+            probe
+                .check_milestone_epochs()
+                .map_err(|e| src.error(v.span(), e.to_string()))?;
+        }
     }
     Ok(list)
 }
@@ -750,6 +796,41 @@ dim = 4294967297",
         assert!(e.contains("factor"), "{e}");
         let e = err("name = \"x\"\n[train\n");
         assert!(e.starts_with("bad.toml:2:"), "{e}");
+    }
+
+    /// Regression: `decay-lr` at 0.1 and 0.2 of 4 epochs was accepted, and its cells trained
+    /// epoch 1 at ε/10 and the rest at ε/100. The error names the cell, the milestone, its
+    /// epoch and the epoch count.
+    #[test]
+    fn milestones_that_land_on_epoch_one_or_past_the_end_are_refused_by_position_or_cell() {
+        let e = err(&OK.replace("epochs = 2", "epochs = 4").replace(
+            "seeds = 2",
+            "seeds = 2\nschedule = { kind = \"decay-lr\", milestones = [0.1, 0.2], factor = 10 }",
+        ));
+        assert!(
+            e.starts_with(
+                "bad.toml:14:12: invalid schedule.milestones: milestone 0.1 lands on \
+                 epoch 1 of 4 epochs"
+            ),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        // Under a step budget the epochs depend on N and B: the cell is named. N = 100 at
+        // B = 8 is 13 steps an epoch; milestone 0.5 of 20 steps lands after the last epoch.
+        let e = err(&OK.replace("epochs = 2", "steps = 20").replace(
+            "seeds = 2",
+            "seeds = 2\nschedule = { kind = \"decay-lr\", milestones = [0.5, 0.9], factor = 10 }",
+        ));
+        assert!(
+            e.starts_with("bad.toml: cell train_size=100 ")
+                && e.contains("schedule=decay-lr(x10 @ 0.5,0.9)")
+                && e.contains("batch_size=8 ")
+                && e.contains(
+                    "invalid schedule.milestones: milestone 0.9 lands on epoch 3, after \
+                     the last of the 2 epochs of 20 steps"
+                ),
+            "{e}"
+        );
     }
 
     #[test]

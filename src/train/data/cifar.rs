@@ -173,6 +173,11 @@ impl CifarFiles {
         ])
     }
 
+    /// The training and test examples the files hold.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        (self.train_labels.len(), self.test_labels.len())
+    }
+
     pub(super) fn select(&self, cfg: &DataConfig) -> Result<Dataset> {
         let n_train = self.train_labels.len();
         check_sizes(cfg, n_train, self.test_labels.len())?;

@@ -236,6 +236,11 @@ impl IdxFiles {
         ])
     }
 
+    /// The training and test examples the files hold.
+    pub(super) fn counts(&self) -> (usize, usize) {
+        (self.train_images.dims[0], self.test_images.dims[0])
+    }
+
     pub(super) fn select(&self, cfg: &DataConfig) -> Result<Dataset> {
         let n_train = self.train_images.dims[0];
         let n_test = self.test_images.dims[0];

@@ -165,12 +165,52 @@ pub(crate) use memory::gb;
 /// The content hash of an on-disk data set's files (decoded bytes, so `.gz` and raw files of the
 /// same data agree); `None` for generated data sets, whose identity is their parameters.
 pub fn fingerprint(cfg: &DataConfig) -> Result<Option<String>> {
+    Ok(inspect(cfg)?.map(|d| d.fingerprint))
+}
+
+/// What a sweep learns of an on-disk data set before it enqueues anything: its identity and how
+/// many examples its files hold, so that a `train_size` or `test_size` beyond them is refused
+/// then rather than failing every such run at train time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskData {
+    /// The content hash ([`fingerprint`]).
+    pub fingerprint: String,
+    /// Training examples in the files.
+    pub train_examples: u64,
+    /// Test examples in the files.
+    pub test_examples: u64,
+    /// The training files, as named in messages (`train-images-idx3-ubyte`, `data_batch_*.bin`).
+    pub train_files: &'static str,
+    /// The test files, as named in messages.
+    pub test_files: &'static str,
+}
+
+/// Reads an on-disk data set's files ([`DiskData`]); `None` for generated data sets.
+pub fn inspect(cfg: &DataConfig) -> Result<Option<DiskData>> {
     match cfg.dataset {
         DatasetKind::Teacher | DatasetKind::GaussianMixture => Ok(None),
-        DatasetKind::Idx => Ok(Some(idx::IdxFiles::read(&data_dir(cfg)?)?.fingerprint())),
-        DatasetKind::Cifar10 => Ok(Some(
-            cifar::CifarFiles::read(&data_dir(cfg)?)?.fingerprint(),
-        )),
+        DatasetKind::Idx => {
+            let files = idx::IdxFiles::read(&data_dir(cfg)?)?;
+            let (train, test) = files.counts();
+            Ok(Some(DiskData {
+                fingerprint: files.fingerprint(),
+                train_examples: train as u64,
+                test_examples: test as u64,
+                train_files: "train-images-idx3-ubyte",
+                test_files: "t10k-images-idx3-ubyte",
+            }))
+        }
+        DatasetKind::Cifar10 => {
+            let files = cifar::CifarFiles::read(&data_dir(cfg)?)?;
+            let (train, test) = files.counts();
+            Ok(Some(DiskData {
+                fingerprint: files.fingerprint(),
+                train_examples: train as u64,
+                test_examples: test as u64,
+                train_files: "data_batch_*.bin",
+                test_files: "test_batch.bin",
+            }))
+        }
     }
 }
 
