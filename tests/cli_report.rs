@@ -227,8 +227,13 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
             .unwrap_or("")
             .to_string()
     };
-    // B_simple is positive where it is stored, and stored at almost every epoch (it is withheld,
-    // NULL, when the |G|² average is not positive); every run has its curvature.
+    // Measured at every epoch; B_simple positive where it is stored, and stored at most epochs
+    // (withheld, NULL, when an epoch's |G|² average is not positive: 10% of the epochs here,
+    // each reading from its own epoch's pairs); every run has its curvature.
+    assert_eq!(
+        sql("SELECT COUNT(*) FROM epoch_metrics WHERE grad_sq IS NULL"),
+        "0"
+    );
     assert_eq!(
         sql("SELECT COUNT(*) FROM epoch_metrics WHERE b_simple <= 0"),
         "0"
@@ -236,7 +241,7 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
     let missing: f64 = sql("SELECT AVG(b_simple IS NULL) FROM epoch_metrics")
         .parse()
         .unwrap();
-    assert!(missing < 0.1, "{missing}");
+    assert!(missing < 0.2, "{missing}");
     assert_eq!(
         sql("SELECT COUNT(*) FROM runs WHERE init_top_eigenvalue IS NULL"),
         "0"

@@ -846,7 +846,7 @@ fn unusable_database_paths_are_named() {
         ),
         (
             dir.path().to_str().unwrap().to_string(),
-            "cannot open database",
+            "is a directory, not a database file",
         ),
         (
             dir.path()
