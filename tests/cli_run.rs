@@ -481,6 +481,25 @@ fn read_only_and_locked_databases_give_clear_errors() {
         assert!(err.contains("r.db") && err.contains("read-only"), "{err}");
         assert!(!err.contains("panicked"));
     }
+    // Reading needs no write access: `runs` lists the sweep from the read-only file in the
+    // read-only directory, where SQLite cannot make its shared-memory file (it refused with
+    // "attempt to write a readonly database"). Run as nobody when the tests run as root, for
+    // whom permissions do not apply (skipped if nobody cannot execute the binary here).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut list = scalelab();
+    list.args(["runs", "--sweep", "ro", "--format", "csv", "--db"])
+        .arg(&db);
+    if is_root {
+        use std::os::unix::process::CommandExt;
+        list.uid(65534).gid(65534);
+    }
+    if let Ok(o) = list.output()
+        && !(is_root && String::from_utf8_lossy(&o.stderr).contains("ermission denied"))
+    {
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1 + 4);
+    }
     std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");

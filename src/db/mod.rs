@@ -329,16 +329,40 @@ impl Store {
                 .connect_with(opts)
         };
         let probe = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'runs'";
-        let mut pool = connect(false).await.map_err(|e| db_error(path, e))?;
-        if let Err(e) = sqlx::query(probe).fetch_optional(&pool).await {
+        let first = match connect(false).await {
+            Ok(pool) => match sqlx::query(probe).fetch_optional(&pool).await {
+                Ok(_) => Ok(pool),
+                Err(e) => {
+                    pool.close().await;
+                    Err(e)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        let pool = match first {
+            Ok(pool) => pool,
             // A WAL database in a directory we cannot write to cannot create its shared-memory
-            // file; nobody can be writing to it then, so it is safe to read it as immutable.
-            if !e.to_string().to_lowercase().contains("readonly") {
-                return Err(db_error(path, e));
+            // file (the connection or its first read fails). Nobody can be writing to it then;
+            // with no write-ahead log beside it (scalelab leaves none once closed) the file holds
+            // everything, and it is safe to read as immutable. A log with content would be
+            // skipped by such a read, so that is refused by name instead.
+            Err(e) if e.to_string().to_lowercase().contains("readonly") => {
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                let wal = PathBuf::from(wal);
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    return Err(Error::Db(format!(
+                        "cannot read {}: its write-ahead log {} holds changes, and reading them \
+                         needs write access to the directory (or open it once as its owner, \
+                         which folds the log in)",
+                        path.display(),
+                        wal.display()
+                    )));
+                }
+                connect(true).await.map_err(|e| db_error(path, e))?
             }
-            pool.close().await;
-            pool = connect(true).await.map_err(|e| db_error(path, e))?;
-        }
+            Err(e) => return Err(db_error(path, e)),
+        };
         let store = Store {
             writer: pool.clone(),
             pool,
