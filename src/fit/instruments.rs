@@ -139,8 +139,8 @@ pub struct NoiseScaleSummary {
 
 impl NoiseScaleSummary {
     /// "median B_simple 61.2 at initialisation (40 runs, 3 withheld) and 812 at the last
-    /// reading (5 withheld)", values drawn by `value`; a median that is a withheld +∞ reads
-    /// "beyond what B_big resolves".
+    /// reading (42 runs, 5 withheld)", values drawn by `value`; a median that is a withheld +∞
+    /// reads "beyond what B_big resolves".
     pub fn describe_medians(&self, value: impl Fn(f64) -> String) -> String {
         let median = |m: Option<f64>| m.map_or_else(|| "beyond what B_big resolves".into(), &value);
         let withheld = |k: usize| {
