@@ -333,6 +333,13 @@ impl Schedule {
         }
     }
 
+    /// Epochs (or steps) done after which milestone `f` of a budget of `total` has passed: the
+    /// one rule the trainer ([`Schedule::passed`]) and validation
+    /// ([`RunConfig::milestone_epochs`]) share.
+    pub fn threshold(f: f64, total: u64) -> u64 {
+        (f * total as f64).round() as u64
+    }
+
     /// Number of milestones passed at the start of an epoch, given the epochs and steps done.
     pub fn passed(&self, budget: Budget, epochs_done: u64, steps_done: u64) -> usize {
         let Some((ms, _)) = self.parts() else {
@@ -343,7 +350,7 @@ impl Schedule {
             Budget::Steps(s) => (steps_done, s),
         };
         ms.iter()
-            .filter(|&&f| (f * total as f64).round() as u64 <= done)
+            .filter(|&&f| Schedule::threshold(f, total) <= done)
             .count()
     }
 
@@ -707,16 +714,11 @@ impl RunConfig {
         let ms = self.schedule.parts().map_or(&[][..], |(ms, _)| ms);
         match self.budget {
             Budget::Epochs(e) => (
-                ms.iter()
-                    .map(|&f| (f * e as f64).round() as u64 + 1)
-                    .collect(),
+                ms.iter().map(|&f| Schedule::threshold(f, e) + 1).collect(),
                 e,
             ),
             Budget::Steps(total) => {
-                let targets: Vec<u64> = ms
-                    .iter()
-                    .map(|&f| (f * total as f64).round() as u64)
-                    .collect();
+                let targets: Vec<u64> = ms.iter().map(|&f| Schedule::threshold(f, total)).collect();
                 let n = self.data.train_size;
                 let mut lands = Vec::with_capacity(targets.len());
                 let (mut epoch, mut done) = (1u64, 0u64); // `done` steps before `epoch`
@@ -857,7 +859,7 @@ impl RunConfig {
                 };
                 // Epoch `t` (1-based) runs with the milestones whose epoch rounds to < t.
                 let ends: Vec<u64> = self.schedule.parts().map_or(Vec::new(), |(ms, _)| {
-                    ms.iter().map(|&f| (f * e as f64).round() as u64).collect()
+                    ms.iter().map(|&f| Schedule::threshold(f, e)).collect()
                 });
                 let mut steps: u64 = 0;
                 let mut from = 0; // epochs before the segment

@@ -92,7 +92,7 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
     }
     crate::db::require_existing(&args.db.db)?;
     let report = super::with_store(&args.db.db, async |store: &Store| {
-        super::run::warn_if_file_differs(store, &args.sweep).await;
+        super::run::warn_if_file_differs(store, &args.sweep, &name).await;
         let mut opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
         opts.bootstrap = args.bootstrap;
@@ -163,7 +163,7 @@ pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let name = super::run::sweep_name(&args.sweep)?;
     crate::db::require_existing(&args.db.db)?;
     super::with_store(&args.db.db, async move |store: &Store| {
-        super::run::warn_if_file_differs(store, &args.sweep).await;
+        super::run::warn_if_file_differs(store, &args.sweep, &name).await;
         let opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
         write_report(store, &name, &opts, args.out, false).await

@@ -437,8 +437,8 @@ pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let mut params = Vec::new();
     let sweep = match &args.sweep {
         Some(s) => {
-            super::run::warn_if_file_differs(&store, s).await;
             let name = super::run::sweep_name(s)?;
+            super::run::warn_if_file_differs(&store, s, &name).await;
             if store.sweep(&name).await?.is_none() {
                 return Err(Error::Query(format!(
                     "no sweep named {name:?} in {}",
@@ -647,7 +647,7 @@ pub(super) async fn sweeps(args: SweepsArgs) -> anyhow::Result<ExitCode> {
 pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let name = super::run::sweep_name(&args.sweep)?;
     let store = Store::open_read_only(&args.db.db).await?;
-    super::run::warn_if_file_differs(&store, &args.sweep).await;
+    super::run::warn_if_file_differs(&store, &args.sweep, &name).await;
     if store.sweep(&name).await?.is_none() {
         return Err(Error::Query(format!(
             "no sweep named {name:?} in {}",

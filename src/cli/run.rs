@@ -137,28 +137,29 @@ async fn resolve_sweep(arg: &str, db: &Path) -> anyhow::Result<Sweep> {
 /// stored under its name (another file of the same name was run into the database since, or
 /// this one was edited and not run again), says so in one line on stderr: the command shows the
 /// stored sweep's runs, which are not the ones the file describes.
-pub(super) async fn warn_if_file_differs(store: &Store, arg: &str) {
+/// `name` is the file's sweep name ([`sweep_name`]); the file is compared by the hash of its
+/// text, as `run` stores it, without being expanded again.
+pub(super) async fn warn_if_file_differs(store: &Store, arg: &str, name: &str) {
     let path = Path::new(arg);
     if !(path.is_file() && arg.ends_with(".toml")) {
         return;
     }
-    let Ok(file) = sweep::load_sweep(path) else {
+    let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
     let stored: Option<(String, Option<String>)> =
         sqlx::query_as("SELECT spec_hash, path FROM sweeps WHERE name = ?")
-            .bind(&file.name)
+            .bind(name)
             .fetch_optional(store.pool())
             .await
             .ok()
             .flatten();
     if let Some((hash, from)) = stored
-        && hash != file.spec_hash
+        && hash != sweep::spec_hash(&text)
     {
         eprintln!(
-            "warning: {arg} differs from the sweep {:?} stored in {} (registered from {}): \
+            "warning: {arg} differs from the sweep {name:?} stored in {} (registered from {}): \
              showing the stored sweep's runs; `scalelab run {arg}` registers this file's",
-            file.name,
             store.path().display(),
             from.as_deref().unwrap_or("an unknown file")
         );
@@ -406,8 +407,9 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open_read_only(&args.db.db).await?;
     let name = match &args.sweep {
         Some(s) => {
-            warn_if_file_differs(&store, s).await;
-            Some(sweep_name(s)?)
+            let name = sweep_name(s)?;
+            warn_if_file_differs(&store, s, &name).await;
+            Some(name)
         }
         None => None,
     };

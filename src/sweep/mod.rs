@@ -58,6 +58,12 @@ pub fn load_sweep(path: &Path) -> Result<Sweep> {
     parse_sweep(&path.display().to_string(), &text)
 }
 
+/// The identity of a sweep file's text as stored in `sweeps.spec_hash`: the first 16 hex digits
+/// of its BLAKE3 hash.
+pub fn spec_hash(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+}
+
 /// Validates and expands a sweep given its text (`path` is only used in messages).
 pub fn parse_sweep(path: &str, text: &str) -> Result<Sweep> {
     let src = Source { path, text };
@@ -575,7 +581,7 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         description: f.description.clone(),
         path: src.path.to_string(),
         spec: src.text.to_string(),
-        spec_hash: blake3::hash(src.text.as_bytes()).to_hex()[..16].to_string(),
+        spec_hash: spec_hash(src.text),
         metric,
         select,
         axes,
