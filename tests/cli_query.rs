@@ -840,3 +840,34 @@ fn a_file_that_is_not_the_stored_sweep_is_named_in_a_warning() {
         assert!(success && !stderr.contains("warning"), "{args:?}: {stderr}");
     }
 }
+
+/// `SCALELAB_DB=` (set, but empty) read to clap as `--db` without a value: "a value is required
+/// for '--db <DB>' but none was supplied", naming a flag the user never typed. It now names the
+/// variable; an explicit `--db` still wins over it.
+#[test]
+fn an_empty_scalelab_db_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = scalelab()
+        .env("SCALELAB_DB", "")
+        .current_dir(dir.path())
+        .arg("sweeps")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr.trim_end(),
+        "error: SCALELAB_DB is set but empty: give it a database path, or unset it"
+    );
+    let missing = dir.path().join("m.db");
+    let o = scalelab()
+        .env("SCALELAB_DB", "")
+        .args(["sweeps", "--db", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("m.db") && !stderr.contains("SCALELAB_DB"),
+        "{stderr}"
+    );
+}

@@ -186,6 +186,15 @@ fn status() -> u8 {
             // One line, as every other error: clap's first line names the flag and the value.
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("error: invalid arguments");
+            // An empty SCALELAB_DB reads to clap as a `--db` given without a value.
+            if first.contains("'--db")
+                && std::env::var_os("SCALELAB_DB").is_some_and(|v| v.is_empty())
+            {
+                eprintln!(
+                    "error: SCALELAB_DB is set but empty: give it a database path, or unset it"
+                );
+                return 2;
+            }
             eprintln!("{first} (see --help)");
             return 2;
         }

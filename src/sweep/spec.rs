@@ -152,12 +152,27 @@ impl Source<'_> {
     }
 
     /// Parses the file, mapping TOML and serde errors to `FILE:LINE:COL: message`.
+    /// A value of the wrong type is named by its key (`instruments.noise_scale_every: invalid
+    /// value: integer `-1`, expected a whole number from 0 to 4294967295`).
     pub fn parse(&self) -> Result<SweepFile> {
-        toml::from_str::<SweepFile>(self.text).map_err(|e| {
-            let msg = e.message().trim().replace('\n', " ");
-            match e.span() {
-                Some(span) => self.error(span, msg),
-                None => Error::Sweep(format!("{}: {msg}", self.path)),
+        let located = |e: &toml::de::Error, msg: String| match e.span() {
+            Some(span) => self.error(span, msg),
+            None => Error::Sweep(format!("{}: {msg}", self.path)),
+        };
+        let de = toml::Deserializer::parse(self.text)
+            .map_err(|e| located(&e, e.message().trim().replace('\n', " ")))?;
+        serde_path_to_error::deserialize::<_, SweepFile>(de).map_err(|e| {
+            let key = keyed_path(&e.path().to_string());
+            let inner = e.inner();
+            let msg = inner.message().trim().replace('\n', " ").replace(
+                "expected u32",
+                "expected a whole number from 0 to 4294967295",
+            );
+            // An unknown key's message already names it.
+            if key.is_empty() || msg.starts_with("unknown field") {
+                located(inner, msg)
+            } else {
+                located(inner, format!("`{key}`: {msg}"))
             }
         })
     }
@@ -397,6 +412,14 @@ pub fn round_sig(x: f64) -> f64 {
     format!("{x:.11e}").parse().unwrap_or(x)
 }
 
+/// The dotted key of a serde path, without the segments `toml::Spanned` adds.
+fn keyed_path(path: &str) -> String {
+    path.split('.')
+        .filter(|seg| !seg.starts_with("$__") && *seg != "?")
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// A TOML type's name with its article: "an array", "a string".
 pub(crate) fn a_type(name: &str) -> String {
     let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
@@ -427,6 +450,46 @@ mod tests {
         }
         let x: X = toml::from_str(&full).unwrap();
         s.numbers("x", &x.x)
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_key() {
+        let train = "[train]\nlr = 0.1\nbatch_size = 16\n";
+        let cases = [
+            (
+                format!("name = \"t\"\n{train}[instruments]\nnoise_scale_every = -1\n"),
+                "s.toml:6:21: `instruments.noise_scale_every`: invalid value: integer `-1`, \
+                 expected a whole number from 0 to 4294967295",
+            ),
+            (
+                format!("name = \"t\"\n{train}[instruments]\ncurvature = 3\n"),
+                "s.toml:6:13: `instruments.curvature`: invalid type: integer `3`, expected a string",
+            ),
+            (
+                format!("name = 5\n{train}"),
+                "s.toml:1:8: `name`: invalid type: integer `5`, expected a string",
+            ),
+            (
+                format!("name = \"t\"\n{train}skip_batch_above_n = 1\n"),
+                "s.toml:5:22: `train.skip_batch_above_n`: invalid type: integer `1`, expected a boolean",
+            ),
+            (
+                format!("name = \"t\"\nseed = 1\n{train}"),
+                "s.toml:2:1: unknown field `seed`, expected one of `name`, `description`, `data`, \
+                 `model`, `train`, `eval`, `instruments`",
+            ),
+            (
+                "name = \"t\"\nx = [1,\n".to_string(),
+                "s.toml:2:8: unclosed array, expected `]`",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = match src(&text).parse() {
+                Err(Error::Sweep(m)) => m,
+                other => panic!("{text}: {other:?}"),
+            };
+            assert_eq!(got, want, "{text}");
+        }
     }
 
     #[test]
