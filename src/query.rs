@@ -440,6 +440,22 @@ pub fn check_read_only(sql: &str) -> Result<()> {
                 flush(&mut word, &mut words);
                 words.push("=".into());
             }
+            '(' => {
+                flush(&mut word, &mut words);
+                // A word right before `(` is a function's name (`replace(hidden, '[', '')`),
+                // not a statement's keyword.
+                let mut j = i;
+                while j > 0 && chars[j - 1].is_whitespace() {
+                    j -= 1;
+                }
+                if j > 0
+                    && (chars[j - 1].is_ascii_alphanumeric() || chars[j - 1] == '_')
+                    && words.len() > 1
+                    && let Some(last) = words.last_mut()
+                {
+                    *last = "<call>".into();
+                }
+            }
             _ => flush(&mut word, &mut words),
         }
         i += 1;
@@ -448,7 +464,12 @@ pub fn check_read_only(sql: &str) -> Result<()> {
     let Some(first) = words.first() else {
         return refuse("empty statement".into());
     };
-    if let Some(w) = words.iter().find(|w| WRITE_WORDS.contains(&w.as_str())) {
+    // A PRAGMA's argument is a value (`PRAGMA journal_mode(DELETE)`), not a statement: SQLite's
+    // own read-only test decides those (`Store::scan`).
+    if let Some(w) = words
+        .iter()
+        .find(|w| first != "pragma" && WRITE_WORDS.contains(&w.as_str()))
+    {
         return refuse(format!(
             "{} statements change the database",
             w.to_uppercase()
@@ -639,6 +660,8 @@ mod tests {
             "SELECT \"update\" FROM x -- DELETE",
             "PRAGMA table_info(runs)",
             "EXPLAIN QUERY PLAN SELECT 1",
+            "SELECT replace(hidden, '[', '') FROM runs",
+            "select REPLACE (hidden, ']', '') AS h, upper(state) from runs",
         ] {
             assert!(check_read_only(ok).is_ok(), "{ok}");
         }
@@ -649,9 +672,15 @@ mod tests {
             ("SELECT 1; DELETE FROM runs", "more than one"),
             ("SELECT 1; SELECT 2", "more than one"),
             ("WITH t AS (SELECT 1) DELETE FROM runs", "DELETE"),
-            ("PRAGMA journal_mode = DELETE", "DELETE"),
+            ("PRAGMA journal_mode = DELETE", "PRAGMA assignments"),
             ("PRAGMA user_version = 3", "PRAGMA"),
             ("UPDATE runs SET state = 'x'", "UPDATE"),
+            ("REPLACE INTO runs(id) VALUES ('x')", "REPLACE"),
+            ("INSERT INTO runs(id) VALUES ('x')", "INSERT"),
+            (
+                "WITH t(a) AS (SELECT 1) REPLACE INTO x(a) SELECT a FROM t",
+                "REPLACE",
+            ),
             ("", "empty"),
         ] {
             let e = check_read_only(bad).unwrap_err().to_string();

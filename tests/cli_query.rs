@@ -101,9 +101,9 @@ fn runs_as_csv_json_and_a_readable_table() {
         assert!(line.chars().count() <= 120, "too wide: {line}");
     }
     assert!(table.contains("(12 rows)"), "{table}");
-    // Learning rates in scientific notation, accuracies to 4 digits.
+    // Learning rates in scientific notation to 3 digits, accuracies to 4 digits.
     assert!(
-        table.contains("1.0e-2") && table.contains("3.0e0"),
+        table.contains("1.00e-2") && table.contains("3.00e0"),
         "{table}"
     );
     let limited = ok(&["runs", "--db", db(), "--limit", "2", "--format", "json"]);
@@ -593,7 +593,30 @@ fn export_writes_tidy_files() {
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(v["epoch"].is_i64() && v["lr"].is_f64() && v["run_id"].is_string());
+        // The run's total and the epoch's count under two names (both were `samples`, and
+        // pandas read the epoch's as `samples.1`).
+        let (total, at_epoch) = (v["samples"].as_i64(), v["epoch_samples"].as_i64());
+        assert!(at_epoch.unwrap() <= total.unwrap(), "{line}");
+        assert!(v.get("samples.1").is_none(), "{line}");
     }
+    // Every column of the per-epoch export has a name of its own.
+    let epochs_csv = dir.path().join("epochs.csv");
+    ok(&[
+        "export",
+        "q",
+        "--epochs",
+        "--out",
+        epochs_csv.to_str().unwrap(),
+        "--db",
+        db(),
+    ]);
+    let headers = csv::Reader::from_path(&epochs_csv)
+        .unwrap()
+        .headers()
+        .unwrap()
+        .clone();
+    let names: std::collections::BTreeSet<&str> = headers.iter().collect();
+    assert_eq!(names.len(), headers.len(), "{headers:?}");
     let json = dir.path().join("runs.json");
     ok(&[
         "export",
@@ -870,4 +893,124 @@ fn an_empty_scalelab_db_is_named() {
         stderr.contains("m.db") && !stderr.contains("SCALELAB_DB"),
         "{stderr}"
     );
+}
+
+/// `sql` shows what the query asked for: its own column names (the `runs` table's short
+/// headers turned `final_test_acc` and an epoch's `test_acc` into two columns called
+/// `test_acc`), and every real as stored (a learning rate had two significant digits, so 0.0342
+/// and 0.0345 printed alike, and timestamps printed as `1.79599e9`). Functions named like write
+/// statements (`replace()`) are not refused.
+#[test]
+fn sql_shows_the_query_s_own_columns_and_exact_values() {
+    let text = ok(&[
+        "sql",
+        "SELECT final_test_acc, 0.0342 AS lr, 0.0345 AS lr2, 1795990012.25 AS started_at, \
+         replace('[16]', '[', '') AS h FROM runs LIMIT 1",
+        "--db",
+        db(),
+    ]);
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["final_test_acc", "lr", "lr2", "started_at", "h"]);
+    let row: Vec<&str> = text.lines().nth(2).unwrap().split_whitespace().collect();
+    assert_eq!(&row[1..], ["0.0342", "0.0345", "1795990012.25", "16]"]);
+    let exact = ok(&[
+        "sql",
+        "SELECT final_test_acc FROM runs WHERE final_test_acc IS NOT NULL LIMIT 1",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ]);
+    let table = ok(&[
+        "sql",
+        "SELECT final_test_acc FROM runs WHERE final_test_acc IS NOT NULL LIMIT 1",
+        "--db",
+        db(),
+    ]);
+    let value = exact.lines().nth(1).unwrap();
+    assert!(
+        table.lines().nth(2).unwrap().trim() == value,
+        "{table} / {value}"
+    );
+    // `runs` keeps its short headers for reading.
+    let runs = ok(&["runs", "--limit", "1", "--db", db()]);
+    assert!(
+        runs.lines().next().unwrap().contains(" test_acc "),
+        "{runs}"
+    );
+}
+
+/// clap's message for a missing argument is several lines; the one line we print used to stop
+/// at "were not provided:" without naming what.
+#[test]
+fn a_missing_argument_is_named() {
+    for (args, name) in [
+        (vec!["export", "q"], "--out <OUT>"),
+        (vec!["metrics"], "<RUN_ID>"),
+        (vec!["sql"], "<QUERY>"),
+    ] {
+        let err = common::fail_in_one_line(scalelab().args(&args).args(["--db", db()]));
+        assert!(
+            err.contains("were not provided: ") && err.contains(name),
+            "{args:?}: {err}"
+        );
+    }
+    let err = common::fail_in_one_line(scalelab().args([
+        "runs",
+        "--limit",
+        "9223372036854775808",
+        "--db",
+        db(),
+    ]));
+    assert!(err.contains("--limit"), "{err}");
+}
+
+/// Output that cannot be written (a full disk) ends every command with one line naming
+/// standard output and status 1; `fit`, `status`, `metrics` and others panicked with a stack
+/// trace (`failed printing to stdout`).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_on_standard_output_is_one_line() {
+    let id = ok(&[
+        "sql",
+        "SELECT id FROM runs LIMIT 1",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ])
+    .lines()
+    .nth(1)
+    .unwrap()
+    .to_string();
+    for args in [
+        vec!["fit", "q"],
+        vec!["fit", "q", "--format", "json"],
+        vec!["status"],
+        vec!["sweeps"],
+        vec!["runs"],
+        vec!["metrics", id.as_str()],
+        vec!["sql", "SELECT * FROM runs"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = scalelab()
+            .args(&args)
+            .args(["--db", db()])
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.trim_end()
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("error: ") && l.contains("No space left on device"))
+                && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
 }

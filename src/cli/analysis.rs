@@ -107,8 +107,8 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
 
 fn print_fit(report: &FitReport, format: FitFormat) -> anyhow::Result<()> {
     match format {
-        FitFormat::Table => println!("{}", crate::fit::render_tables(report)),
-        FitFormat::Json => println!("{}", serde_json::to_string_pretty(report)?),
+        FitFormat::Table => outln!("{}", crate::fit::render_tables(report))?,
+        FitFormat::Json => outln!("{}", serde_json::to_string_pretty(report)?)?,
     }
     Ok(())
 }
@@ -144,9 +144,9 @@ async fn write_report(
     let (report, summary) =
         crate::analysis::report_sweep(store, sweep, opts, &out, &mut progress).await?;
     if print_tables {
-        println!("{}", crate::fit::render_tables(&report));
+        outln!("{}", crate::fit::render_tables(&report))?;
     }
-    println!(
+    outln!(
         "report: {} ({} figures{}; also index.md)",
         summary.index_html.display(),
         summary.figures.len(),
@@ -155,7 +155,7 @@ async fn write_report(
         } else {
             format!(", {} skipped for want of data", summary.skipped.len())
         }
-    );
+    )?;
     Ok(())
 }
 

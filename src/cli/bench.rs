@@ -150,7 +150,7 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             if args.format == BenchFormat::Json {
-                println!("{}", serde_json::to_string(&r)?);
+                outln!("{}", serde_json::to_string(&r)?)?;
             }
             rows.push(r);
         }
@@ -159,15 +159,15 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     .await??;
     let (peak, rows) = rows;
     if args.format == BenchFormat::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"engine": "scalelab", "threads": threads, "matmul_peak_gflops": peak})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "matmul peak (f32, {threads} thread{}): {peak:.1} GFLOP/s",
             if threads == 1 { "" } else { "s" }
-        );
+        )?;
         let body: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
@@ -181,7 +181,7 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 ]
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             table(
                 &[
@@ -194,7 +194,7 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 ],
                 &body
             )
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

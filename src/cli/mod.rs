@@ -1,6 +1,16 @@
 //! The command line: argument parsing (clap), the tokio runtime, Ctrl-C, and the one place where
 //! errors become one-line messages and exit codes.
 
+/// `println!` that returns the write's error instead of panicking: a full disk
+/// (`scalelab fit … > /dev/full`) ends the command with a one-line error, not a stack trace.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("standard output: {e}")))
+    }};
+}
+
 mod analysis;
 mod bench;
 mod query;
@@ -160,6 +170,26 @@ fn no_huge_pages() -> bool {
     }
 }
 
+/// clap's error in one line: its first line, with the indented list that follows it when that
+/// line ends in a colon ("the following required arguments were not provided: --out <OUT>").
+fn first_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let mut first = lines
+        .next()
+        .unwrap_or("error: invalid arguments")
+        .to_string();
+    if first.ends_with(':') {
+        let listed: Vec<&str> = lines
+            .take_while(|l| l.starts_with(' '))
+            .map(str::trim)
+            .collect();
+        if !listed.is_empty() {
+            first = format!("{first} {}", listed.join(", "));
+        }
+    }
+    first
+}
+
 /// Parses the command line and runs the command; returns its exit status.
 fn status() -> u8 {
     #[cfg(feature = "no-huge-pages")]
@@ -185,7 +215,8 @@ fn status() -> u8 {
             }
             // One line, as every other error: clap's first line names the flag and the value.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("error: invalid arguments");
+            let first = first_line(&text);
+            let first = first.as_str();
             // An empty SCALELAB_DB reads to clap as a `--db` given without a value.
             if first.contains("'--db")
                 && std::env::var_os("SCALELAB_DB").is_some_and(|v| v.is_empty())

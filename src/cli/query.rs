@@ -113,7 +113,7 @@ pub struct RunsArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub sort: Option<String>,
     /// At most this many rows.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64))]
     pub limit: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -137,7 +137,8 @@ pub struct MetricsArgs {
 /// `scalelab sql "SELECT …"`.
 #[derive(Debug, Args)]
 pub struct SqlArgs {
-    /// One read-only statement (SELECT, WITH … SELECT, VALUES, EXPLAIN, PRAGMA without '=').
+    /// One read-only statement (SELECT, WITH … SELECT, VALUES, EXPLAIN, or a PRAGMA that SQLite
+    /// counts as read-only, such as table_info(runs)).
     pub query: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -185,8 +186,19 @@ pub struct ExportArgs {
     pub db: DbArg,
 }
 
-/// A number for reading: learning-rate-like columns in scientific notation (3.2e-2), metrics
-/// to 4 decimals, seconds to 2, other reals to 6 significant digits.
+/// How the table format writes a result: for reading (`runs`, `metrics`, `sweeps`: short
+/// headers, rounded numbers) or as the query asked (`sql`: its own column names, every real in
+/// its shortest exact form).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    Reading,
+    AsQueried,
+}
+
+/// A number for reading: learning-rate-like columns in scientific notation to 3 significant
+/// digits (3.42e-2), metrics to 4 decimals, seconds to 2, other reals to 6 significant digits;
+/// any magnitude of a million or more in scientific notation (a diverged loss of 1e33 on one
+/// line, not 34 digits).
 fn display(column: &str, cell: &Cell) -> String {
     match cell {
         Cell::Null => "-".to_string(),
@@ -196,6 +208,8 @@ fn display(column: &str, cell: &Cell) -> String {
                 format!("{v}")
             } else if c == "lr" || c.contains("noise") || c.contains("weight_decay") {
                 sci(*v)
+            } else if v.abs() >= 1e6 {
+                format!("{v:.4e}")
             } else if c.contains("acc") || c.contains("loss") {
                 format!("{v:.4}")
             } else if c.contains("wall") || c.ends_with("_s") {
@@ -210,15 +224,33 @@ fn display(column: &str, cell: &Cell) -> String {
     }
 }
 
-/// `3.2e-2` style: two significant digits, a short exponent.
+/// A value as the query gave it: integers and text as stored, a real in its shortest form that
+/// reads back to the same number (in scientific notation below 1e-4 or from 1e15 on, where the
+/// plain form would run to hundreds of digits).
+fn display_exact(cell: &Cell) -> String {
+    match cell {
+        Cell::Null => "-".to_string(),
+        Cell::Real(v) if v.is_finite() && *v != 0.0 && !(1e-4..1e15).contains(&v.abs()) => {
+            format!("{v:e}")
+        }
+        other => other.exact(),
+    }
+}
+
+/// `3.42e-2` style: three significant digits, a short exponent.
 fn sci(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
-    format!("{v:.1e}")
+    format!("{v:.2e}")
 }
 
-fn print_result(t: &ResultTable, format: Format, show: Option<&[&str]>) -> anyhow::Result<()> {
+fn print_result(
+    t: &ResultTable,
+    format: Format,
+    show: Option<&[&str]>,
+    style: Style,
+) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match format {
@@ -230,11 +262,24 @@ fn print_result(t: &ResultTable, format: Format, show: Option<&[&str]>) -> anyho
                     .collect(),
                 None => (0..t.columns.len()).collect(),
             };
-            let headers: Vec<&str> = idx.iter().map(|&i| header(&t.columns[i])).collect();
+            let headers: Vec<&str> = idx
+                .iter()
+                .map(|&i| match style {
+                    Style::Reading => header(&t.columns[i]),
+                    Style::AsQueried => t.columns[i].as_str(),
+                })
+                .collect();
             let rows: Vec<Vec<String>> = t
                 .rows
                 .iter()
-                .map(|r| idx.iter().map(|&i| display(&t.columns[i], &r[i])).collect())
+                .map(|r| {
+                    idx.iter()
+                        .map(|&i| match style {
+                            Style::Reading => display(&t.columns[i], &r[i]),
+                            Style::AsQueried => display_exact(&r[i]),
+                        })
+                        .collect()
+                })
                 .collect();
             if rows.is_empty() {
                 writeln!(out, "(no rows)")?;
@@ -493,7 +538,7 @@ pub(super) async fn runs(args: RunsArgs) -> anyhow::Result<ExitCode> {
     let read = store.query_table_at_most(&sql, &params, max_rows).await;
     store.close().await;
     let (t, more) = read?;
-    print_result(&t, args.format, Some(RUN_TABLE_COLUMNS))?;
+    print_result(&t, args.format, Some(RUN_TABLE_COLUMNS), Style::Reading)?;
     if more {
         eprintln!(
             "{}",
@@ -553,9 +598,9 @@ pub(super) async fn metrics(args: MetricsArgs) -> anyhow::Result<ExitCode> {
     store.close().await;
     let (t, more) = read?;
     if args.format == Format::Table {
-        println!("run {id}");
+        outln!("run {id}")?;
     }
-    print_result(&t, args.format, None)?;
+    print_result(&t, args.format, None, Style::Reading)?;
     if more {
         eprintln!("{}", table_stopped_note("use --format csv for every epoch"));
     }
@@ -601,7 +646,7 @@ pub(super) async fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
                 .await;
             store.close().await;
             read.map_err(anyhow::Error::from).and_then(|(t, more)| {
-                print_result(&t, args.format, None)?;
+                print_result(&t, args.format, None, Style::AsQueried)?;
                 if more {
                     eprintln!(
                         "{}",
@@ -640,7 +685,7 @@ pub(super) async fn sweeps(args: SweepsArgs) -> anyhow::Result<ExitCode> {
         "failed",
         "metric",
     ];
-    print_result(&t, args.format, Some(show))?;
+    print_result(&t, args.format, Some(show), Style::Reading)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -658,7 +703,7 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let runs = runs_source(true);
     let sql = if args.epochs {
         format!(
-            "SELECT q.*, m.epoch, m.step, m.samples, m.lr AS epoch_lr, \
+            "SELECT q.*, m.epoch, m.step, m.samples AS epoch_samples, m.lr AS epoch_lr, \
              m.batch_size AS epoch_batch_size, m.train_loss, m.train_acc, m.test_loss, \
              m.test_acc, m.nonfinite, m.wall_s AS epoch_wall_s \
              FROM ({runs}) q JOIN epoch_metrics m ON m.run_id = q.run_id \
@@ -750,7 +795,7 @@ pub(super) async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     if to_stream {
         eprintln!("{summary}");
     } else {
-        println!("{summary}");
+        outln!("{summary}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -914,12 +959,30 @@ mod tests {
 
     #[test]
     fn numbers_are_formatted_for_reading() {
-        assert_eq!(display("lr", &Cell::Real(0.0321)), "3.2e-2");
+        assert_eq!(display("lr", &Cell::Real(0.0321)), "3.21e-2");
+        // Two learning rates 1% apart stay apart.
+        assert_eq!(display("lr", &Cell::Real(0.0342)), "3.42e-2");
+        assert_eq!(display("lr", &Cell::Real(0.0345)), "3.45e-2");
+        assert_eq!(display("noise_scale", &Cell::Real(9.96)), "9.96e0");
+        // A diverged loss on one line.
+        assert_eq!(
+            display("train_loss", &Cell::Real(1.125095728125171e33)),
+            "1.1251e33"
+        );
+        assert_eq!(display("test_loss", &Cell::Real(2.301234)), "2.3012");
         assert_eq!(display("final_test_acc", &Cell::Real(0.723456)), "0.7235");
         assert_eq!(display("wall_s", &Cell::Real(1.23456)), "1.23");
         assert_eq!(display("batch_size", &Cell::Int(64)), "64");
         assert_eq!(display("x", &Cell::Null), "-");
         assert_eq!(Cell::Real(0.1 + 0.2).exact(), "0.30000000000000004");
+        // `sql`: as stored, however the column is named.
+        assert_eq!(display_exact(&Cell::Real(0.0342)), "0.0342");
+        assert_eq!(display_exact(&Cell::Real(1795990012.25)), "1795990012.25");
+        assert_eq!(display_exact(&Cell::Real(1e300)), "1e300");
+        assert_eq!(display_exact(&Cell::Real(3.5e-7)), "3.5e-7");
+        assert_eq!(display_exact(&Cell::Real(0.0)), "0");
+        assert_eq!(display_exact(&Cell::Int(7)), "7");
+        assert_eq!(display_exact(&Cell::Null), "-");
     }
 
     /// The streamed CSV, JSON and JSON lines are byte for byte what the whole-table writers

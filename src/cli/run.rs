@@ -192,11 +192,11 @@ fn done(counts: &[(RunStatus, i64)]) -> u64 {
         .sum()
 }
 
-fn print_report(r: &SchedulerReport) {
+fn print_report(r: &SchedulerReport) -> std::io::Result<()> {
     if r.trained() == 0 && r.released == 0 {
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "trained {} run{} in {:.1} s with {} job{}: {} completed, {} diverged, {} failed{} \
          (runs {:.1}% of job time, of which evaluation {:.1}%){}",
         r.trained(),
@@ -224,14 +224,15 @@ fn print_report(r: &SchedulerReport) {
         } else {
             String::new()
         }
-    );
+    )?;
     if r.lost > 0 {
-        println!(
+        outln!(
             "warning: {} runs were taken over by another process after this one was presumed \
              dead; their results here were discarded",
             r.lost
-        );
+        )?;
     }
+    Ok(())
 }
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -261,12 +262,12 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.retry_failed {
             let n = store.retry_failed(Some(&sweep.name)).await?;
             if n > 0 {
-                println!("{n} failed runs get new retries");
+                outln!("{n} failed runs get new retries")?;
             }
         }
         let before = store.state_counts(Some(&sweep.name)).await?;
         let to_do = enq.cells - done(&before);
-        println!(
+        outln!(
             "sweep {}: {} cells ({} new runs{}{}) in {}; {} to train",
             sweep.name,
             enq.cells,
@@ -283,7 +284,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             },
             args.db.db.display(),
             to_do
-        );
+        )?;
         let mut interrupted = stop.load(Ordering::SeqCst);
         if args.enqueue_only && !interrupted {
             return Ok(ExitCode::SUCCESS);
@@ -301,7 +302,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             };
             let report =
                 scheduler::run_pending(store, &opts, stop, enq.cells, done(&before)).await?;
-            print_report(&report);
+            print_report(&report)?;
             interrupted = report.interrupted;
             failed_attempts = report.failed;
         }
@@ -309,7 +310,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             head.cancel_all();
         }
         let after = store.state_counts(Some(&sweep.name)).await?;
-        println!("{}: {}", sweep.name, counts_line(&after));
+        outln!("{}: {}", sweep.name, counts_line(&after))?;
         if interrupted {
             return Err(Error::Interrupted.into());
         }
@@ -336,10 +337,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             } else {
                 // Diverged and failed runs are results too: the sweep ran, there is just
                 // nothing to fit.
-                println!(
+                outln!(
                     "{}: no completed runs, so no fits and no report (see `scalelab status {}`)",
-                    sweep.name, sweep.name
-                );
+                    sweep.name,
+                    sweep.name
+                )?;
             }
         }
         // The exit status says whether every run trained, with or without the report: a
@@ -383,11 +385,11 @@ pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         let report =
             scheduler::run_pending(store, &opts, stop, total as u64, done(&counts)).await?;
         if report.trained() == 0 && report.released == 0 {
-            println!("no pending runs in {}", args.db.db.display());
+            outln!("no pending runs in {}", args.db.db.display())?;
         }
-        print_report(&report);
+        print_report(&report)?;
         let after = store.state_counts(None).await?;
-        println!("all runs: {}", counts_line(&after));
+        outln!("all runs: {}", counts_line(&after))?;
         if report.interrupted {
             return Err(Error::Interrupted.into());
         }
@@ -436,13 +438,13 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut headers = vec!["sweep", "cells"];
     headers.extend(RunStatus::ALL.iter().map(|s| s.as_str()));
     if rows.is_empty() {
-        println!("no sweeps in {}", args.db.db.display());
+        outln!("no sweeps in {}", args.db.db.display())?;
     } else {
-        println!("{}", table(&headers, &rows));
+        outln!("{}", table(&headers, &rows))?;
     }
     let running = store.running_runs(name.as_deref()).await?;
     if !running.is_empty() {
-        println!("\nrunning:");
+        outln!("\nrunning:")?;
         let rows: Vec<Vec<String>> = running
             .iter()
             .map(|r| {
@@ -457,7 +459,7 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 ]
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             table(
                 &[
@@ -471,11 +473,11 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 ],
                 &rows
             )
-        );
+        )?;
     }
     let failed = store.failed_runs(name.as_deref(), 20).await?;
     if !failed.is_empty() {
-        println!("\nfailures:");
+        outln!("\nfailures:")?;
         let rows: Vec<Vec<String>> = failed
             .iter()
             .map(|f| {
@@ -487,7 +489,7 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 ]
             })
             .collect();
-        println!("{}", table(&["run", "state", "failures", "error"], &rows));
+        outln!("{}", table(&["run", "state", "failures", "error"], &rows))?;
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
@@ -495,18 +497,18 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let sweep = sweep::load_sweep(&args.file)?;
-    println!("sweep {} ({})", sweep.name, sweep.path);
+    outln!("sweep {} ({})", sweep.name, sweep.path)?;
     if !sweep.description.is_empty() {
-        println!("{}", sweep.description);
+        outln!("{}", sweep.description)?;
     }
     let axes: Vec<Vec<String>> = sweep
         .axes
         .iter()
         .map(|(k, v)| vec![k.clone(), v.len().to_string(), v.join(", ")])
         .collect();
-    println!("{}", table(&["axis", "values", ""], &axes));
+    outln!("{}", table(&["axis", "values", ""], &axes))?;
     let updates: u64 = sweep.cells.iter().map(|c| c.planned_updates()).sum();
-    println!(
+    outln!(
         "{} cells{}, {} parameter updates planned in all; metric {} ({})",
         sweep.cells.len(),
         if sweep.skipped > 0 {
@@ -517,7 +519,7 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         updates,
         sweep.metric,
         sweep.select
-    );
+    )?;
     let ids: Vec<String> = sweep.cells.iter().map(|c| c.run_id()).collect();
     let states = if args.db.db.is_file() {
         let store = Store::open_read_only(&args.db.db).await?;
@@ -536,7 +538,7 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         *tally.entry(st).or_default() += 1;
     }
     let summary: Vec<String> = tally.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!("in {}: {}", args.db.db.display(), summary.join(", "));
+    outln!("in {}: {}", args.db.db.display(), summary.join(", "))?;
     const LIMIT: usize = 60;
     if sweep.cells.len() <= LIMIT || args.all {
         let rows: Vec<Vec<String>> = sweep
@@ -558,7 +560,7 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
                 ]
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             table(
                 &[
@@ -567,9 +569,9 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
                 ],
                 &rows
             )
-        );
+        )?;
     } else {
-        println!("({} cells: --all lists them)", sweep.cells.len());
+        outln!("({} cells: --all lists them)", sweep.cells.len())?;
     }
     Ok(ExitCode::SUCCESS)
 }

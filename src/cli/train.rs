@@ -202,6 +202,6 @@ pub(super) async fn run(args: CellArgs) -> anyhow::Result<ExitCode> {
         obj.insert("summary".into(), true.into());
         obj.insert("run_id".into(), run_id.into());
     }
-    println!("{summary}");
+    outln!("{summary}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -156,7 +156,9 @@ impl Store {
             let mut stmt = db.prepare(sql).map_err(e)?;
             if !stmt.readonly() {
                 return Err(Error::Query(format!(
-                    "refused, not a read-only query: {sql}"
+                    "refused: SQLite counts this statement as one that may change the database \
+                     (as it does PRAGMAs that set a value, `PRAGMA journal_mode` among them); \
+                     `scalelab sql` only reads: {sql}"
                 )));
             }
             let columns = stmt.column_names().into_iter().map(String::from).collect();

@@ -102,7 +102,12 @@ fn describe(cfg: &RunConfig) -> String {
 
 fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
     let name = f.name.get_ref().trim().to_string();
-    if name.is_empty()
+    // It names a folder (`reports/<name>/`: "." or ".." would be the reports folder or its
+    // parent) and is given as a positional argument (a leading '-' reads as an option).
+    if !name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
@@ -110,8 +115,8 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         return Err(src.error(
             f.name.span(),
             format!(
-                "sweep name {name:?} must be non-empty and use only letters, digits, '-', '_' \
-                 and '.' (it names a folder of reports)"
+                "sweep name {name:?} must start with a letter, digit or '_' and use only \
+                 letters, digits, '-', '_' and '.' (it names a folder of reports)"
             ),
         ));
     }
@@ -736,6 +741,28 @@ seeds = 2
 
     fn err(text: &str) -> String {
         parse_sweep("bad.toml", text).unwrap_err().to_string()
+    }
+
+    /// A name names `reports/<name>/` and is typed as a positional argument: "." and ".."
+    /// wrote the report into `reports/` or the working directory itself (overwriting its
+    /// `index.html`), and "-x" read as an option on the command line.
+    #[test]
+    fn sweep_names_that_are_not_folder_names_are_refused() {
+        let name_line = OK.lines().find(|l| l.starts_with("name")).unwrap();
+        for bad in ["..", ".", ".hidden", "-x.v1", "", " ", "a/b", "a b"] {
+            let e = err(&OK.replace(name_line, &format!("name = {bad:?}")));
+            assert!(
+                e.starts_with("bad.toml:2:8: sweep name") && e.contains("must start with"),
+                "{bad:?}: {e}"
+            );
+        }
+        for good in ["a", "_a", "0.v1", "smith-le.v2", "a_b-c.d"] {
+            let s = parse_sweep(
+                "t.toml",
+                &OK.replace(name_line, &format!("name = {good:?}")),
+            );
+            assert_eq!(s.map(|s| s.name).ok().as_deref(), Some(good));
+        }
     }
 
     /// Sizes beyond what a sweep can hold are refused before anything is expanded: a seed

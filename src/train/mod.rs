@@ -133,6 +133,16 @@ pub struct RunOutcome {
     pub curvature_final: Option<instrument::Curvature>,
 }
 
+/// A loss in a divergence message: 4 decimals, or scientific notation from a million on (a
+/// threshold of 1e300 × the initial loss would otherwise print 300 digits).
+fn short(x: f64) -> String {
+    if x.is_finite() && x.abs() >= 1e6 {
+        format!("{x:.4e}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
 /// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows.
 pub fn evaluate(net: &mut dyn Network, x: &Tensor, y: &[u32]) -> Result<(f64, f64)> {
     let n = y.len();
@@ -335,10 +345,11 @@ pub fn train(
             let loss = sum.loss / sum.count.max(1) as f64;
             if !loss.is_finite() || loss > threshold {
                 diverged = Some(format!(
-                    "batch loss {loss:.4} at step {} (initial loss {initial_loss:.4}, threshold \
-                     {:.4})",
+                    "batch loss {} at step {} (initial loss {}, threshold {})",
+                    short(loss),
                     outcome.steps + 1,
-                    threshold
+                    short(initial_loss),
+                    short(threshold)
                 ));
                 break;
             }
@@ -370,9 +381,10 @@ pub fn train(
         }
         if diverged.is_none() && (!m.train_loss.is_finite() || m.train_loss > threshold) {
             diverged = Some(format!(
-                "training loss {:.4} after epoch {epoch} (initial loss {initial_loss:.4}, \
-                 threshold {threshold:.4})",
-                m.train_loss
+                "training loss {} after epoch {epoch} (initial loss {}, threshold {})",
+                short(m.train_loss),
+                short(initial_loss),
+                short(threshold)
             ));
         }
         if let Some(reason) = diverged {
@@ -431,5 +443,21 @@ pub mod nonfinite {
                 other => Err(serde::de::Error::custom(format!("not a number: {other:?}"))),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short;
+
+    /// A divergence message with `divergence_factor = 1e300` printed its threshold as a
+    /// 300-digit integer.
+    #[test]
+    fn divergence_messages_stay_short() {
+        assert_eq!(short(2.301234), "2.3012");
+        assert_eq!(short(2.301234e300), "2.3012e300");
+        assert_eq!(short(-1.5e7), "-1.5000e7");
+        assert_eq!(short(f64::NAN), "NaN");
+        assert_eq!(short(f64::INFINITY), "inf");
     }
 }
