@@ -174,8 +174,17 @@ pub struct Curvature {
     pub iterations: usize,
     /// Relative residual |Hx − θx|/|θ| of the reported Ritz pair.
     pub eigen_residual: f64,
-    /// The algebraically smallest eigenvalue from the same Krylov basis (less accurate).
+    /// The algebraically smallest eigenvalue from the same Krylov basis (less accurate: the
+    /// iteration stops when the top one converges).
     pub bottom_eigenvalue: f64,
+    /// Whether the smallest one met the same residual test; when not, `bottom_eigenvalue` is
+    /// only an upper bound on the smallest eigenvalue (a Ritz value lies inside the spectrum), so
+    /// a positive value does not say the Hessian is positive semi-definite.
+    #[serde(default)]
+    pub bottom_converged: bool,
+    /// Relative residual of the smallest Ritz pair.
+    #[serde(default)]
+    pub bottom_residual: f64,
     /// Hutchinson estimate of the Hessian trace.
     pub trace: f64,
     /// Its standard error.
@@ -302,6 +311,8 @@ pub fn measure_curvature(net: &mut dyn Network, data: &Dataset, seed: u64) -> Re
         iterations: eig.max.iterations,
         eigen_residual: eig.max.relative_residual,
         bottom_eigenvalue: eig.min.value,
+        bottom_converged: eig.min.converged,
+        bottom_residual: eig.min.relative_residual,
         trace: tr.mean,
         trace_se: tr.std_error,
         batch: m,
