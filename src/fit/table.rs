@@ -7,8 +7,8 @@ use std::fmt::Write;
 use comfy_table::{ContentArrangement, Table, presets};
 
 use super::{
-    BoptSection, CollapseSection, EfficiencySection, FitReport, InstrumentsSection, Interval,
-    LearningCurveSection, Outcome, ScalingSection, SchedulesSection, ValidationBound,
+    BoptSection, CollapseSection, EfficiencySection, FitReport, HypothesisTest, InstrumentsSection,
+    Interval, LearningCurveSection, Outcome, ScalingSection, SchedulesSection, ValidationBound,
 };
 
 const WIDTH: u16 = 120;
@@ -164,7 +164,14 @@ fn render_scaling(out: &mut String, s: &ScalingSection) {
                     f.axes_fixed.join(", ")
                 );
             }
-            let mut h = table(&["hypothesis", "predicted", "F", "p", "verdict"]);
+            let mut h = table(&[
+                "hypothesis",
+                "predicted",
+                "F",
+                "p",
+                "joint test",
+                "slopes whose interval excludes it",
+            ]);
             for t in &f.hypotheses {
                 let pred: Vec<String> = t
                     .symbols
@@ -178,9 +185,15 @@ fn render_scaling(out: &mut String, s: &ScalingSection) {
                     t.f_statistic.map_or("—".into(), num),
                     num(t.p_value),
                     t.verdict.name().to_string(),
+                    slopes_excluded(t),
                 ]);
             }
             let _ = writeln!(out, "{h}");
+            for t in &f.hypotheses {
+                if let Some(n) = &t.note {
+                    let _ = writeln!(out, "warning ({}): {n}", t.name);
+                }
+            }
             if let Some(n) = &f.note {
                 let _ = writeln!(out, "note: {n}");
             }
@@ -203,6 +216,15 @@ fn render_scaling(out: &mut String, s: &ScalingSection) {
         Outcome::Skipped { reason } => {
             let _ = writeln!(out, "one-constant form skipped: {reason}");
         }
+    }
+}
+
+/// The slopes of a hypothesis whose own interval excludes the predicted value, or "none".
+fn slopes_excluded(t: &HypothesisTest) -> String {
+    if t.slopes_excluded.is_empty() {
+        "none".into()
+    } else {
+        t.slopes_excluded.join(", ")
     }
 }
 

@@ -214,14 +214,18 @@ fn scaling_section(s: &ScalingSection) -> Vec<Table> {
             ))));
             let mut h = Table::new(
                 "Hypothesis tests (joint Wald F)",
-                &["hypothesis", "predicted", "F", "df", "p", "verdict"],
+                &[
+                    "hypothesis",
+                    "predicted",
+                    "F",
+                    "df",
+                    "p",
+                    "joint test",
+                    "slopes whose CI excludes it",
+                ],
             );
             for t in &f.hypotheses {
-                let name = match t.name.as_str() {
-                    "smith_le" => "Smith & Le: B_opt ∝ εN/(1 − m)",
-                    "no_n" => "no N dependence: B_opt ∝ ε/(1 − m)",
-                    other => other,
-                };
+                let name = hypothesis_name(&t.name);
                 let pred: Vec<String> = t
                     .symbols
                     .iter()
@@ -237,12 +241,32 @@ fn scaling_section(s: &ScalingSection) -> Vec<Table> {
                     format!("{}, {}", t.df1, t.df2),
                     format::p_value(t.p_value),
                     match t.verdict {
-                        Verdict::Consistent => "consistent".into(),
+                        Verdict::NotRejected => "not rejected".into(),
                         Verdict::Rejected => format!("rejected at α = {}", format::sig(t.alpha, 2)),
+                    },
+                    if t.slopes_excluded.is_empty() {
+                        "none".into()
+                    } else {
+                        t.slopes_excluded
+                            .iter()
+                            .map(|s| s.replace("gamma", "γ"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     },
                 ]);
             }
-            out.push(h.noted(f.note.clone()));
+            // A joint test that is not rejected while a slope's own interval excludes its value
+            // is said in words: the joint p alone reads as support (sweeps/smith-le.toml).
+            let notes: Vec<String> = f
+                .hypotheses
+                .iter()
+                .filter_map(|t| {
+                    let n = t.note.as_ref()?;
+                    Some(format!("{}: {}.", hypothesis_name(&t.name), capitalised(n)))
+                })
+                .chain(f.note.clone())
+                .collect();
+            out.push(h.noted((!notes.is_empty()).then(|| notes.join(" "))));
         }
         Outcome::Skipped { reason } => {
             let mut t = Table::new("Scaling regression", &["status"]);
@@ -286,6 +310,15 @@ fn scaling_section(s: &ScalingSection) -> Vec<Table> {
         out.push(c);
     }
     out
+}
+
+/// A hypothesis's name as the report says it.
+fn hypothesis_name(name: &str) -> &str {
+    match name {
+        "smith_le" => "Smith & Le: B_opt ∝ εN/(1 − m)",
+        "no_n" => "no N dependence: B_opt ∝ ε/(1 − m)",
+        other => other,
+    }
 }
 
 /// Figure 3's table.
@@ -709,6 +742,13 @@ mod tests {
         assert_eq!(e[0].rows.len(), fit.efficiency.fitted().unwrap().fits.len());
         let l = learning_curve_tables(&fit);
         assert_eq!(l[1].rows.len(), 4);
+        // The joint test is "not rejected" or "rejected", never "consistent".
+        for r in &s[1].rows {
+            assert!(
+                r[5] == "not rejected" || r[5].starts_with("rejected"),
+                "{r:?}"
+            );
+        }
         let sc = schedules_tables(&fit);
         assert!(sc.iter().any(|t| t.caption.starts_with("Equivalence test")));
         for t in b.iter().chain(&s).chain(&e).chain(&l).chain(&sc) {
@@ -720,5 +760,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Regression: a joint test with p ≥ α read "consistent" although b's own interval excluded
+    /// 1 (sweeps/smith-le.toml). The split is said in the table and its note.
+    #[test]
+    fn a_slope_outside_its_interval_is_said_beside_a_joint_test_not_rejected() {
+        let (_, mut fit) = testdata::synthetic();
+        let Outcome::Fitted(sc) = &mut fit.scaling else {
+            panic!("scaling fitted")
+        };
+        let Outcome::Fitted(f) = &mut sc.log_linear else {
+            panic!("log-linear fitted")
+        };
+        let h = &mut f.hypotheses[0];
+        h.verdict = Verdict::NotRejected;
+        h.slopes_excluded = vec!["b".into()];
+        h.split_verdict = true;
+        h.note = Some("the joint test is not rejected (p = 0.052), but b excludes 1".into());
+        let s = scaling_tables(&fit);
+        let row = s[1]
+            .rows
+            .iter()
+            .find(|r| r[0].starts_with("Smith"))
+            .unwrap();
+        assert_eq!((row[5].as_str(), row[6].as_str()), ("not rejected", "b"));
+        let note = s[1].note.as_deref().unwrap();
+        assert!(
+            note.contains("Smith & Le: B_opt ∝ εN/(1 − m): The joint test is not rejected"),
+            "{note}"
+        );
     }
 }
