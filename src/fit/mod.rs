@@ -50,7 +50,7 @@ pub use regression::{
 };
 pub use schedules::{
     EpochMean, Equivalence, LargestGap, ScheduleGroupFit, ScheduleSummary, SchedulesSection, Tost,
-    UpdateRatio,
+    TostMethod, UpdateRatio,
 };
 pub use select::select_value;
 pub use table::render_tables;

@@ -8,7 +8,8 @@ use comfy_table::{ContentArrangement, Table, presets};
 
 use super::{
     BoptSection, CollapseSection, EfficiencySection, FitReport, HypothesisTest, InstrumentsSection,
-    Interval, LearningCurveSection, Outcome, ScalingSection, SchedulesSection, ValidationBound,
+    Interval, LargestGap, LearningCurveSection, Outcome, ScalingSection, SchedulesSection,
+    ValidationBound,
 };
 
 const WIDTH: u16 = 120;
@@ -274,23 +275,40 @@ fn render_schedules(out: &mut String, s: &SchedulesSection) {
             ]);
         }
         let _ = writeln!(out, "{t}");
-        if let Some(gap) = &g.largest_gap {
+        let gap_line = |out: &mut String, what: &str, gap: &LargestGap| {
             let _ = writeln!(
                 out,
-                "largest per-epoch gap {} at epoch {} ({} above {})",
+                "largest per-epoch gap {what}: {} at epoch {} ({} above {})",
                 num(gap.gap),
                 gap.epoch,
                 gap.higher,
                 gap.lower
             );
+        };
+        if let Some(gap) = &g.largest_gap {
+            gap_line(out, "increase-batch vs decay-lr", gap);
+        }
+        if let Some(gap) = &g.hybrid_gap {
+            gap_line(out, "hybrid vs decay-lr", gap);
+        }
+        // Over every mode only when it adds a pair (constant, or another mode) to the above.
+        if let Some(gap) = &g.largest_gap_all_modes
+            && Some(gap) != g.largest_gap.as_ref()
+            && Some(gap) != g.hybrid_gap.as_ref()
+        {
+            gap_line(out, "over all modes (context, not the claim)", gap);
+        }
+        if let Some(w) = &g.large_batch_warning {
+            let _ = writeln!(out, "warning: {w}");
         }
         match &g.equivalence {
             Outcome::Fitted(t) => {
                 let _ = writeln!(
                     out,
-                    "TOST {} − {}: {} {:.0}% CI {} within ±{}: p = {} / {} → {}",
+                    "TOST {} − {} ({}): {} {:.0}% CI {} within ±{}: p = {} / {} → {}",
                     t.first,
                     t.second,
+                    t.method_description(),
                     num(t.difference),
                     100.0 * t.interval.level,
                     interval(&Some(t.interval)),

@@ -10,7 +10,7 @@ use crate::fit::{
 };
 use crate::plot::format;
 use crate::plot::labels::metric_name;
-use crate::plot::schedules::group_summary;
+use crate::plot::schedules::{gap_sentences, group_summary};
 
 /// One table: a caption, a header row, body rows (every row as long as the header), and an
 /// optional note under it.
@@ -386,26 +386,17 @@ fn schedules_section(s: &SchedulesSection, metric: MetricKind) -> Vec<Table> {
                 format::count(sc.mean_steps),
             ]);
         }
-        let gap = g.largest_gap.as_ref().map(|lg| {
-            format!(
-                "Largest gap between the per-epoch curves: {} at epoch {} ({} above {}).",
-                format::sig(lg.gap, 3),
-                lg.epoch,
-                lg.higher,
-                lg.lower
-            )
-        });
-        let summary = format!("{}.", group_summary(g));
-        let note = match gap {
-            Some(gap) => format!("{summary} {gap}"),
-            None => summary,
-        };
+        let note = std::iter::once(format!("{}.", group_summary(g)))
+            .chain(gap_sentences(g))
+            .collect::<Vec<_>>()
+            .join(" ");
         out.push(t.noted(Some(note)));
         if let Outcome::Fitted(tost) = &g.equivalence {
             let mut e = Table::new(
                 format!("Equivalence test (TOST) in group {}", g.group),
                 &[
                     "difference",
+                    "test",
                     "std. error",
                     "dof",
                     &format!("{} CI", format::percent(tost.interval.level, 0)),
@@ -422,6 +413,7 @@ fn schedules_section(s: &SchedulesSection, metric: MetricKind) -> Vec<Table> {
                     tost.second,
                     format::sig(tost.difference, 3)
                 ),
+                tost.method_description(),
                 format::sig(tost.std_error, 2),
                 format::sig(tost.dof, 3),
                 format::interval(&tost.interval, |v| format::sig(v, 3)),
@@ -751,6 +743,15 @@ mod tests {
         }
         let sc = schedules_tables(&fit);
         assert!(sc.iter().any(|t| t.caption.starts_with("Equivalence test")));
+        let tost = sc
+            .iter()
+            .find(|t| t.caption.starts_with("Equivalence"))
+            .unwrap();
+        assert!(
+            tost.rows[0][1].starts_with("paired over"),
+            "{:?}",
+            tost.rows[0]
+        );
         for t in b.iter().chain(&s).chain(&e).chain(&l).chain(&sc) {
             for r in &t.rows {
                 assert_eq!(r.len(), t.header.len(), "{}", t.caption);
