@@ -274,6 +274,7 @@ pub async fn load_fit_inputs(
             schedule_group: group,
             lr: c.lr,
             batch_size: c.batch_size,
+            max_batch_size: Some(c.largest_batch()),
             momentum: c.momentum,
             train_size: c.data.train_size,
             test_size: c.data.test_size,

@@ -268,7 +268,8 @@ pub enum Schedule {
         /// The factor (> 1).
         factor: f64,
     },
-    /// B × factor at each milestone (capped at N), ε fixed.
+    /// B × factor at each milestone, ε fixed. Validation refuses a B beyond N
+    /// ([`RunConfig::check_batch_growth`]).
     IncreaseBatch {
         /// Fractions of the budget, strictly increasing, in (0, 1).
         milestones: Vec<f64>,
@@ -316,6 +317,9 @@ impl Schedule {
     }
 
     /// Learning rate and batch size in force after `passed` milestones, from the initial ones.
+    /// The batch size is kept within 1..=N only as a guard: a validated run never reaches N's
+    /// cap ([`RunConfig::check_batch_growth`]), since a capped batch no longer matches decay-lr
+    /// factor for factor.
     pub fn apply(&self, passed: usize, lr0: f64, batch0: u64, train_size: u64) -> (f64, u64) {
         let Some((_, factor)) = self.parts() else {
             return (lr0, batch0);
@@ -701,7 +705,42 @@ impl RunConfig {
             ));
         }
         self.schedule.validate()?;
-        self.check_milestone_epochs()
+        self.check_milestone_epochs()?;
+        self.check_batch_growth()
+    }
+
+    /// Refuses an increase-batch or hybrid schedule whose batch size would pass the training
+    /// set: the trainer would cap it at N, so the run would no longer grow B by the factor that
+    /// decay-lr divides ε by, and the comparison the schedule exists for (Smith, Kindermans, Ying
+    /// & Le 2017, arXiv 1711.00489: equivalent for B ≪ N) would silently change. B = N is
+    /// allowed. The error names the schedule, the milestone, the batch size it would reach and N.
+    pub fn check_batch_growth(&self) -> Result<()> {
+        let Some((ms, factor)) = self.schedule.parts() else {
+            return Ok(());
+        };
+        let grows = match self.schedule {
+            Schedule::IncreaseBatch { .. } => ms.len(),
+            Schedule::Hybrid { .. } => ms.len().min(1),
+            Schedule::Constant | Schedule::DecayLr { .. } => 0,
+        };
+        let n = self.data.train_size;
+        for (k, &f) in ms.iter().enumerate().take(grows) {
+            let b = (self.batch_size as f64 * factor.powi(k as i32 + 1)).round();
+            if b > n as f64 {
+                return Err(Error::config(
+                    "schedule",
+                    format!(
+                        "{} grows batch_size {} to {b:.0} at milestone {f}, beyond the training \
+                         set (train_size {n}); capped at {n}, it would no longer match decay-lr \
+                         factor for factor (the equivalence needs B ≪ N): lower batch_size or the \
+                         factor, or drop a milestone",
+                        self.schedule.label(),
+                        self.batch_size
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The epoch (1-based) at whose start each milestone takes effect, and the number of epochs
@@ -1169,6 +1208,50 @@ mod tests {
             e.contains("milestone 0.9 lands on epoch 5, after the last of the 4 epochs"),
             "{e}"
         );
+    }
+
+    /// Regression: increase-batch capped B at N without a word (`--train-size 1000
+    /// --batch-size 300 --schedule increase-batch:0.25,0.5,0.75:4` went 300 → 1000 and stayed),
+    /// so it no longer matched decay-lr factor for factor. Refused now; B = N is allowed.
+    #[test]
+    fn a_schedule_growing_the_batch_beyond_n_is_refused() {
+        let mut c = teacher_config(); // N = 1000
+        c.batch_size = 300;
+        c.budget = Budget::Epochs(8);
+        c.schedule = "increase-batch:0.25,0.5,0.75:4".parse().unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid schedule: increase-batch(x4 @ 0.25,0.5,0.75) grows batch_size 300 to 1200 \
+             at milestone 0.25, beyond the training set (train_size 1000); capped at 1000, it \
+             would no longer match decay-lr factor for factor (the equivalence needs B ≪ N): \
+             lower batch_size or the factor, or drop a milestone"
+        );
+        // The third growth is the one that passes N: 50 → 200 → 800 → 3200.
+        c.batch_size = 50;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("grows batch_size 50 to 3200 at milestone 0.75"),
+            "{e}"
+        );
+        // Reaching N exactly is allowed: 250 → 1000.
+        c.batch_size = 250;
+        c.schedule = "increase-batch:0.5:4".parse().unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.largest_batch(), 1000);
+        // Hybrid grows B once: 200 → 800, then decays ε; 300 → 1200 is refused.
+        c.batch_size = 200;
+        c.schedule = "hybrid:0.25,0.5,0.75:4".parse().unwrap();
+        assert!(c.validate().is_ok());
+        c.batch_size = 300;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("hybrid(x4 @ 0.25,0.5,0.75) grows batch_size 300 to 1200"),
+            "{e}"
+        );
+        // decay-lr never grows B.
+        c.schedule = "decay-lr:0.25,0.5,0.75:4".parse().unwrap();
+        assert!(c.validate().is_ok());
     }
 
     /// The epochs `milestone_epochs` computes are those at which the trainer's own rule

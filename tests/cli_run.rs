@@ -580,7 +580,7 @@ test_size = 200
 hidden = [16]
 [train]
 lr = 0.05
-batch_size = 10
+batch_size = 8
 momentum = 0.9
 epochs = 10
 schedule = [
@@ -599,24 +599,25 @@ schedule = [
         "--no-report",
         "--quiet",
     ]);
-    // decay-lr: 10 epochs × 100 steps; increase-batch: 3·100 + 3·20 + 2·4 + 2·1 = 370.
+    // decay-lr: 10 epochs × 125 steps; increase-batch: 3·125 + 3·25 + 2·5 + 2·1 = 462, its
+    // batch 8 → 40 → 200 → 1000 = N (a batch grown beyond N is refused, so no cap).
     assert_eq!(
         count(&db, "SELECT steps FROM runs WHERE schedule = 'decay-lr'"),
-        1000
+        1250
     );
     assert_eq!(
         count(
             &db,
             "SELECT steps FROM runs WHERE schedule = 'increase-batch'"
         ),
-        370
+        462
     );
     assert_eq!(
         count(
             &db,
             "SELECT planned_steps FROM runs WHERE schedule = 'increase-batch'"
         ),
-        370
+        462
     );
     let series: Vec<(i64, f64, i64)> = rt().block_on(async {
         let store = Store::open_read_only(&db).await.unwrap();
@@ -629,10 +630,7 @@ schedule = [
         .unwrap()
     });
     let batches: Vec<i64> = series.iter().map(|s| s.2).collect();
-    assert_eq!(
-        batches,
-        vec![10, 10, 10, 10, 50, 50, 50, 250, 250, 1000, 1000]
-    );
+    assert_eq!(batches, vec![8, 8, 8, 8, 40, 40, 40, 200, 200, 1000, 1000]);
     assert!(series.iter().all(|s| s.1 == 0.05));
     let lrs: Vec<f64> = rt().block_on(async {
         let store = Store::open_read_only(&db).await.unwrap();

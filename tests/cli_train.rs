@@ -163,6 +163,24 @@ fn bad_input_gives_a_one_line_error_naming_the_value() {
             &["cnn", "teacher"],
         ),
         (vec!["--schedule", "decay:0.5"], &["schedule", "decay:0.5"]),
+        // A batch grown beyond N (regression: capped at N without a word, 300 → 1000).
+        (
+            vec![
+                "--train-size",
+                "1000",
+                "--batch-size",
+                "300",
+                "--epochs",
+                "8",
+                "--schedule",
+                "increase-batch:0.25,0.5,0.75:4",
+            ],
+            &[
+                "invalid schedule",
+                "increase-batch(x4 @ 0.25,0.5,0.75) grows batch_size 300 to 1200 at milestone 0.25",
+                "train_size 1000",
+            ],
+        ),
         // Milestones that merge into one epoch or fall past the end (regression: accepted,
         // and the label still promised three decays).
         (

@@ -111,3 +111,59 @@ fn smith_le_mnist_needs_its_data_and_parses_with_it() {
     );
     assert!(s.cells.iter().all(|c| c.data.fingerprint.is_some()));
 }
+
+/// Regression: a growing batch that passed N was capped at N without a word. The sweep is
+/// refused, naming the file, the cell and the schedule.
+#[test]
+fn a_sweep_whose_batch_grows_beyond_n_is_refused_naming_the_cell() {
+    let text = |factor: u32| {
+        format!(
+            r#"
+name = "grow"
+[data]
+train_size = 1000
+test_size = 100
+[model]
+hidden = [8]
+[train]
+lr = 0.05
+batch_size = [8, 300]
+momentum = 0.9
+epochs = 8
+schedule = {{ kind = "increase-batch", milestones = [0.25, 0.5, 0.75], factor = {factor} }}
+"#
+        )
+    };
+    // B = 300 at factor 4: 300 → 1200 at the first milestone (B = 8 reaches 512: fine).
+    let e = parse_sweep("grow.toml", &text(4)).unwrap_err().to_string();
+    assert!(e.starts_with("grow.toml: cell "), "{e}");
+    assert!(e.contains("batch_size=300"), "{e}");
+    assert!(
+        e.contains("invalid schedule: increase-batch(x4 @ 0.25,0.5,0.75) grows batch_size 300"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    // Factor 2: 300 → 600 → 1200, past N at the second milestone.
+    let e = parse_sweep("grow.toml", &text(2)).unwrap_err().to_string();
+    assert!(
+        e.contains("grows batch_size 300 to 1200 at milestone 0.5"),
+        "{e}"
+    );
+}
+
+/// Every shipped sweep that needs no data files still validates under the batch-growth check.
+#[test]
+fn every_shipped_sweep_without_data_files_validates() {
+    for entry in std::fs::read_dir("sweeps").unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .contains("mnist")
+        {
+            continue; // needs its data directory (its own test above)
+        }
+        load_sweep(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

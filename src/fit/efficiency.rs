@@ -623,6 +623,7 @@ mod tests {
             schedule_group: "g".into(),
             lr,
             batch_size: b,
+            max_batch_size: None,
             momentum: 0.0,
             train_size: n,
             test_size: 10_000,

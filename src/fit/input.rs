@@ -177,6 +177,10 @@ pub struct RunInput {
     pub lr: f64,
     /// Initial batch size B.
     pub batch_size: u64,
+    /// The largest batch size the run's schedule reaches (its last, for a growing batch);
+    /// `None` when the caller does not know it (the fits then take `batch_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u64>,
     /// Momentum m in [0, 1).
     pub momentum: f64,
     /// Training-set size N.

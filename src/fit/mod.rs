@@ -46,11 +46,11 @@ pub use instruments::{
 pub use learning_curve::{BetaInterval, LearningCurvePoint, LearningCurveSection, Region};
 pub use regression::{
     Coefficient, ConstantFit, HypothesisTest, LogLinearFit, RegressionPoint, ScalingSection,
-    Verdict,
+    SlopeCheck, Verdict,
 };
 pub use schedules::{
     EpochMean, Equivalence, LargestGap, ScheduleGroupFit, ScheduleSummary, SchedulesSection, Tost,
-    UpdateRatio,
+    TostMethod, UpdateRatio,
 };
 pub use select::select_value;
 pub use table::render_tables;

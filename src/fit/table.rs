@@ -7,8 +7,9 @@ use std::fmt::Write;
 use comfy_table::{ContentArrangement, Table, presets};
 
 use super::{
-    BoptSection, CollapseSection, EfficiencySection, FitReport, InstrumentsSection, Interval,
-    LearningCurveSection, Outcome, ScalingSection, SchedulesSection, ValidationBound,
+    BoptSection, CollapseSection, EfficiencySection, FitReport, HypothesisTest, InstrumentsSection,
+    Interval, LargestGap, LearningCurveSection, Outcome, ScalingSection, SchedulesSection,
+    ValidationBound,
 };
 
 const WIDTH: u16 = 120;
@@ -164,7 +165,14 @@ fn render_scaling(out: &mut String, s: &ScalingSection) {
                     f.axes_fixed.join(", ")
                 );
             }
-            let mut h = table(&["hypothesis", "predicted", "F", "p", "verdict"]);
+            let mut h = table(&[
+                "hypothesis",
+                "predicted",
+                "F",
+                "p",
+                "joint test",
+                "slopes whose interval excludes it",
+            ]);
             for t in &f.hypotheses {
                 let pred: Vec<String> = t
                     .symbols
@@ -178,9 +186,15 @@ fn render_scaling(out: &mut String, s: &ScalingSection) {
                     t.f_statistic.map_or("—".into(), num),
                     num(t.p_value),
                     t.verdict.name().to_string(),
+                    slopes_excluded(t),
                 ]);
             }
             let _ = writeln!(out, "{h}");
+            for t in &f.hypotheses {
+                if let Some(n) = &t.note {
+                    let _ = writeln!(out, "warning ({}): {n}", t.name);
+                }
+            }
             if let Some(n) = &f.note {
                 let _ = writeln!(out, "note: {n}");
             }
@@ -203,6 +217,15 @@ fn render_scaling(out: &mut String, s: &ScalingSection) {
         Outcome::Skipped { reason } => {
             let _ = writeln!(out, "one-constant form skipped: {reason}");
         }
+    }
+}
+
+/// The slopes of a hypothesis whose own interval excludes the predicted value, or "none".
+fn slopes_excluded(t: &HypothesisTest) -> String {
+    if t.slopes_excluded.is_empty() {
+        "none".into()
+    } else {
+        t.slopes_excluded.join(", ")
     }
 }
 
@@ -252,23 +275,40 @@ fn render_schedules(out: &mut String, s: &SchedulesSection) {
             ]);
         }
         let _ = writeln!(out, "{t}");
-        if let Some(gap) = &g.largest_gap {
+        let gap_line = |out: &mut String, what: &str, gap: &LargestGap| {
             let _ = writeln!(
                 out,
-                "largest per-epoch gap {} at epoch {} ({} above {})",
+                "largest per-epoch gap {what}: {} at epoch {} ({} above {})",
                 num(gap.gap),
                 gap.epoch,
                 gap.higher,
                 gap.lower
             );
+        };
+        if let Some(gap) = &g.largest_gap {
+            gap_line(out, "increase-batch vs decay-lr", gap);
+        }
+        if let Some(gap) = &g.hybrid_gap {
+            gap_line(out, "hybrid vs decay-lr", gap);
+        }
+        // Over every mode only when it adds a pair (constant, or another mode) to the above.
+        if let Some(gap) = &g.largest_gap_all_modes
+            && Some(gap) != g.largest_gap.as_ref()
+            && Some(gap) != g.hybrid_gap.as_ref()
+        {
+            gap_line(out, "over all modes (context, not the claim)", gap);
+        }
+        if let Some(w) = &g.large_batch_warning {
+            let _ = writeln!(out, "warning: {w}");
         }
         match &g.equivalence {
             Outcome::Fitted(t) => {
                 let _ = writeln!(
                     out,
-                    "TOST {} − {}: {} {:.0}% CI {} within ±{}: p = {} / {} → {}",
+                    "TOST {} − {} ({}): {} {:.0}% CI {} within ±{}: p = {} / {} → {}",
                     t.first,
                     t.second,
+                    t.method_description(),
                     num(t.difference),
                     100.0 * t.interval.level,
                     interval(&Some(t.interval)),

@@ -9,7 +9,7 @@ use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::labels;
 use super::style::{Shape, series_color};
 use super::{SkipReason, format};
-use crate::fit::{Equivalence, FitReport, Outcome, ScheduleGroupFit};
+use crate::fit::{Equivalence, FitReport, LargestGap, Outcome, ScheduleGroupFit};
 
 /// At most this many groups (rows); the rest are in the table.
 pub const MAX_GROUPS: usize = 3;
@@ -29,13 +29,14 @@ pub fn schedule_colour(name: &str, others: &[&str]) -> super::style::Rgb {
 pub fn group_summary(g: &ScheduleGroupFit) -> String {
     let tost = match &g.equivalence {
         Outcome::Fitted(t) => format!(
-            "{} − {} = {} ({} interval {}, margin ±{}): {}",
+            "{} − {} = {} ({} interval {}, margin ±{}, {}): {}",
             t.first,
             t.second,
             format::sig(t.difference, 3),
             format::percent(t.interval.level, 0),
             format::interval(&t.interval, |v| format::sig(v, 3)),
             format::sig(t.margin, 3),
+            t.method_description(),
             match t.verdict {
                 Equivalence::Equivalent => "equivalent",
                 Equivalence::NotEquivalent => "not shown equivalent",
@@ -60,6 +61,38 @@ pub fn group_summary(g: &ScheduleGroupFit) -> String {
     } else {
         format!("{tost}; {}", ratios.join(", "))
     }
+}
+
+/// Sentences on a group's per-epoch gaps: increase-batch against decay-lr (the claim), hybrid
+/// against decay-lr, every mode (context, when it names another pair), then the large-batch
+/// warning. Each ends with a full stop.
+pub fn gap_sentences(g: &ScheduleGroupFit) -> Vec<String> {
+    let say = |what: &str, gap: &LargestGap| {
+        format!(
+            "Largest gap between the per-epoch curves of {what}: {} at epoch {} ({} above {}).",
+            format::sig(gap.gap, 3),
+            gap.epoch,
+            gap.higher,
+            gap.lower
+        )
+    };
+    let mut out = Vec::new();
+    if let Some(gap) = &g.largest_gap {
+        out.push(say("increase-batch and decay-lr", gap));
+    }
+    if let Some(gap) = &g.hybrid_gap {
+        out.push(say("hybrid and decay-lr", gap));
+    }
+    if let Some(gap) = &g.largest_gap_all_modes
+        && Some(gap) != g.largest_gap.as_ref()
+        && Some(gap) != g.hybrid_gap.as_ref()
+    {
+        out.push(say("any two modes (context, not the claim)", gap));
+    }
+    if let Some(w) = &g.large_batch_warning {
+        out.push(format!("Warning: {w}."));
+    }
+    out
 }
 
 /// Prepares figure 5 from the schedules section.
@@ -132,6 +165,15 @@ pub fn prepare_schedules(fit: &FitReport) -> Result<Figure, SkipReason> {
         panels.push(by_epoch);
         panels.push(by_step);
         notes.push(format!("{prefix}{}.", group_summary(g)));
+        // The headline gap and the warning; the rest is in the table.
+        if let Some(gap) = gap_sentences(g).first()
+            && g.largest_gap.is_some()
+        {
+            notes.push(gap.clone());
+        }
+        if let Some(w) = &g.large_batch_warning {
+            notes.push(format!("Warning: {w}."));
+        }
     }
     if sec.groups.len() > MAX_GROUPS {
         notes.push(format!(
@@ -180,7 +222,19 @@ mod tests {
         // increase-batch finishes with fewer updates than decay-lr (the planted schedule).
         let last = |k: &str| fig.panels[1].layer(k).unwrap().xy().last().unwrap().0;
         assert!(last("step/increase-batch") < last("step/decay-lr"));
-        assert!(fig.footnote.as_deref().unwrap().contains("updates ="));
+        let foot = fig.footnote.as_deref().unwrap();
+        assert!(foot.contains("updates ="));
+        // The headline gap is increase-batch against decay-lr; the planted increase-batch
+        // reaches B = 3200 of N = 4000, beyond N/10.
+        assert!(
+            foot.contains("per-epoch curves of increase-batch and decay-lr"),
+            "{foot}"
+        );
+        assert!(
+            foot.contains("Warning: increase-batch grows B to 3200 with N = 4000"),
+            "{foot}"
+        );
+        assert!(foot.contains("paired over"), "{foot}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig5.png");
         draw_figure(&fig, &path, (1200, 800)).unwrap();

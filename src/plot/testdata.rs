@@ -145,6 +145,7 @@ fn schedule_runs(g: &mut Gauss) -> Vec<RunInput> {
                 schedule_group: "N4000_lr0.1_m0.9_B128".into(),
                 lr: 0.1,
                 batch_size: 128,
+                max_batch_size: bs.iter().max().copied(),
                 momentum: 0.9,
                 train_size: n,
                 test_size: 10_000,

@@ -10,7 +10,7 @@ use crate::fit::{
 };
 use crate::plot::format;
 use crate::plot::labels::metric_name;
-use crate::plot::schedules::group_summary;
+use crate::plot::schedules::{gap_sentences, group_summary};
 
 /// One table: a caption, a header row, body rows (every row as long as the header), and an
 /// optional note under it.
@@ -214,14 +214,18 @@ fn scaling_section(s: &ScalingSection) -> Vec<Table> {
             ))));
             let mut h = Table::new(
                 "Hypothesis tests (joint Wald F)",
-                &["hypothesis", "predicted", "F", "df", "p", "verdict"],
+                &[
+                    "hypothesis",
+                    "predicted",
+                    "F",
+                    "df",
+                    "p",
+                    "joint test",
+                    "slopes whose CI excludes it",
+                ],
             );
             for t in &f.hypotheses {
-                let name = match t.name.as_str() {
-                    "smith_le" => "Smith & Le: B_opt ∝ εN/(1 − m)",
-                    "no_n" => "no N dependence: B_opt ∝ ε/(1 − m)",
-                    other => other,
-                };
+                let name = hypothesis_name(&t.name);
                 let pred: Vec<String> = t
                     .symbols
                     .iter()
@@ -237,12 +241,32 @@ fn scaling_section(s: &ScalingSection) -> Vec<Table> {
                     format!("{}, {}", t.df1, t.df2),
                     format::p_value(t.p_value),
                     match t.verdict {
-                        Verdict::Consistent => "consistent".into(),
+                        Verdict::NotRejected => "not rejected".into(),
                         Verdict::Rejected => format!("rejected at α = {}", format::sig(t.alpha, 2)),
+                    },
+                    if t.slopes_excluded.is_empty() {
+                        "none".into()
+                    } else {
+                        t.slopes_excluded
+                            .iter()
+                            .map(|s| s.replace("gamma", "γ"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     },
                 ]);
             }
-            out.push(h.noted(f.note.clone()));
+            // A joint test that is not rejected while a slope's own interval excludes its value
+            // is said in words: the joint p alone reads as support (sweeps/smith-le.toml).
+            let notes: Vec<String> = f
+                .hypotheses
+                .iter()
+                .filter_map(|t| {
+                    let n = t.note.as_ref()?;
+                    Some(format!("{}: {}.", hypothesis_name(&t.name), capitalised(n)))
+                })
+                .chain(f.note.clone())
+                .collect();
+            out.push(h.noted((!notes.is_empty()).then(|| notes.join(" "))));
         }
         Outcome::Skipped { reason } => {
             let mut t = Table::new("Scaling regression", &["status"]);
@@ -286,6 +310,15 @@ fn scaling_section(s: &ScalingSection) -> Vec<Table> {
         out.push(c);
     }
     out
+}
+
+/// A hypothesis's name as the report says it.
+fn hypothesis_name(name: &str) -> &str {
+    match name {
+        "smith_le" => "Smith & Le: B_opt ∝ εN/(1 − m)",
+        "no_n" => "no N dependence: B_opt ∝ ε/(1 − m)",
+        other => other,
+    }
 }
 
 /// Figure 3's table.
@@ -353,26 +386,17 @@ fn schedules_section(s: &SchedulesSection, metric: MetricKind) -> Vec<Table> {
                 format::count(sc.mean_steps),
             ]);
         }
-        let gap = g.largest_gap.as_ref().map(|lg| {
-            format!(
-                "Largest gap between the per-epoch curves: {} at epoch {} ({} above {}).",
-                format::sig(lg.gap, 3),
-                lg.epoch,
-                lg.higher,
-                lg.lower
-            )
-        });
-        let summary = format!("{}.", group_summary(g));
-        let note = match gap {
-            Some(gap) => format!("{summary} {gap}"),
-            None => summary,
-        };
+        let note = std::iter::once(format!("{}.", group_summary(g)))
+            .chain(gap_sentences(g))
+            .collect::<Vec<_>>()
+            .join(" ");
         out.push(t.noted(Some(note)));
         if let Outcome::Fitted(tost) = &g.equivalence {
             let mut e = Table::new(
                 format!("Equivalence test (TOST) in group {}", g.group),
                 &[
                     "difference",
+                    "test",
                     "std. error",
                     "dof",
                     &format!("{} CI", format::percent(tost.interval.level, 0)),
@@ -389,6 +413,7 @@ fn schedules_section(s: &SchedulesSection, metric: MetricKind) -> Vec<Table> {
                     tost.second,
                     format::sig(tost.difference, 3)
                 ),
+                tost.method_description(),
                 format::sig(tost.std_error, 2),
                 format::sig(tost.dof, 3),
                 format::interval(&tost.interval, |v| format::sig(v, 3)),
@@ -709,8 +734,24 @@ mod tests {
         assert_eq!(e[0].rows.len(), fit.efficiency.fitted().unwrap().fits.len());
         let l = learning_curve_tables(&fit);
         assert_eq!(l[1].rows.len(), 4);
+        // The joint test is "not rejected" or "rejected", never "consistent".
+        for r in &s[1].rows {
+            assert!(
+                r[5] == "not rejected" || r[5].starts_with("rejected"),
+                "{r:?}"
+            );
+        }
         let sc = schedules_tables(&fit);
         assert!(sc.iter().any(|t| t.caption.starts_with("Equivalence test")));
+        let tost = sc
+            .iter()
+            .find(|t| t.caption.starts_with("Equivalence"))
+            .unwrap();
+        assert!(
+            tost.rows[0][1].starts_with("paired over"),
+            "{:?}",
+            tost.rows[0]
+        );
         for t in b.iter().chain(&s).chain(&e).chain(&l).chain(&sc) {
             for r in &t.rows {
                 assert_eq!(r.len(), t.header.len(), "{}", t.caption);
@@ -720,5 +761,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Regression: a joint test with p ≥ α read "consistent" although b's own interval excluded
+    /// 1 (sweeps/smith-le.toml). The split is said in the table and its note.
+    #[test]
+    fn a_slope_outside_its_interval_is_said_beside_a_joint_test_not_rejected() {
+        let (_, mut fit) = testdata::synthetic();
+        let Outcome::Fitted(sc) = &mut fit.scaling else {
+            panic!("scaling fitted")
+        };
+        let Outcome::Fitted(f) = &mut sc.log_linear else {
+            panic!("log-linear fitted")
+        };
+        let h = &mut f.hypotheses[0];
+        h.verdict = Verdict::NotRejected;
+        h.slopes_excluded = vec!["b".into()];
+        h.split_verdict = true;
+        h.note = Some("the joint test is not rejected (p = 0.052), but b excludes 1".into());
+        let s = scaling_tables(&fit);
+        let row = s[1]
+            .rows
+            .iter()
+            .find(|r| r[0].starts_with("Smith"))
+            .unwrap();
+        assert_eq!((row[5].as_str(), row[6].as_str()), ("not rejected", "b"));
+        let note = s[1].note.as_deref().unwrap();
+        assert!(
+            note.contains("Smith & Le: B_opt ∝ εN/(1 − m): The joint test is not rejected"),
+            "{note}"
+        );
     }
 }

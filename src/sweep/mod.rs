@@ -878,9 +878,10 @@ dim = 4294967297",
 
     #[test]
     fn schedules_parse_as_tables_and_lists() {
+        // Factor 1.5: the largest batch, 64, grows to 96 ≤ N = 100 (beyond N is refused).
         let text = OK.replace(
             "seeds = 2",
-            "seeds = 1\nschedule = [\"constant\", { kind = \"increase-batch\", milestones = [0.5], factor = 2 }]",
+            "seeds = 1\nschedule = [\"constant\", { kind = \"increase-batch\", milestones = [0.5], factor = 1.5 }]",
         );
         let s = parse_sweep("t.toml", &text).unwrap();
         let modes: std::collections::BTreeSet<_> =
