@@ -66,8 +66,8 @@ fn render_bopt(out: &mut String, s: &BoptSection) {
             super::MIN_BOOTSTRAP
         ),
         n => format!(
-            "{:.0}% percentile of a parametric bootstrap from the seeds' pooled spread ({n} \
-             resamples, seed {})",
+            "{:.0}% percentile of a parametric bootstrap from the seeds' spread near the peak, \
+             each seed's shared offset removed ({n} resamples, seed {})",
             100.0 * level,
             s.bootstrap_seed
         ),
