@@ -285,6 +285,13 @@ pub enum Schedule {
     },
 }
 
+/// The batch size after growing `k` times by `factor` from `batch0`, rounded, before any cap:
+/// what the trainer runs ([`Schedule::apply`], which caps it at N) and what validation checks
+/// against N ([`RunConfig::check_batch_growth`]).
+fn grown(batch0: u64, factor: f64, k: usize) -> f64 {
+    (batch0 as f64 * factor.powi(k as i32)).round()
+}
+
 impl Schedule {
     /// The schedule's mode name: constant, decay-lr, increase-batch or hybrid.
     pub fn mode(&self) -> &'static str {
@@ -324,10 +331,8 @@ impl Schedule {
         let Some((_, factor)) = self.parts() else {
             return (lr0, batch0);
         };
-        let grow = |k: usize| -> u64 {
-            let b = (batch0 as f64) * factor.powi(k as i32);
-            (b.round() as u64).clamp(1, train_size.max(1))
-        };
+        let grow =
+            |k: usize| -> u64 { (grown(batch0, factor, k) as u64).clamp(1, train_size.max(1)) };
         let decay = |k: usize| lr0 / factor.powi(k as i32);
         match self {
             Schedule::Constant => (lr0, batch0),
@@ -725,7 +730,7 @@ impl RunConfig {
         };
         let n = self.data.train_size;
         for (k, &f) in ms.iter().enumerate().take(grows) {
-            let b = (self.batch_size as f64 * factor.powi(k as i32 + 1)).round();
+            let b = grown(self.batch_size, factor, k + 1);
             if b > n as f64 {
                 return Err(Error::config(
                     "schedule",

@@ -46,6 +46,15 @@ fn db() -> &'static str {
     trained().1.to_str().unwrap()
 }
 
+/// The first value of a query on the shared database, as `sql --format csv` writes it.
+fn sql_value(query: &str) -> String {
+    ok(&["sql", query, "--format", "csv", "--db", db()])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn runs_as_csv_json_and_a_readable_table() {
     let csv_text = ok(&[
@@ -576,19 +585,9 @@ fn export_writes_tidy_files() {
         db(),
     ]);
     let text = std::fs::read_to_string(&jsonl).unwrap();
-    let epochs: usize = ok(&[
-        "sql",
-        "SELECT COUNT(*) FROM epoch_metrics",
-        "--format",
-        "csv",
-        "--db",
-        db(),
-    ])
-    .lines()
-    .nth(1)
-    .unwrap()
-    .parse()
-    .unwrap();
+    let epochs: usize = sql_value("SELECT COUNT(*) FROM epoch_metrics")
+        .parse()
+        .unwrap();
     assert_eq!(text.lines().count(), epochs);
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -913,21 +912,14 @@ fn sql_shows_the_query_s_own_columns_and_exact_values() {
     assert_eq!(header, ["final_test_acc", "lr", "lr2", "started_at", "h"]);
     let row: Vec<&str> = text.lines().nth(2).unwrap().split_whitespace().collect();
     assert_eq!(&row[1..], ["0.0342", "0.0345", "1795990012.25", "16]"]);
-    let exact = ok(&[
-        "sql",
-        "SELECT final_test_acc FROM runs WHERE final_test_acc IS NOT NULL LIMIT 1",
-        "--format",
-        "csv",
-        "--db",
-        db(),
-    ]);
+    let value =
+        sql_value("SELECT final_test_acc FROM runs WHERE final_test_acc IS NOT NULL LIMIT 1");
     let table = ok(&[
         "sql",
         "SELECT final_test_acc FROM runs WHERE final_test_acc IS NOT NULL LIMIT 1",
         "--db",
         db(),
     ]);
-    let value = exact.lines().nth(1).unwrap();
     assert!(
         table.lines().nth(2).unwrap().trim() == value,
         "{table} / {value}"
@@ -971,18 +963,7 @@ fn a_missing_argument_is_named() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_full_disk_on_standard_output_is_one_line() {
-    let id = ok(&[
-        "sql",
-        "SELECT id FROM runs LIMIT 1",
-        "--format",
-        "csv",
-        "--db",
-        db(),
-    ])
-    .lines()
-    .nth(1)
-    .unwrap()
-    .to_string();
+    let id = sql_value("SELECT id FROM runs LIMIT 1");
     for args in [
         vec!["fit", "q"],
         vec!["fit", "q", "--format", "json"],

@@ -543,6 +543,13 @@ mod tests {
     };
     use crate::fit::{FitOptions, fit_all};
 
+    /// The interval of a one-cell sweep's B_opt, `None` when its peak is censored at an edge.
+    fn uncensored_interval(runs: &[RunInput], opts: &FitOptions) -> Option<Interval> {
+        let (bopt, _) = fit_bopt_and_scaling(runs, opts);
+        let cell = &bopt.fitted().unwrap().cells[0];
+        cell.censored.is_none().then(|| cell.interval.unwrap())
+    }
+
     /// Share of `trials` planted one-cell data sets (B_opt swept over 2^5 … 2^10 on the grid
     /// 8 … 4096) whose interval covers the planted B_opt, among the non-censored ones.
     fn planted_coverage(seeds: u64, noise_sd: f64, trials: u64) -> f64 {
@@ -565,13 +572,10 @@ mod tests {
                 noise_sd,
                 1000 + t,
             );
-            let (bopt, _) = fit_bopt_and_scaling(&runs, &opts);
-            let cell = &bopt.fitted().unwrap().cells[0];
-            if cell.censored.is_some() {
+            let Some(iv) = uncensored_interval(&runs, &opts) else {
                 continue;
-            }
+            };
             fitted += 1;
-            let iv = cell.interval.unwrap();
             covered += usize::from(iv.lo <= b_true && b_true <= iv.hi);
         }
         covered as f64 / fitted as f64
@@ -658,13 +662,10 @@ mod tests {
                     runs.push(flat_run("c", 0.1, 10_000, 0.9, b, seed, v.max(0.0), 3));
                 }
             }
-            let (bopt, _) = fit_bopt_and_scaling(&runs, &opts);
-            let cell = &bopt.fitted().unwrap().cells[0];
-            if cell.censored.is_some() {
+            let Some(iv) = uncensored_interval(&runs, &opts) else {
                 continue;
-            }
+            };
             fitted += 1;
-            let iv = cell.interval.unwrap();
             covered += usize::from(iv.lo <= u.exp2() && u.exp2() <= iv.hi);
             widths.push((iv.hi / iv.lo).log2());
         }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
+use super::stats::pearson;
 use super::{Ctx, Interval, Outcome};
 
 /// One epoch's noise-scale reading of a run.
@@ -236,23 +237,6 @@ fn ranks(v: &[f64]) -> Vec<f64> {
         i = j + 1;
     }
     r
-}
-
-/// Pearson correlation; `None` when either side has no spread.
-fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
-    let n = x.len() as f64;
-    if x.len() < 2 {
-        return None;
-    }
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-    for (a, b) in x.iter().zip(y) {
-        sxy += (a - mx) * (b - my);
-        sxx += (a - mx).powi(2);
-        syy += (b - my).powi(2);
-    }
-    let r = sxy / (sxx * syy).sqrt();
-    r.is_finite().then_some(r.clamp(-1.0, 1.0))
 }
 
 /// Spearman's ρ of two series.

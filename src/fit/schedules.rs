@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::bopt::SkippedItem;
-use super::stats::{alpha_of, finite, mean, sample_var, t_cdf, t_interval, t_quantile};
+use super::stats::{alpha_of, finite, mean, pearson, sample_var, t_cdf, t_interval, t_quantile};
 use super::{Ctx, Interval, Outcome};
 
 const INCREASE: &str = "increase-batch";
@@ -304,21 +304,6 @@ fn pair_by_seed(
     Ok(ma.into_iter().map(|(seed, v)| (v, mb[&seed])).collect())
 }
 
-/// Pearson correlation of the pairs; `None` when either side does not vary.
-fn pearson(pairs: &[(f64, f64)]) -> Option<f64> {
-    let xs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-    let ys: Vec<f64> = pairs.iter().map(|p| p.1).collect();
-    let (mx, my) = (mean(&xs)?, mean(&ys)?);
-    let sxy: f64 = pairs.iter().map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-    let syy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
-    if sxx > 0.0 && syy > 0.0 {
-        finite(sxy / (sxx * syy).sqrt())
-    } else {
-        None
-    }
-}
-
 /// The TOST of `first` − `second`: paired by seed when the seeds match, else Welch (saying why).
 fn equivalence_test(
     a: &[(u64, f64)],
@@ -331,7 +316,10 @@ fn equivalence_test(
         Ok(pairs) => {
             let d: Vec<f64> = pairs.iter().map(|(x, y)| x - y).collect();
             Tost {
-                correlation: pearson(&pairs),
+                correlation: {
+                    let (xs, ys): (Vec<f64>, Vec<f64>) = pairs.iter().copied().unzip();
+                    pearson(&xs, &ys)
+                },
                 ..tost_paired(&d, margin, alpha)?
             }
         }

@@ -95,6 +95,23 @@ pub(crate) fn percentile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
     finite(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
 }
 
+/// Pearson correlation; `None` when either side has no spread.
+pub(crate) fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    if x.len() < 2 {
+        return None;
+    }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    let r = sxy / (sxx * syy).sqrt();
+    r.is_finite().then_some(r.clamp(-1.0, 1.0))
+}
+
 /// Median.
 pub(crate) fn median(xs: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
