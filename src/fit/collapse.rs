@@ -3,11 +3,16 @@
 //! If the SGD noise scale g = ε(N/B − 1)/(1−m) is what sets generalisation, the metric of every
 //! run, from every cell, falls on one curve of g. The smooth curve is a least-squares polynomial
 //! in ln g (cubic when at least 5 distinct g values exist, else of degree distinct − 2), fitted to
-//! every run's value; ln g is mapped to u ∈ [−1, 1] first for conditioning. The collapse score is
+//! the value of every run that did not diverge; ln g is mapped to u ∈ [−1, 1] first for
+//! conditioning. Diverged runs are drawn at the censor value but not fitted: a polynomial cannot
+//! follow the cliff from a trained run to a diverged one, and the censor value (the worst finite
+//! value of the sweep) is a convention, not a measurement, so fitted it pulls the curve and lifts
+//! its optimum above every run. The collapse score is
 //! 1 − SS_res/SS_tot of the seed means over the (cell, B) points under that curve; the same score
 //! for a polynomial of the same degree in ln B says how much better g does than B alone (with one
 //! cell, g is a one-to-one function of B and both say the same). The optimal g is the best point
-//! of the curve within the data range (an end of the range is flagged censored). B = N gives
+//! of the curve within the data range (an end of the range is flagged censored); the curve's
+//! value there is a smoothed figure, reported beside the best seed mean actually observed. B = N gives
 //! g = 0 (full batch, no noise): such points, and B > N, are excluded and counted. So are runs
 //! with a schedule other than "constant": their ε and B are the initial ones, and the schedule
 //! changes g during training, so no single g describes them.
@@ -85,13 +90,20 @@ pub struct CollapseSection {
     /// Runs with a non-constant schedule left out (g changes during training).
     #[serde(default)]
     pub excluded_schedule: usize,
+    /// Diverged runs: in `points` (at the censor value, `censored`), not in `means` nor fitted.
+    #[serde(default)]
+    pub excluded_diverged: usize,
     pub n_cells: usize,
     pub smooth_g: SmoothFit,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smooth_b: Option<SmoothFit>,
     pub g_opt: f64,
     pub ln_g_opt: f64,
+    /// The smooth curve's value at g_opt (a smoothed figure: it can lie above every run).
     pub value_at_g_opt: f64,
+    /// The best (cell, B) seed mean observed, for comparison with `value_at_g_opt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_mean: Option<CollapseMean>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub g_opt_censored: Option<Censor>,
     /// Share of the variance of the (cell, B) seed means explained by the curve of ln g.
@@ -240,8 +252,14 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
             "no run with a value and a valid ε, m and B: nothing to collapse"
         });
     }
+    let diverged = points.iter().filter(|p| p.censored).count();
+    if diverged == points.len() {
+        return Outcome::skipped(format!(
+            "every run with a noise scale g diverged ({diverged}): no curve to fit"
+        ));
+    }
     let mut groups: BTreeMap<(&str, u64), Vec<&CollapsePoint>> = BTreeMap::new();
-    for p in &points {
+    for p in points.iter().filter(|p| !p.censored) {
         groups
             .entry((p.cell.as_str(), p.batch_size))
             .or_default()
@@ -262,12 +280,14 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
         })
         .collect();
     let n_cells = distinct_strings(means.iter().map(|m| m.cell.as_str()));
-    let xg: Vec<f64> = points.iter().map(|p| p.ln_g).collect();
-    let y: Vec<f64> = points.iter().map(|p| p.value).collect();
+    let fitted: Vec<&CollapsePoint> = points.iter().filter(|p| !p.censored).collect();
+    let xg: Vec<f64> = fitted.iter().map(|p| p.ln_g).collect();
+    let y: Vec<f64> = fitted.iter().map(|p| p.value).collect();
     let nd = distinct(&xg);
     if nd < 4 {
         return Outcome::skipped(format!(
-            "only {nd} distinct value(s) of g: the collapse needs at least 4"
+            "only {nd} distinct value(s) of g among the runs that did not diverge: the collapse \
+             needs at least 4"
         ));
     }
     let degree = (nd - 2).min(3);
@@ -277,7 +297,7 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
     let mx: Vec<f64> = means.iter().map(|m| m.ln_g).collect();
     let my: Vec<f64> = means.iter().map(|m| m.mean).collect();
     let score_g = score(&smooth_g, &mx, &my);
-    let xb: Vec<f64> = points.iter().map(|p| (p.batch_size as f64).ln()).collect();
+    let xb: Vec<f64> = fitted.iter().map(|p| (p.batch_size as f64).ln()).collect();
     let ndb = distinct(&xb);
     let smooth_b = (ndb >= 3)
         .then(|| smooth("ln_b", &xb, &y, degree.min(ndb - 2)))
@@ -292,6 +312,12 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
     ) else {
         return Outcome::skipped("the optimal g is not a finite number");
     };
+    let metric = ctx.metric();
+    let best_mean = means
+        .iter()
+        .filter(|m| m.mean.is_finite())
+        .reduce(|a, b| if metric.better(b.mean, a.mean) { b } else { a })
+        .cloned();
     let mut notes = Vec::new();
     if n_cells == 1 {
         notes.push(
@@ -318,6 +344,8 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
         excluded_full_batch: full,
         excluded_invalid: invalid,
         excluded_schedule: scheduled,
+        excluded_diverged: diverged,
+        best_mean,
         n_cells,
         smooth_g,
         smooth_b,
@@ -362,6 +390,54 @@ mod tests {
         // 30 runs, but at B = 4096 > N = 4000 the planted value is NaN (ln of g < 0): missing.
         assert_eq!((c.points.len(), rep.n_missing), (29, 1));
         assert_json_finite(&rep);
+    }
+
+    #[test]
+    fn diverged_runs_are_drawn_but_do_not_pull_the_curve() {
+        // Two cells whose trained runs lie on 0.8 − 0.01 (ln g − ln 40)², and whose three
+        // smallest batch sizes (the largest g) diverged. Fitted at the censor value (the worst
+        // finite value), the divergences bent the cubic, moved g_opt and put the curve's
+        // optimum above every run; left out, the cubic is the planted parabola again.
+        let mut runs = Vec::new();
+        for (i, &(lr, n, m)) in [(0.1, 16_384u64, 0.9), (0.05, 32_768, 0.9)]
+            .iter()
+            .enumerate()
+        {
+            for b in pow2_grid() {
+                let g: f64 = lr * (n as f64 / b as f64 - 1.0) / (1.0 - m);
+                let v = 0.8 - 0.01 * (g.ln() - 40f64.ln()).powi(2);
+                for seed in 0..2 {
+                    let mut r = flat_run(&format!("c{i}"), lr, n, m, b, seed, v, 2);
+                    r.diverged = b <= 32;
+                    runs.push(r);
+                }
+            }
+        }
+        let rep = fit_all(&runs, &FitOptions::default());
+        let c = rep.collapse.fitted().unwrap();
+        assert_eq!((c.points.len(), c.excluded_diverged), (40, 12));
+        assert_eq!(c.points.iter().filter(|p| p.censored).count(), 12);
+        assert!(c.means.iter().all(|m| m.batch_size > 32), "{:?}", c.means);
+        assert!((c.score_g.unwrap() - 1.0).abs() < 1e-9, "{:?}", c.score_g);
+        assert!((c.g_opt - 40.0).abs() < 1e-6, "{}", c.g_opt);
+        assert!(
+            (c.value_at_g_opt - 0.8).abs() < 1e-9,
+            "{}",
+            c.value_at_g_opt
+        );
+        let best = c.best_mean.as_ref().unwrap();
+        let observed = c.means.iter().map(|m| m.mean).fold(f64::MIN, f64::max);
+        assert_eq!(best.mean, observed);
+        assert!(best.mean <= c.value_at_g_opt + 1e-12);
+        assert_json_finite(&rep);
+
+        // Every run diverged: nothing to fit, said so.
+        for r in &mut runs {
+            r.diverged = true;
+        }
+        let rep = fit_all(&runs, &FitOptions::default());
+        let why = rep.collapse.reason().unwrap();
+        assert!(why.contains("diverged"), "{why}");
     }
 
     #[test]

@@ -112,6 +112,25 @@ impl Censor {
             Censor::High => "high",
         }
     }
+
+    /// An interval of a B_opt censored on this side, open where the peak left the grid:
+    /// `[lo, ∞)` when the peak sits on the largest B, `(0, hi]` on the smallest. The clamped
+    /// end is only where the grid stopped, not a bound on B_opt.
+    pub fn open_interval(self, i: &Interval, f: impl Fn(f64) -> String) -> String {
+        match self {
+            Censor::Low => format!("(0, {}]", f(i.hi)),
+            Censor::High => format!("[{}, ∞)", f(i.lo)),
+        }
+    }
+
+    /// g = ε(N/B − 1)/(1 − m) falls as B grows: a B_opt censored high (B_opt ≥ the edge) makes
+    /// g_opt at most the value computed at the edge, one censored low at least that value.
+    pub fn g_bound(self) -> &'static str {
+        match self {
+            Censor::Low => "≥ ",
+            Censor::High => "≤ ",
+        }
+    }
 }
 
 /// Everything `scalelab fit` computes; the JSON that `--format json` prints and the `fits`

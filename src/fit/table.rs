@@ -105,11 +105,14 @@ fn render_bopt(out: &mut String, s: &BoptSection) {
             c.argmax_batch.to_string(),
             num(c.b_opt),
             c.interval_note.as_ref().map_or_else(
-                || interval(&c.interval),
+                || match (c.censored, &c.interval) {
+                    (Some(side), Some(i)) => side.open_interval(i, num),
+                    _ => interval(&c.interval),
+                },
                 |note| format!("— ({})", super::bopt::note_label(note)),
             ),
             c.censored.map_or("", |e| e.name()).to_string(),
-            num(c.g_opt),
+            format!("{}{}", c.censored.map_or("", |e| e.g_bound()), num(c.g_opt)),
             format!("{} ({})", c.n_runs, c.n_diverged),
         ]);
     }
@@ -246,15 +249,22 @@ fn render_collapse(out: &mut String, c: &CollapseSection) {
     );
     let _ = writeln!(
         out,
-        "optimal g {} (metric {}){}; excluded: {} with B ≥ N, {} invalid",
+        "optimal g {} (the curve's metric there {}; best seed mean {}){}; excluded: {} with B ≥ N, \
+         {} invalid; {} diverged drawn, not fitted",
         num(c.g_opt),
         num(c.value_at_g_opt),
+        c.best_mean.as_ref().map_or("—".into(), |m| format!(
+            "{} at g {}",
+            num(m.mean),
+            num(m.g)
+        )),
         c.g_opt_censored.map_or(String::new(), |e| format!(
             " at the {} end of the data",
             e.name()
         )),
         c.excluded_full_batch,
-        c.excluded_invalid
+        c.excluded_invalid,
+        c.excluded_diverged
     );
     if let Some(n) = &c.note {
         let _ = writeln!(out, "note: {n}");
@@ -563,7 +573,7 @@ fn wrap_prose(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::fit::testdata::planted_bopt_runs;
-    use crate::fit::{FitOptions, fit_all};
+    use crate::fit::{Censor, FitOptions, fit_all};
 
     #[test]
     fn tables_fit_in_120_columns_and_name_every_section() {
@@ -598,6 +608,38 @@ mod tests {
         assert!(widest <= 120, "{widest} columns:\n{s}");
         let empty = render_tables(&fit_all(&[], &FitOptions::default()));
         assert!(empty.contains("skipped: no runs to fit"));
+    }
+
+    /// Regression: a peak on the grid's edge printed a closed interval ([168, 512] under
+    /// "≥ 512") and a plain g_opt, as if both were estimates.
+    #[test]
+    fn an_edge_peak_prints_an_open_interval_and_a_bound_on_g_opt() {
+        let rep = fit_all(
+            &crate::fit::testdata::edge_peak_runs(),
+            &FitOptions {
+                bootstrap: crate::fit::MIN_BOOTSTRAP,
+                ..FitOptions::default()
+            },
+        );
+        let cells = &rep.bopt.fitted().unwrap().cells;
+        let high = cells
+            .iter()
+            .find(|c| c.censored == Some(Censor::High))
+            .unwrap();
+        let low = cells
+            .iter()
+            .find(|c| c.censored == Some(Censor::Low))
+            .unwrap();
+        let s = render_tables(&rep);
+        let (hi_i, lo_i) = (high.interval.unwrap(), low.interval.unwrap());
+        for expected in [
+            format!("[{}, ∞)", num(hi_i.lo)),
+            format!("≤ {}", num(high.g_opt)),
+            format!("(0, {}]", num(lo_i.hi)),
+            format!("≥ {}", num(low.g_opt)),
+        ] {
+            assert!(s.contains(&expected), "{expected} missing:\n{s}");
+        }
     }
 
     /// Regression: every cell without an interval read "— (1 seed)", with the bootstrap off

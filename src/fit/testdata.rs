@@ -133,6 +133,23 @@ pub fn planted_bopt_runs(
     runs
 }
 
+/// Two cells whose planted peaks (B_opt = 0.1·ε·N, 3 seeds) lie off the grid 8…4096: 10,000
+/// beyond its largest B and 0.8 below its smallest, so the fit censors one high and one low.
+pub fn edge_peak_runs() -> Vec<RunInput> {
+    let mut runs = planted_bopt_runs(&[0.1], &[1_000_000], &[0.0], 0.1, 1.0, 3, 0.005, 2);
+    runs.extend(planted_bopt_runs(
+        &[0.001],
+        &[8000],
+        &[0.0],
+        0.1,
+        1.0,
+        3,
+        0.005,
+        3,
+    ));
+    runs
+}
+
 /// The B_opt section and the scaling regression alone, as `fit_all` computes them (the other
 /// estimators skipped): for simulations that fit many planted data sets.
 pub fn fit_bopt_and_scaling(

@@ -140,7 +140,10 @@ fn bopt_section(s: &BoptSection, metric: MetricKind, confidence: f64) -> Vec<Tab
             Some(Censor::High) => format!("≥ {} (grid edge)", format::batch(c.b_opt)),
         };
         let ci = match (&c.interval, &c.interval_note) {
-            (Some(i), _) => format::interval(i, format::batch),
+            (Some(i), _) => match c.censored {
+                Some(side) => side.open_interval(i, format::batch),
+                None => format::interval(i, format::batch),
+            },
             (None, Some(note)) => note.clone(),
             (None, None) => dash(),
         };
@@ -153,13 +156,18 @@ fn bopt_section(s: &BoptSection, metric: MetricKind, confidence: f64) -> Vec<Tab
             b_opt,
             ci,
             format::metric(c.peak_value, metric),
-            format::sig(c.g_opt, 3),
+            format!(
+                "{}{}",
+                c.censored.map_or("", |e| e.g_bound()),
+                format::sig(c.g_opt, 3)
+            ),
             format!("{} ({})", c.n_runs, c.n_diverged),
         ]);
     }
     let mut out =
         vec![t.noted(Some(
-        "g_opt = ε(N/B_opt − 1)/(1 − m). A peak at the grid's edge makes B_opt only a bound."
+        "g_opt = ε(N/B_opt − 1)/(1 − m). A peak at the grid's edge makes B_opt only a bound, \
+         its interval open on that side and g_opt a bound the other way."
             .into(),
     ))];
     out.extend(skipped_summary(&s.skipped_cells));
@@ -343,11 +351,27 @@ fn collapse_section(c: &CollapseSection, metric: MetricKind) -> Table {
         format!("{}{edge}", format::sig(c.g_opt, 3)),
     ]);
     t.row(vec![
-        format!("{} at g_opt", metric_name(metric)),
+        format!("the curve's {} at g_opt", metric_name(metric)),
         format::metric(c.value_at_g_opt, metric),
     ]);
+    if let Some(m) = &c.best_mean {
+        t.row(vec![
+            format!("best seed mean of {} (observed)", metric_name(metric)),
+            format!(
+                "{} at g {} (B = {}, {})",
+                format::metric(m.mean, metric),
+                format::sig(m.g, 3),
+                m.batch_size,
+                m.cell
+            ),
+        ]);
+    }
     t.row(vec!["cells".into(), c.n_cells.to_string()]);
     t.row(vec!["runs plotted".into(), c.points.len().to_string()]);
+    t.row(vec![
+        "diverged runs (drawn at the censor value, not fitted)".into(),
+        c.excluded_diverged.to_string(),
+    ]);
     t.row(vec![
         "runs left out (B ≥ N; invalid)".into(),
         format!("{}; {}", c.excluded_full_batch, c.excluded_invalid),
@@ -714,6 +738,32 @@ pub fn curve_runs_table(curves: &[(String, String)]) -> Vec<Table> {
 mod tests {
     use super::*;
     use crate::plot::testdata;
+
+    /// Regression: an edge peak's interval was printed closed and its g_opt as an estimate.
+    #[test]
+    fn an_edge_peak_has_an_open_interval_and_a_bound_on_g_opt() {
+        use crate::fit::{Censor, FitOptions, MIN_BOOTSTRAP, fit_all};
+        let fit = fit_all(
+            &crate::fit::testdata::edge_peak_runs(),
+            &FitOptions {
+                bootstrap: MIN_BOOTSTRAP,
+                ..FitOptions::default()
+            },
+        );
+        let cells = &fit.bopt.fitted().unwrap().cells;
+        let b = bopt_tables(&fit);
+        for (side, open, bound) in [(Censor::High, ", ∞)", "≤ "), (Censor::Low, "(0, ", "≥ ")]
+        {
+            let c = cells.iter().find(|c| c.censored == Some(side)).unwrap();
+            let row = b[0].rows.iter().find(|r| r[0] == c.cell).unwrap();
+            assert!(row[6].contains(open), "{row:?}");
+            assert_eq!(
+                row[8],
+                format!("{bound}{}", format::sig(c.g_opt, 3)),
+                "{row:?}"
+            );
+        }
+    }
 
     #[test]
     fn tables_hold_the_fit_numbers() {
