@@ -241,3 +241,68 @@ fn a_network_or_teacher_too_large_for_memory_is_refused_by_name() {
         );
     }
 }
+
+/// The README's "One run" example is what `train` prints today, clocks aside. It had gone stale
+/// at 1e-10 (the losses moved when the evaluation's cross-entropy was summed over the whole pass)
+/// while the README said "the same config and seed print the same numbers".
+#[test]
+fn the_readme_train_example_is_what_train_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("$ cargo run --release -- train ").unwrap();
+    let block: Vec<&str> = readme[start..]
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    // The command (with its continuation line), then the JSON lines and an ellipsis.
+    let command = block
+        .iter()
+        .take_while(|l| !l.starts_with('{'))
+        .map(|l| l.trim_end_matches('\\'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let args: Vec<&str> = command
+        .split_whitespace()
+        .skip_while(|w| *w != "train")
+        .skip(1)
+        .collect();
+    let shown: Vec<&str> = block
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with('{'))
+        .collect();
+    assert!(shown.len() >= 3, "{block:?}");
+    let (code, out, err) = train(&args);
+    assert_eq!(code, 0, "{err}");
+    let printed = strip_wall(&out);
+    let shown = strip_wall(&shown.join("\n"));
+    // The README was printed on x86-64 with AVX-512, where the products take scalelab's own
+    // kernel: there every bit must match. Elsewhere another kernel sums in another order, so the
+    // losses may differ in their last bits (docs/trainer.md, determinism): 1e-6 relative.
+    #[cfg(target_arch = "x86_64")]
+    let exact = std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let exact = false;
+    for line in &shown {
+        let same = match line.get("epoch") {
+            Some(e) => printed.iter().find(|p| p.get("epoch") == Some(e)),
+            None => printed.iter().find(|p| p.get("summary").is_some()),
+        };
+        let same = same.unwrap_or_else(|| panic!("train printed no line like {line}"));
+        let context = format!("README line differs from `train {}`", args.join(" "));
+        if exact {
+            assert_eq!(line, same, "{context}");
+            continue;
+        }
+        for (key, v) in line.as_object().unwrap() {
+            let got = &same[key];
+            match (v.as_f64(), got.as_f64(), v.is_f64()) {
+                (Some(a), Some(b), true) => {
+                    assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{context}: {key}");
+                }
+                _ => assert_eq!(v, got, "{context}: {key}"),
+            }
+        }
+    }
+}
