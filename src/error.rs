@@ -59,6 +59,34 @@ pub enum Error {
     /// The run was stopped by the user (Ctrl-C) before it finished.
     #[error("interrupted")]
     Interrupted,
+
+    /// Parameter values given from outside (a PyTorch `state_dict`'s) do not fit the network.
+    #[error(transparent)]
+    Params(#[from] ParamsError),
+}
+
+/// Why parameter values given from outside do not fit a network
+/// ([`crate::train::model::load_torch_params`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// Not one set of values per parameter tensor.
+    #[error("{given} parameter tensors given, the network has {expected}")]
+    Count {
+        /// Tensors given.
+        given: usize,
+        /// The network's parameter tensors.
+        expected: usize,
+    },
+    /// A tensor's values are not as many as the parameter holds.
+    #[error("parameter {index}: {given} values given, the network's holds {expected}")]
+    Size {
+        /// The parameter's position in [`crate::train::model::Network::params`] order.
+        index: usize,
+        /// Values given.
+        given: usize,
+        /// Values the parameter holds.
+        expected: usize,
+    },
 }
 
 /// Shorthand for results of scalelab's library functions.

@@ -143,6 +143,14 @@ fn short(x: f64) -> String {
     }
 }
 
+/// One epoch's batches: the epoch's permutation of the training examples cut into consecutive
+/// runs of `batch` indices, the last holding the N mod B left over when B does not divide N
+/// (PyTorch's `drop_last=False`). Public so that tests/torch_crosscheck.rs replays PyTorch's
+/// `BatchSampler` through the trainer's own cut.
+pub fn epoch_batches(perm: &[u32], batch: usize) -> std::slice::Chunks<'_, u32> {
+    perm.chunks(batch.max(1))
+}
+
 /// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows.
 pub fn evaluate(net: &mut dyn Network, x: &Tensor, y: &[u32]) -> Result<(f64, f64)> {
     let n = y.len();
@@ -332,7 +340,7 @@ pub fn train(
         let (lr, batch) = cfg.epoch_hyper(epoch, outcome.steps);
         perm.shuffle(&mut order);
         let mut diverged = None;
-        for chunk in perm.chunks(batch as usize) {
+        for chunk in epoch_batches(&perm, batch as usize) {
             if stop.load(Ordering::Relaxed) {
                 outcome.state = RunState::Stopped;
                 outcome.wall_s = start.elapsed().as_secs_f64();

@@ -116,6 +116,10 @@ impl Network for Mlp {
             .collect()
     }
 
+    fn transposed_params(&self) -> Vec<bool> {
+        self.weights.iter().flat_map(|_| [true, false]).collect()
+    }
+
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.contiguous()?;
         let rows = x.dim(0)?;

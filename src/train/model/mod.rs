@@ -19,8 +19,8 @@ use cnn::KERNEL_TAPS;
 pub use mlp::Mlp;
 
 use crate::config::{ModelConfig, ModelKind};
-use crate::error::{Error, Result};
-use crate::train::ops::LossSum;
+use crate::error::{Error, ParamsError, Result};
+use crate::train::ops::{Assign, LossSum, transpose_into, with_f32};
 use crate::train::rng::{Stream, stream};
 
 /// A network the trainer can train.
@@ -48,6 +48,14 @@ pub trait Network: Send {
 
     /// Multiply–add count of one example's forward pass (for FLOP accounting).
     fn forward_macs(&self) -> u64;
+
+    /// For each parameter, in [`Network::params`] order, whether it is stored as the transpose
+    /// of its PyTorch layout (the `mlp` keeps its weights `(in, out)`: see its module docs);
+    /// every other parameter is stored as PyTorch's `state_dict` holds it. Read by
+    /// [`load_torch_params`] and [`to_torch_layout`].
+    fn transposed_params(&self) -> Vec<bool> {
+        vec![false; self.params().len()]
+    }
 
     /// The exact product H·v of the Hessian of the *mean* cross-entropy loss over the batch
     /// (`x`, `y` as in [`Network::loss_and_grads`]) with a direction `v` (one buffer per
@@ -122,6 +130,85 @@ impl Grads {
             .into())
         }
     }
+}
+
+/// Sets every parameter of `net` to values given in PyTorch's layout, to start scalelab from
+/// the very point another engine starts from (tests/torch_crosscheck.rs): one slice per
+/// tensor in [`Network::params`] order — PyTorch's `named_parameters()` order for the same
+/// architecture, per layer the weight, then the bias — each row-major in PyTorch's shape
+/// (`nn.Linear` `(out, in)`, `nn.Conv2d` `(out, in, kh, kw)`).
+///
+/// Every size is checked before anything is written: on an error the network is unchanged.
+pub fn load_torch_params(net: &dyn Network, values: &[&[f32]]) -> Result<()> {
+    let params = net.params();
+    check_sizes(&params, values.iter().map(|v| v.len()))?;
+    let mut buf = Vec::new();
+    for ((p, &v), transposed) in params.iter().zip(values).zip(net.transposed_params()) {
+        let src = if transposed {
+            // Stored (in, out); given (out, in).
+            let (fan_in, out) = p.dims2()?;
+            buf.resize(v.len(), 0.0);
+            transpose_into(v, out, fan_in, &mut buf);
+            &buf[..]
+        } else {
+            v
+        };
+        p.inplace_op1(&Assign { src })?;
+    }
+    Ok(())
+}
+
+/// Values laid out as `net`'s parameters — its parameters' own values or a [`Grads`]'s buffers,
+/// in [`Network::params`] order — rearranged into PyTorch's layout (the inverse of what
+/// [`load_torch_params`] does), to compare them with PyTorch's `state_dict` or gradients.
+pub fn to_torch_layout(net: &dyn Network, bufs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    let params = net.params();
+    check_sizes(&params, bufs.iter().map(Vec::len))?;
+    let mut out = Vec::with_capacity(bufs.len());
+    for ((p, v), transposed) in params.iter().zip(bufs).zip(net.transposed_params()) {
+        if transposed {
+            let (fan_in, units) = p.dims2()?;
+            let mut t = vec![0.0; v.len()];
+            transpose_into(v, fan_in, units, &mut t);
+            out.push(t);
+        } else {
+            out.push(v.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The parameters of `net`, each row-major in PyTorch's layout ([`to_torch_layout`] of their
+/// values).
+pub fn torch_params(net: &dyn Network) -> Result<Vec<Vec<f32>>> {
+    let values = net
+        .params()
+        .iter()
+        .map(|p| with_f32(p, <[f32]>::to_vec))
+        .collect::<Result<Vec<_>>>()?;
+    to_torch_layout(net, &values)
+}
+
+/// Checks that `sizes` are one per parameter and as many values as each holds.
+fn check_sizes(params: &[Tensor], sizes: impl ExactSizeIterator<Item = usize>) -> Result<()> {
+    if sizes.len() != params.len() {
+        return Err(ParamsError::Count {
+            given: sizes.len(),
+            expected: params.len(),
+        }
+        .into());
+    }
+    for (index, (p, given)) in params.iter().zip(sizes).enumerate() {
+        if given != p.elem_count() {
+            return Err(ParamsError::Size {
+                index,
+                given,
+                expected: p.elem_count(),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Checks a batch's shape: `x` holds `y.len()` rows of `d` values.
