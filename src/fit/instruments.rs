@@ -134,6 +134,9 @@ pub struct NoiseScaleSummary {
     /// Share of runs (with ≥ 3 readings) whose ρ is negative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_growing: Option<f64>,
+    /// Runs with ≥ 3 readings and a defined ρ (those the median ρ and `share_growing` are over).
+    #[serde(default)]
+    pub runs_correlated: usize,
     /// Up to 12 series for plotting: per cell, the run nearest its best batch size, lowest seed.
     pub series: Vec<BSimpleSeries>,
 }
@@ -360,8 +363,28 @@ fn fit_noise_scale(ctx: &Ctx) -> Outcome<NoiseScaleSummary> {
         last_withheld: withheld(&last),
         median_rank_correlation: median_rho,
         share_growing: share,
+        runs_correlated: rhos.len(),
         series,
     })
+}
+
+impl NoiseScaleSummary {
+    /// "in 32 of the 40 runs with 3 or more readings (80%)": whose B_simple grows as the loss
+    /// falls, out of the runs it could be told for (not out of every run measured).
+    pub fn describe_growing(&self, percent: impl Fn(f64) -> String) -> Option<String> {
+        let share = self.share_growing?;
+        let n = self.runs_correlated;
+        Some(if n == 0 {
+            // A fit stored before the count was: the share alone.
+            format!("in {} of the runs with 3 or more readings", percent(share))
+        } else {
+            format!(
+                "in {} of the {n} runs with 3 or more readings ({})",
+                (share * n as f64).round(),
+                percent(share)
+            )
+        })
+    }
 }
 
 fn fit_curvature(ctx: &Ctx) -> Outcome<CurvatureSummary> {
@@ -559,6 +582,13 @@ mod tests {
         assert_eq!((ns.first_runs, ns.first_withheld), (5, 2));
         // Last readings 900 ×4 and one withheld as 0 (tr(Σ) < 0).
         assert_eq!((ns.last_median, ns.last_withheld), (Some(900.0), 1));
+        // ρ over each run's four readings, withheld ones ranked as +∞ or 0: −0.8 for seeds 0–2,
+        // +0.2 and +0.8 for seeds 3 and 4. The share is of these five runs, and says so.
+        assert_eq!(
+            ns.describe_growing(|s| format!("{:.0}%", 100.0 * s))
+                .as_deref(),
+            Some("in 3 of the 5 runs with 3 or more readings (60%)")
+        );
         let text = ns.describe_medians(|v| format!("{v}"));
         assert!(
             text.contains("120 at initialisation (5 runs, 2 withheld)")

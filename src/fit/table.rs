@@ -461,13 +461,15 @@ fn render_instruments(out: &mut String, s: &InstrumentsSection) {
                 "gradient noise scale B_simple (McCandlish et al. 2018): {}",
                 n.describe_medians(num)
             );
-            if let (Some(rho), Some(share)) = (n.median_rank_correlation, n.share_growing) {
+            if let (Some(rho), Some(growing)) = (
+                n.median_rank_correlation,
+                n.describe_growing(|s| format!("{:.0}%", 100.0 * s)),
+            ) {
                 let _ = writeln!(
                     out,
                     "median Spearman ρ(B_simple, training loss) over epochs {}: B_simple grows as \
-                     the loss falls in {:.0}% of the runs",
+                     the loss falls {growing}",
                     num(rho),
-                    100.0 * share
                 );
             }
         }

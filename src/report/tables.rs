@@ -674,13 +674,15 @@ pub fn instruments_tables(fit: &FitReport, curvature: bool) -> Vec<Table> {
             vals.len().to_string(),
         ]);
     }
-    let note = match (n.median_rank_correlation, n.share_growing) {
-        (Some(r), Some(g)) => Some(format!(
+    let note = match (
+        n.median_rank_correlation,
+        n.describe_growing(|s| format::percent(s, 0)),
+    ) {
+        (Some(r), Some(growing)) => Some(format!(
             "{}. Median Spearman ρ(B_simple, training loss) {}; B_simple grows as the loss falls \
-             in {} of the runs.",
+             {growing}.",
             capitalised(&n.describe_medians(|v| format::sig(v, 3))),
             format::sig(r, 2),
-            format::percent(g, 0)
         )),
         _ => Some(format!(
             "{}.",
