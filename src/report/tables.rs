@@ -108,7 +108,12 @@ pub fn bopt_tables(fit: &FitReport) -> Vec<Table> {
 
 fn bopt_section(s: &BoptSection, metric: MetricKind, confidence: f64) -> Vec<Table> {
     let level = level_of(s.cells.iter().find_map(|c| c.interval).as_ref(), confidence);
-    let peak = format!("peak {}", metric_name(metric));
+    // "peak" reads as a maximum: a loss's optimum is its minimum.
+    let peak = if metric.higher_is_better() {
+        format!("peak {}", metric_name(metric))
+    } else {
+        format!("lowest {}", metric_name(metric))
+    };
     let ci = format!("{level} CI (bootstrap)");
     let mut t = Table::new(
         "B_opt per cell",
@@ -754,6 +759,16 @@ mod tests {
         );
         let cells = &fit.bopt.fitted().unwrap().cells;
         let b = bopt_tables(&fit);
+        assert_eq!(b[0].header[7], "peak test accuracy");
+        let loss = fit_all(
+            &crate::fit::testdata::edge_peak_runs(),
+            &FitOptions {
+                metric: crate::fit::MetricKind::TestLoss,
+                bootstrap: 0,
+                ..FitOptions::default()
+            },
+        );
+        assert_eq!(bopt_tables(&loss)[0].header[7], "lowest test loss");
         for (side, open, bound) in [(Censor::High, ", ∞)", "≤ "), (Censor::Low, "(0, ", "≥ ")]
         {
             let c = cells.iter().find(|c| c.censored == Some(side)).unwrap();
