@@ -104,6 +104,20 @@ pub struct BSimpleSeries {
     pub lr: f64,
     /// The readings.
     pub points: Vec<BSimplePoint>,
+    /// The epochs whose reading was withheld (in none of `points`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<WithheldReading>,
+}
+
+impl BSimpleSeries {
+    /// The run's last measurement, when it was withheld (a later epoch than every reading).
+    pub fn last_withheld(&self) -> Option<&WithheldReading> {
+        let last_read = self.points.iter().map(|p| p.epoch).max();
+        self.withheld
+            .iter()
+            .max_by_key(|w| w.epoch)
+            .filter(|w| last_read.is_none_or(|e| w.epoch > e))
+    }
 }
 
 /// The noise-scale summary.
@@ -348,6 +362,7 @@ fn fit_noise_scale(ctx: &Ctx) -> Outcome<NoiseScaleSummary> {
                 batch_size: r.batch_size,
                 lr: r.lr,
                 points: r.instruments.b_simple.clone(),
+                withheld: r.instruments.b_simple_withheld.clone(),
             });
         }
         if series.len() >= 12 {

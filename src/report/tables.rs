@@ -670,13 +670,21 @@ pub fn instruments_tables(fit: &FitReport, curvature: bool) -> Vec<Table> {
             vals.first()
                 .map(|v| format::sig(*v, 3))
                 .unwrap_or_else(dash),
-            vals.last().map(|v| format::sig(*v, 3)).unwrap_or_else(dash),
+            // A withheld last measurement is the run's last word: say so, not the reading before.
+            match s.last_withheld() {
+                Some(w) if w.beyond => format!("withheld at epoch {}: beyond B_big", w.epoch),
+                Some(w) => format!("withheld at epoch {}: no measurable noise", w.epoch),
+                None => vals.last().map(|v| format::sig(*v, 3)).unwrap_or_else(dash),
+            },
             if max.is_finite() {
                 format::sig(max, 3)
             } else {
                 dash()
             },
-            vals.len().to_string(),
+            match s.withheld.len() {
+                0 => vals.len().to_string(),
+                k => format!("{} (+{k} withheld)", vals.len()),
+            },
         ]);
     }
     let note = match (
@@ -780,6 +788,34 @@ mod tests {
                 "{row:?}"
             );
         }
+    }
+
+    /// Regression: a run whose last measurement was withheld (B_simple beyond what B_big
+    /// resolves) showed the reading before it as "last", while the summary counts it as +∞.
+    #[test]
+    fn a_withheld_last_reading_is_named_not_replaced_by_the_one_before() {
+        use crate::fit::{BSimplePoint, WithheldReading};
+        use crate::fit::{FitOptions, fit_all};
+        let mut run = crate::fit::testdata::flat_run("c", 0.02, 1000, 0.9, 32, 0, 0.8, 3);
+        let i = &mut run.instruments;
+        for (epoch, b) in [(0u32, 120.0), (1, 300.0)] {
+            i.b_simple.push(BSimplePoint {
+                epoch,
+                step: 32 * u64::from(epoch),
+                b_simple: b,
+                train_loss: Some(2.0 - 0.5 * f64::from(epoch)),
+            });
+        }
+        i.b_simple_withheld.push(WithheldReading {
+            epoch: 2,
+            beyond: true,
+            train_loss: Some(0.9),
+        });
+        let fit = fit_all(&[run], &FitOptions::default());
+        let t = instruments_tables(&fit, false);
+        let row = &t[0].rows[0];
+        assert_eq!(row[4], "withheld at epoch 2: beyond B_big", "{row:?}");
+        assert_eq!(row[6], "2 (+1 withheld)", "{row:?}");
     }
 
     #[test]
