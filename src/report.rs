@@ -217,7 +217,7 @@ fn prepare(kind: Kind, input: &ReportInput) -> Result<Prepared, SkipReason> {
         Kind::Curves => Prepared::Chart(curves::prepare_training_curves(&input.curves)?),
         Kind::Efficiency => Prepared::Chart(efficiency::prepare_efficiency(fit)?),
         Kind::LearningCurve => Prepared::Chart(learning_curve::prepare_learning_curve(fit)?),
-        Kind::NoiseScale => Prepared::Chart(instruments::prepare_noise_scale(fit)?),
+        Kind::NoiseScale => Prepared::Chart(instruments::prepare_noise_scale(fit, &input.runs)?),
         Kind::Curvature => Prepared::Chart(instruments::prepare_curvature(fit)?),
     })
 }
