@@ -103,6 +103,13 @@ pub fn prepare_metric_vs_batch(fit: &FitReport) -> Result<Figure, SkipReason> {
     let colour_of = |lr: f64| series_color(lrs.iter().position(|&l| l == lr).unwrap_or(0));
     let groups = panels_by_n_m(&bopt.cells);
     let n_groups = groups.len();
+    let n_m_title =
+        |(n, m): (u64, f64)| format!("N = {}, m = {}", format::int(n), format::momentum(m));
+    let omitted: Vec<String> = groups
+        .iter()
+        .skip(MAX_PANELS)
+        .map(|(nm, _)| n_m_title(*nm))
+        .collect();
     let several = n_groups > 1;
     let mut panels = Vec::new();
     let mut any_censored = false;
@@ -110,11 +117,7 @@ pub fn prepare_metric_vs_batch(fit: &FitReport) -> Result<Figure, SkipReason> {
     for ((n, m), cells) in groups.into_iter().take(MAX_PANELS) {
         let mut p = Panel::new(labels::batch_axis(), labels::metric_axis(fit));
         if several {
-            p.title = Some(format!(
-                "N = {}, m = {}",
-                format::int(n),
-                format::momentum(m)
-            ));
+            p.title = Some(n_m_title((n, m)));
         }
         // Drawn after every line (on top) and listed after the learning rates in the legend.
         let mut diverged_layers = Vec::new();
@@ -237,7 +240,9 @@ pub fn prepare_metric_vs_batch(fit: &FitReport) -> Result<Figure, SkipReason> {
     }
     if n_groups > MAX_PANELS {
         footnote.push_str(&format!(
-            " Showing {MAX_PANELS} of {n_groups} (N, m) combinations; every cell is in the table."
+            " Showing {MAX_PANELS} of {n_groups} (N, m) combinations (more panels would be too \
+             small to read): not drawn {}; every cell is in the table.",
+            omitted.join("; ")
         ));
     }
     Ok(Figure {
@@ -262,6 +267,11 @@ mod tests {
         assert_eq!(fig.panels.len(), MAX_PANELS); // 8 (N, m) combinations, 6 shown
         let foot = fig.footnote.as_deref().unwrap();
         assert!(foot.contains("6 of 8"), "{foot}");
+        // Which panels are left out, by name (regression: smith-le said only "6 of 8").
+        assert!(
+            foot.contains("not drawn N = 8,000, m = 0; N = 8,000, m = 0.9;"),
+            "{foot}"
+        );
         // The interval is a parametric bootstrap, not a resampling of the seeds (regression:
         // the footnote said "bootstrap over seeds").
         assert!(

@@ -181,6 +181,27 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
             .then(a.2.cmp(&b.2))
     });
     let total = keys.len();
+    // A panel's name: N and m where several pairs are drawn, the schedule where several are;
+    // every part for one that is left out.
+    let name = |key: &PanelKey, all: bool| {
+        let mut parts = Vec::new();
+        if several_n_m || all {
+            parts.push(format!(
+                "N = {}, m = {}",
+                format::int(key.0),
+                format::momentum(f64::from_bits(key.1))
+            ));
+        }
+        if schedules.len() > 1 || (all && key.2 != "constant") {
+            parts.push(format!("schedule {}", key.2));
+        }
+        parts.join(", ")
+    };
+    let omitted: Vec<String> = keys
+        .iter()
+        .skip(MAX_PANELS)
+        .map(|k| name(k, true))
+        .collect();
     let mut panels = Vec::new();
     for key in keys.into_iter().take(MAX_PANELS) {
         let cells = &groups[key];
@@ -223,19 +244,9 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
             .filter_map(|(i, c)| Some((i, c.mean?)))
             .reduce(|a, b| if metric.better(b.1, a.1) { b } else { a })
             .map(|(i, _)| i);
-        let mut title = Vec::new();
-        if several_n_m {
-            title.push(format!(
-                "N = {}, m = {}",
-                format::int(key.0),
-                format::momentum(f64::from_bits(key.1))
-            ));
-        }
-        if schedules.len() > 1 {
-            title.push(format!("schedule {}", key.2));
-        }
+        let title = name(key, false);
         panels.push(HeatPanel {
-            title: (!title.is_empty()).then(|| title.join(", ")),
+            title: (!title.is_empty()).then_some(title),
             lrs,
             batches,
             cells: grid,
@@ -265,7 +276,9 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
     );
     if total > MAX_PANELS {
         footnote.push_str(&format!(
-            " Showing {MAX_PANELS} of {total} (N, m, schedule) combinations."
+            " Showing {MAX_PANELS} of {total} (N, m, schedule) combinations (more maps would be \
+             too small to read): not drawn {}.",
+            omitted.join("; ")
         ));
     }
     Ok(Heatmap {
@@ -571,7 +584,13 @@ mod tests {
         let (runs, fit) = testdata::synthetic();
         let hm = prepare_heatmap(&fit, &runs).unwrap();
         assert_eq!(hm.panels.len(), MAX_PANELS);
-        assert!(hm.footnote.as_deref().unwrap().contains("4 of 8"));
+        let foot = hm.footnote.as_deref().unwrap();
+        assert!(foot.contains("4 of 8"), "{foot}");
+        // Which maps are left out, by name (regression: smith-le said only "4 of 8").
+        assert!(
+            foot.contains("not drawn N = 4,000, m = 0; N = 4,000, m = 0.9; N = 8,000, m = 0; N = 8,000, m = 0.9."),
+            "{foot}"
+        );
         // Panel order: constant first, N ascending, m ascending → N = 1000 m = 0.9 is second.
         let p = &hm.panels[1];
         assert_eq!(p.title.as_deref(), Some("N = 1,000, m = 0.9"));
