@@ -154,11 +154,16 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
         .map(|(k, _)| k)
         .collect();
     if keys.is_empty() {
-        return Err(
+        // Only a figure that is drawn may be pointed to.
+        let see = if super::batch::prepare_metric_vs_batch(fit).is_ok() {
+            " (see figure 1 for one ε)"
+        } else {
+            ""
+        };
+        return Err(format!(
             "no (N, m, schedule) combination has at least two learning rates and two batch \
-             sizes: a heatmap over (ε, B) needs both (see figure 1 for one ε)"
-                .into(),
-        );
+             sizes: a heatmap over (ε, B) needs both{see}"
+        ));
     }
     let schedules: Vec<&String> = {
         let mut s: Vec<&String> = keys.iter().map(|k| &k.2).collect();
@@ -578,6 +583,42 @@ mod tests {
     use super::*;
     use crate::fit::fit_all;
     use crate::plot::testdata::{self, assert_png};
+
+    /// Regression (dont-decay and curvature sweeps): the skip note pointed to figure 1 "for one
+    /// ε" when figure 1 was itself not drawn.
+    #[test]
+    fn the_skip_note_points_to_figure_1_only_when_it_is_drawn() {
+        let opts = testdata::test_options();
+        // One ε, one B, four seeds: neither figure 1 nor the heatmap.
+        let runs: Vec<_> = (0..4)
+            .map(|s| testdata::rising_run("c", 0.05, 1000, 0.9, 32, s, 0.8, false))
+            .collect();
+        let fit = fit_all(&runs, &opts);
+        assert!(crate::plot::batch::prepare_metric_vs_batch(&fit).is_err());
+        let why = prepare_heatmap(&fit, &runs).unwrap_err();
+        assert!(!why.contains("figure 1"), "{why}");
+        // One ε, four batch sizes: figure 1 is drawn, and the note may point to it.
+        let runs: Vec<_> = [8u64, 16, 32, 64]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                testdata::rising_run(
+                    "c",
+                    0.05,
+                    1000,
+                    0.9,
+                    b,
+                    0,
+                    0.6 + 0.05 * (i % 3) as f64,
+                    false,
+                )
+            })
+            .collect();
+        let fit = fit_all(&runs, &opts);
+        assert!(crate::plot::batch::prepare_metric_vs_batch(&fit).is_ok());
+        let why = prepare_heatmap(&fit, &runs).unwrap_err();
+        assert!(why.contains("see figure 1"), "{why}");
+    }
 
     #[test]
     fn diverged_cells_are_marked_and_means_match_the_runs() {
