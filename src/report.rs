@@ -20,7 +20,7 @@ pub use tables::Table;
 use crate::fit::{FitReport, RunInput, select_value};
 use crate::plot::chart::Figure;
 use crate::plot::heatmap::Heatmap;
-use crate::plot::labels::{metric_name, metric_title, select_words};
+use crate::plot::labels::{metric_name, metric_title, optimum_word, select_words};
 use crate::plot::{
     SkipReason, batch, collapse, curves, efficiency, format, heatmap, instruments, learning_curve,
     scaling, schedules,
@@ -133,10 +133,12 @@ impl Kind {
 
     fn how_to_read(self, fit: &FitReport) -> String {
         let m = metric_name(fit.options.metric);
+        // "peak" for an accuracy, "minimum" for a loss.
+        let best = optimum_word(fit.options.metric);
         match self {
             Kind::MetricVsBatch => format!(
                 "Each line is one learning rate: the seed-mean {m} at each batch size, with B_opt \
-                 (▲) at its peak; Smith & Le (2017) predict the peak to move to larger B in \
+                 (▲) at its {best}; Smith & Le (2017) predict the {best} to move to larger B in \
                  proportion to ε (and to N and 1/(1 − m))."
             ),
             Kind::Scaling => "Each point is one cell's B_opt on log–log axes; the fitted line's \
@@ -146,8 +148,8 @@ impl Kind {
             Kind::Collapse => format!(
                 "If the noise scale g alone decides the result, every run falls on one curve \
                  whatever its ε, N, m and B; the collapse score (R² on g) near 1 and well above \
-                 the score on B says it does; the dashed line marks g_opt, where the fitted curve \
-                 of {m} peaks."
+                 the score on B says it does; the dashed line marks g_opt, the fitted curve's \
+                 {best} of {m}."
             ),
             Kind::Heatmap => format!(
                 "Brighter is better {m}; the bright ridge should run diagonally (a larger ε \

@@ -301,6 +301,29 @@ fn curve_runs_of_a_schedule_sweep_name_and_show_every_schedule() {
     assert!(fig.footnote.unwrap().starts_with(&why));
 }
 
+/// Regression (`report --metric test_loss`): the captions put B_opt "at its peak" and g_opt
+/// where the curve "peaks", for a loss whose best is its minimum.
+#[test]
+fn captions_of_a_loss_say_minimum_not_peak() {
+    let runs = testdata::synthetic_runs();
+    let mut opts = testdata::test_options();
+    opts.metric = crate::fit::MetricKind::TestLoss;
+    let fit = fit_all(&runs, &opts);
+    for kind in KINDS {
+        let text = kind.how_to_read(&fit);
+        assert!(!text.contains("peak"), "{kind:?}: {text}");
+    }
+    let text = Kind::MetricVsBatch.how_to_read(&fit);
+    assert!(text.contains("at its minimum"), "{text}");
+    // An accuracy keeps its peak.
+    let (_, fit) = testdata::synthetic();
+    assert!(
+        Kind::MetricVsBatch
+            .how_to_read(&fit)
+            .contains("at its peak")
+    );
+}
+
 /// Writes the synthetic report to `sample-report/` for a human to look at, and prints how long
 /// it took and how big it is: `cargo test --lib write_sample_report -- --ignored --nocapture`.
 #[test]
