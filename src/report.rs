@@ -587,7 +587,7 @@ fn choose_curves(fit: &FitReport, runs: &[RunInput]) -> CurveChoice {
             picks.sort_by_key(|p| p.0);
             let one_b = picks.len() == 1;
             let mut best_run: Option<&RunInput> = None;
-            for (b, role) in picks {
+            for &(b, role) in &picks {
                 let at_b = in_cell
                     .iter()
                     .copied()
@@ -616,7 +616,9 @@ fn choose_curves(fit: &FitReport, runs: &[RunInput]) -> CurveChoice {
             let at = if one_b {
                 format!("at its one batch size B = {best_b}")
             } else {
-                "at its smallest, best and largest grid B and between".to_string()
+                let (bs, roles): (Vec<String>, Vec<&str>) =
+                    picks.iter().map(|(b, role)| (b.to_string(), *role)).unzip();
+                format!("at B = {} ({})", bs.join(", "), roles.join(", "))
             };
             why.push(format!(
                 "Runs shown: {whose} ({}) {at}, the lowest seed that did not diverge{}",
