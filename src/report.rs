@@ -20,7 +20,7 @@ pub use tables::Table;
 use crate::fit::{FitReport, RunInput, select_value};
 use crate::plot::chart::Figure;
 use crate::plot::heatmap::Heatmap;
-use crate::plot::labels::{metric_name, metric_title, select_words};
+use crate::plot::labels::{metric_name, metric_title, optimum_word, select_words};
 use crate::plot::{
     SkipReason, batch, collapse, curves, efficiency, format, heatmap, instruments, learning_curve,
     scaling, schedules,
@@ -133,10 +133,12 @@ impl Kind {
 
     fn how_to_read(self, fit: &FitReport) -> String {
         let m = metric_name(fit.options.metric);
+        // "peak" for an accuracy, "minimum" for a loss.
+        let best = optimum_word(fit.options.metric);
         match self {
             Kind::MetricVsBatch => format!(
                 "Each line is one learning rate: the seed-mean {m} at each batch size, with B_opt \
-                 (▲) at its peak; Smith & Le (2017) predict the peak to move to larger B in \
+                 (▲) at its {best}; Smith & Le (2017) predict the {best} to move to larger B in \
                  proportion to ε (and to N and 1/(1 − m))."
             ),
             Kind::Scaling => "Each point is one cell's B_opt on log–log axes; the fitted line's \
@@ -146,8 +148,8 @@ impl Kind {
             Kind::Collapse => format!(
                 "If the noise scale g alone decides the result, every run falls on one curve \
                  whatever its ε, N, m and B; the collapse score (R² on g) near 1 and well above \
-                 the score on B says it does; the dashed line marks g_opt, where the fitted curve \
-                 of {m} peaks."
+                 the score on B says it does; the dashed line marks g_opt, the fitted curve's \
+                 {best} of {m}."
             ),
             Kind::Heatmap => format!(
                 "Brighter is better {m}; the bright ridge should run diagonally (a larger ε \
@@ -157,9 +159,9 @@ impl Kind {
                  the schedules' lines coincide per epoch (left) while increase-batch gets there in \
                  fewer parameter updates (right)."
                 .into(),
-            Kind::Curves => "Training and test loss per epoch for a few runs on either side of \
-                 B_opt: small batches make many noisy updates per epoch, large ones few precise \
-                 updates; a line that stops early diverged."
+            Kind::Curves => "Training and test loss per epoch for a few runs, chosen as the \
+                 figure's footnote says: small batches make many noisy updates per epoch, large \
+                 ones few precise updates; a line that stops early diverged."
                 .into(),
             Kind::Efficiency => "Below B_crit (dashed) doubling B halves the steps needed \
                  (perfect scaling, slope −1 on the left); above it extra examples buy few steps. \
@@ -214,10 +216,13 @@ fn prepare(kind: Kind, input: &ReportInput) -> Result<Prepared, SkipReason> {
         Kind::Collapse => Prepared::Chart(collapse::prepare_collapse(fit, &input.runs)?),
         Kind::Heatmap => Prepared::Heat(heatmap::prepare_heatmap(fit, &input.runs)?),
         Kind::Schedules => Prepared::Chart(schedules::prepare_schedules(fit)?),
-        Kind::Curves => Prepared::Chart(curves::prepare_training_curves(&input.curves)?),
+        Kind::Curves => Prepared::Chart(curves::prepare_training_curves(
+            &input.curves,
+            &curve_choice_note(fit, &input.runs),
+        )?),
         Kind::Efficiency => Prepared::Chart(efficiency::prepare_efficiency(fit)?),
         Kind::LearningCurve => Prepared::Chart(learning_curve::prepare_learning_curve(fit)?),
-        Kind::NoiseScale => Prepared::Chart(instruments::prepare_noise_scale(fit)?),
+        Kind::NoiseScale => Prepared::Chart(instruments::prepare_noise_scale(fit, &input.runs)?),
         Kind::Curvature => Prepared::Chart(instruments::prepare_curvature(fit)?),
     })
 }
@@ -456,41 +461,104 @@ fn overview_tables(input: &ReportInput) -> Vec<Table> {
     vec![states, settings]
 }
 
+/// Which of N, m and the schedule take more than one value among the runs: a training curve's
+/// label names each of them (with B and ε, always), so that two lines never read alike.
+#[derive(Clone, Copy, Debug, Default)]
+struct SweepAxes {
+    train_size: bool,
+    momentum: bool,
+    schedule: bool,
+}
+
+impl SweepAxes {
+    fn of(runs: &[RunInput]) -> Self {
+        let Some(first) = runs.first() else {
+            return SweepAxes::default();
+        };
+        SweepAxes {
+            train_size: runs.iter().any(|r| r.train_size != first.train_size),
+            momentum: runs.iter().any(|r| r.momentum != first.momentum),
+            schedule: runs.iter().any(|r| r.schedule != first.schedule),
+        }
+    }
+
+    /// "ε = 5e-2, N = 4,000, m = 0.9, schedule hybrid": ε always, the others where they vary
+    /// (`all`: every one, for a run from another cell).
+    fn settings(self, r: &RunInput, all: bool) -> String {
+        let mut parts = vec![format!("ε = {}", format::lr(r.lr))];
+        if self.train_size || all {
+            parts.push(format!("N = {}", format::int(r.train_size)));
+        }
+        if self.momentum || all {
+            parts.push(format!("m = {}", format::momentum(r.momentum)));
+        }
+        if self.schedule {
+            parts.push(format!("schedule {}", r.schedule));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The chosen training-curve runs with their labels, and a sentence on how they were chosen
+/// (for the figure's footnote).
+struct CurveChoice {
+    runs: Vec<(String, String)>,
+    why: String,
+}
+
 /// Which runs deserve a training-curve panel, with a label for each: in the cell with the best
-/// peak (the best run's cell when no B_opt was fitted), the smallest batch size, the best grid
-/// batch size, the largest, and one between each; the lowest seed that did not diverge at each;
-/// then one diverged run of the sweep if there is one. At most 6, in that order.
+/// fitted optimum (the best run's cell when no B_opt was fitted), the smallest batch size, the
+/// best grid batch size, the largest, and one between each; the lowest seed that did not
+/// diverge at each; where the sweep varies the schedule, the same settings at the best B under
+/// each other schedule; then one diverged run of the sweep if there is one. At most 6, in that
+/// order. Each label names B and every axis that varies in the sweep.
 pub fn choose_curve_runs(fit: &FitReport, runs: &[RunInput]) -> Vec<(String, String)> {
+    choose_curves(fit, runs).runs
+}
+
+/// How [`choose_curve_runs`] chose its runs, in a sentence or two; empty when it chose none.
+pub fn curve_choice_note(fit: &FitReport, runs: &[RunInput]) -> String {
+    choose_curves(fit, runs).why
+}
+
+/// The run that did not diverge with the lowest seed (a diverged one when all did).
+fn lowest_seed(mut at: Vec<&RunInput>) -> Option<&RunInput> {
+    at.sort_by_key(|r| (r.diverged, r.seed, r.run_id.clone()));
+    at.first().copied()
+}
+
+fn choose_curves(fit: &FitReport, runs: &[RunInput]) -> CurveChoice {
+    const MAX_RUNS: usize = 6;
     let metric = fit.options.metric;
-    let anchor: Option<(String, u64)> = fit
-        .bopt
-        .fitted()
-        .and_then(|s| {
-            s.cells
-                .iter()
-                .reduce(|a, b| {
-                    if metric.better(b.peak_value, a.peak_value) {
-                        b
-                    } else {
-                        a
-                    }
-                })
-                .map(|c| (c.cell.clone(), c.argmax_batch))
-        })
-        .or_else(|| {
-            runs.iter()
-                .filter(|r| !r.diverged)
-                .filter_map(|r| Some((r, select_value(&r.curve, fit.options.select, metric)?)))
-                .reduce(|a, b| if metric.better(b.1, a.1) { b } else { a })
-                .map(|(r, _)| (r.cell.clone(), r.batch_size))
-        });
+    let axes = SweepAxes::of(runs);
+    let from_bopt = fit.bopt.fitted().and_then(|s| {
+        s.cells
+            .iter()
+            .reduce(|a, b| {
+                if metric.better(b.peak_value, a.peak_value) {
+                    b
+                } else {
+                    a
+                }
+            })
+            .map(|c| (c.cell.clone(), c.argmax_batch))
+    });
+    let anchored_on_bopt = from_bopt.is_some();
+    let anchor: Option<(String, u64)> = from_bopt.or_else(|| {
+        runs.iter()
+            .filter(|r| !r.diverged)
+            .filter_map(|r| Some((r, select_value(&r.curve, fit.options.select, metric)?)))
+            .reduce(|a, b| if metric.better(b.1, a.1) { b } else { a })
+            .map(|(r, _)| (r.cell.clone(), r.batch_size))
+    });
     let mut out: Vec<(String, String)> = Vec::new();
+    let mut why: Vec<String> = Vec::new();
     if let Some((cell, best_b)) = anchor {
         let in_cell: Vec<&RunInput> = runs.iter().filter(|r| r.cell == cell).collect();
         let mut bs: Vec<u64> = in_cell.iter().map(|r| r.batch_size).collect();
         bs.sort();
         bs.dedup();
-        if let (Some(&lo), Some(&hi)) = (bs.first(), bs.last()) {
+        if let (Some(&lo), Some(&hi), Some(first)) = (bs.first(), bs.last(), in_cell.first()) {
             // Nearest grid size to the geometric midpoint of a and b.
             let between = |a: u64, b: u64| -> u64 {
                 let mid = ((a as f64).ln() + (b as f64).ln()) / 2.0;
@@ -517,21 +585,90 @@ pub fn choose_curve_runs(fit: &FitReport, runs: &[RunInput]) -> Vec<(String, Str
                 }
             }
             picks.sort_by_key(|p| p.0);
-            for (b, role) in picks {
-                let mut at_b: Vec<&&RunInput> =
-                    in_cell.iter().filter(|r| r.batch_size == b).collect();
-                at_b.sort_by_key(|r| (r.diverged, r.seed, r.run_id.clone()));
-                if let Some(r) = at_b.first() {
-                    let mut label = format!("B = {b} ({role}), ε = {}", format::lr(r.lr));
+            let one_b = picks.len() == 1;
+            let mut best_run: Option<&RunInput> = None;
+            for &(b, role) in &picks {
+                let at_b = in_cell
+                    .iter()
+                    .copied()
+                    .filter(|r| r.batch_size == b)
+                    .collect();
+                if let Some(r) = lowest_seed(at_b) {
+                    let role = if one_b { "the cell's one B" } else { role };
+                    let mut label = format!("B = {b} ({role}), {}", axes.settings(r, false));
                     if r.diverged {
                         label.push_str(", diverged");
                     }
                     out.push((r.run_id.clone(), label));
+                    if b == best_b {
+                        best_run = Some(r);
+                    }
+                }
+            }
+            let whose = if anchored_on_bopt {
+                format!(
+                    "the cell whose fitted optimum is the best {}",
+                    metric_name(metric)
+                )
+            } else {
+                format!("the cell of the run with the best {}", metric_name(metric))
+            };
+            let at = if one_b {
+                format!("at its one batch size B = {best_b}")
+            } else {
+                let (bs, roles): (Vec<String>, Vec<&str>) =
+                    picks.iter().map(|(b, role)| (b.to_string(), *role)).unzip();
+                format!("at B = {} ({})", bs.join(", "), roles.join(", "))
+            };
+            why.push(format!(
+                "Runs shown: {whose} ({}) {at}, the lowest seed that did not diverge{}",
+                axes.settings(first, true),
+                if one_b { "" } else { " at each" }
+            ));
+            // The same settings under the sweep's other schedules (the best B's run's schedule
+            // group holds the runs that differ from it only in schedule and seed).
+            if axes.schedule
+                && let Some(best) = best_run
+            {
+                let mut others: Vec<&str> = runs
+                    .iter()
+                    .filter(|r| {
+                        r.schedule_group == best.schedule_group && r.schedule != best.schedule
+                    })
+                    .map(|r| r.schedule.as_str())
+                    .collect();
+                others.sort();
+                others.dedup();
+                let mut added = Vec::new();
+                for sched in others {
+                    if out.len() >= MAX_RUNS - 1 {
+                        break;
+                    }
+                    let same = runs
+                        .iter()
+                        .filter(|r| r.schedule_group == best.schedule_group && r.schedule == sched)
+                        .collect();
+                    if let Some(r) = lowest_seed(same) {
+                        let mut label =
+                            format!("B = {}, {}", r.batch_size, axes.settings(r, false));
+                        if r.diverged {
+                            label.push_str(", diverged");
+                        }
+                        out.push((r.run_id.clone(), label));
+                        added.push(sched);
+                    }
+                }
+                if !added.is_empty() {
+                    why.push(format!(
+                        "; the same settings at B = {} under the other schedules ({})",
+                        best.batch_size,
+                        added.join(", ")
+                    ));
                 }
             }
         }
     }
-    if out.len() < 6 {
+    if out.len() < MAX_RUNS {
         let mut diverged: Vec<&RunInput> = runs.iter().filter(|r| r.diverged).collect();
         diverged.sort_by_key(|r| (r.seed, r.run_id.clone()));
         if let Some(r) = diverged
@@ -540,18 +677,25 @@ pub fn choose_curve_runs(fit: &FitReport, runs: &[RunInput]) -> Vec<(String, Str
         {
             out.push((
                 r.run_id.clone(),
-                format!(
-                    "diverged: B = {}, ε = {}, N = {}, m = {}",
-                    r.batch_size,
-                    format::lr(r.lr),
-                    format::int(r.train_size),
-                    format::momentum(r.momentum)
-                ),
+                format!("diverged: B = {}, {}", r.batch_size, axes.settings(r, true)),
+            ));
+            why.push(format!(
+                "{}one diverged run of the sweep (the lowest seed), wherever it lies, to show \
+                 what divergence looks like",
+                if why.is_empty() {
+                    "Runs shown: "
+                } else {
+                    "; and "
+                }
             ));
         }
     }
-    out.truncate(6);
-    out
+    out.truncate(MAX_RUNS);
+    let mut why = why.concat();
+    if !why.is_empty() {
+        why.push('.');
+    }
+    CurveChoice { runs: out, why }
 }
 
 #[cfg(test)]

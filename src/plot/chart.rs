@@ -66,12 +66,36 @@ impl Axis {
 }
 
 /// One error bar: vertical bars stand at x = `at` from y = `lo` to `hi`; horizontal ones at
-/// y = `at` from x = `lo` to `hi`.
+/// y = `at` from x = `lo` to `hi`. An open end is drawn as an arrow pointing away from the bar
+/// instead of a cap: the interval says nothing about that side (an estimate censored at the
+/// grid's edge is only a bound). An end the panel's frame cuts is drawn as an arrow too.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bar {
     pub at: f64,
     pub lo: f64,
     pub hi: f64,
+    pub open_lo: bool,
+    pub open_hi: bool,
+}
+
+impl Bar {
+    /// A closed bar from `lo` to `hi` at `at`.
+    pub fn new(at: f64, lo: f64, hi: f64) -> Self {
+        Bar {
+            at,
+            lo,
+            hi,
+            open_lo: false,
+            open_hi: false,
+        }
+    }
+
+    /// Open towards the low end, the high end, both or neither.
+    pub fn opened(mut self, lo: bool, hi: bool) -> Self {
+        self.open_lo = lo;
+        self.open_hi = hi;
+        self
+    }
 }
 
 /// What a layer draws.
@@ -107,6 +131,15 @@ pub enum LayerKind {
         y: f64,
         dashed: bool,
     },
+    /// Hollow carets at the frame's top (▲, `top`) or bottom (▼) edge at each x: something
+    /// happened at that x whose value lies beyond what the axis shows (a withheld reading).
+    /// Each series takes its own `row` (0 at the edge, then inwards), so that carets of two
+    /// series at the same x do not hide each other.
+    EdgeMarks {
+        xs: Vec<f64>,
+        top: bool,
+        row: u32,
+    },
 }
 
 /// One drawn layer.
@@ -120,6 +153,10 @@ pub struct Layer {
     /// Whether the layer's extent decides the axis ranges (data do; fitted curves, bands and
     /// reference lines follow the data and are clipped).
     pub sets_range: bool,
+    /// For a layer that does not set the ranges: whether its extent may widen them, by at most
+    /// [`super::geometry::REACH`] of the range-setting extent at each end (intervals and
+    /// fitted curves that should be seen whole without costing the data their resolution).
+    pub widens_range: bool,
     pub kind: LayerKind,
 }
 
@@ -130,6 +167,7 @@ impl Layer {
             label: None,
             color,
             sets_range: true,
+            widens_range: false,
             kind: LayerKind::Line {
                 points,
                 width: 3,
@@ -144,6 +182,7 @@ impl Layer {
             label: None,
             color,
             sets_range: true,
+            widens_range: false,
             kind: LayerKind::Band { points },
         }
     }
@@ -160,6 +199,7 @@ impl Layer {
             label: None,
             color,
             sets_range: true,
+            widens_range: false,
             kind: LayerKind::Markers {
                 points,
                 shape,
@@ -180,6 +220,7 @@ impl Layer {
             label: None,
             color,
             sets_range: true,
+            widens_range: false,
             kind: LayerKind::ErrorBars { bars, horizontal },
         }
     }
@@ -190,6 +231,7 @@ impl Layer {
             label: None,
             color,
             sets_range: false,
+            widens_range: false,
             kind: LayerKind::VLine { x, dashed: true },
         }
     }
@@ -200,6 +242,7 @@ impl Layer {
             label: None,
             color,
             sets_range: false,
+            widens_range: false,
             kind: LayerKind::HLine { y, dashed: true },
         }
     }
@@ -213,6 +256,15 @@ impl Layer {
     /// Followed by the axes instead of setting them (fits, bands, references).
     pub fn follows_range(mut self) -> Self {
         self.sets_range = false;
+        self.widens_range = false;
+        self
+    }
+
+    /// Widens the axes to show it whole, within [`super::geometry::REACH`] of the data's extent
+    /// at each end; beyond that it is cut at the frame (error bars with an arrow).
+    pub fn widening_range(mut self) -> Self {
+        self.sets_range = false;
+        self.widens_range = true;
         self
     }
 
@@ -241,6 +293,25 @@ impl Layer {
             _ => {}
         }
         self
+    }
+
+    /// Carets at the top (`top`) or bottom edge of the frame at each of `xs`, in row `row`
+    /// from the edge; their x values set the x range.
+    pub fn edge_marks(
+        key: impl Into<String>,
+        color: Rgb,
+        xs: Vec<f64>,
+        top: bool,
+        row: u32,
+    ) -> Self {
+        Layer {
+            key: key.into(),
+            label: None,
+            color,
+            sets_range: true,
+            widens_range: false,
+            kind: LayerKind::EdgeMarks { xs, top, row },
+        }
     }
 
     /// The (x, y) points of a line or markers layer (empty for other kinds).
@@ -280,9 +351,19 @@ impl Panel {
 /// How a legend entry's sample looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sample {
-    Line { dashed: bool, width: u32 },
+    Line {
+        dashed: bool,
+        width: u32,
+    },
     Band,
-    Marker { shape: Shape, filled: bool },
+    Marker {
+        shape: Shape,
+        filled: bool,
+    },
+    /// A hollow caret pointing up (▲) or down (▼).
+    Caret {
+        up: bool,
+    },
 }
 
 /// One legend row.
@@ -342,6 +423,7 @@ impl Figure {
                     dashed: *dashed,
                     width: 2,
                 },
+                LayerKind::EdgeMarks { top, .. } => Sample::Caret { up: *top },
             };
             out.push(LegendEntry {
                 label: label.clone(),

@@ -1,12 +1,14 @@
 //! Figure 3: the noise-scale collapse (Smith & Le 2017, arXiv 1710.06451): the metric of every
 //! run against g = ε(N/B − 1)/(1 − m), coloured by cell, with the fitted smooth curve in ln g
-//! and the optimal g marked. If g alone organises the data, every cell falls on one curve; the
+//! and the optimal g marked (a line and a point on the curve; the axes widen to show the curve
+//! whole, within [`super::geometry::REACH`], and the footnote says when they do not). If g alone organises the data, every cell falls on one curve; the
 //! collapse score (R² of the cell means under that curve) says how well, and the same score
 //! against ln B says how well B alone would have done.
 
 use std::collections::BTreeMap;
 
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
+use super::geometry::cut_at_frame;
 use super::labels::{self, CellKey, Varying};
 use super::style::{Rgb, Shape, series_color, series_shape};
 use super::{SkipReason, format};
@@ -103,7 +105,7 @@ pub fn prepare_collapse(fit: &FitReport, runs: &[RunInput]) -> Result<Figure, Sk
     p.layers.push(
         Layer::line("smooth", Rgb::BLACK, smooth)
             .sized(4)
-            .follows_range()
+            .widening_range()
             .labelled(format!(
                 "polynomial in ln g (degree {}), fitted to every run",
                 col.smooth_g.degree
@@ -121,6 +123,17 @@ pub fn prepare_collapse(fit: &FitReport, runs: &[RunInput]) -> Result<Figure, Sk
             labels::metric_name(metric),
             format::metric(col.value_at_g_opt, metric)
         )),
+    );
+    // The optimum itself, a ring on the curve: always in view.
+    p.layers.push(
+        Layer::markers(
+            "optimum",
+            Rgb::BLACK,
+            vec![(col.g_opt, col.value_at_g_opt)],
+            Shape::Circle,
+            false,
+        )
+        .sized(9),
     );
     let score = |s: Option<f64>| s.map(|v| format::sig(v, 3)).unwrap_or_else(|| "–".into());
     let title = format!(
@@ -140,6 +153,9 @@ pub fn prepare_collapse(fit: &FitReport, runs: &[RunInput]) -> Result<Figure, Sk
             col.excluded_full_batch
         ));
     }
+    if cut_at_frame(&p).contains(&"smooth") {
+        footnote.push_str(" The curve is cut where it runs beyond the frame.");
+    }
     if let Some(note) = &col.note {
         footnote.push_str(&format!(" {note}"));
     }
@@ -156,6 +172,7 @@ mod tests {
     use super::*;
     use crate::plot::chart::LayerKind;
     use crate::plot::draw::draw_figure;
+    use crate::plot::geometry::panel_spans;
     use crate::plot::testdata::{self, assert_png};
 
     #[test]
@@ -169,6 +186,35 @@ mod tests {
         for &(g, y) in curve {
             assert!((y - col.smooth_g.eval(g.ln())).abs() < 1e-9, "g = {g}");
         }
+        // The whole curve and the optimum on it are inside the axes (regression: on the
+        // noise-scale sweep the curve left the top between g ≈ 4 and 13, and with it the
+        // printed optimum). An accuracy axis stops at 0 and 1: the synthetic curve dips below
+        // 0 at the smallest g, and there alone it may be cut, which the footnote then says.
+        let (sx, sy) = panel_spans(p).unwrap();
+        let mut cut = false;
+        for &(g, y) in curve {
+            if (0.0..=1.0).contains(&y) {
+                assert!(
+                    sx.contains(g.log10()) && sy.contains(y),
+                    "({g}, {y}) outside"
+                );
+            } else {
+                cut = true;
+            }
+        }
+        assert!(cut, "the synthetic curve leaves [0, 1]");
+        assert_eq!(cut_at_frame(p), vec!["smooth"]);
+        assert!(
+            fig.footnote
+                .as_deref()
+                .unwrap()
+                .contains("cut where it runs beyond the frame")
+        );
+        assert_eq!(
+            p.layer("optimum").unwrap().xy(),
+            &[(col.g_opt, col.value_at_g_opt)]
+        );
+        assert!(sy.contains(col.value_at_g_opt));
         // g_opt line where the fit put it.
         match &p.layer("g_opt").unwrap().kind {
             LayerKind::VLine { x, .. } => assert_eq!(*x, col.g_opt),

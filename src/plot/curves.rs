@@ -74,8 +74,9 @@ fn finite_values(curves: &[TrainingCurve], s: &Series) -> Vec<f64> {
 
 /// Prepares figure 6: one panel per stored loss (training, test), or per accuracy when no loss
 /// was stored; one colour per run, the same in both panels. Losses use a log axis when every
-/// value is positive (a diverging run's loss spans decades).
-pub fn prepare_training_curves(curves: &[TrainingCurve]) -> Result<Figure, SkipReason> {
+/// value is positive (a diverging run's loss spans decades). `why` says how the runs were
+/// chosen (`report::curve_choice_note`); it opens the footnote.
+pub fn prepare_training_curves(curves: &[TrainingCurve], why: &str) -> Result<Figure, SkipReason> {
     if curves.is_empty() {
         return Err("no runs were chosen for training curves (no run has a value)".into());
     }
@@ -140,9 +141,9 @@ pub fn prepare_training_curves(curves: &[TrainingCurve]) -> Result<Figure, SkipR
         columns: panels.len(),
         panels,
         footnote: Some(
-            "One run per line (the lowest seed that did not diverge); a run that stops early diverged or \
-             was cut short."
-                .into(),
+            format!("{why} One run per line; a line that stops early diverged or was cut short.")
+                .trim_start()
+                .to_string(),
         ),
     })
 }
@@ -176,7 +177,7 @@ mod tests {
     #[test]
     fn losses_per_run_in_two_panels() {
         let curves = vec![curve("a", 1.0, false), curve("b", 2.0, true)];
-        let fig = prepare_training_curves(&curves).unwrap();
+        let fig = prepare_training_curves(&curves, "").unwrap();
         assert_eq!(fig.panels.len(), 2);
         assert_eq!(fig.panels[0].y.scale, Scale::Log10);
         let a = fig.panels[1].layer("line/a").unwrap().xy();
@@ -197,13 +198,13 @@ mod tests {
             p.train_loss = None;
             p.test_loss = None;
         }
-        let fig = prepare_training_curves(std::slice::from_ref(&c)).unwrap();
+        let fig = prepare_training_curves(std::slice::from_ref(&c), "").unwrap();
         assert_eq!(fig.panels.len(), 1);
         assert_eq!(fig.panels[0].title.as_deref(), Some("test accuracy"));
         for p in &mut c.points {
             p.test_acc = Some(f64::NAN);
         }
-        assert!(prepare_training_curves(&[c]).is_err());
-        assert!(prepare_training_curves(&[]).is_err());
+        assert!(prepare_training_curves(&[c], "").is_err());
+        assert!(prepare_training_curves(&[], "").is_err());
     }
 }

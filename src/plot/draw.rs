@@ -227,6 +227,11 @@ fn draw_sample(
         Sample::Marker { shape, filled } => {
             draw_marker(area, shape, filled, 7, c, (x + 20, y), path)?;
         }
+        Sample::Caret { up } => {
+            let (sign, dy) = if up { (1, -10) } else { (-1, 10) };
+            area.draw(&(EmptyElement::at((x + 20, y + dy)) + caret(c.stroke_width(2), sign, 0)))
+                .map_err(de(path))?;
+        }
     }
     Ok(())
 }
@@ -285,6 +290,14 @@ fn triangle_outline(size: u32, style: ShapeStyle) -> PathElement<(i32, i32)> {
         })
         .collect();
     PathElement::new(pts, style)
+}
+
+/// A hollow caret just inside a frame edge, in pixels from a point on that edge: pointing up
+/// out of the top edge (`sign` 1) or down out of the bottom edge (`sign` −1), moved `shift`
+/// pixels down.
+fn caret(style: ShapeStyle, sign: i32, shift: i32) -> PathElement<(i32, i32)> {
+    let (tip, base) = (3 * sign + shift, 16 * sign + shift);
+    PathElement::new(vec![(0, tip), (-7, base), (7, base), (0, tip)], style)
 }
 
 /// A panel with nothing to show on its axes: its title and a sentence.
@@ -483,40 +496,52 @@ fn draw_layer(
         }
         LayerKind::ErrorBars { bars, horizontal } => {
             let style = c.stroke_width(2);
+            let (along, across, at_span, span) = if *horizontal {
+                (sy, sx, rect.y, rect.x)
+            } else {
+                (sx, sy, rect.x, rect.y)
+            };
             for b in bars {
-                let (along, across) = if *horizontal { (sy, sx) } else { (sx, sy) };
-                let (Some(at), Some(lo), Some(hi)) = (
-                    along.forward(b.at),
-                    across.forward(b.lo),
-                    across.forward(b.hi),
-                ) else {
+                let Some(bp) = geometry::bar_path(b, along, across, at_span, span) else {
                     continue;
                 };
-                let (span_at, span_v) = if *horizontal {
-                    (rect.y, rect.x)
-                } else {
-                    (rect.x, rect.y)
-                };
-                if !span_at.contains(at) || hi < span_v.lo || lo > span_v.hi {
-                    continue;
-                }
-                let (clo, chi) = (lo.max(span_v.lo), hi.min(span_v.hi));
-                let pt = |v: f64| if *horizontal { (v, at) } else { (at, v) };
-                area.draw(&PathElement::new(vec![pt(clo), pt(chi)], style))
+                let pt = |v: f64| if *horizontal { (v, bp.at) } else { (bp.at, v) };
+                area.draw(&PathElement::new(vec![pt(bp.lo), pt(bp.hi)], style))
                     .map_err(&err)?;
-                // Caps only where the bar really ends (not where the panel cuts it).
-                let cap: Vec<(i32, i32)> = if *horizontal {
-                    vec![(0, -6), (0, 6)]
+                // Pixel directions pointing away from the bar at its low and high ends (pixel y
+                // grows downwards).
+                let (out_lo, out_hi) = if *horizontal {
+                    ((-1, 0), (1, 0))
                 } else {
-                    vec![(-6, 0), (6, 0)]
+                    ((0, 1), (0, -1))
                 };
-                for (v, cut) in [(clo, clo > lo), (chi, chi < hi)] {
-                    if !cut {
-                        area.draw(
-                            &(EmptyElement::at(pt(v)) + PathElement::new(cap.clone(), style)),
-                        )
+                for (v, end, (dx, dy)) in [(bp.lo, bp.lo_end, out_lo), (bp.hi, bp.hi_end, out_hi)] {
+                    let mark = match end {
+                        // A cap across the bar.
+                        geometry::BarEnd::Cap => vec![(-6 * dy, -6 * dx), (6 * dy, 6 * dx)],
+                        // An arrowhead whose tip is the end: wings back along the bar.
+                        geometry::BarEnd::Arrow => vec![
+                            (-9 * dx - 6 * dy, -9 * dy - 6 * dx),
+                            (0, 0),
+                            (-9 * dx + 6 * dy, -9 * dy + 6 * dx),
+                        ],
+                    };
+                    area.draw(&(EmptyElement::at(pt(v)) + PathElement::new(mark, style)))
                         .map_err(&err)?;
-                    }
+                }
+            }
+        }
+        LayerKind::EdgeMarks { xs, top, row } => {
+            let (y, sign) = if *top {
+                (rect.y.hi, 1)
+            } else {
+                (rect.y.lo, -1)
+            };
+            let inset = sign * 16 * (*row).min(20) as i32;
+            for x in xs.iter().filter_map(|x| sx.forward(*x)) {
+                if rect.x.contains(x) {
+                    area.draw(&(EmptyElement::at((x, y)) + caret(c.stroke_width(2), sign, inset)))
+                        .map_err(&err)?;
                 }
             }
         }
@@ -590,11 +615,7 @@ mod tests {
             "e",
             Rgb::BLACK,
             pts.iter()
-                .map(|&(x, y)| Bar {
-                    at: x,
-                    lo: y / 2.0,
-                    hi: y * 2.0,
-                })
+                .map(|&(x, y)| Bar::new(x, y / 2.0, y * 2.0).opened(false, x > 2.0))
                 .collect(),
             false,
         ));

@@ -4,7 +4,7 @@
 //! scaling below B_crit, diminishing returns around it, no gain far above).
 
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
-use super::geometry::sample_grid;
+use super::geometry::{cut_at_frame, sample_grid};
 use super::labels;
 use super::style::{Rgb, series_color, series_shape};
 use super::{SkipReason, format};
@@ -59,7 +59,8 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
     let several = shown.len() > 1;
     let mut steps_row = Vec::new();
     let mut examples_row = Vec::new();
-    let mut dropped_targets = 0;
+    // (N, targets not drawn) per shown size.
+    let mut dropped_targets: Vec<(u64, usize)> = Vec::new();
     for &n in &shown {
         let prefix = if several {
             format!("N = {}: ", format::int(n))
@@ -80,7 +81,9 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
         );
         examples.title = Some(format!("{prefix}examples E = B·S"));
         let fits: Vec<&TargetFit> = sec.fits.iter().filter(|f| f.train_size == n).collect();
-        dropped_targets += fits.len().saturating_sub(MAX_TARGETS);
+        if fits.len() > MAX_TARGETS {
+            dropped_targets.push((n, fits.len() - MAX_TARGETS));
+        }
         for (i, f) in fits.into_iter().take(MAX_TARGETS).enumerate() {
             let colour = series_color(i);
             let target = format!("target {}", format::metric(f.target, metric));
@@ -133,7 +136,7 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
                 panel.layers.push(
                     Layer::line(format!("{what}-fit/{key}"), colour, curve)
                         .sized(2)
-                        .follows_range(),
+                        .widening_range(),
                 );
                 panel.layers.push(
                     Layer::markers(format!("{what}/{key}"), colour, measured, shape, true)
@@ -176,17 +179,37 @@ pub fn prepare_efficiency(fit: &FitReport) -> Result<Figure, SkipReason> {
             "as given"
         }
     );
-    if shown.len() < sizes.len() || dropped_targets > 0 {
+    let omitted: Vec<String> = sizes
+        .iter()
+        .filter(|n| !shown.contains(n))
+        .map(|&n| format!("N = {}", format::int(n)))
+        .collect();
+    if !omitted.is_empty() {
         footnote.push_str(&format!(
-            " Showing {} of {} training-set sizes{}; every fit is in the table.",
+            " Showing {} of {} training-set sizes (the smallest, a middle and the largest; more \
+             columns would be too narrow to read): not drawn {}; every fit is in the table.",
             shown.len(),
             sizes.len(),
-            if dropped_targets > 0 {
-                format!(" and {MAX_TARGETS} targets per size")
-            } else {
-                String::new()
-            }
+            omitted.join(", ")
         ));
+    }
+    if !dropped_targets.is_empty() {
+        let which: Vec<String> = dropped_targets
+            .iter()
+            .map(|(n, k)| format!("{k} at N = {}", format::int(*n)))
+            .collect();
+        footnote.push_str(&format!(
+            " At most {MAX_TARGETS} targets per size: not drawn {}; every fit is in \
+             the table.",
+            which.join(", ")
+        ));
+    }
+    let panels_cut = steps_row
+        .iter()
+        .chain(&examples_row)
+        .any(|p| !cut_at_frame(p).is_empty());
+    if panels_cut {
+        footnote.push_str(" A fitted curve that runs beyond the frame is cut there.");
     }
     // Automatic targets that measure only late training say so (the table says where each lies).
     let late: Vec<String> = sec
@@ -326,6 +349,9 @@ mod tests {
         sec.fits.extend(extra);
         let fig = prepare_efficiency(&fit).unwrap();
         assert_eq!((fig.columns, fig.panels.len()), (3, 6));
-        assert!(fig.footnote.as_deref().unwrap().contains("3 of 4"));
+        let foot = fig.footnote.as_deref().unwrap();
+        assert!(foot.contains("3 of 4"), "{foot}");
+        // Which size is left out, by name (regression: smith-le said only "3 of 4").
+        assert!(foot.contains("not drawn N = 2,000"), "{foot}");
     }
 }

@@ -3,8 +3,16 @@
 //! ranges that never have zero width or NaN ends, tick positions, and clipping (plotters draws
 //! outside the plotting area otherwise).
 
-use super::chart::{Axis, Layer, LayerKind, Panel, Scale};
+use super::chart::{Axis, Bar, Layer, LayerKind, Panel, Scale};
 use super::format;
+
+/// How far a range-widening layer ([`Layer::widening_range`]) may stretch an axis beyond the
+/// range-setting layers' extent: this share of that extent's width at each end (in axis
+/// coordinates). Enough for the intervals, bands and fitted curves of the shipped sweeps (the
+/// most asked: quickstart's B_opt interval down to 4.0 below points from 8.9 to 210, 0.26 of
+/// their log width); a wilder one, such as the t band of a B where one seed of three
+/// diverged, is cut at the frame rather than squashing the data into a corner.
+pub const REACH: f64 = 0.3;
 
 /// An axis range in axis coordinates (after the transform).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,28 +59,28 @@ fn layer_extent(layer: &Layer, xs: Scale, ys: Scale, out_x: &mut Vec<f64>, out_y
         }
         LayerKind::VLine { x, .. } => out_x.extend(xs.forward(*x)),
         LayerKind::HLine { y, .. } => out_y.extend(ys.forward(*y)),
+        LayerKind::EdgeMarks { xs: marks, .. } => {
+            out_x.extend(marks.iter().filter_map(|x| xs.forward(*x)));
+        }
     }
 }
 
 /// The (x, y) spans of a panel: from the range-setting layers (from all layers if those show
-/// nothing), padded by 4%, clamped to the axes' bounds, never NaN and never of zero width.
-/// `None` when nothing in the panel can be shown on its axes.
+/// nothing), widened by the range-widening layers within [`REACH`], padded by 4%, clamped to
+/// the axes' bounds, never NaN and never of zero width. `None` when nothing in the panel can
+/// be shown on its axes.
 pub fn panel_spans(panel: &Panel) -> Option<(Span, Span)> {
     let (xs, ys) = (panel.x.scale, panel.y.scale);
-    let collect = |only_setting: bool| {
+    let collect = |keep: &dyn Fn(&Layer) -> bool| {
         let (mut vx, mut vy) = (Vec::new(), Vec::new());
-        for l in panel
-            .layers
-            .iter()
-            .filter(|l| l.sets_range || !only_setting)
-        {
+        for l in panel.layers.iter().filter(|l| keep(l)) {
             layer_extent(l, xs, ys, &mut vx, &mut vy);
         }
         (vx, vy)
     };
-    let (mut vx, mut vy) = collect(true);
+    let (mut vx, mut vy) = collect(&|l| l.sets_range);
     if vx.is_empty() || vy.is_empty() {
-        let (ax, ay) = collect(false);
+        let (ax, ay) = collect(&|_| true);
         if vx.is_empty() {
             vx = ax;
         }
@@ -80,7 +88,161 @@ pub fn panel_spans(panel: &Panel) -> Option<(Span, Span)> {
             vy = ay;
         }
     }
-    Some((span_of(&vx, &panel.x)?, span_of(&vy, &panel.y)?))
+    let (wx, wy) = collect(&|l| l.widens_range && !l.sets_range);
+    let vx = within_reach(vx, &wx);
+    let vy = within_reach(vy, &wy);
+    let (mut sx, mut sy) = (span_of(&vx, &panel.x)?, span_of(&vy, &panel.y)?);
+    // Room for the arrow of every open bar end, which [`bar_path`] draws beyond the end.
+    for l in panel
+        .layers
+        .iter()
+        .filter(|l| l.sets_range || l.widens_range)
+    {
+        let LayerKind::ErrorBars { bars, horizontal } = &l.kind else {
+            continue;
+        };
+        let (axis, span) = if *horizontal {
+            (&panel.x, &mut sx)
+        } else {
+            (&panel.y, &mut sy)
+        };
+        let room = (OPEN_ARROW + 0.01) * (span.hi - span.lo);
+        for b in bars.iter().filter(|b| b.open_lo || b.open_hi) {
+            let (Some(lo), Some(hi)) = (axis.scale.forward(b.lo), axis.scale.forward(b.hi)) else {
+                continue;
+            };
+            if b.open_lo {
+                span.lo = span.lo.min(lo.min(hi) - room);
+            }
+            if b.open_hi {
+                span.hi = span.hi.max(lo.max(hi) + room);
+            }
+        }
+        let (blo, bhi) = axis_bounds(axis);
+        span.lo = span.lo.max(blo);
+        span.hi = span.hi.min(bhi);
+    }
+    Some((sx, sy))
+}
+
+/// An axis's bounds in axis coordinates, each end on its own: an infinite end (a loss's
+/// [0, ∞)) or one the scale cannot show (0 on a log axis) does not limit; nor do bounds whose
+/// ends are the wrong way round.
+fn axis_bounds(axis: &Axis) -> (f64, f64) {
+    let Some((blo, bhi)) = axis.bounds else {
+        return (f64::NEG_INFINITY, f64::INFINITY);
+    };
+    let blo = axis.scale.forward(blo).unwrap_or(f64::NEG_INFINITY);
+    let bhi = axis.scale.forward(bhi).unwrap_or(f64::INFINITY);
+    if blo < bhi {
+        (blo, bhi)
+    } else {
+        (f64::NEG_INFINITY, f64::INFINITY)
+    }
+}
+
+/// `values` and the `extra` values, each extra clamped to [`REACH`] of the finite `values`'
+/// width beyond their ends (the extras alone when `values` has none; nothing added when the
+/// values have no width: one point's window is [`span_of`]'s to open).
+fn within_reach(mut values: Vec<f64>, extra: &[f64]) -> Vec<f64> {
+    let (lo, hi) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    if !(lo.is_finite() && hi.is_finite()) {
+        values.extend_from_slice(extra);
+        return values;
+    }
+    let reach = REACH * (hi - lo);
+    values.extend(
+        extra
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|v| v.clamp(lo - reach, hi + reach)),
+    );
+    values
+}
+
+/// The keys of the lines and bands of a panel that run beyond its spans (cut at the frame),
+/// for a footnote that says so.
+pub fn cut_at_frame(panel: &Panel) -> Vec<&str> {
+    let Some((sx, sy)) = panel_spans(panel) else {
+        return Vec::new();
+    };
+    panel
+        .layers
+        .iter()
+        .filter(|l| matches!(l.kind, LayerKind::Line { .. } | LayerKind::Band { .. }))
+        .filter(|l| {
+            let (mut vx, mut vy) = (Vec::new(), Vec::new());
+            layer_extent(l, panel.x.scale, panel.y.scale, &mut vx, &mut vy);
+            vx.iter().any(|&x| !sx.contains(x)) || vy.iter().any(|&y| !sy.contains(y))
+        })
+        .map(|l| l.key.as_str())
+        .collect()
+}
+
+/// How one end of an error bar is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarEnd {
+    /// A cap: the interval ends here.
+    Cap,
+    /// An arrowhead pointing away from the bar: the interval is open on this side, or goes on
+    /// beyond the frame.
+    Arrow,
+}
+
+/// An error bar in axis coordinates, clipped to the panel, with how each end is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BarPath {
+    /// Where the bar stands (x of a vertical bar, y of a horizontal one).
+    pub at: f64,
+    pub lo: f64,
+    pub hi: f64,
+    pub lo_end: BarEnd,
+    pub hi_end: BarEnd,
+}
+
+/// Share of the visible span an open end's arrow extends beyond the bar: far enough to clear a
+/// marker at the end (B_opt's triangle); [`panel_spans`] keeps room for it inside the frame.
+const OPEN_ARROW: f64 = 0.07;
+
+/// Where a bar is drawn: `along` is the scale of its position, `across` of its extent (for a
+/// vertical bar x and y). An open end gets an arrow a little beyond the bar; an end the frame
+/// cuts gets an arrow at the frame. `None` when the bar cannot be shown.
+pub fn bar_path(
+    b: &Bar,
+    along: Scale,
+    across: Scale,
+    at_span: Span,
+    span: Span,
+) -> Option<BarPath> {
+    let at = along.forward(b.at)?;
+    let lo = across.forward(b.lo)?;
+    let hi = across.forward(b.hi)?;
+    let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+    if !at_span.contains(at) || hi < span.lo || lo > span.hi {
+        return None;
+    }
+    let step = OPEN_ARROW * (span.hi - span.lo);
+    let lo = if b.open_lo { lo - step } else { lo };
+    let hi = if b.open_hi { hi + step } else { hi };
+    let end = |open: bool, cut: bool| {
+        if open || cut {
+            BarEnd::Arrow
+        } else {
+            BarEnd::Cap
+        }
+    };
+    Some(BarPath {
+        at,
+        lo: lo.max(span.lo),
+        hi: hi.min(span.hi),
+        lo_end: end(b.open_lo, lo < span.lo),
+        hi_end: end(b.open_hi, hi > span.hi),
+    })
 }
 
 /// A padded, non-degenerate span over the finite `values` (axis coordinates).
@@ -111,22 +273,24 @@ pub fn span_of(values: &[f64], axis: &Axis) -> Option<Span> {
         lo -= pad;
         hi += pad;
     }
-    if let Some((blo, bhi)) = axis.bounds
-        && let (Some(blo), Some(bhi)) = (axis.scale.forward(blo), axis.scale.forward(bhi))
-        && blo < bhi
-    {
-        lo = lo.max(blo);
-        hi = hi.min(bhi);
-        if hi - lo <= 1e-12 {
-            // The data sit on (or beyond) a bound: show the bounded range's nearest end.
-            let w = 0.1 * (bhi - blo);
-            if hi >= bhi {
-                lo = bhi - w;
-                hi = bhi;
-            } else {
-                lo = blo;
-                hi = blo + w;
-            }
+    // Each bound on its own: a loss axis is bounded below only (its upper bound is +∞, which
+    // once disabled both).
+    let (blo, bhi) = axis_bounds(axis);
+    lo = lo.max(blo);
+    hi = hi.min(bhi);
+    if hi - lo <= 1e-12 {
+        // The data sit on (or beyond) a bound: show the bounded range's nearest end.
+        let w = if (bhi - blo).is_finite() {
+            0.1 * (bhi - blo)
+        } else {
+            0.1 * lo.abs().max(hi.abs()).max(1.0)
+        };
+        if hi >= bhi {
+            lo = bhi - w;
+            hi = bhi;
+        } else {
+            lo = blo;
+            hi = blo + w;
         }
     }
     (lo.is_finite() && hi.is_finite() && hi > lo).then_some(Span { lo, hi })
@@ -501,6 +665,7 @@ pub fn sample_grid(scale: Scale, lo: f64, hi: f64, n: usize, extra: &[f64]) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::chart::Bar;
     use crate::plot::style::{Rgb, Shape};
 
     fn axis(scale: Scale) -> Axis {
@@ -549,6 +714,14 @@ mod tests {
         // Every value at the bound: still a window inside the bounds.
         let sp = span_of(&[1.0, 1.0], &acc).unwrap();
         assert!(sp.lo < sp.hi && sp.hi <= 1.0, "{sp:?}");
+        // A loss axis is bounded below only: the +∞ end must not switch the 0 end off
+        // (regression: a widening band drew the test-loss axis down to −4).
+        let loss = axis(Scale::Linear).bounded(0.0, f64::INFINITY);
+        let sp = span_of(&[-4.0, 10.0], &loss).unwrap();
+        assert_eq!(sp.lo, 0.0);
+        assert!(sp.hi > 10.0);
+        let sp = span_of(&[0.0, 0.0], &loss).unwrap();
+        assert!(sp.lo == 0.0 && sp.hi > 0.0, "{sp:?}");
     }
 
     #[test]
@@ -574,6 +747,115 @@ mod tests {
         q.layers
             .push(Layer::line("neg", Rgb::BLACK, vec![(-1.0, -1.0)]));
         assert!(panel_spans(&q).is_none());
+    }
+
+    /// Regression (quickstart figure 2, noise-scale figure 1, the collapse curve): intervals,
+    /// bands and fitted curves ran into the frame. A widening layer stretches the axes to show
+    /// it whole, but by at most REACH of the data's extent at each end.
+    #[test]
+    fn widening_layers_stretch_the_axes_within_reach() {
+        let mut p = Panel::new(axis(Scale::Linear), axis(Scale::Linear));
+        p.layers.push(Layer::markers(
+            "data",
+            Rgb::BLACK,
+            vec![(0.0, 0.0), (10.0, 1.0)],
+            Shape::Circle,
+            true,
+        ));
+        // A band a little beyond the data (included whole) and a curve far beyond (cut).
+        p.layers.push(
+            Layer::band(
+                "band",
+                Rgb::BLACK,
+                vec![(0.0, -0.2, 0.3), (10.0, 0.8, 1.25)],
+            )
+            .widening_range(),
+        );
+        let (_, y) = panel_spans(&p).unwrap();
+        assert!(y.contains(-0.2) && y.contains(1.25), "{y:?}");
+        assert!(cut_at_frame(&p).is_empty());
+        p.layers
+            .push(Layer::line("wild", Rgb::BLACK, vec![(0.0, 0.0), (10.0, 40.0)]).widening_range());
+        let (_, y) = panel_spans(&p).unwrap();
+        // 1 + REACH·1, padded by 4% of the width.
+        let top = 1.0 + REACH;
+        let width = top + 0.2;
+        assert!((y.hi - (top + 0.04 * width)).abs() < 1e-12, "{y:?}");
+        assert_eq!(cut_at_frame(&p), vec!["wild"]);
+        // The same layers following the range instead: the data alone decide.
+        for l in &mut p.layers[1..] {
+            *l = l.clone().follows_range();
+        }
+        let (_, y) = panel_spans(&p).unwrap();
+        assert!(!y.contains(1.25), "{y:?}");
+    }
+
+    #[test]
+    fn bar_ends_are_caps_or_arrows() {
+        let span = Span { lo: 0.0, hi: 10.0 };
+        let at = Span { lo: 0.0, hi: 1.0 };
+        let path = |b: Bar| bar_path(&b, Scale::Linear, Scale::Linear, at, span);
+        // Inside: caps at both ends, nothing moved.
+        let p = path(Bar::new(0.5, 2.0, 8.0)).unwrap();
+        assert_eq!(
+            (p.lo, p.hi, p.lo_end, p.hi_end),
+            (2.0, 8.0, BarEnd::Cap, BarEnd::Cap)
+        );
+        // Cut by the frame: an arrow at the frame, not a cap, and not a silent stop.
+        let p = path(Bar::new(0.5, -3.0, 8.0)).unwrap();
+        assert_eq!(
+            (p.lo, p.lo_end, p.hi_end),
+            (0.0, BarEnd::Arrow, BarEnd::Cap)
+        );
+        // Open towards the high side (a censored B_opt): an arrow a little beyond the end.
+        let p = path(Bar::new(0.5, 2.0, 8.0).opened(false, true)).unwrap();
+        assert_eq!((p.lo_end, p.hi_end), (BarEnd::Cap, BarEnd::Arrow));
+        assert!(p.hi > 8.5 && p.hi < 9.0, "{p:?}");
+        // An open end at the frame: still an arrow, at the frame.
+        let p = path(Bar::new(0.5, 2.0, 10.0).opened(false, true)).unwrap();
+        assert_eq!((p.hi, p.hi_end), (10.0, BarEnd::Arrow));
+        // A panel keeps room inside the frame for an open end's arrow, even at the data's edge.
+        let mut p = Panel::new(axis(Scale::Linear), axis(Scale::Linear));
+        p.layers.push(Layer::markers(
+            "data",
+            Rgb::BLACK,
+            vec![(1.0, 2.0), (2.0, 8.0)],
+            Shape::Circle,
+            true,
+        ));
+        p.layers.push(Layer::error_bars(
+            "bars",
+            Rgb::BLACK,
+            vec![Bar::new(2.0, 6.0, 8.0).opened(false, true)],
+            false,
+        ));
+        let (sx, sy) = panel_spans(&p).unwrap();
+        let drawn = bar_path(
+            &Bar::new(2.0, 6.0, 8.0).opened(false, true),
+            Scale::Linear,
+            Scale::Linear,
+            sx,
+            sy,
+        )
+        .unwrap();
+        assert_eq!(drawn.hi_end, BarEnd::Arrow);
+        assert!(
+            drawn.hi < sy.hi && drawn.hi - 8.0 > 0.06 * (sy.hi - sy.lo),
+            "{drawn:?} {sy:?}"
+        );
+        // Off the panel, or not showable: no bar.
+        assert!(path(Bar::new(2.0, 2.0, 8.0)).is_none());
+        assert!(path(Bar::new(0.5, 11.0, 12.0)).is_none());
+        assert!(
+            bar_path(
+                &Bar::new(0.5, -1.0, 8.0),
+                Scale::Linear,
+                Scale::Log10,
+                at,
+                span
+            )
+            .is_none()
+        );
     }
 
     #[test]

@@ -154,11 +154,16 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
         .map(|(k, _)| k)
         .collect();
     if keys.is_empty() {
-        return Err(
+        // Only a figure that is drawn may be pointed to.
+        let see = if super::batch::prepare_metric_vs_batch(fit).is_ok() {
+            " (see figure 1 for one ε)"
+        } else {
+            ""
+        };
+        return Err(format!(
             "no (N, m, schedule) combination has at least two learning rates and two batch \
-             sizes: a heatmap over (ε, B) needs both (see figure 1 for one ε)"
-                .into(),
-        );
+             sizes: a heatmap over (ε, B) needs both{see}"
+        ));
     }
     let schedules: Vec<&String> = {
         let mut s: Vec<&String> = keys.iter().map(|k| &k.2).collect();
@@ -181,6 +186,27 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
             .then(a.2.cmp(&b.2))
     });
     let total = keys.len();
+    // A panel's name: N and m where several pairs are drawn, the schedule where several are;
+    // every part for one that is left out.
+    let name = |key: &PanelKey, all: bool| {
+        let mut parts = Vec::new();
+        if several_n_m || all {
+            parts.push(format!(
+                "N = {}, m = {}",
+                format::int(key.0),
+                format::momentum(f64::from_bits(key.1))
+            ));
+        }
+        if schedules.len() > 1 || (all && key.2 != "constant") {
+            parts.push(format!("schedule {}", key.2));
+        }
+        parts.join(", ")
+    };
+    let omitted: Vec<String> = keys
+        .iter()
+        .skip(MAX_PANELS)
+        .map(|k| name(k, true))
+        .collect();
     let mut panels = Vec::new();
     for key in keys.into_iter().take(MAX_PANELS) {
         let cells = &groups[key];
@@ -223,19 +249,9 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
             .filter_map(|(i, c)| Some((i, c.mean?)))
             .reduce(|a, b| if metric.better(b.1, a.1) { b } else { a })
             .map(|(i, _)| i);
-        let mut title = Vec::new();
-        if several_n_m {
-            title.push(format!(
-                "N = {}, m = {}",
-                format::int(key.0),
-                format::momentum(f64::from_bits(key.1))
-            ));
-        }
-        if schedules.len() > 1 {
-            title.push(format!("schedule {}", key.2));
-        }
+        let title = name(key, false);
         panels.push(HeatPanel {
-            title: (!title.is_empty()).then(|| title.join(", ")),
+            title: (!title.is_empty()).then_some(title),
             lrs,
             batches,
             cells: grid,
@@ -265,7 +281,9 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
     );
     if total > MAX_PANELS {
         footnote.push_str(&format!(
-            " Showing {MAX_PANELS} of {total} (N, m, schedule) combinations."
+            " Showing {MAX_PANELS} of {total} (N, m, schedule) combinations (more maps would be \
+             too small to read): not drawn {}.",
+            omitted.join("; ")
         ));
     }
     Ok(Heatmap {
@@ -566,12 +584,54 @@ mod tests {
     use crate::fit::fit_all;
     use crate::plot::testdata::{self, assert_png};
 
+    /// Regression (dont-decay and curvature sweeps): the skip note pointed to figure 1 "for one
+    /// ε" when figure 1 was itself not drawn.
+    #[test]
+    fn the_skip_note_points_to_figure_1_only_when_it_is_drawn() {
+        let opts = testdata::test_options();
+        // One ε, one B, four seeds: neither figure 1 nor the heatmap.
+        let runs: Vec<_> = (0..4)
+            .map(|s| testdata::rising_run("c", 0.05, 1000, 0.9, 32, s, 0.8, false))
+            .collect();
+        let fit = fit_all(&runs, &opts);
+        assert!(crate::plot::batch::prepare_metric_vs_batch(&fit).is_err());
+        let why = prepare_heatmap(&fit, &runs).unwrap_err();
+        assert!(!why.contains("figure 1"), "{why}");
+        // One ε, four batch sizes: figure 1 is drawn, and the note may point to it.
+        let runs: Vec<_> = [8u64, 16, 32, 64]
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                testdata::rising_run(
+                    "c",
+                    0.05,
+                    1000,
+                    0.9,
+                    b,
+                    0,
+                    0.6 + 0.05 * (i % 3) as f64,
+                    false,
+                )
+            })
+            .collect();
+        let fit = fit_all(&runs, &opts);
+        assert!(crate::plot::batch::prepare_metric_vs_batch(&fit).is_ok());
+        let why = prepare_heatmap(&fit, &runs).unwrap_err();
+        assert!(why.contains("see figure 1"), "{why}");
+    }
+
     #[test]
     fn diverged_cells_are_marked_and_means_match_the_runs() {
         let (runs, fit) = testdata::synthetic();
         let hm = prepare_heatmap(&fit, &runs).unwrap();
         assert_eq!(hm.panels.len(), MAX_PANELS);
-        assert!(hm.footnote.as_deref().unwrap().contains("4 of 8"));
+        let foot = hm.footnote.as_deref().unwrap();
+        assert!(foot.contains("4 of 8"), "{foot}");
+        // Which maps are left out, by name (regression: smith-le said only "4 of 8").
+        assert!(
+            foot.contains("not drawn N = 4,000, m = 0; N = 4,000, m = 0.9; N = 8,000, m = 0; N = 8,000, m = 0.9."),
+            "{foot}"
+        );
         // Panel order: constant first, N ascending, m ascending → N = 1000 m = 0.9 is second.
         let p = &hm.panels[1];
         assert_eq!(p.title.as_deref(), Some("N = 1,000, m = 0.9"));

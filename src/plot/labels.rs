@@ -42,6 +42,16 @@ pub fn metric_unit(kind: MetricKind) -> &'static str {
     }
 }
 
+/// The word for a curve's best point: "peak" where higher is better, "minimum" for a loss
+/// (or any metric where lower is better).
+pub fn optimum_word(kind: MetricKind) -> &'static str {
+    if kind.higher_is_better() {
+        "peak"
+    } else {
+        "minimum"
+    }
+}
+
 /// How a run's curve was reduced, in words.
 pub fn select_words(select: Select) -> &'static str {
     match select {
@@ -158,5 +168,7 @@ mod tests {
         assert_eq!(cell_label(&a, all), "ε = 5e-2, N = 4,000, m = 0.9");
         assert_eq!(cell_label(&a, Varying::default()), "ε = 5e-2");
         assert_eq!(metric_title(MetricKind::TestAcc), "Test accuracy");
+        assert_eq!(optimum_word(MetricKind::TestAcc), "peak");
+        assert_eq!(optimum_word(MetricKind::TestLoss), "minimum");
     }
 }

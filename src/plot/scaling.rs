@@ -10,7 +10,7 @@
 
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-use super::chart::{Axis, Bar, Figure, Layer, Panel, Scale};
+use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::geometry::sample_grid;
 use super::style::{Rgb, Shape, series_color};
 use super::{SkipReason, format};
@@ -206,8 +206,9 @@ pub fn prepare_scaling(fit: &FitReport) -> Result<Figure, SkipReason> {
     }
     let level = format::percent(fit.options.confidence, 0);
     let mut footnote = format!(
-        "Points: cells' B_opt with {level} bootstrap intervals; hollow: peak at the grid's edge \
-         (a bound, left out of the fit)."
+        "Points: cells' B_opt with {level} bootstrap intervals; hollow: the best B on the grid's \
+         edge (a bound, left out of the fit). {}",
+        super::batch::BAR_ARROWS
     );
     if adjusted {
         footnote.push_str(
@@ -264,13 +265,7 @@ fn panel(ctx: &Ctx, cells: &[CellBopt], k: usize, y_label: &str) -> Result<Panel
         } else {
             censored_pts.push((x, y));
         }
-        if let Some(iv) = c.interval {
-            bars.push(Bar {
-                at: x,
-                lo: iv.lo * f,
-                hi: iv.hi * f,
-            });
-        }
+        bars.extend(super::batch::bopt_bar(c, x, f));
     }
     let (xmin, xmax) = cells
         .iter()
@@ -302,7 +297,7 @@ fn panel(ctx: &Ctx, cells: &[CellBopt], k: usize, y_label: &str) -> Result<Panel
             }
             p.layers.push(
                 Layer::band("band", colour, band)
-                    .follows_range()
+                    .widening_range()
                     .labelled(format!(
                         "{} confidence band of the fit",
                         format::percent(ctx.level, 0)
@@ -310,7 +305,7 @@ fn panel(ctx: &Ctx, cells: &[CellBopt], k: usize, y_label: &str) -> Result<Panel
             );
             p.layers.push(
                 Layer::line("fit", colour, line)
-                    .follows_range()
+                    .widening_range()
                     .labelled("fitted scaling law"),
             );
         }
@@ -351,7 +346,7 @@ fn panel(ctx: &Ctx, cells: &[CellBopt], k: usize, y_label: &str) -> Result<Panel
         }
     }
     p.layers
-        .push(Layer::error_bars("intervals", Rgb::BLACK, bars, false).follows_range());
+        .push(Layer::error_bars("intervals", Rgb::BLACK, bars, false).widening_range());
     p.layers.push(
         Layer::markers("cells", Rgb::BLACK, used_pts, Shape::Circle, true)
             .sized(7)

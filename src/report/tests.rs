@@ -235,10 +235,93 @@ fn curve_runs_span_the_batch_grid_of_the_best_cell() {
     assert!(chosen.iter().any(|(_, l)| l.contains("best B on the grid")));
     assert!(chosen.iter().any(|(_, l)| l.contains("largest B")));
     assert!(chosen.last().unwrap().1.starts_with("diverged"));
+    // N, m and the schedule vary in the synthetic sweep: every label names them.
+    for (_, label) in &chosen {
+        assert!(
+            label.contains("N = ") && label.contains("m = ") && label.contains("schedule "),
+            "{label}"
+        );
+    }
+    let why = curve_choice_note(&fit, &runs);
+    assert!(
+        why.contains("fitted optimum") && why.contains("one diverged run"),
+        "{why}"
+    );
     // Deterministic.
     assert_eq!(chosen, choose_curve_runs(&fit, &runs));
     // Nothing to choose from: empty.
     assert!(choose_curve_runs(&fit_all(&[], &testdata::test_options()), &[]).is_empty());
+}
+
+/// Regression (dont-decay sweep): the one run shown, of the hybrid schedule, was labelled
+/// "B = 32 (best B on the grid), ε = 5e-2" without its schedule, and the other schedules were
+/// absent. Each label names the schedule, each schedule is shown, and the footnote says why.
+#[test]
+fn curve_runs_of_a_schedule_sweep_name_and_show_every_schedule() {
+    let modes = ["constant", "decay-lr", "hybrid", "increase-batch"];
+    let mut runs = Vec::new();
+    for (k, mode) in modes.iter().enumerate() {
+        for seed in 0..3 {
+            let mut r = testdata::rising_run(
+                &format!("sched/{mode}"),
+                0.05,
+                8000,
+                0.9,
+                32,
+                seed,
+                0.8 + 0.01 * k as f64,
+                false,
+            );
+            r.run_id = format!("{mode}/s{seed}");
+            r.schedule = mode.to_string();
+            r.schedule_group = "N8000_lr0.05_m0.9_B32".into();
+            runs.push(r);
+        }
+    }
+    let fit = fit_all(&runs, &testdata::test_options());
+    let chosen = choose_curve_runs(&fit, &runs);
+    let labels: Vec<&str> = chosen.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(chosen.len(), 4, "{labels:?}");
+    // The best run's cell first (increase-batch has the best planted value), then the others.
+    assert_eq!(chosen[0].0, "increase-batch/s0");
+    for mode in modes {
+        assert!(
+            labels
+                .iter()
+                .any(|l| l.contains(&format!("schedule {mode}"))),
+            "{mode}: {labels:?}"
+        );
+    }
+    let why = curve_choice_note(&fit, &runs);
+    assert!(
+        why.contains("schedule increase-batch") && why.contains("other schedules"),
+        "{why}"
+    );
+    let fig = curves::prepare_training_curves(&curves_for(&chosen, &runs), &why).unwrap();
+    assert!(fig.footnote.unwrap().starts_with(&why));
+}
+
+/// Regression (`report --metric test_loss`): the captions put B_opt "at its peak" and g_opt
+/// where the curve "peaks", for a loss whose best is its minimum.
+#[test]
+fn captions_of_a_loss_say_minimum_not_peak() {
+    let runs = testdata::synthetic_runs();
+    let mut opts = testdata::test_options();
+    opts.metric = crate::fit::MetricKind::TestLoss;
+    let fit = fit_all(&runs, &opts);
+    for kind in KINDS {
+        let text = kind.how_to_read(&fit);
+        assert!(!text.contains("peak"), "{kind:?}: {text}");
+    }
+    let text = Kind::MetricVsBatch.how_to_read(&fit);
+    assert!(text.contains("at its minimum"), "{text}");
+    // An accuracy keeps its peak.
+    let (_, fit) = testdata::synthetic();
+    assert!(
+        Kind::MetricVsBatch
+            .how_to_read(&fit)
+            .contains("at its peak")
+    );
 }
 
 /// Writes the synthetic report to `sample-report/` for a human to look at, and prints how long
