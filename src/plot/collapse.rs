@@ -107,7 +107,7 @@ pub fn prepare_collapse(fit: &FitReport, runs: &[RunInput]) -> Result<Figure, Sk
             .sized(4)
             .widening_range()
             .labelled(format!(
-                "polynomial in ln g (degree {}), fitted to every run",
+                "polynomial in ln g (degree {}), fitted to the runs that did not diverge",
                 col.smooth_g.degree
             )),
     );

@@ -13,7 +13,7 @@
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::style::{Rgb, Shape, series_color};
 use super::{SkipReason, format, labels};
-use crate::fit::{BSimplePoint, FitReport, RunInput, WithheldReading};
+use crate::fit::{BSimplePoint, Censor, FitReport, RunInput, WithheldReading};
 
 /// The (epoch, B_simple) points of a line through a run's readings, with (epoch, NaN) at each
 /// withheld epoch between or around them, so that the line breaks there.
@@ -114,14 +114,14 @@ pub fn prepare_noise_scale(fit: &FitReport, runs: &[RunInput]) -> Result<Figure,
                     .dashed(true)
                     .setting_range()
                     .labelled(format!(
-                        "B_opt of {} = {}{}",
+                        "B_opt of {} {}{}",
                         s.cell,
+                        match cell.censored {
+                            None => "= ",
+                            Some(Censor::Low) => "≤ ",
+                            Some(Censor::High) => "≥ ",
+                        },
                         format::sig(cell.b_opt, 3),
-                        if cell.censored.is_some() {
-                            " (edge)"
-                        } else {
-                            ""
-                        }
                     )),
             );
         }
@@ -176,12 +176,14 @@ pub fn prepare_noise_scale(fit: &FitReport, runs: &[RunInput]) -> Result<Figure,
             marks.join("; ")
         )
     };
-    let trend = match (ns.median_rank_correlation, ns.share_growing) {
-        (Some(r), Some(s)) => format!(
+    let trend = match (
+        ns.median_rank_correlation,
+        ns.describe_growing(|s| format::percent(s, 0)),
+    ) {
+        (Some(r), Some(growing)) => format!(
             " Median Spearman ρ(B_simple, training loss) = {}: B_simple grows as the loss \
-             falls in {} of the runs.",
+             falls {growing}.",
             format::sig(r, 2),
-            format::percent(s, 0)
         ),
         _ => String::new(),
     };
