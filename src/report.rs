@@ -156,8 +156,10 @@ impl Kind {
                  wants a larger B), and crossed cells are (ε, B) pairs where every seed diverged."
             ),
             Kind::Schedules => "If increasing B is equivalent to decaying ε (Smith et al. 2017), \
-                 the schedules' lines coincide per epoch (left) while increase-batch gets there in \
-                 fewer parameter updates (right)."
+                 the schedules' lines coincide per epoch (first panel) while increase-batch gets \
+                 there in fewer parameter updates (second); the third panel, drawn when decay-lr \
+                 has a partner, shows increase-batch and hybrid minus decay-lr per epoch, which \
+                 should stay well inside the dashed equivalence margin."
                 .into(),
             Kind::Curves => "Training and test loss per epoch for a few runs, chosen as the \
                  figure's footnote says: small batches make many noisy updates per epoch, large \

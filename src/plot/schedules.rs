@@ -2,8 +2,10 @@
 //! & Le 2017, arXiv 1711.00489): the metric against epochs and against parameter updates, one
 //! line per schedule. Equal per-epoch curves with fewer updates for increase-batch is the claim.
 //!
-//! One row of two panels per schedule group (at most [`MAX_GROUPS`]); each schedule keeps its
-//! colour in every row.
+//! One row per schedule group (at most [`MAX_GROUPS`]); each schedule keeps its colour in every
+//! row. A row has two panels, and a third when every row shown has decay-lr and increase-batch
+//! or hybrid: their per-epoch difference from decay-lr beside the equivalence margin, since on
+//! the metric's own scale curves 0.001 apart are one line.
 
 use super::chart::{Axis, Figure, Layer, Panel, Scale};
 use super::labels;
@@ -115,6 +117,8 @@ pub fn prepare_schedules(fit: &FitReport) -> Result<Figure, SkipReason> {
     others.sort();
     others.dedup();
     let several = sec.groups.len() > 1;
+    let shown = &sec.groups[..sec.groups.len().min(MAX_GROUPS)];
+    let with_difference = shown.iter().all(|g| difference_panel(g, "", fit).is_some());
     let mut panels = Vec::new();
     let mut notes = Vec::new();
     for g in sec.groups.iter().take(MAX_GROUPS) {
@@ -164,6 +168,9 @@ pub fn prepare_schedules(fit: &FitReport) -> Result<Figure, SkipReason> {
         }
         panels.push(by_epoch);
         panels.push(by_step);
+        if with_difference && let Some(diff) = difference_panel(g, &prefix, fit) {
+            panels.push(diff);
+        }
         notes.push(format!("{prefix}{}.", group_summary(g)));
         // The headline gap and the warning; the rest is in the table.
         if let Some(gap) = gap_sentences(g).first()
@@ -181,20 +188,110 @@ pub fn prepare_schedules(fit: &FitReport) -> Result<Figure, SkipReason> {
             sec.groups.len()
         ));
     }
+    let difference_note = if with_difference {
+        format!(
+            " Right: each schedule's seed mean minus decay-lr's, per epoch from 1, with the \
+             equivalence margin ±{} dashed.",
+            format::sig(fit.options.equivalence_margin, 3)
+        )
+    } else {
+        String::new()
+    };
     Ok(Figure {
         title: "Schedules: decay ε or increase B (Smith et al. 2017)".into(),
         panels,
-        columns: 2,
+        columns: if with_difference { 3 } else { 2 },
         footnote: Some(format!(
-            "Lines: seed means per epoch (diverged runs at the worst value). {}",
+            "Lines: seed means per epoch (diverged runs at the worst value).{difference_note} {}",
             notes.join(" ")
         )),
     })
 }
 
+/// The schedules compared with decay-lr in the difference panel: the paper's two.
+const AGAINST_DECAY: [&str; 2] = ["increase-batch", "hybrid"];
+
+/// Increase-batch's and hybrid's per-epoch seed mean minus decay-lr's (epochs ≥ 1 where both
+/// have a finite value), with the TOST's ±margin; `None` when the group lacks decay-lr or both
+/// of the others.
+fn difference_panel(g: &ScheduleGroupFit, prefix: &str, fit: &FitReport) -> Option<Panel> {
+    let decay = g.schedules.iter().find(|s| s.schedule == "decay-lr")?;
+    let at = |epoch: u32| {
+        decay
+            .mean_curve
+            .iter()
+            .find(|p| p.epoch == epoch)
+            .map(|p| p.mean)
+            .filter(|m| m.is_finite())
+    };
+    let mut panel = Panel::new(
+        Axis::new("epoch (passes over the training set)", Scale::Linear),
+        Axis::new(
+            format!(
+                "minus decay-lr ({})",
+                labels::metric_name(fit.options.metric)
+            ),
+            Scale::Linear,
+        ),
+    );
+    panel.title = Some(format!("{prefix}difference from decay-lr"));
+    let mut any = false;
+    for s in g
+        .schedules
+        .iter()
+        .filter(|s| AGAINST_DECAY.contains(&s.schedule.as_str()))
+    {
+        let pts: Vec<(f64, f64)> = s
+            .mean_curve
+            .iter()
+            .filter(|p| p.epoch >= 1 && p.mean.is_finite())
+            .filter_map(|p| Some((f64::from(p.epoch), p.mean - at(p.epoch)?)))
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        any = true;
+        let colour = schedule_colour(&s.schedule, &[]);
+        panel.layers.push(
+            Layer::line(format!("diff/{}", s.schedule), colour, pts.clone())
+                .labelled(format!("{} − decay-lr", s.schedule)),
+        );
+        panel.layers.push(
+            Layer::markers(
+                format!("diff-pts/{}", s.schedule),
+                colour,
+                pts,
+                Shape::Circle,
+                true,
+            )
+            .sized(4),
+        );
+    }
+    if !any {
+        return None;
+    }
+    let margin = fit.options.equivalence_margin;
+    let grey = super::style::Rgb::GREY;
+    panel.layers.push(
+        Layer::hline("margin/upper", grey, margin)
+            .setting_range()
+            .labelled(format!("equivalence margin ±{}", format::sig(margin, 3))),
+    );
+    panel
+        .layers
+        .push(Layer::hline("margin/lower", grey, -margin).setting_range());
+    panel.layers.push(
+        Layer::hline("zero", grey, 0.0)
+            .dashed(false)
+            .setting_range(),
+    );
+    Some(panel)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plot::chart::LayerKind;
     use crate::plot::draw::draw_figure;
     use crate::plot::testdata::{self, assert_png};
 
@@ -203,7 +300,7 @@ mod tests {
         let (_, fit) = testdata::synthetic();
         let sec = fit.schedules.fitted().unwrap();
         let fig = prepare_schedules(&fit).unwrap();
-        assert_eq!(fig.panels.len(), 2);
+        assert_eq!((fig.panels.len(), fig.columns), (3, 3));
         let g = &sec.groups[0];
         for s in &g.schedules {
             let e = fig.panels[0]
@@ -235,9 +332,60 @@ mod tests {
             "{foot}"
         );
         assert!(foot.contains("paired over"), "{foot}");
+        assert!(foot.contains("equivalence margin ±0.01"), "{foot}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fig5.png");
         draw_figure(&fig, &path, (1200, 800)).unwrap();
         assert_png(&path, (1200, 800));
+    }
+
+    /// The audit: on the metric's own axis curves 0.001 apart are one line, so the claim (equal
+    /// per-epoch curves) could not be seen. The third panel is each schedule minus decay-lr,
+    /// against the equivalence margin.
+    #[test]
+    fn the_third_panel_is_the_difference_from_decay_lr_within_the_margin() {
+        let (_, fit) = testdata::synthetic();
+        let g = &fit.schedules.fitted().unwrap().groups[0];
+        let fig = prepare_schedules(&fit).unwrap();
+        let diff = &fig.panels[2];
+        let curve = |name: &str| {
+            &g.schedules
+                .iter()
+                .find(|s| s.schedule == name)
+                .unwrap()
+                .mean_curve
+        };
+        let decay = curve("decay-lr");
+        let inc = diff.layer("diff/increase-batch").unwrap().xy();
+        assert!(!inc.is_empty());
+        for &(x, y) in inc {
+            let e = x as u32;
+            let a = curve("increase-batch")
+                .iter()
+                .find(|p| p.epoch == e)
+                .unwrap();
+            let b = decay.iter().find(|p| p.epoch == e).unwrap();
+            assert!(e >= 1);
+            assert_eq!(y, a.mean - b.mean);
+        }
+        // Only the paper's two are compared; constant and decay-lr itself are not drawn.
+        assert!(diff.layer("diff/constant").is_none() && diff.layer("diff/decay-lr").is_none());
+        let m = fit.options.equivalence_margin;
+        for (key, y) in [("margin/upper", m), ("margin/lower", -m), ("zero", 0.0)] {
+            match diff.layer(key).unwrap().kind {
+                LayerKind::HLine { y: at, .. } => assert_eq!(at, y, "{key}"),
+                ref other => panic!("{key}: {other:?}"),
+            }
+        }
+        // A group without decay-lr keeps two panels.
+        let mut no_decay = fit.clone();
+        if let Outcome::Fitted(sec) = &mut no_decay.schedules {
+            for g in &mut sec.groups {
+                g.schedules.retain(|s| s.schedule != "decay-lr");
+            }
+        }
+        let fig = prepare_schedules(&no_decay).unwrap();
+        assert_eq!((fig.panels.len(), fig.columns), (2, 2));
+        assert!(!fig.footnote.unwrap().contains("equivalence margin ±"));
     }
 }
