@@ -111,6 +111,29 @@ const FINAL_TOL: f64 = 2e-5;
 /// The mean loss over the training set, before and after training.
 const EVAL_TOL: f64 = 2e-5;
 
+/// The largest [`rel_diff`] of scalelab's tensors `got` from PyTorch's `want` (one per
+/// parameter, named as in `params`), each asserted within `tol`.
+fn worst_tensor(
+    got: &[Vec<f32>],
+    want: &[Vec<f32>],
+    params: &[Param],
+    tol: f64,
+    case: &str,
+    what: &str,
+) -> f64 {
+    let mut worst = 0f64;
+    for ((g, w), p) in got.iter().zip(want).zip(params) {
+        let d = rel_diff(g, w);
+        assert!(
+            d <= tol,
+            "{case}: {what} {} differs by {d:.2e} of its largest entry",
+            p.name
+        );
+        worst = worst.max(d);
+    }
+    worst
+}
+
 /// ‖a − b‖∞ / ‖b‖∞.
 fn rel_diff(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -237,29 +260,29 @@ fn crosscheck(name: &str) -> Agreement {
         agree.loss = agree.loss.max(d);
         if step == 0 {
             let got = model::to_torch_layout(&*net, grads.bufs()).unwrap();
-            for ((g, want), p) in got.iter().zip(&case.grad0).zip(&case.init) {
-                let d = rel_diff(g, want);
-                assert!(
-                    d <= GRAD0_TOL,
-                    "{name}: step-0 gradient of {} differs by {d:.2e} of its largest entry",
-                    p.name
-                );
-                agree.grad0 = agree.grad0.max(d);
-            }
+            let d = worst_tensor(
+                &got,
+                &case.grad0,
+                &case.init,
+                GRAD0_TOL,
+                name,
+                "step-0 gradient of",
+            );
+            agree.grad0 = agree.grad0.max(d);
         }
         opt.step(lr, &params, &grads).unwrap();
     }
 
     let got = model::torch_params(&*net).unwrap();
-    for ((g, want), p) in got.iter().zip(&case.final_params).zip(&case.init) {
-        let d = rel_diff(g, want);
-        assert!(
-            d <= FINAL_TOL,
-            "{name}: final {} differs by {d:.2e} of its largest entry",
-            p.name
-        );
-        agree.final_params = agree.final_params.max(d);
-    }
+    let d = worst_tensor(
+        &got,
+        &case.final_params,
+        &case.init,
+        FINAL_TOL,
+        name,
+        "final",
+    );
+    agree.final_params = agree.final_params.max(d);
     agree.eval_loss = check_eval(&mut *net, &case.eval_final, "after training");
     eprintln!(
         "{name}: step-0 gradient {:.1e}, step loss {:.1e}, final parameters {:.1e}, \

@@ -161,30 +161,40 @@ pub struct Layer {
 }
 
 impl Layer {
-    pub fn line(key: impl Into<String>, color: Rgb, points: Vec<(f64, f64)>) -> Self {
+    /// A layer without a legend entry that sets the axes' ranges (data).
+    fn setting(key: impl Into<String>, color: Rgb, kind: LayerKind) -> Self {
         Layer {
             key: key.into(),
             label: None,
             color,
             sets_range: true,
             widens_range: false,
-            kind: LayerKind::Line {
+            kind,
+        }
+    }
+
+    /// A layer without a legend entry that follows the axes' ranges (reference lines).
+    fn following(key: impl Into<String>, color: Rgb, kind: LayerKind) -> Self {
+        Layer {
+            sets_range: false,
+            ..Layer::setting(key, color, kind)
+        }
+    }
+
+    pub fn line(key: impl Into<String>, color: Rgb, points: Vec<(f64, f64)>) -> Self {
+        Layer::setting(
+            key,
+            color,
+            LayerKind::Line {
                 points,
                 width: 3,
                 dashed: false,
             },
-        }
+        )
     }
 
     pub fn band(key: impl Into<String>, color: Rgb, points: Vec<(f64, f64, f64)>) -> Self {
-        Layer {
-            key: key.into(),
-            label: None,
-            color,
-            sets_range: true,
-            widens_range: false,
-            kind: LayerKind::Band { points },
-        }
+        Layer::setting(key, color, LayerKind::Band { points })
     }
 
     pub fn markers(
@@ -194,19 +204,16 @@ impl Layer {
         shape: Shape,
         filled: bool,
     ) -> Self {
-        Layer {
-            key: key.into(),
-            label: None,
+        Layer::setting(
+            key,
             color,
-            sets_range: true,
-            widens_range: false,
-            kind: LayerKind::Markers {
+            LayerKind::Markers {
                 points,
                 shape,
                 filled,
                 size: 6,
             },
-        }
+        )
     }
 
     pub fn error_bars(
@@ -215,36 +222,15 @@ impl Layer {
         bars: Vec<Bar>,
         horizontal: bool,
     ) -> Self {
-        Layer {
-            key: key.into(),
-            label: None,
-            color,
-            sets_range: true,
-            widens_range: false,
-            kind: LayerKind::ErrorBars { bars, horizontal },
-        }
+        Layer::setting(key, color, LayerKind::ErrorBars { bars, horizontal })
     }
 
     pub fn vline(key: impl Into<String>, color: Rgb, x: f64) -> Self {
-        Layer {
-            key: key.into(),
-            label: None,
-            color,
-            sets_range: false,
-            widens_range: false,
-            kind: LayerKind::VLine { x, dashed: true },
-        }
+        Layer::following(key, color, LayerKind::VLine { x, dashed: true })
     }
 
     pub fn hline(key: impl Into<String>, color: Rgb, y: f64) -> Self {
-        Layer {
-            key: key.into(),
-            label: None,
-            color,
-            sets_range: false,
-            widens_range: false,
-            kind: LayerKind::HLine { y, dashed: true },
-        }
+        Layer::following(key, color, LayerKind::HLine { y, dashed: true })
     }
 
     /// With a legend entry.
@@ -304,14 +290,7 @@ impl Layer {
         top: bool,
         row: u32,
     ) -> Self {
-        Layer {
-            key: key.into(),
-            label: None,
-            color,
-            sets_range: true,
-            widens_range: false,
-            kind: LayerKind::EdgeMarks { xs, top, row },
-        }
+        Layer::setting(key, color, LayerKind::EdgeMarks { xs, top, row })
     }
 
     /// The (x, y) points of a line or markers layer (empty for other kinds).

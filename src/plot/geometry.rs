@@ -672,6 +672,19 @@ mod tests {
         Axis::new("x", scale)
     }
 
+    /// A panel with one range-setting layer of black circles, `"data"`, at `points`.
+    fn data_panel(x: Scale, y: Scale, points: Vec<(f64, f64)>) -> Panel {
+        let mut p = Panel::new(axis(x), axis(y));
+        p.layers.push(Layer::markers(
+            "data",
+            Rgb::BLACK,
+            points,
+            Shape::Circle,
+            true,
+        ));
+        p
+    }
+
     fn rect(x0: f64, x1: f64, y0: f64, y1: f64) -> Rect {
         Rect {
             x: Span { lo: x0, hi: x1 },
@@ -726,14 +739,7 @@ mod tests {
 
     #[test]
     fn panel_spans_follow_data_not_fits() {
-        let mut p = Panel::new(axis(Scale::Log10), axis(Scale::Linear));
-        p.layers.push(Layer::markers(
-            "data",
-            Rgb::BLACK,
-            vec![(10.0, 1.0), (100.0, 2.0)],
-            Shape::Circle,
-            true,
-        ));
+        let mut p = data_panel(Scale::Log10, Scale::Linear, vec![(10.0, 1.0), (100.0, 2.0)]);
         p.layers
             .push(Layer::line("fit", Rgb::BLACK, vec![(1.0, -50.0), (1e4, 50.0)]).follows_range());
         let (x, y) = panel_spans(&p).unwrap();
@@ -754,14 +760,7 @@ mod tests {
     /// it whole, but by at most REACH of the data's extent at each end.
     #[test]
     fn widening_layers_stretch_the_axes_within_reach() {
-        let mut p = Panel::new(axis(Scale::Linear), axis(Scale::Linear));
-        p.layers.push(Layer::markers(
-            "data",
-            Rgb::BLACK,
-            vec![(0.0, 0.0), (10.0, 1.0)],
-            Shape::Circle,
-            true,
-        ));
+        let mut p = data_panel(Scale::Linear, Scale::Linear, vec![(0.0, 0.0), (10.0, 1.0)]);
         // A band a little beyond the data (included whole) and a curve far beyond (cut).
         p.layers.push(
             Layer::band(
@@ -815,14 +814,7 @@ mod tests {
         let p = path(Bar::new(0.5, 2.0, 10.0).opened(false, true)).unwrap();
         assert_eq!((p.hi, p.hi_end), (10.0, BarEnd::Arrow));
         // A panel keeps room inside the frame for an open end's arrow, even at the data's edge.
-        let mut p = Panel::new(axis(Scale::Linear), axis(Scale::Linear));
-        p.layers.push(Layer::markers(
-            "data",
-            Rgb::BLACK,
-            vec![(1.0, 2.0), (2.0, 8.0)],
-            Shape::Circle,
-            true,
-        ));
+        let mut p = data_panel(Scale::Linear, Scale::Linear, vec![(1.0, 2.0), (2.0, 8.0)]);
         p.layers.push(Layer::error_bars(
             "bars",
             Rgb::BLACK,

@@ -117,16 +117,24 @@ pub fn prepare_schedules(fit: &FitReport) -> Result<Figure, SkipReason> {
     others.sort();
     others.dedup();
     let several = sec.groups.len() > 1;
-    let shown = &sec.groups[..sec.groups.len().min(MAX_GROUPS)];
-    let with_difference = shown.iter().all(|g| difference_panel(g, "", fit).is_some());
-    let mut panels = Vec::new();
-    let mut notes = Vec::new();
-    for g in sec.groups.iter().take(MAX_GROUPS) {
-        let prefix = if several {
+    let prefix = |g: &ScheduleGroupFit| {
+        if several {
             format!("{}: ", g.group)
         } else {
             String::new()
-        };
+        }
+    };
+    let mut differences: Vec<Option<Panel>> = sec
+        .groups
+        .iter()
+        .take(MAX_GROUPS)
+        .map(|g| difference_panel(g, &prefix(g), fit))
+        .collect();
+    let with_difference = differences.iter().all(Option::is_some);
+    let mut panels = Vec::new();
+    let mut notes = Vec::new();
+    for (g, difference) in sec.groups.iter().zip(differences.iter_mut()) {
+        let prefix = prefix(g);
         let mut by_epoch = Panel::new(
             Axis::new("epoch (passes over the training set)", Scale::Linear),
             labels::metric_axis_per_epoch(fit),
@@ -168,7 +176,7 @@ pub fn prepare_schedules(fit: &FitReport) -> Result<Figure, SkipReason> {
         }
         panels.push(by_epoch);
         panels.push(by_step);
-        if with_difference && let Some(diff) = difference_panel(g, &prefix, fit) {
+        if with_difference && let Some(diff) = difference.take() {
             panels.push(diff);
         }
         notes.push(format!("{prefix}{}.", group_summary(g)));
