@@ -235,3 +235,50 @@ fn fit_and_report_on_a_missing_database_create_nothing() {
         assert!(!db.exists(), "{cmd} made {d}");
     }
 }
+
+/// Regression: the fit's notes on automatic targets say "a lower --target leaves out …" and a
+/// skipped critical batch size says "give --target", but neither `fit` nor `report` had a
+/// `--target`: the advice named a flag that was refused. Both take it now, as a list.
+#[test]
+fn fit_and_report_take_the_targets_their_notes_advise() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("fitme.toml");
+    std::fs::write(&sweep, SWEEP).unwrap();
+    let db = dir.path().join("t.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    ok(&["run", s, "--db", d, "--quiet", "--no-report"]);
+    let auto = ok(&["fit", "fitme", "--db", d]);
+    assert!(auto.contains("--target"), "{auto}");
+    let json = ok(&[
+        "fit", "fitme", "--db", d, "--format", "json", "--target", "0.4,0.5",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["options"]["targets"], serde_json::json!([0.4, 0.5]));
+    let e = &v["efficiency"];
+    assert_eq!(e["targets_auto"], false, "{e}");
+    let fitted: Vec<f64> = e["fits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["target"].as_f64().unwrap())
+        .collect();
+    assert!(
+        !fitted.is_empty() && fitted.iter().all(|t| [0.4, 0.5].contains(t)),
+        "{e}"
+    );
+    let out = dir.path().join("report");
+    succeed(scalelab().args([
+        "report",
+        "fitme",
+        "--db",
+        d,
+        "--out",
+        out.to_str().unwrap(),
+        "--target",
+        "0.5",
+    ]));
+    let index = std::fs::read_to_string(out.join("index.md")).unwrap();
+    assert!(index.contains("Targets as given"), "{index}");
+    let err = fail_in_one_line(scalelab().args(["fit", "fitme", "--db", d, "--target", "nan"]));
+    assert!(err.contains("--target") && err.contains("finite"), "{err}");
+}
