@@ -130,7 +130,10 @@ mod tests {
     use super::*;
     use crate::fit::learning_curve::fit_power_law;
 
-    fn configs<'a>(rows: &[(&'a str, u64, &[(u64, f64)])]) -> Configs<'a> {
+    /// A configuration for the tests: cell, B, (seed, value) per run.
+    type Row<'a> = (&'a str, u64, &'a [(u64, f64)]);
+
+    fn configs<'a>(rows: &[Row<'a>]) -> Configs<'a> {
         rows.iter()
             .map(|&(cell, b, v)| {
                 let runs = ConfigRuns {
