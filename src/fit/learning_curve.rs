@@ -7,7 +7,10 @@
 //! and the Jacobian-based standard errors of β and γ for reference. Error is 1 − accuracy for
 //! accuracy metrics and the loss itself for loss metrics. Each N contributes one point: the best
 //! (cell, B) configuration's seed mean at that N (the sweep's tuned result at that N, as
-//! Hestness et al. tune per size).
+//! Hestness et al. tune per size). Beside it each point reports the leave-one-seed-out
+//! (held-out) error and the optimism of the best mean (`learning_points.rs`: the winner's curse);
+//! the fit stays on the best means, which a simulation found less noisy at a small cost in bias
+//! (docs/fits.md §7).
 //!
 //! Regions (Hestness et al. name three: small data near chance, power law, irreducible floor).
 //! The rule here, with the fitted error e(N) = α·N^β + γ and its reducible part r(N) = α·N^β:
@@ -25,6 +28,7 @@ use std::collections::BTreeMap;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
+use super::learning_points::{ConfigRuns, Configs, SizePoint, size_point};
 use super::nls;
 use super::profile::profile_beta_interval;
 use super::stats::{finite, mean};
@@ -32,8 +36,6 @@ use super::{Ctx, MetricKind, Outcome};
 
 const MIN_SIZES: usize = 4;
 
-/// (cell, B) → (seed values, classes) at one N.
-type Configs<'a> = BTreeMap<(&'a str, u64), (Vec<f64>, u32)>;
 /// "Small data": the fitted error above max(γ, 0) is over this share of chance − max(γ, 0).
 const SMALL_DATA_FRACTION: f64 = 0.8;
 /// "Floor": the reducible part α·N^β is under this share of the fitted error (γ > 0).
@@ -83,15 +85,38 @@ impl BetaInterval {
     }
 }
 
-/// The best configuration at one N.
+/// The best configuration at one N, and how its error holds up on a seed it was not chosen on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LearningCurvePoint {
+    /// N.
     pub train_size: u64,
+    /// The best configuration's seed mean of the error: the point the power law is fitted to.
+    /// Optimistic (the winner's curse): it was chosen for being low.
     pub error: f64,
+    /// The best configuration's cell.
     pub cell: String,
+    /// The best configuration's batch size.
     pub batch_size: u64,
+    /// Valued runs (seeds) of the best configuration.
     pub n_seeds: usize,
+    /// Configurations compared at this N (0 in reports written before it was recorded).
+    #[serde(default)]
+    pub candidates: usize,
+    /// Leave-one-seed-out error (docs/fits.md §7): for each seed, the configuration chosen on
+    /// the other seeds, scored on that seed; the mean over seeds. Absent when fewer than two
+    /// seeds are shared by every configuration at this N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_error: Option<f64>,
+    /// Seeds the held-out error scored: those every configuration at this N has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_seeds: Option<usize>,
+    /// `held_out_error − error`: how much better the best mean reads than a fresh seed of the
+    /// configuration tuned without it (positive: the best mean is optimistic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimism: Option<f64>,
+    /// The fitted power law at N.
     pub fitted: f64,
+    /// The region the fitted curve puts N in.
     pub region: Region,
 }
 
@@ -116,8 +141,37 @@ pub struct LearningCurveSection {
     pub chance_error: Option<f64>,
     pub regions_covered: Vec<Region>,
     pub region_rule: String,
+    /// Mean of the points' `optimism` over the points that have one: about how much lower the
+    /// best means read than a seed held out of the choice. Where the optimism is about constant
+    /// in N the fitted γ is low by about this much (docs/fits.md §7). Absent when no point has a
+    /// held-out error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_optimism: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+impl LearningCurveSection {
+    /// Which column the power law is fitted to and what the held-out columns are, with the
+    /// mean optimism: one note for the fit tables and the report (docs/fits.md §7).
+    pub fn held_out_note(&self, f: impl Fn(f64) -> String) -> String {
+        let mut s = "Fitted to the error column: the best configuration's seed mean at each N, \
+                     optimistic because it was chosen for being low. Held-out: for each seed that \
+                     every configuration at that N has (at least 2), the configuration chosen on \
+                     the other seeds, scored on that seed, averaged over those seeds; optimism = \
+                     held-out − error. The held-out error is not fitted: in simulation it is \
+                     unbiased but about twice as noisy, and the fit to it lands further from the \
+                     planted β and γ (docs/fits.md §7)."
+            .to_string();
+        if let Some(m) = self.mean_optimism {
+            s.push_str(&format!(
+                " Mean optimism {}: where the optimism is about constant in N, γ is low by about \
+                 that much.",
+                f(m)
+            ));
+        }
+        s
+    }
 }
 
 /// Fit of err = α'·x^β + γ with x = N/N_ref: θ = (α', β, γ).
@@ -177,17 +231,18 @@ pub(crate) fn fit_learning_curve(ctx: &Ctx) -> Outcome<LearningCurveSection> {
              generalisation gap {metric}"
         ));
     }
-    // N → (cell, B) → (values, classes)
+    // N → (cell, B) → (seed, value) per run and classes. Diverged runs carry their censored
+    // value (`ctx.valued`); runs with nothing to select are absent.
     let mut by_n: BTreeMap<u64, Configs> = BTreeMap::new();
     for (_, r, v) in ctx.valued() {
         if r.train_size > 0 {
-            let e = by_n
+            let e: &mut ConfigRuns = by_n
                 .entry(r.train_size)
                 .or_default()
                 .entry((r.cell.as_str(), r.batch_size))
                 .or_default();
-            e.0.push(v);
-            e.1 = r.classes;
+            e.values.push((r.seed, v));
+            e.classes = r.classes;
         }
     }
     if by_n.len() < MIN_SIZES {
@@ -201,20 +256,12 @@ pub(crate) fn fit_learning_curve(ctx: &Ctx) -> Outcome<LearningCurveSection> {
             ),
         });
     }
-    let mut best: Vec<(u64, f64, String, u64, usize, u32)> = Vec::new();
-    for (&n, configs) in &by_n {
-        let pick = configs
-            .iter()
-            .filter_map(|(&(cell, b), (vals, classes))| {
-                Some((mean(vals)?, cell, b, vals.len(), *classes))
-            })
-            .reduce(|a, b| if metric.better(b.0, a.0) { b } else { a });
-        if let Some((m, cell, b, k, classes)) = pick {
-            best.push((n, error_of(metric, m), cell.to_string(), b, k, classes));
-        }
-    }
+    let best: Vec<(u64, SizePoint)> = by_n
+        .iter()
+        .filter_map(|(&n, configs)| Some((n, size_point(configs, metric)?)))
+        .collect();
     let n: Vec<f64> = best.iter().map(|p| p.0 as f64).collect();
-    let err: Vec<f64> = best.iter().map(|p| p.1).collect();
+    let err: Vec<f64> = best.iter().map(|p| error_of(metric, p.1.best)).collect();
     let Some((fit, n_ref)) = fit_power_law(&n, &err) else {
         return Outcome::skipped("the power-law fit α·N^β + γ did not converge");
     };
@@ -260,7 +307,7 @@ pub(crate) fn fit_learning_curve(ctx: &Ctx) -> Outcome<LearningCurveSection> {
             ));
         }
     }
-    let classes = best.iter().map(|p| p.5).max().unwrap_or(0);
+    let classes = best.iter().map(|p| p.1.classes).max().unwrap_or(0);
     let chance = (classes >= 2).then(|| {
         if metric.is_accuracy() {
             1.0 - 1.0 / classes as f64
@@ -287,17 +334,26 @@ pub(crate) fn fit_learning_curve(ctx: &Ctx) -> Outcome<LearningCurveSection> {
     };
     let points: Vec<LearningCurvePoint> = best
         .iter()
+        .zip(&err)
         .zip(&reducible)
-        .map(|(p, &red)| LearningCurvePoint {
-            train_size: p.0,
-            error: p.1,
-            cell: p.2.clone(),
-            batch_size: p.3,
-            n_seeds: p.4,
-            fitted: red + gamma,
-            region: region(red),
+        .map(|(((n, p), &error), &red)| {
+            let held_out_error = p.held_out.map(|h| error_of(metric, h.value));
+            LearningCurvePoint {
+                train_size: *n,
+                error,
+                cell: p.cell.clone(),
+                batch_size: p.batch_size,
+                n_seeds: p.n_seeds,
+                candidates: p.candidates,
+                held_out_error,
+                held_out_seeds: p.held_out.map(|h| h.seeds),
+                optimism: held_out_error.map(|h| h - error),
+                fitted: red + gamma,
+                region: region(red),
+            }
         })
         .collect();
+    let optimism: Vec<f64> = points.iter().filter_map(|p| p.optimism).collect();
     let mut regions_covered: Vec<Region> = points.iter().map(|p| p.region).collect();
     regions_covered.sort();
     regions_covered.dedup();
@@ -323,6 +379,7 @@ pub(crate) fn fit_learning_curve(ctx: &Ctx) -> Outcome<LearningCurveSection> {
              fitted error above max(γ, 0) is over {SMALL_DATA_FRACTION} of (chance error − \
              max(γ, 0)); power law between"
         ),
+        mean_optimism: mean(&optimism),
         note: (!notes.is_empty()).then(|| notes.join("; ")),
         points,
     })
@@ -519,6 +576,73 @@ mod tests {
             "{:?}",
             lc.points
         );
+    }
+
+    #[test]
+    fn each_point_reports_its_held_out_error_and_optimism() {
+        // Four sizes; at each two configurations (B 16, B 32) with seeds 0, 1, 2. At B 32 the
+        // accuracies are 0.80, 0.70, 0.75 (mean 0.75), at B 16 0.71, 0.74, 0.72 (0.723): the
+        // best is B 32 at 0.75 (error 0.25). Held out: seed 0 → seeds 1, 2 choose B 16 (0.730 >
+        // 0.725), scoring 0.71; seed 1 → B 32 (0.775), 0.70; seed 2 → B 32 (0.75), 0.75.
+        // Held-out accuracy 0.72, error 0.28, optimism 0.03. The same raised by 0, 0.07, 0.11,
+        // 0.13 at the larger N (errors 0.25, 0.18, 0.14, 0.12: a curve that flattens).
+        let mut runs = Vec::new();
+        let shifts = [0.0, 0.07, 0.11, 0.13];
+        for (k, shift) in shifts.into_iter().enumerate() {
+            let n = 500 << k;
+            for (s, (a, b)) in [(0.80, 0.71), (0.70, 0.74), (0.75, 0.72)]
+                .into_iter()
+                .enumerate()
+            {
+                let cell = format!("N{n}");
+                runs.push(flat_run(&cell, 0.1, n, 0.9, 32, s as u64, a + shift, 2));
+                runs.push(flat_run(&cell, 0.1, n, 0.9, 16, s as u64, b + shift, 2));
+            }
+        }
+        let rep = fit_all(&runs, &FitOptions::default());
+        let lc = rep.learning_curve.fitted().unwrap();
+        for (p, shift) in lc.points.iter().zip(shifts) {
+            assert_eq!((p.batch_size, p.candidates, p.n_seeds), (32, 2, 3));
+            assert!((p.error - (0.25 - shift)).abs() < 1e-9, "{p:?}");
+            let h = p.held_out_error.unwrap();
+            assert!((h - (0.28 - shift)).abs() < 1e-9, "{p:?}");
+            assert!((p.optimism.unwrap() - 0.03).abs() < 1e-9, "{p:?}");
+            assert_eq!(p.held_out_seeds, Some(3));
+        }
+        assert!((lc.mean_optimism.unwrap() - 0.03).abs() < 1e-9);
+        assert_json_finite(&rep);
+        // A diverged run is its censor value (0.1, the worst epoch-0 accuracy) in the choice
+        // and in the score: seed 1 of B 32 at the smallest N diverges. Seed 0 → B 16 (0.73
+        // against 0.425), 0.71; seed 1 → B 32 (0.775 against 0.715), which scores 0.1; seed 2
+        // → B 16 (0.725 against 0.45), 0.72. Held-out accuracy 0.51; the best mean is B 16's
+        // 0.7233 (B 32's is 0.55).
+        let mut diverged = runs.clone();
+        diverged[2].diverged = true;
+        let rep = fit_all(&diverged, &FitOptions::default());
+        let p = &rep.learning_curve.fitted().unwrap().points[0];
+        assert_eq!(p.batch_size, 16);
+        assert!((p.held_out_error.unwrap() - 0.49).abs() < 1e-9, "{p:?}");
+        // A run with nothing to select is absent: its configuration misses that seed, so only
+        // seeds 1 and 2 are scored at that N, and B 32's seed 0 is gone from its mean too.
+        let mut missing = runs;
+        missing[0].curve.iter_mut().for_each(|e| e.value = None);
+        let rep = fit_all(&missing, &FitOptions::default());
+        let p = &rep.learning_curve.fitted().unwrap().points[0];
+        assert_eq!((p.n_seeds, p.held_out_seeds), (2, Some(2)));
+        assert_json_finite(&rep);
+    }
+
+    #[test]
+    fn one_seed_has_no_held_out_error() {
+        let rep = planted_curve(0.04, 3);
+        let lc = rep.learning_curve.fitted().unwrap();
+        assert!(lc.points.iter().all(|p| p.held_out_error.is_none()
+            && p.optimism.is_none()
+            && p.held_out_seeds.is_none()));
+        assert_eq!(lc.mean_optimism, None);
+        let json = serde_json::to_value(lc).unwrap();
+        assert!(json.get("mean_optimism").is_none(), "{json}");
+        assert!(json["points"][0].get("held_out_error").is_none(), "{json}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod efficiency;
 mod input;
 mod instruments;
 mod learning_curve;
+mod learning_points;
 mod nls;
 mod profile;
 mod regression;

@@ -429,19 +429,35 @@ fn render_learning_curve(out: &mut String, l: &LearningCurveSection) {
         l.dof,
         num(l.rms_residual)
     );
-    let mut t = table(&["N", "error", "fitted", "best cell", "B", "seeds", "region"]);
+    let mut t = table(&[
+        "N",
+        "error",
+        "held-out",
+        "optimism",
+        "fitted",
+        "best cell",
+        "B",
+        "seeds",
+        "configs",
+        "region",
+    ]);
+    let dash = || "—".to_string();
     for p in &l.points {
         t.add_row(vec![
             p.train_size.to_string(),
             num(p.error),
+            p.held_out_error.map_or_else(dash, num),
+            p.optimism.map_or_else(dash, num),
             num(p.fitted),
             p.cell.clone(),
             p.batch_size.to_string(),
             p.n_seeds.to_string(),
+            p.candidates.to_string(),
             p.region.name().to_string(),
         ]);
     }
     let _ = writeln!(out, "{t}");
+    let _ = writeln!(out, "{}", l.held_out_note(num));
     let _ = writeln!(out, "regions: {}", l.region_rule);
     if let Some(n) = &l.note {
         let _ = writeln!(out, "note: {n}");

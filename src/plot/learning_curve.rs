@@ -26,7 +26,17 @@ pub fn prepare_learning_curve(fit: &FitReport) -> Result<Figure, SkipReason> {
     if lc.points.is_empty() {
         return Err("the learning curve has no points".into());
     }
-    let errors: Vec<f64> = lc.points.iter().map(|p| p.error).collect();
+    let held_out: Vec<(f64, f64)> = lc
+        .points
+        .iter()
+        .filter_map(|p| Some((p.train_size as f64, p.held_out_error?)))
+        .collect();
+    let errors: Vec<f64> = lc
+        .points
+        .iter()
+        .map(|p| p.error)
+        .chain(held_out.iter().map(|h| h.1))
+        .collect();
     // Log–log when every error is positive (an error of 0 has no logarithm).
     let y_scale = if errors.iter().all(|&e| e > 0.0) {
         Scale::Log10
@@ -102,11 +112,21 @@ pub fn prepare_learning_curve(fit: &FitReport) -> Result<Figure, SkipReason> {
             true,
         )
         .sized(8)
-        .labelled("best configuration per N (seed mean)"),
+        .labelled("best configuration per N (seed mean; fitted)"),
     );
+    if !held_out.is_empty() {
+        p.layers.push(
+            Layer::markers("held-out", series_color(0), held_out, Shape::Square, false)
+                .sized(8)
+                .labelled("held-out: chosen on the other seeds, scored on one"),
+        );
+    }
     let regions: Vec<&str> = lc.regions_covered.iter().map(|r| r.name()).collect();
     let mut footnote = format!(
-        "Each point: the best (cell, B) at that N. Regions the data cover: {} (rule: {}).",
+        "Each filled point: the best (cell, B) at that N, its seed mean (optimistic: chosen for \
+         being low); the curve is fitted to these. Each open square: leave-one-seed-out, the \
+         configuration chosen on the other seeds scored on the held-out seed, averaged over \
+         seeds. Regions the data cover: {} (rule: {}).",
         regions.join(", "),
         lc.region_rule
     );
@@ -141,6 +161,13 @@ mod tests {
         assert_eq!(data.len(), testdata::NS.len());
         for (d, pt) in data.iter().zip(&lc.points) {
             assert_eq!(*d, (pt.train_size as f64, pt.error));
+        }
+        // Three seeds at every N: every point has its held-out marker, above the best mean
+        // where the best mean is optimistic.
+        let held = p.layer("held-out").unwrap().xy();
+        assert_eq!(held.len(), lc.points.len());
+        for (h, pt) in held.iter().zip(&lc.points) {
+            assert_eq!(*h, (pt.train_size as f64, pt.held_out_error.unwrap()));
         }
         for &(n, e) in p.layer("fit").unwrap().xy() {
             assert!((e - (lc.alpha * n.powf(lc.beta) + lc.gamma)).abs() < 1e-12);

@@ -580,20 +580,28 @@ fn learning_curve_section(l: &LearningCurveSection) -> Vec<Table> {
     }
     let mut pts = Table::new(
         "Points",
-        &["N", "error", "fitted", "region", "cell", "B", "seeds"],
+        &[
+            "N", "error", "held-out", "optimism", "fitted", "region", "cell", "B", "seeds",
+            "configs",
+        ],
     );
+    let sig4 = |v: f64| format::sig(v, 4);
     for q in &l.points {
         pts.row(vec![
             format::int(q.train_size),
-            format::sig(q.error, 4),
-            format::sig(q.fitted, 4),
+            sig4(q.error),
+            q.held_out_error.map_or_else(dash, sig4),
+            q.optimism.map_or_else(dash, |v| format::sig(v, 2)),
+            sig4(q.fitted),
             q.region.name().replace('_', " "),
             q.cell.clone(),
             q.batch_size.to_string(),
             q.n_seeds.to_string(),
+            q.candidates.to_string(),
         ]);
     }
-    vec![p.noted(Some(note)), pts]
+    let held = l.held_out_note(|v| format::sig(v, 2));
+    vec![p.noted(Some(note)), pts.noted(Some(held))]
 }
 
 /// The instruments: B_simple per plotted run (`curvature == false`) or the curvature points
@@ -837,6 +845,13 @@ mod tests {
         assert_eq!(e[0].rows.len(), fit.efficiency.fitted().unwrap().fits.len());
         let l = learning_curve_tables(&fit);
         assert_eq!(l[1].rows.len(), 4);
+        // Three seeds at every N: each point has its held-out error and optimism.
+        let lc = fit.learning_curve.fitted().unwrap();
+        for (r, q) in l[1].rows.iter().zip(&lc.points) {
+            assert_eq!(r[2], format::sig(q.held_out_error.unwrap(), 4), "{r:?}");
+            assert_eq!(r[3], format::sig(q.optimism.unwrap(), 2), "{r:?}");
+        }
+        assert!(l[1].note.as_deref().unwrap().contains("Mean optimism"));
         // The joint test is "not rejected" or "rejected", never "consistent".
         for r in &s[1].rows {
             assert!(
