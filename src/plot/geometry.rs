@@ -398,7 +398,9 @@ pub fn ticks(scale: Scale, span: Span) -> Ticks {
                 &[1.0, 2.0, 3.0, 4.0, 5.0, 7.0],
             ] {
                 let bold = at(mults);
-                if bold.len() >= 3 {
+                // At least 4 labelled ticks: N at 500…4,000 would otherwise get 500, 1,000 and
+                // 2,000 (1-2-5) and no tick at its largest size; 1-2-3-4-5-7 marks it.
+                if bold.len() >= 4 {
                     let light = if decades.len() <= 7 {
                         all.clone()
                     } else {
@@ -891,6 +893,30 @@ mod tests {
         );
         assert_eq!(thin_to_fit(&t, &[10; 10], 1), vec![0.0]);
         assert!(thin_to_fit(&[], &[], 1).is_empty());
+    }
+
+    #[test]
+    fn a_log_axis_over_three_doublings_labels_its_ends() {
+        // The learning curve's N at 500, 1,000, 2,000, 4,000, padded as figure 8 pads them:
+        // 1-2-5 alone left 4,000 without a tick.
+        let axis = Axis::new("N", Scale::Log10);
+        let at: Vec<f64> = [500.0f64, 1000.0, 2000.0, 4000.0].map(f64::log10).to_vec();
+        let span = span_of(&at, &axis).unwrap();
+        let t = ticks(Scale::Log10, span);
+        let labels: Vec<String> = t.bold.iter().map(|&v| t.label(Scale::Log10, v)).collect();
+        for n in ["500", "1000", "2000", "4000"] {
+            assert!(labels.iter().any(|l| l == n), "{n} not in {labels:?}");
+        }
+        // A span that 1-2-5 marks at least four times keeps 1-2-5 (ε from 0.004 to 0.1).
+        let t = ticks(
+            Scale::Log10,
+            Span {
+                lo: 0.0035f64.log10(),
+                hi: 0.12f64.log10(),
+            },
+        );
+        let labels: Vec<String> = t.bold.iter().map(|&v| t.label(Scale::Log10, v)).collect();
+        assert_eq!(labels, ["0.005", "0.01", "0.02", "0.05", "0.1"]);
     }
 
     #[test]
