@@ -122,7 +122,51 @@ pub fn panel_spans(panel: &Panel) -> Option<(Span, Span)> {
         span.lo = span.lo.max(blo);
         span.hi = span.hi.min(bhi);
     }
+    caret_room(panel, &vy, &mut sy);
     Some((sx, sy))
+}
+
+/// The share of a panel's height that one row of edge carets takes (16 pixels a row on a
+/// plot area of about 450: 3.6%, and a margin).
+const CARET_ROW: f64 = 0.045;
+
+/// Room at the top and bottom for the rows of edge carets ([`LayerKind::EdgeMarks`]), so that
+/// they sit beyond every value `vy` (axis coordinates) instead of over them: the span is
+/// stretched until the rows' band, `CARET_ROW` of its height per row (a quarter at most), holds
+/// no value. Within the axis's bounds.
+fn caret_room(panel: &Panel, vy: &[f64], sy: &mut Span) {
+    let rows = |top: bool| {
+        panel
+            .layers
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LayerKind::EdgeMarks { xs, top: t, row } if *t == top && !xs.is_empty() => {
+                    Some(row + 1)
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let finite = || vy.iter().copied().filter(|v| v.is_finite());
+    let (Some(lo), Some(hi)) = (finite().reduce(f64::min), finite().reduce(f64::max)) else {
+        return;
+    };
+    let (top, bottom) = (
+        (CARET_ROW * f64::from(rows(true))).min(0.25),
+        (CARET_ROW * f64::from(rows(false))).min(0.25),
+    );
+    if top == 0.0 && bottom == 0.0 {
+        return;
+    }
+    let (blo, bhi) = axis_bounds(&panel.y);
+    // Each end's band is a share of the whole span, which the other end's stretch widens too:
+    // a few rounds converge (each shrinks the shortfall by a factor top + bottom ≤ 0.5).
+    for _ in 0..16 {
+        let w = sy.hi - sy.lo;
+        sy.hi = sy.hi.max(hi + top * w).min(bhi);
+        sy.lo = sy.lo.min(lo - bottom * w).max(blo);
+    }
 }
 
 /// An axis's bounds in axis coordinates, each end on its own: an infinite end (a loss's
@@ -893,6 +937,43 @@ mod tests {
         );
         assert_eq!(thin_to_fit(&t, &[10; 10], 1), vec![0.0]);
         assert!(thin_to_fit(&[], &[], 1).is_empty());
+    }
+
+    #[test]
+    fn caret_rows_sit_beyond_every_value() {
+        // Figure 9: B_simple up to 10,000 on a log axis, two runs with readings withheld
+        // "beyond" (two rows of carets at the top) and one "no noise" row at the bottom. With
+        // only the 4% pad, a reading at the top sat under the carets.
+        let mut p = data_panel(
+            Scale::Linear,
+            Scale::Log10,
+            vec![(0.0, 100.0), (15.0, 10_000.0), (20.0, 40.0)],
+        );
+        for (row, top) in [(0, true), (1, true), (0, false)] {
+            p.layers
+                .push(Layer::edge_marks("c", Rgb::BLACK, vec![7.0], top, row));
+        }
+        let (_, sy) = panel_spans(&p).unwrap();
+        let h = sy.hi - sy.lo;
+        let (top, bottom) = (10_000f64.log10(), 40f64.log10());
+        assert!(sy.hi - top >= 2.0 * CARET_ROW * h - 1e-12, "{sy:?}");
+        assert!(bottom - sy.lo >= CARET_ROW * h - 1e-12, "{sy:?}");
+        // Legend-only carets (no x) and a panel without carets take no room: the 4% pad.
+        let mut q = data_panel(Scale::Linear, Scale::Linear, vec![(0.0, 0.0), (1.0, 1.0)]);
+        q.layers
+            .push(Layer::edge_marks("legend", Rgb::BLACK, vec![], true, 0));
+        let (_, sy) = panel_spans(&q).unwrap();
+        assert!(
+            (sy.hi - 1.04).abs() < 1e-12 && (sy.lo + 0.04).abs() < 1e-12,
+            "{sy:?}"
+        );
+        // A bounded axis is not stretched past its bound.
+        let mut b = data_panel(Scale::Linear, Scale::Linear, vec![(0.0, 0.2), (1.0, 1.0)]);
+        b.y = b.y.bounded(0.0, 1.0);
+        b.layers
+            .push(Layer::edge_marks("c", Rgb::BLACK, vec![0.5], true, 0));
+        let (_, sy) = panel_spans(&b).unwrap();
+        assert_eq!(sy.hi, 1.0);
     }
 
     #[test]
