@@ -28,6 +28,17 @@ pub(crate) fn num(x: f64) -> String {
     }
 }
 
+/// A difference of two values printed to [`num`]'s four decimals, signed and never in
+/// scientific notation, so that a column of them lines up with the values they compare
+/// (the learning curve's optimism beside its errors).
+fn signed4(x: f64) -> String {
+    if x == 0.0 {
+        "0.0000".into()
+    } else {
+        format!("{x:+.4}")
+    }
+}
+
 fn interval(i: &Option<Interval>) -> String {
     i.as_ref()
         .map_or("—".into(), |i| format!("[{}, {}]", num(i.lo), num(i.hi)))
@@ -447,7 +458,7 @@ fn render_learning_curve(out: &mut String, l: &LearningCurveSection) {
             p.train_size.to_string(),
             num(p.error),
             p.held_out_error.map_or_else(dash, num),
-            p.optimism.map_or_else(dash, num),
+            p.optimism.map_or_else(dash, signed4),
             num(p.fitted),
             p.cell.clone(),
             p.batch_size.to_string(),
@@ -662,6 +673,16 @@ mod tests {
 
     /// Regression: every cell without an interval read "— (1 seed)", with the bootstrap off
     /// and two seeds too. The column and the heading say the true reason.
+    #[test]
+    fn differences_print_signed_to_four_decimals() {
+        // smith-le's optimism column read "0.0016", "4.667e-4" and "0" under num().
+        assert_eq!(signed4(0.0016), "+0.0016");
+        assert_eq!(signed4(4.667e-4), "+0.0005");
+        assert_eq!(signed4(0.0), "0.0000");
+        assert_eq!(signed4(-0.0021), "-0.0021");
+        assert_eq!(num(4.667e-4), "4.667e-4");
+    }
+
     #[test]
     fn a_missing_interval_says_why() {
         let bopt_table = |seeds: u64, bootstrap: usize| {
