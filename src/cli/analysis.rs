@@ -43,10 +43,24 @@ pub struct FitArgs {
     /// Equivalence margin of the schedule comparison, in metric units.
     #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub margin: f64,
+    #[command(flatten)]
+    pub targets: TargetArg,
+}
+
+/// `--target` of `fit` and `report`.
+#[derive(Debug, Args)]
+pub struct TargetArg {
     /// Targets of the metric for the critical batch size, comma-separated (default: three chosen
     /// from the data).
     #[arg(long = "target", value_name = "TARGETS", value_delimiter = ',', value_parser = finite_target, allow_negative_numbers = true)]
     pub targets: Vec<f64>,
+}
+
+impl TargetArg {
+    /// The targets given, or `None` for automatic ones.
+    fn given(&self) -> Option<Vec<f64>> {
+        (!self.targets.is_empty()).then(|| self.targets.clone())
+    }
 }
 
 /// `--target`: a finite number (a target of the metric the runs must reach).
@@ -56,11 +70,6 @@ fn finite_target(s: &str) -> Result<f64, String> {
         Ok(_) => Err(format!("must be a finite number, got {s}")),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// The targets given with `--target`, or `None` for automatic ones.
-fn given_targets(targets: &[f64]) -> Option<Vec<f64>> {
-    (!targets.is_empty()).then(|| targets.to_vec())
 }
 
 /// The fit options for a sweep: its stored defaults, overridden by the flags given.
@@ -116,7 +125,7 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         opts.bootstrap = args.bootstrap;
         opts.bootstrap_seed = args.bootstrap_seed;
         opts.equivalence_margin = args.margin;
-        opts.targets = given_targets(&args.targets);
+        opts.targets = args.targets.given();
         Ok(crate::analysis::fit_sweep(store, &name, &opts).await?)
     })
     .await?;
@@ -146,10 +155,8 @@ pub struct ReportArgs {
     /// final | best | median-last-5 (default: the sweep's `[eval] select`).
     #[arg(long)]
     pub select: Option<String>,
-    /// Targets of the metric for the critical batch size, comma-separated (default: three chosen
-    /// from the data).
-    #[arg(long = "target", value_name = "TARGETS", value_delimiter = ',', value_parser = finite_target, allow_negative_numbers = true)]
-    pub targets: Vec<f64>,
+    #[command(flatten)]
+    pub targets: TargetArg,
     #[command(flatten)]
     pub db: DbArg,
 }
@@ -189,7 +196,7 @@ pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         super::run::warn_if_file_differs(store, &args.sweep, &name).await;
         let mut opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
-        opts.targets = given_targets(&args.targets);
+        opts.targets = args.targets.given();
         write_report(store, &name, &opts, args.out, false).await
     })
     .await?;
