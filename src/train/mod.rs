@@ -6,6 +6,7 @@
 //! documented in docs/trainer.md.
 
 pub mod data;
+pub mod eval_head;
 pub mod instrument;
 pub mod memory;
 pub mod model;

@@ -52,6 +52,28 @@ pub fn bias_act(z: &mut [f32], b: &[f32], relu: bool) -> Result<()> {
     Ok(())
 }
 
+/// `z ← ReLU(z + b)` on a transposed layer (`z` holds `b.len()` rows of `rows` values, one row
+/// per unit): [`bias_act`]'s arithmetic on the transposed layout, one broadcast bias per row.
+pub fn bias_relu_t(z: &mut [f32], b: &[f32], rows: usize) -> Result<()> {
+    if z.len() != b.len() * rows {
+        return Err(candle_core::Error::Msg(format!(
+            "bias-relu: {} values are not {} rows of {rows}",
+            z.len(),
+            b.len()
+        ))
+        .into());
+    }
+    if rows == 0 {
+        return Ok(());
+    }
+    for (row, &bb) in z.chunks_exact_mut(rows).zip(b) {
+        for v in row.iter_mut() {
+            *v = (*v + bb).max(0.0);
+        }
+    }
+    Ok(())
+}
+
 /// `d ← d ⊙ [h > 0]`: back-propagation through a ReLU whose output was h (branch-free, so the
 /// loop vectorises).
 pub fn relu_backward(d: &mut [f32], h: &[f32]) {

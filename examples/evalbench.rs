@@ -1,0 +1,90 @@
+//! Evaluation's forward pass and loss, timed alone: the row-major pass (the gemm crate's
+//! products, bias, ReLU, and `xent_rows` on the logits) against `Mlp::eval_loss`, which takes
+//! the transposed path with the fused logit layer (`scalelab::train::eval_head`) where that pays.
+//!
+//! `cargo run --release --example evalbench` prints, per shape, the best of 200 calls of each
+//! and their ratio (one thread). The figures in `src/train/model/mlp.rs` and
+//! docs/performance.md come from it.
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use scalelab::error::Result;
+use scalelab::train::model::{Mlp, Network};
+use scalelab::train::ops::{MatRef, bias_act, matmul_into, xent_rows};
+
+/// Best wall time of `f` over 200 calls, in microseconds.
+fn best(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut b = f64::MAX;
+    for _ in 0..200 {
+        let t = Instant::now();
+        f()?;
+        b = b.min(t.elapsed().as_secs_f64());
+    }
+    Ok(b * 1e6)
+}
+
+/// Deterministic values in [−0.5, 0.5).
+fn values(n: usize, salt: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 + salt * 104_729) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
+}
+
+fn main() -> Result<()> {
+    let classes = 10;
+    let shapes: [(&[usize], usize); 11] = [
+        (&[32, 128], 2000),
+        (&[64, 256], 4096),
+        (&[128, 128], 4096),
+        (&[256, 128], 4096),
+        (&[256, 512], 4096),
+        (&[784, 128], 4096),
+        (&[784, 800], 4096),
+        (&[32, 128, 128], 2000),
+        (&[32, 512, 512], 4096),
+        (&[64, 1024, 1024], 4096),
+        (&[32, 64], 1000),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    println!("widths (then {classes} classes), rows: row-major pass, eval_loss, ratio");
+    for (widths, rows) in shapes {
+        let mut all = widths.to_vec();
+        all.push(classes);
+        let mut net = Mlp::new(all[0], &all[1..all.len() - 1], classes, &mut rng)?;
+        let x = values(rows * all[0], 1);
+        let y: Vec<u32> = (0..rows as u32).map(|i| i * 7 % classes as u32).collect();
+        // The row-major pass on weights of the same shapes.
+        let w: Vec<Vec<f32>> = all
+            .windows(2)
+            .enumerate()
+            .map(|(l, p)| values(p[0] * p[1], l + 2))
+            .collect();
+        let b: Vec<Vec<f32>> = all[1..].iter().map(|&n| vec![0.01; n]).collect();
+        let mut acts: Vec<Vec<f32>> = all[1..].iter().map(|&n| vec![0.0; rows * n]).collect();
+        let layers = acts.len();
+        let old = best(|| {
+            for l in 0..layers {
+                let (below, rest) = acts.split_at_mut(l);
+                let input = if l == 0 { &x } else { &below[l - 1] };
+                matmul_into(
+                    &mut rest[0],
+                    MatRef::row_major(input, rows, all[l]),
+                    MatRef::row_major(&w[l], all[l], all[l + 1]),
+                    false,
+                )?;
+                bias_act(&mut rest[0], &b[l], l + 1 < layers)?;
+            }
+            if let Some(z) = acts.last_mut() {
+                xent_rows(z, classes, &y);
+            }
+            Ok(())
+        })?;
+        let new = best(|| net.eval_loss(&x, &y).map(|_| ()))?;
+        println!(
+            "{widths:?}, {rows}: {old:.1} µs, {new:.1} µs, {:.2}×",
+            old / new
+        );
+    }
+    Ok(())
+}
