@@ -14,6 +14,7 @@ pub mod ops;
 pub mod optim;
 pub mod rng;
 mod sgemm;
+pub mod thin;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;

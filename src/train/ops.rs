@@ -363,7 +363,9 @@ impl<'a> MatRef<'a> {
 
 /// `dst ← a·b` (or `dst ← dst + a·b` with `accumulate`), `dst` row-major `a.rows × b.cols`, on
 /// the calling thread, with the gemm crate's kernels (the ones candle's `matmul` runs) but into
-/// a buffer the caller owns: no allocation, and products accumulate in place.
+/// a buffer the caller owns: no allocation, and products accumulate in place. Small products
+/// with a row-major `b` go to [`thin`](super::thin) (no packing, the same bits), and large
+/// weight gradients to the packed kernel of `sgemm`, where the CPU has AVX-512.
 ///
 /// The kernel vectorises along the contiguous dimension of `dst`; shapes whose contiguous
 /// dimension is short (a few channels) run several times slower than their transposes.
@@ -386,7 +388,9 @@ pub fn matmul_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> R
         }
         return Ok(());
     }
-    if super::sgemm::try_matmul(dst, a, b, accumulate) {
+    if super::thin::try_matmul(dst, a, b, accumulate)
+        || super::sgemm::try_matmul(dst, a, b, accumulate)
+    {
         return Ok(());
     }
     // SAFETY: every element gemm reads or writes lies inside the slices (checked above: the

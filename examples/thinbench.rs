@@ -1,0 +1,119 @@
+//! The quickstart network's matrix products, timed alone: the gemm crate against
+//! `ops::matmul_into`, which hands the products `train::thin` serves to that kernel.
+//!
+//! `cargo run --release --example thinbench` prints, per batch size and product, the best of
+//! 2,000 calls of each (one thread), and whether the two results are the same bits. The figures
+//! in `src/train/thin.rs` and docs/performance.md come from it.
+
+use std::time::Instant;
+
+use scalelab::error::Result;
+use scalelab::train::ops::{MatRef, matmul_into};
+use scalelab::train::thin;
+
+/// Best wall time of `f` over 2,000 calls, in microseconds.
+fn best(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut b = f64::MAX;
+    for _ in 0..2000 {
+        let t = Instant::now();
+        f()?;
+        b = b.min(t.elapsed().as_secs_f64());
+    }
+    Ok(b * 1e6)
+}
+
+/// Deterministic values in [−0.5, 0.5).
+fn values(n: usize, salt: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 + salt * 104_729) % 1000) as f32 / 1000.0 - 0.5)
+        .collect()
+}
+
+/// `dst ← a·b` by the gemm crate, as `matmul_into` called it before `thin`.
+fn gemm_crate(dst: &mut [f32], a: &MatRef, b: &MatRef) {
+    // SAFETY: dst holds a.rows × b.cols values and the views lie inside their slices (built so
+    // in `main`).
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            false,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+fn main() -> Result<()> {
+    let (d, h, c) = (32, 128, 10);
+    println!("batch: product gemm crate / matmul_into µs (served by thin?, same bits?)");
+    for batch in [4, 8, 16, 32, 64, 128, 256, 512] {
+        let x = values(batch * d, 1);
+        let w1 = values(d * h, 2);
+        let act = values(batch * h, 3);
+        let w2 = values(h * c, 4);
+        let dz2 = values(batch * c, 5);
+        let dz1 = values(batch * h, 6);
+        let products = [
+            (
+                "x·W1",
+                MatRef::row_major(&x, batch, d),
+                MatRef::row_major(&w1, d, h),
+            ),
+            (
+                "h·W2",
+                MatRef::row_major(&act, batch, h),
+                MatRef::row_major(&w2, h, c),
+            ),
+            (
+                "dZ2ᵀ·h",
+                MatRef::row_major(&dz2, batch, c).t(),
+                MatRef::row_major(&act, batch, h),
+            ),
+            (
+                "xᵀ·dZ1",
+                MatRef::row_major(&x, batch, d).t(),
+                MatRef::row_major(&dz1, batch, h),
+            ),
+            (
+                "dZ2·W2ᵀ",
+                MatRef::row_major(&dz2, batch, c),
+                MatRef::row_major(&w2, h, c).t(),
+            ),
+        ];
+        let mut line = format!("{batch:4}:");
+        for (name, a, b) in products {
+            let (mut want, mut got) = (vec![0.0; a.rows * b.cols], vec![0.0; a.rows * b.cols]);
+            let old = best(|| {
+                gemm_crate(&mut want, &a, &b);
+                Ok(())
+            })?;
+            let new = best(|| matmul_into(&mut got, a, b, false))?;
+            let same = want
+                .iter()
+                .zip(&got)
+                .all(|(p, q)| p.to_bits() == q.to_bits());
+            line += &format!(
+                "  {name} {old:.2}/{new:.2} ({}, {})",
+                if thin::serves(&a, &b) { "thin" } else { "gemm" },
+                if same { "same" } else { "DIFFERENT" }
+            );
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
