@@ -60,6 +60,13 @@ fn gemm_crate(dst: &mut [f32], a: &MatRef, b: &MatRef) {
 
 fn main() -> Result<()> {
     let (d, h, c) = (32, 128, 10);
+    let narrow = values(c * h, 9);
+    let mut into = vec![0.0; c * h];
+    let t = best(|| {
+        scalelab::train::ops::transpose_into(&narrow, c, h, &mut into);
+        Ok(())
+    })?;
+    println!("transpose of the logit layer's {c} × {h} gradient: {t:.2} µs");
     println!("batch: product gemm crate / matmul_into µs (served by thin?, same bits?)");
     for batch in [4, 8, 16, 32, 64, 128, 256, 512] {
         let x = values(batch * d, 1);
@@ -88,6 +95,11 @@ fn main() -> Result<()> {
                 "xᵀ·dZ1",
                 MatRef::row_major(&x, batch, d).t(),
                 MatRef::row_major(&dz1, batch, h),
+            ),
+            (
+                "hᵀ·dZ2",
+                MatRef::row_major(&act, batch, h).t(),
+                MatRef::row_major(&dz2, batch, c),
             ),
             (
                 "dZ2·W2ᵀ",

@@ -117,26 +117,57 @@ impl candle_core::InplaceOp1 for SgdUpdate<'_> {
             );
         }
         let (lr, m, wd) = (self.lr, self.momentum, self.weight_decay);
-        if m == 0.0 {
-            for (wv, gv) in w.iter_mut().zip(g) {
-                let gg = gv + wd * *wv;
-                *wv -= lr * gg;
-            }
-        } else if self.nesterov {
-            for ((wv, gv), u) in w.iter_mut().zip(g).zip(buf.iter_mut()) {
-                let gg = gv + wd * *wv;
-                *u = m * *u + gg;
-                *wv -= lr * (gg + m * *u);
-            }
-        } else {
-            for ((wv, gv), u) in w.iter_mut().zip(g).zip(buf.iter_mut()) {
-                let gg = gv + wd * *wv;
-                *u = m * *u + gg;
-                *wv -= lr * *u;
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F (checked just above).
+                unsafe { sgd_avx512(w, g, &mut buf, lr, m, wd, self.nesterov) };
+                return Ok(());
             }
         }
+        sgd_portable(w, g, &mut buf, lr, m, wd, self.nesterov);
         Ok(())
     }
+}
+
+/// [`SgdUpdate`]'s arithmetic over one parameter (lengths checked by the caller).
+#[inline(always)]
+fn sgd_portable(
+    w: &mut [f32],
+    g: &[f32],
+    buf: &mut [f32],
+    lr: f32,
+    m: f32,
+    wd: f32,
+    nesterov: bool,
+) {
+    if m == 0.0 {
+        for (wv, gv) in w.iter_mut().zip(g) {
+            let gg = gv + wd * *wv;
+            *wv -= lr * gg;
+        }
+    } else if nesterov {
+        for ((wv, gv), u) in w.iter_mut().zip(g).zip(buf.iter_mut()) {
+            let gg = gv + wd * *wv;
+            *u = m * *u + gg;
+            *wv -= lr * (gg + m * *u);
+        }
+    } else {
+        for ((wv, gv), u) in w.iter_mut().zip(g).zip(buf.iter_mut()) {
+            let gg = gv + wd * *wv;
+            *u = m * *u + gg;
+            *wv -= lr * *u;
+        }
+    }
+}
+
+/// [`sgd_portable`] compiled for AVX-512: 16 lanes instead of the baseline's 4, the same
+/// operations in every lane (no fused multiply-adds), so the same bits. At the quickstart's
+/// smallest batches the update was a fifth of the step.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn sgd_avx512(w: &mut [f32], g: &[f32], buf: &mut [f32], lr: f32, m: f32, wd: f32, nesterov: bool) {
+    sgd_portable(w, g, buf, lr, m, wd, nesterov);
 }
 
 /// `dst ← dst + α·src`, elementwise (moves parameters along a direction: finite differences,
@@ -952,6 +983,43 @@ pub fn softmax_xent_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_avx512_sgd_update_gives_the_baselines_bits() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if !std::arch::is_x86_feature_detected!("avx512f") {
+                return;
+            }
+            let n = 1000 + 7; // a tail past the last 16 lanes
+            let vals = |salt: u32, scale: f32| -> Vec<f32> {
+                (0..n as u32)
+                    .map(|i| {
+                        ((i.wrapping_mul(2_654_435_761) ^ salt) % 10_007) as f32 / 10_007.0 * scale
+                            - scale / 2.0
+                    })
+                    .collect()
+            };
+            let g = vals(1, 0.3);
+            for (m, wd, nesterov) in [(0.9, 0.0, false), (0.9, 5e-4, true), (0.0, 1e-3, false)] {
+                let (mut w1, mut u1) = (vals(2, 2.0), vals(3, 0.1));
+                let (mut w2, mut u2) = (w1.clone(), u1.clone());
+                for _ in 0..3 {
+                    sgd_portable(&mut w1, &g, &mut u1, 0.05, m, wd, nesterov);
+                    // SAFETY: the CPU has AVX-512F (checked above).
+                    unsafe { sgd_avx512(&mut w2, &g, &mut u2, 0.05, m, wd, nesterov) };
+                }
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&w1), bits(&w2), "m {m}, wd {wd}, nesterov {nesterov}");
+                assert_eq!(bits(&u1), bits(&u2), "m {m}, wd {wd}, nesterov {nesterov}");
+                assert_ne!(
+                    bits(&w1),
+                    bits(&vals(2, 2.0)),
+                    "the update moved the weights"
+                );
+            }
+        }
+    }
 
     /// Sizes whose products wrap around `usize` are rejected, not trusted: a wrapped `m·n` or
     /// view offset would otherwise pass the checks and let a kernel write past `dst`.

@@ -39,6 +39,22 @@ pub fn serves(a: &MatRef, b: &MatRef) -> bool {
         && n >= 2
 }
 
+/// Whether [`serves`] and this CPU runs the kernel (AVX-512F and FMA): a product of these
+/// views passed to `ops::matmul_into` runs here.
+pub fn takes(a: &MatRef, b: &MatRef) -> bool {
+    serves(a, b) && cpu()
+}
+
+/// AVX-512F and FMA on this CPU (`std` caches the answer).
+fn cpu() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// `dst ← a·b`, or `dst ← dst + a·b` with `accumulate`, if [`serves`] and the CPU has AVX-512F
 /// and FMA; returns `false`, touching nothing, otherwise. The caller has checked the shapes
 /// (`dst` holds `a.rows × b.cols`, `a.cols = b.rows`) and that both views lie inside their slices.
@@ -48,9 +64,7 @@ pub(crate) fn try_matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
+        if cpu() {
             // SAFETY: the CPU has AVX-512F and FMA (checked above); the shapes agree (checked
             // above) and the views lie inside their slices (the caller's check).
             unsafe { avx512::matmul(dst, &a, &b, accumulate) };
@@ -243,7 +257,10 @@ mod tests {
                             let start = values(m * n, salt + 2);
                             let (mut want, mut got) = (start.clone(), start);
                             gemm_crate(&mut want, &a, &b, accumulate);
-                            assert!(try_matmul(&mut got, a, b, accumulate) || !avx512());
+                            assert_eq!(try_matmul(&mut got, a, b, accumulate), cpu());
+                            if !cpu() {
+                                continue;
+                            }
                             let same = want
                                 .iter()
                                 .zip(&got)
@@ -261,14 +278,34 @@ mod tests {
         assert!(served > 1000, "{served} products compared");
     }
 
-    fn avx512() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("fma")
+    #[test]
+    fn a_narrow_gradient_formed_in_place_is_the_transpose_of_the_gemm_crates() {
+        // The mlp's logit-layer weight gradient at small batches: aᵀ·dZ here against (dZᵀ·a)ᵀ
+        // by the gemm crate (the same sums with the factors swapped).
+        if !cpu() {
+            return;
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        for rows in [3, 4, 7, 16, 33] {
+            let (fan_in, out) = (128, 10);
+            let act = values(rows * fan_in, rows as u64);
+            let dz = values(rows * out, 100 + rows as u64);
+            let a = MatRef::row_major(&act, rows, fan_in);
+            let d = MatRef::row_major(&dz, rows, out);
+            let mut narrow = vec![0.0; out * fan_in];
+            gemm_crate(&mut narrow, &d.t(), &a, false);
+            let mut got = vec![0.0; fan_in * out];
+            assert!(try_matmul(&mut got, a.t(), d, false));
+            for i in 0..fan_in {
+                for c in 0..out {
+                    let (g, w) = (got[i * out + c], narrow[c * fan_in + i]);
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "rows {rows}, ({i}, {c}): {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! a·Wᵀ reads both operands contiguously (the matmul kernel runs it about twice as fast at small
 //! batches as on a transposed view). The values are PyTorch's `nn.Linear` weights, drawn in its
 //! `(out, in)` order. Other transposes are strided views handed to the kernel, never copies —
-//! except the logit layer's weight gradient (out < 32), computed as dZᵀ·a, whose shape the kernel
-//! prefers, and transposed (a few thousand values).
+//! except the logit layer's weight gradient (out < 32), computed as dZᵀ·a, whose shape the gemm
+//! crate prefers, and transposed (a few thousand values) — unless the product is small enough for
+//! the unpacked kernel (`train::thin`), which forms aᵀ·dZ in place with the same bits.
 //!
 //! The training step writes every product straight into buffers that live from step to step
 //! (activations and dZ in the network's scratch, gradients in the caller's [`Grads`]): nothing
@@ -26,11 +27,11 @@ use rand::Rng;
 
 use super::{Grads, Network, check_batch, kaiming_uniform};
 use crate::error::Result;
-use crate::train::eval_head;
 use crate::train::ops::{
     LossSum, MatRef, bias_act, bias_relu_t, f32_data, matmul_into, relu_backward,
     softmax_xent_r_row, softmax_xent_row, sum_rows_into, transpose_into, with_f32, xent_rows,
 };
+use crate::train::{eval_head, thin};
 
 /// A multilayer perceptron `D → hidden… → classes`.
 pub struct Mlp {
@@ -78,6 +79,13 @@ impl Drop for Mlp {
 
 /// Layers narrower than this get their weight gradient as (dZᵀ·a)ᵀ (see the module docs).
 const NARROW: usize = 32;
+
+/// Batches of at most this many rows get a narrow layer's weight gradient straight as aᵀ·dZ from
+/// the unpacked kernel (`train::thin`, the same bits) where it takes the product. The quickstart
+/// network's logit layer, timed alone (`examples/thinbench.rs`): 0.21, 0.34 and 0.59 µs at 4, 8
+/// and 16 rows against 0.60, 0.65 and 0.80 µs for dZᵀ·a and its transpose; level at 32 rows,
+/// 30% slower at 64 and twice as slow at 512.
+const THIN_ROWS: usize = 16;
 
 impl Mlp {
     /// A network with the given widths, initialised as PyTorch's `nn.Linear`.
@@ -177,7 +185,9 @@ impl Network for Mlp {
                 let a = MatRef::row_major(a_prev, rows, fan_in);
                 let dz_rows = &m.dz[..rows * out];
                 let dz = MatRef::row_major(dz_rows, rows, out);
-                if out < NARROW {
+                // A narrow layer's gradient as (dZᵀ·a)ᵀ, unless small batches let the thin
+                // kernel form aᵀ·dZ in place (see THIN_ROWS).
+                if out < NARROW && !(rows <= THIN_ROWS && thin::takes(&a.t(), &dz)) {
                     m.narrow.resize(out * fan_in, 0.0);
                     matmul_into(&mut m.narrow, dz.t(), a, false)?;
                     transpose_into(&m.narrow, out, fan_in, &mut g[2 * l]);
