@@ -48,10 +48,19 @@ pub fn logits_xent_t(
         || w.len() != fan_in * classes
         || ht.len() < fan_in * rows
         || y.len() != rows
-        || rows == 0
-        || classes > MAX_CLASSES
         || pre.is_some_and(|p| p.len() != fan_in)
     {
+        return Err(candle_core::Error::Msg(format!(
+            "eval head: {} weights for {classes} classes, {} activations for {rows} rows, {} \
+             labels, {} hidden biases",
+            w.len(),
+            ht.len(),
+            y.len(),
+            pre.map_or(0, <[f32]>::len)
+        ))
+        .into());
+    }
+    if rows == 0 || classes > MAX_CLASSES {
         return fallback(ht, rows, w, b, pre, y, z);
     }
     #[cfg(target_arch = "x86_64")]
@@ -79,7 +88,7 @@ pub fn logits_xent_t(
 }
 
 /// The row-major path: [`bias_relu_t`] if `pre`, the gemm crate's product into `z`,
-/// [`bias_act`], [`xent_rows`].
+/// [`bias_act`], [`xent_rows`] (shapes checked by the caller).
 fn fallback(
     ht: &mut [f32],
     rows: usize,
@@ -464,6 +473,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn shapes_that_do_not_agree_are_an_error() {
+        let mut z = Vec::new();
+        let (w, b) = (vec![0.5f32; 8 * 10], vec![0.0f32; 10]);
+        let mut ht = vec![1.0f32; 8 * 4];
+        let y = [1u32, 2, 3, 4];
+        assert!(logits_xent_t(&mut ht, 4, &w, &b, None, &y, &mut z).is_ok());
+        // Too few activations, labels, weights or hidden biases; no classes.
+        assert!(logits_xent_t(&mut ht, 5, &w, &b, None, &[0; 5], &mut z).is_err());
+        assert!(logits_xent_t(&mut ht, 4, &w, &b, None, &y[..3], &mut z).is_err());
+        assert!(logits_xent_t(&mut ht, 4, &w[..79], &b, None, &y, &mut z).is_err());
+        assert!(logits_xent_t(&mut ht, 4, &w, &b, Some(&[0.0; 7]), &y, &mut z).is_err());
+        assert!(logits_xent_t(&mut ht, 4, &w, &[], None, &y, &mut z).is_err());
     }
 
     #[test]

@@ -379,7 +379,7 @@ impl<'a> MatRef<'a> {
     }
 
     /// Whether every element the view names lies inside `data`.
-    fn in_bounds(&self) -> bool {
+    pub(crate) fn in_bounds(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {
             return true;
         }

@@ -56,17 +56,23 @@ fn cpu() -> bool {
 }
 
 /// `dst ← a·b`, or `dst ← dst + a·b` with `accumulate`, if [`serves`] and the CPU has AVX-512F
-/// and FMA; returns `false`, touching nothing, otherwise. The caller has checked the shapes
-/// (`dst` holds `a.rows × b.cols`, `a.cols = b.rows`) and that both views lie inside their slices.
+/// and FMA; returns `false`, touching nothing, otherwise — also when the shapes do not agree
+/// (`dst` not `a.rows × b.cols`, `a.cols ≠ b.rows`) or a view reaches outside its slice
+/// (`ops::matmul_into` rejects both first, with an error).
 pub(crate) fn try_matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> bool {
-    if !serves(&a, &b) || b.rows != a.cols || a.rows.checked_mul(b.cols) != Some(dst.len()) {
+    if !serves(&a, &b)
+        || b.rows != a.cols
+        || a.rows.checked_mul(b.cols) != Some(dst.len())
+        || !a.in_bounds()
+        || !b.in_bounds()
+    {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
         if cpu() {
-            // SAFETY: the CPU has AVX-512F and FMA (checked above); the shapes agree (checked
-            // above) and the views lie inside their slices (the caller's check).
+            // SAFETY: the CPU has AVX-512F and FMA, the shapes agree and the views lie inside
+            // their slices (all checked above).
             unsafe { avx512::matmul(dst, &a, &b, accumulate) };
             return true;
         }
@@ -328,5 +334,16 @@ mod tests {
         let mut dst = vec![0.0; 16 * 10];
         assert!(!try_matmul(&mut dst, rm(16, 513), rm(513, 10), false));
         assert!(dst.iter().all(|&x| x == 0.0));
+        // A view reaching past its slice is refused, not read.
+        let short = MatRef {
+            rows: 16,
+            ..rm(15, 32)
+        };
+        assert!(!try_matmul(
+            &mut vec![0.0; 16 * 128],
+            short,
+            rm(32, 128),
+            false
+        ));
     }
 }

@@ -240,6 +240,7 @@ impl Network for Mlp {
                         )
                     })?;
                 let pre = Some(b[layers - 2]);
+                // dz (∂L/∂z, unused by evaluation) is the head's scratch for its fallback.
                 eval_head::logits_xent_t(ht, rows, last_w, last_b, pre, y, &mut m.dz)
             });
         }
@@ -443,9 +444,10 @@ fn grow(buf: &mut Vec<f32>, n: usize) {
 /// has a hidden layer and its logit layer's products are at least 1/14 of the others'. The head
 /// saves about two thirds of the logit layer, its bias and the loss, but the gemm crate forms
 /// the transposed products 5–20% slower (it packs the batch instead of the weights). Timed
-/// alone against the row-major pass (one thread, 4096 rows, 10 classes; `examples/evalbench.rs`):
-/// widths 32-128 (2000 rows) 1.38× faster, 64-256 1.17×, 128-128 1.01×, 32-128-128 1.03×; on
-/// the other side 256-128 0.85×, 784-800 0.95×, 32-512-512 0.98×.
+/// alone with the transposed path taken for every network (one thread, 4096 rows, 10 classes;
+/// `examples/evalbench.rs`), against the row-major pass: widths 32-128 (2000 rows) 1.38×
+/// faster, 64-256 1.17×, 128-128 1.01×, 32-128-128 1.03×, 256-128 0.85×, 784-800 0.95×,
+/// 32-512-512 0.98×. The rule takes the first three.
 fn fused_head_pays(widths: &[usize]) -> bool {
     let layers = widths.len().saturating_sub(1);
     if layers < 2 {
