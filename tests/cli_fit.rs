@@ -279,6 +279,24 @@ fn fit_and_report_take_the_targets_their_notes_advise() {
     ]));
     let index = std::fs::read_to_string(out.join("index.md")).unwrap();
     assert!(index.contains("Targets as given"), "{index}");
+    // `run` takes them for the report it ends with, and refuses them where it writes none.
+    let run =
+        succeed(scalelab_in(dir.path()).args(["run", s, "--db", d, "--quiet", "--target", "0.45"]));
+    let out = String::from_utf8(run.stdout).unwrap();
+    assert!(out.contains("report:"), "{out}");
+    let index = std::fs::read_to_string(dir.path().join("reports/fitme/index.md")).unwrap();
+    assert!(
+        index.contains("Targets as given") && index.contains("0.45"),
+        "{index}"
+    );
+    for train_only in ["--no-report", "--enqueue-only"] {
+        let err =
+            fail_in_one_line(scalelab().args(["run", s, "--db", d, train_only, "--target", "0.5"]));
+        assert!(
+            err.contains("--target") && err.contains(train_only),
+            "{err}"
+        );
+    }
     let err = fail_in_one_line(scalelab().args(["fit", "fitme", "--db", d, "--target", "nan"]));
     assert!(err.contains("--target") && err.contains("finite"), "{err}");
 }

@@ -47,7 +47,7 @@ pub struct FitArgs {
     pub targets: TargetArg,
 }
 
-/// `--target` of `fit` and `report`.
+/// `--target` of `fit`, `report` and `run`.
 #[derive(Debug, Args)]
 pub struct TargetArg {
     /// Targets of the metric for the critical batch size, comma-separated (default: three chosen
@@ -58,7 +58,7 @@ pub struct TargetArg {
 
 impl TargetArg {
     /// The targets given, or `None` for automatic ones.
-    fn given(&self) -> Option<Vec<f64>> {
+    pub(super) fn given(&self) -> Option<Vec<f64>> {
         (!self.targets.is_empty()).then(|| self.targets.clone())
     }
 }
@@ -203,8 +203,14 @@ pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// After `scalelab run`: fit the sweep with its defaults, print the tables, write the report.
-pub(super) async fn fit_and_report(store: &Store, sweep: &str) -> anyhow::Result<()> {
-    let opts = fit_options(store, sweep, None, None).await?;
+/// After `scalelab run`: fit the sweep with its defaults (and `--target` if given), print the
+/// tables, write the report.
+pub(super) async fn fit_and_report(
+    store: &Store,
+    sweep: &str,
+    targets: &TargetArg,
+) -> anyhow::Result<()> {
+    let mut opts = fit_options(store, sweep, None, None).await?;
+    opts.targets = targets.given();
     write_report(store, sweep, &opts, None, true).await
 }

@@ -25,13 +25,13 @@ pub struct RunArgs {
     #[arg(long, value_parser = at_least_one)]
     pub jobs: Option<usize>,
     /// Train only: skip the fits and the report.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "targets")]
     pub no_report: bool,
     /// Give FAILED runs of this sweep a fresh set of retries.
     #[arg(long)]
     pub retry_failed: bool,
     /// Only register the sweep and enqueue its cells (for `scalelab worker`s to train).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "targets")]
     pub enqueue_only: bool,
     /// Seconds without a heartbeat after which another process's run is presumed dead.
     #[arg(long, default_value_t = 60.0, allow_negative_numbers = true, value_parser = stale_seconds)]
@@ -39,6 +39,8 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub targets: super::analysis::TargetArg,
 }
 
 /// `--jobs`: a count of at least one.
@@ -80,6 +82,8 @@ pub struct WorkerArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub targets: super::analysis::TargetArg,
 }
 
 /// `scalelab status [SWEEP]`.
@@ -333,7 +337,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             // Failed runs make a sweep with nothing completed an error (report_sweep says so);
             // diverged ones alone do not.
             if count(RunStatus::Completed) > 0 || count(RunStatus::Failed) > 0 {
-                super::analysis::fit_and_report(store, &sweep.name).await?;
+                super::analysis::fit_and_report(store, &sweep.name, &args.targets).await?;
             } else {
                 // Diverged and failed runs are results too: the sweep ran, there is just
                 // nothing to fit.
