@@ -385,7 +385,7 @@ impl Store {
     }
 
     /// The readers' connection pool, for the query modules. Writes go through
-    /// [`Store::begin_write`] or [`Store::write_gate`] and [`Store::write_pool`].
+    /// [`Store::begin_write`] or `Store::write_gate` and `Store::write_pool`.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }

@@ -24,7 +24,7 @@ pub struct ClaimedRun {
     pub position: Option<i64>,
     /// How many times it was requeued because the process that held it died or fell silent.
     /// Such a run is trained alone among this process's orphans and marked as begun first
-    /// ([`Store::mark_begun_in`]), so that a run that kills its process is counted as failing.
+    /// (`Store::mark_begun_in`), so that a run that kills its process is counted as failing.
     pub orphaned: i64,
 }
 
@@ -247,7 +247,7 @@ impl Store {
     /// Returns to PENDING every running run whose heartbeat is older than `stale_after_s`, or
     /// whose claimer is known to be dead (same host, process gone). Their partial metrics are
     /// deleted, and each counts one more orphaning. A run that had begun training as an orphan
-    /// ([`Store::mark_begun_in`]) is the likely cause of its process's death: the death counts
+    /// (`Store::mark_begun_in`) is the likely cause of its process's death: the death counts
     /// as a failure (with an error that says so), and after `max_failures` the run stays FAILED
     /// instead of killing every process that takes it up. Returns how many runs were requeued
     /// and the deaths counted.
@@ -324,7 +324,7 @@ impl Store {
         Ok(requeued)
     }
 
-    /// [`Store::mark_begun_in`] in a transaction of its own.
+    /// `Store::mark_begun_in` in a transaction of its own.
     pub async fn mark_begun(
         &self,
         id: &str,

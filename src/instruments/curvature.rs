@@ -391,10 +391,10 @@ pub struct SpectrumEnds {
 /// Step k applies H to the k-th orthonormal basis vector q_k of the Krylov space
 /// span{v, Hv, …, H^(k−1)v}, orthogonalises the product against every q_i (twice, classical
 /// Gram–Schmidt) and keeps the coefficients h_ik = q_iᵀHq_k. The Ritz values are the
-/// eigenvalues of the symmetric part of the k×k projection [h_ik]: Rayleigh–Ritz for (H + Hᵀ)/2
+/// eigenvalues of the symmetric part of the k×k projection (h_ik): Rayleigh–Ritz for (H + Hᵀ)/2
 /// on the Krylov space, so the small asymmetry of a finite-difference product does not matter.
 /// For a Ritz pair (θ, y) with x = Q·y the residual is exact without another product:
-/// |Hx − θx|² = |(T − T_sym)·y|² + (h_(k+1,k)·y_k)², T = [h_ik].
+/// |Hx − θx|² = |(T − T_sym)·y|² + (h_(k+1,k)·y_k)², T = (h_ik).
 ///
 /// Unlike power iteration, whose rate is |λ₂/λ₁| and which finds the eigenvalue of largest
 /// *magnitude* (and stalls when λ_min ≈ −λ_max), the top Ritz value converges to the largest
