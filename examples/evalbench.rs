@@ -6,30 +6,13 @@
 //! and their ratio (one thread). The figures in `src/train/model/mlp.rs` and
 //! docs/performance.md come from it.
 
-use std::time::Instant;
+mod common;
 
+use common::{best, values};
 use rand::SeedableRng;
 use scalelab::error::Result;
 use scalelab::train::model::{Mlp, Network};
 use scalelab::train::ops::{MatRef, bias_act, matmul_into, xent_rows};
-
-/// Best wall time of `f` over 200 calls, in microseconds.
-fn best(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut b = f64::MAX;
-    for _ in 0..200 {
-        let t = Instant::now();
-        f()?;
-        b = b.min(t.elapsed().as_secs_f64());
-    }
-    Ok(b * 1e6)
-}
-
-/// Deterministic values in [−0.5, 0.5).
-fn values(n: usize, salt: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 7919 + salt * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
 
 fn main() -> Result<()> {
     let classes = 10;
@@ -63,7 +46,7 @@ fn main() -> Result<()> {
         let b: Vec<Vec<f32>> = all[1..].iter().map(|&n| vec![0.01; n]).collect();
         let mut acts: Vec<Vec<f32>> = all[1..].iter().map(|&n| vec![0.0; rows * n]).collect();
         let layers = acts.len();
-        let old = best(|| {
+        let old = best(200, || {
             for l in 0..layers {
                 let (below, rest) = acts.split_at_mut(l);
                 let input = if l == 0 { &x } else { &below[l - 1] };
@@ -80,7 +63,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         })?;
-        let new = best(|| net.eval_loss(&x, &y).map(|_| ()))?;
+        let new = best(200, || net.eval_loss(&x, &y).map(|_| ()))?;
         println!(
             "{widths:?}, {rows}: {old:.1} µs, {new:.1} µs, {:.2}×",
             old / new

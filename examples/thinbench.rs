@@ -5,64 +5,18 @@
 //! 2,000 calls of each (one thread), and whether the two results are the same bits. The figures
 //! in `src/train/thin.rs` and docs/performance.md come from it.
 
-use std::time::Instant;
+mod common;
 
+use common::{best, values};
 use scalelab::error::Result;
-use scalelab::train::ops::{MatRef, matmul_into};
+use scalelab::train::ops::{MatRef, matmul_gemm_crate, matmul_into};
 use scalelab::train::thin;
-
-/// Best wall time of `f` over 2,000 calls, in microseconds.
-fn best(mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    let mut b = f64::MAX;
-    for _ in 0..2000 {
-        let t = Instant::now();
-        f()?;
-        b = b.min(t.elapsed().as_secs_f64());
-    }
-    Ok(b * 1e6)
-}
-
-/// Deterministic values in [−0.5, 0.5).
-fn values(n: usize, salt: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 7919 + salt * 104_729) % 1000) as f32 / 1000.0 - 0.5)
-        .collect()
-}
-
-/// `dst ← a·b` by the gemm crate, as `matmul_into` called it before `thin`.
-fn gemm_crate(dst: &mut [f32], a: &MatRef, b: &MatRef) {
-    // SAFETY: dst holds a.rows × b.cols values and the views lie inside their slices (built so
-    // in `main`).
-    unsafe {
-        gemm::gemm(
-            a.rows,
-            b.cols,
-            a.cols,
-            dst.as_mut_ptr(),
-            1,
-            b.cols as isize,
-            false,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
-}
 
 fn main() -> Result<()> {
     let (d, h, c) = (32, 128, 10);
     let narrow = values(c * h, 9);
     let mut into = vec![0.0; c * h];
-    let t = best(|| {
+    let t = best(2000, || {
         scalelab::train::ops::transpose_into(&narrow, c, h, &mut into);
         Ok(())
     })?;
@@ -110,11 +64,8 @@ fn main() -> Result<()> {
         let mut line = format!("{batch:4}:");
         for (name, a, b) in products {
             let (mut want, mut got) = (vec![0.0; a.rows * b.cols], vec![0.0; a.rows * b.cols]);
-            let old = best(|| {
-                gemm_crate(&mut want, &a, &b);
-                Ok(())
-            })?;
-            let new = best(|| matmul_into(&mut got, a, b, false))?;
+            let old = best(2000, || matmul_gemm_crate(&mut want, a, b, false))?;
+            let new = best(2000, || matmul_into(&mut got, a, b, false))?;
             let same = want
                 .iter()
                 .zip(&got)

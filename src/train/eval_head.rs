@@ -61,7 +61,7 @@ pub fn logits_xent_t(
         .into());
     }
     if rows == 0 || classes > MAX_CLASSES {
-        return fallback(ht, rows, w, b, pre, y, z);
+        return fallback(ht, rows, fan_in, w, b, pre, y, z);
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -84,14 +84,16 @@ pub fn logits_xent_t(
             dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
         }
     }
-    fallback(ht, rows, w, b, pre, y, z)
+    fallback(ht, rows, fan_in, w, b, pre, y, z)
 }
 
 /// The row-major path: [`bias_relu_t`] if `pre`, the gemm crate's product into `z`,
-/// [`bias_act`], [`xent_rows`] (shapes checked by the caller).
+/// [`bias_act`], [`xent_rows`] (shapes checked by the caller: `ht` holds `fan_in × rows`).
+#[allow(clippy::too_many_arguments)]
 fn fallback(
     ht: &mut [f32],
     rows: usize,
+    fan_in: usize,
     w: &[f32],
     b: &[f32],
     pre: Option<&[f32]>,
@@ -99,13 +101,7 @@ fn fallback(
     z: &mut Vec<f32>,
 ) -> Result<LossSum> {
     let classes = b.len();
-    let fan_in = w.len().checked_div(classes).unwrap_or(0);
-    let have = ht.len();
-    let ht = ht.get_mut(..fan_in * rows).ok_or_else(|| {
-        candle_core::Error::Msg(format!(
-            "eval head: {have} activations are fewer than {fan_in} × {rows}"
-        ))
-    })?;
+    let ht = &mut ht[..fan_in * rows];
     if let Some(p) = pre {
         bias_relu_t(ht, p, rows)?;
     }
@@ -396,11 +392,7 @@ mod tests {
 
     fn transposed(h: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         let mut t = vec![0f32; h.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                t[c * rows + r] = h[r * cols + c];
-            }
-        }
+        crate::train::ops::transpose_into(h, rows, cols, &mut t);
         t
     }
 

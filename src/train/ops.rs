@@ -401,6 +401,30 @@ impl<'a> MatRef<'a> {
 /// The kernel vectorises along the contiguous dimension of `dst`; shapes whose contiguous
 /// dimension is short (a few channels) run several times slower than their transposes.
 pub fn matmul_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> Result<()> {
+    if !product_fits(dst, &a, &b, accumulate)? {
+        return Ok(());
+    }
+    if super::thin::try_matmul(dst, a, b, accumulate)
+        || super::sgemm::try_matmul(dst, a, b, accumulate)
+    {
+        return Ok(());
+    }
+    gemm_crate(dst, &a, &b, accumulate);
+    Ok(())
+}
+
+/// [`matmul_into`] by the gemm crate alone, never `thin` or `sgemm`: what it computed before
+/// those kernels, for the tests and benchmarks that compare them with it.
+pub fn matmul_gemm_crate(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> Result<()> {
+    if product_fits(dst, &a, &b, accumulate)? {
+        gemm_crate(dst, &a, &b, accumulate);
+    }
+    Ok(())
+}
+
+/// Checks a product's shapes and views; `Ok(false)` when there is nothing left to compute
+/// (an empty result, or an empty inner dimension: `dst` zeroed unless accumulating).
+fn product_fits(dst: &mut [f32], a: &MatRef, b: &MatRef, accumulate: bool) -> Result<bool> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k || m.checked_mul(n) != Some(dst.len()) || !a.in_bounds() || !b.in_bounds() {
         return Err(candle_core::Error::Msg(format!(
@@ -411,30 +435,30 @@ pub fn matmul_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> R
         .into());
     }
     if m == 0 || n == 0 {
-        return Ok(());
+        return Ok(false);
     }
     if k == 0 {
         if !accumulate {
             dst.fill(0.0);
         }
-        return Ok(());
+        return Ok(false);
     }
-    if super::thin::try_matmul(dst, a, b, accumulate)
-        || super::sgemm::try_matmul(dst, a, b, accumulate)
-    {
-        return Ok(());
-    }
-    // SAFETY: every element gemm reads or writes lies inside the slices (checked above: the
-    // largest offset of each view is within its slice, and dst holds m·n row-major values);
-    // dst is borrowed mutably, so it cannot alias a or b.
+    Ok(true)
+}
+
+/// The gemm crate's product, for views [`product_fits`] accepted.
+fn gemm_crate(dst: &mut [f32], a: &MatRef, b: &MatRef, accumulate: bool) {
+    // SAFETY: every element gemm reads or writes lies inside the slices (product_fits checked
+    // that the largest offset of each view is within its slice and that dst holds m·n row-major
+    // values); dst is borrowed mutably, so it cannot alias a or b.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
+            a.rows,
+            b.cols,
+            a.cols,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            b.cols as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -450,7 +474,6 @@ pub fn matmul_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> R
             gemm::Parallelism::None,
         );
     }
-    Ok(())
 }
 
 /// The shape of a stride-1 convolution's input and its square kernel: `channels × height ×

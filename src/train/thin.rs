@@ -200,6 +200,7 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::ops::matmul_gemm_crate;
 
     fn values(n: usize, salt: u64) -> Vec<f32> {
         (0..n as u64)
@@ -208,34 +209,6 @@ mod tests {
                 v / 4001.0 - 0.5
             })
             .collect()
-    }
-
-    /// The gemm crate's product, as `ops::matmul_into` called it before this kernel.
-    fn gemm_crate(dst: &mut [f32], a: &MatRef, b: &MatRef, accumulate: bool) {
-        // SAFETY: the views and dst hold the shapes named (built so below).
-        unsafe {
-            gemm::gemm(
-                a.rows,
-                b.cols,
-                a.cols,
-                dst.as_mut_ptr(),
-                1,
-                b.cols as isize,
-                accumulate,
-                a.data.as_ptr(),
-                a.col_stride as isize,
-                a.row_stride as isize,
-                b.data.as_ptr(),
-                b.col_stride as isize,
-                b.row_stride as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            )
-        }
     }
 
     #[test]
@@ -262,7 +235,7 @@ mod tests {
                         for accumulate in [false, true] {
                             let start = values(m * n, salt + 2);
                             let (mut want, mut got) = (start.clone(), start);
-                            gemm_crate(&mut want, &a, &b, accumulate);
+                            matmul_gemm_crate(&mut want, a, b, accumulate).unwrap();
                             assert_eq!(try_matmul(&mut got, a, b, accumulate), cpu());
                             if !cpu() {
                                 continue;
@@ -298,7 +271,7 @@ mod tests {
             let a = MatRef::row_major(&act, rows, fan_in);
             let d = MatRef::row_major(&dz, rows, out);
             let mut narrow = vec![0.0; out * fan_in];
-            gemm_crate(&mut narrow, &d.t(), &a, false);
+            matmul_gemm_crate(&mut narrow, d.t(), a, false).unwrap();
             let mut got = vec![0.0; fan_in * out];
             assert!(try_matmul(&mut got, a.t(), d, false));
             for i in 0..fan_in {
