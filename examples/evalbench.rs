@@ -1,10 +1,12 @@
 //! Evaluation's forward pass and loss, timed alone: the row-major pass (the gemm crate's
 //! products, bias, ReLU, and `xent_rows` on the logits) against `Mlp::eval_loss`, which takes
-//! the transposed path with the fused logit layer (`scalelab::train::eval_head`) where that pays.
+//! the transposed path with the fused logit layer (`scalelab::train::eval_head`) where that pays,
+//! and against `Mlp::eval_loss_t` given the inputs transposed as the trainer gives them
+//! (`Dataset::train_x_t`).
 //!
 //! `cargo run --release --example evalbench` prints, per shape, the best of 200 calls of each
-//! and their ratio (one thread). The figures in `src/train/model/mlp.rs` and
-//! docs/performance.md come from it.
+//! and the row-major pass's time over the last (one thread). The figures in
+//! `src/train/model/mlp.rs` and docs/performance.md come from it.
 
 mod common;
 
@@ -12,7 +14,7 @@ use common::{best, values};
 use rand::SeedableRng;
 use scalelab::error::Result;
 use scalelab::train::model::{Mlp, Network};
-use scalelab::train::ops::{MatRef, bias_act, matmul_into, xent_rows};
+use scalelab::train::ops::{MatRef, bias_act, matmul_into, transpose_into, xent_rows};
 
 fn main() -> Result<()> {
     let classes = 10;
@@ -30,7 +32,9 @@ fn main() -> Result<()> {
         (&[32, 64], 1000),
     ];
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    println!("widths (then {classes} classes), rows: row-major pass, eval_loss, ratio");
+    println!(
+        "widths (then {classes} classes), rows: row-major pass, eval_loss, eval_loss_t, ratio"
+    );
     for (widths, rows) in shapes {
         let mut all = widths.to_vec();
         all.push(classes);
@@ -64,9 +68,13 @@ fn main() -> Result<()> {
             Ok(())
         })?;
         let new = best(200, || net.eval_loss(&x, &y).map(|_| ()))?;
+        let mut xt = vec![0.0; x.len()];
+        transpose_into(&x, rows, all[0], &mut xt);
+        let xt = MatRef::row_major(&xt, all[0], rows);
+        let with_t = best(200, || net.eval_loss_t(&x, xt, &y).map(|_| ()))?;
         println!(
-            "{widths:?}, {rows}: {old:.1} µs, {new:.1} µs, {:.2}×",
-            old / new
+            "{widths:?}, {rows}: {old:.1} µs, {new:.1} µs, {with_t:.1} µs, {:.2}×",
+            old / with_t
         );
     }
     Ok(())

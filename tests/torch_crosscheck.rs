@@ -216,7 +216,8 @@ fn crosscheck(name: &str) -> Agreement {
     .unwrap();
     let mut agree = Agreement::default();
     let check_eval = |net: &mut dyn Network, want: &Eval, when: &str| -> f64 {
-        let (loss, acc) = evaluate(net, &data.train_x, &data.train_y).unwrap();
+        // As the trainer evaluates: from the transposed inputs where the network reads them.
+        let (loss, acc) = evaluate(net, &data.train_x, data.train_x_t(), &data.train_y).unwrap();
         let d = (loss - want.loss).abs() / want.loss;
         assert!(
             d <= EVAL_TOL,

@@ -153,15 +153,40 @@ pub fn epoch_batches(perm: &[u32], batch: usize) -> std::slice::Chunks<'_, u32> 
     perm.chunks(batch.max(1))
 }
 
-/// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows.
-pub fn evaluate(net: &mut dyn Network, x: &Tensor, y: &[u32]) -> Result<(f64, f64)> {
+/// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows. `xt`,
+/// when given, holds the same inputs transposed (`D × y.len()`, as `Dataset::train_x_t`): a
+/// network that [`Network::reads_transposed`] reads each chunk from there, with the same result.
+pub fn evaluate(
+    net: &mut dyn Network,
+    x: &Tensor,
+    xt: Option<&[f32]>,
+    y: &[u32],
+) -> Result<(f64, f64)> {
     let n = y.len();
     let d = x.dims().get(1..).map_or(1, |s| s.iter().product::<usize>());
     let mut loss = 0.0;
     let mut correct = 0usize;
+    let xt = xt.filter(|t| net.reads_transposed() && Some(t.len()) == n.checked_mul(d));
     ops::with_f32(x, |xs| -> Result<()> {
-        for (xc, yc) in xs.chunks(EVAL_CHUNK * d).zip(y.chunks(EVAL_CHUNK)) {
-            let s = net.eval_loss(xc, yc)?;
+        for (i, (xc, yc)) in xs
+            .chunks(EVAL_CHUNK * d)
+            .zip(y.chunks(EVAL_CHUNK))
+            .enumerate()
+        {
+            let s = match xt {
+                // Columns i·EVAL_CHUNK … of the D × n transpose: a view from that column on.
+                Some(t) => {
+                    let view = ops::MatRef {
+                        data: &t[i * EVAL_CHUNK..],
+                        rows: d,
+                        cols: yc.len(),
+                        row_stride: n,
+                        col_stride: 1,
+                    };
+                    net.eval_loss_t(xc, view, yc)?
+                }
+                None => net.eval_loss(xc, yc)?,
+            };
             loss += s.loss;
             correct += s.correct;
         }
@@ -256,6 +281,12 @@ pub fn train(
     let mut xbatch: Vec<f32> = Vec::new();
     let mut grads = model::Grads::for_params(&params);
 
+    // Inputs transposed for a network that evaluates transposed, made once per data set.
+    let (train_t, test_t) = if net.reads_transposed() {
+        (data.train_x_t(), data.test_x_t())
+    } else {
+        (None, None)
+    };
     let eval_time = std::cell::Cell::new(0.0f64);
     let eval = |net: &mut dyn Network,
                 epoch: u32,
@@ -265,8 +296,8 @@ pub fn train(
                 batch_size: u64|
      -> Result<EpochMetrics> {
         let t = Instant::now();
-        let (train_loss, train_acc) = evaluate(net, &data.train_x, &data.train_y)?;
-        let (test_loss, test_acc) = evaluate(net, &data.test_x, &data.test_y)?;
+        let (train_loss, train_acc) = evaluate(net, &data.train_x, train_t, &data.train_y)?;
+        let (test_loss, test_acc) = evaluate(net, &data.test_x, test_t, &data.test_y)?;
         eval_time.set(eval_time.get() + t.elapsed().as_secs_f64());
         Ok(EpochMetrics {
             epoch,
@@ -458,7 +489,46 @@ pub mod nonfinite {
 
 #[cfg(test)]
 mod tests {
-    use super::short;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::train::data::Dataset;
+    use crate::train::model::Mlp;
+
+    /// Evaluation from a data set's transposed inputs gives the bits it gives from the rows,
+    /// across the chunks it is cut into (the second chunk's view starts mid-row), for a network
+    /// that reads them (the quickstart's) and one that does not.
+    #[test]
+    fn evaluation_from_the_transposed_inputs_has_the_same_bits() {
+        let (n, d) = (EVAL_CHUNK + 904, 32);
+        let x: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 7919) % 2003) as f32 / 500.0 - 2.0)
+            .collect();
+        let y: Vec<u32> = (0..n as u32).map(|r| r * 3 % 10).collect();
+        let data = Dataset::from_vecs(vec![d], 10, x, y, vec![0.5; 3 * d], vec![1, 2, 3]).unwrap();
+        let xt = data.train_x_t().unwrap();
+        let flat = ops::with_f32(&data.train_x, <[f32]>::to_vec).unwrap();
+        assert_eq!(xt.len(), n * d);
+        assert_eq!(
+            (xt[5 * n + 7], xt[31 * n + n - 1]),
+            (flat[7 * d + 5], flat[n * d - 1])
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for hidden in [&[128][..], &[256, 128]] {
+            let mut net = Mlp::new(d, hidden, 10, &mut rng).unwrap();
+            let rows = evaluate(&mut net, &data.train_x, None, &data.train_y).unwrap();
+            let cols = evaluate(&mut net, &data.train_x, Some(xt), &data.train_y).unwrap();
+            assert_eq!(rows.0.to_bits(), cols.0.to_bits(), "hidden {hidden:?}");
+            assert_eq!(rows.1.to_bits(), cols.1.to_bits(), "hidden {hidden:?}");
+            assert!(rows.0 > 0.0 && rows.1 > 0.0);
+        }
+        // A transpose of the wrong size (another split's) is not read.
+        let mut net = Mlp::new(d, &[128], 10, &mut rng).unwrap();
+        let other = data.test_x_t().unwrap();
+        let rows = evaluate(&mut net, &data.train_x, None, &data.train_y).unwrap();
+        let wrong = evaluate(&mut net, &data.train_x, Some(other), &data.train_y).unwrap();
+        assert_eq!(rows.0.to_bits(), wrong.0.to_bits());
+    }
 
     /// A divergence message with `divergence_factor = 1e300` printed its threshold as a
     /// 300-digit integer.

@@ -12,6 +12,7 @@ mod teacher_net;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use candle_core::{Device, Tensor};
 
@@ -37,6 +38,27 @@ pub struct Dataset {
     pub test_x: Tensor,
     /// Test labels.
     pub test_y: Vec<u32>,
+    /// The training and test inputs transposed, made on first use ([`Dataset::train_x_t`]).
+    transposed: [Transposed; 2],
+}
+
+/// The most values a data set's inputs (training or test) may have for [`Dataset::train_x_t`]
+/// and [`Dataset::test_x_t`] to keep a transposed copy of them: 16 Mi values, 64 MiB.
+pub const MAX_TRANSPOSED: usize = 1 << 24;
+
+/// A transposed copy of a data set's inputs, made at most once (shared by every run on the data
+/// set); `None` inside when the inputs are larger than [`MAX_TRANSPOSED`].
+#[derive(Clone, Default)]
+struct Transposed(OnceLock<Option<Vec<f32>>>);
+
+impl std::fmt::Debug for Transposed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.get() {
+            Some(Some(v)) => write!(f, "Transposed({} values)", v.len()),
+            Some(None) => write!(f, "Transposed(too large)"),
+            None => write!(f, "Transposed(not made)"),
+        }
+    }
 }
 
 impl Dataset {
@@ -59,7 +81,23 @@ impl Dataset {
             train_y,
             test_x: Tensor::from_vec(test_x, (m, d), &Device::Cpu)?,
             test_y,
+            transposed: Default::default(),
         })
+    }
+
+    /// The training inputs transposed: `D × N` row-major (feature-major, the examples
+    /// contiguous), made on the first call and kept; `None` when the inputs hold more than
+    /// [`MAX_TRANSPOSED`] values. Evaluation reads the batch along a row from here where a
+    /// network computes its layers transposed (`Network::reads_transposed`): the gemm crate
+    /// packs a row-major operand faster than the transposed view of `train_x` (2,000 rows of 32
+    /// inputs into 128 units: 113 µs against 125 µs, the same sums).
+    pub fn train_x_t(&self) -> Option<&[f32]> {
+        transposed(&self.transposed[0], &self.train_x)
+    }
+
+    /// The test inputs transposed, as [`Dataset::train_x_t`].
+    pub fn test_x_t(&self) -> Option<&[f32]> {
+        transposed(&self.transposed[1], &self.test_x)
     }
 
     /// Number of training examples N.
@@ -80,6 +118,25 @@ impl Dataset {
         y.extend(idx.iter().map(|&i| self.train_y[i as usize]));
         Ok(())
     }
+}
+
+/// `x` (`rows × d`) transposed into `cache` on the first call (see [`Dataset::train_x_t`]).
+fn transposed<'a>(cache: &'a Transposed, x: &Tensor) -> Option<&'a [f32]> {
+    cache
+        .0
+        .get_or_init(|| {
+            let (rows, d) = x.dims2().ok()?;
+            if rows.checked_mul(d)? > MAX_TRANSPOSED {
+                return None;
+            }
+            crate::train::ops::with_f32(x, |v| {
+                let mut t = vec![0.0; rows * d];
+                crate::train::ops::transpose_into(v, rows, d, &mut t);
+                t
+            })
+            .ok()
+        })
+        .as_deref()
 }
 
 /// Loads (or generates) the data set a config describes.
@@ -426,6 +483,38 @@ pub(crate) fn hash_parts(parts: &[&[u8]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The transposed inputs are the inputs feature-major, made once; inputs beyond
+    /// [`MAX_TRANSPOSED`] values get none.
+    #[test]
+    fn inputs_are_transposed_once_up_to_the_limit() {
+        let (n, d) = (5, 3);
+        let x: Vec<f32> = (0..(n * d) as u16).map(f32::from).collect();
+        let data = Dataset::from_vecs(vec![d], 2, x, vec![0; n], vec![9.0; d], vec![1]).unwrap();
+        let t = data.train_x_t().unwrap();
+        assert_eq!(
+            t,
+            [
+                0., 3., 6., 9., 12., 1., 4., 7., 10., 13., 2., 5., 8., 11., 14.
+            ]
+        );
+        assert_eq!(data.train_x_t().unwrap().as_ptr(), t.as_ptr(), "made once");
+        assert_eq!(data.test_x_t().unwrap(), [9.0; 3]);
+        assert!(format!("{data:?}").contains("Transposed(15 values)"));
+        // Past the limit (one row of 8 more than fits), nothing is made.
+        let rows = MAX_TRANSPOSED / 8 + 1;
+        let big = Dataset::from_vecs(
+            vec![8],
+            2,
+            vec![0.0; rows * 8],
+            vec![0; rows],
+            vec![],
+            vec![],
+        )
+        .unwrap();
+        assert!(big.train_x_t().is_none());
+        assert_eq!(big.test_x_t(), Some(&[][..]));
+    }
 
     /// A generated set larger than the machine's memory and swap is an error naming the field
     /// and the size, not an allocation failure that aborts the process.

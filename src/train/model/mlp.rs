@@ -114,6 +114,54 @@ impl Mlp {
             eval_scratch,
         })
     }
+
+    /// [`Network::eval_loss`], reading the first layer's inputs from `xt` (the batch
+    /// transposed) where evaluation runs transposed and `xt` is given.
+    fn eval(&mut self, x: &[f32], xt: Option<MatRef<'_>>, y: &[u32]) -> Result<LossSum> {
+        let Mlp {
+            weights,
+            biases,
+            widths,
+            eval_scratch: m,
+            ..
+        } = self;
+        let rows = y.len();
+        check_batch("mlp", x, y, widths[0])?;
+        let layers = widths.len() - 1;
+        if fused_head_pays(widths) {
+            // Hidden layers transposed, then the fused logit layer and loss (see eval_head).
+            return with_params(weights, biases, |w, b| {
+                let (last_w, last_b) = (w[layers - 1], b[layers - 1]);
+                // The last hidden layer's bias and ReLU are applied in the head's pass.
+                let (hw, hb) = (&w[..layers - 1], &b[..layers - 1]);
+                hidden_t(&mut m.acts, widths, hw, hb, x, xt, rows)?;
+                let ht = m
+                    .acts
+                    .get_mut(layers - 2)
+                    .and_then(|v| v.get_mut(..rows * widths[layers - 1]))
+                    .ok_or_else(|| {
+                        candle_core::Error::Msg(
+                            "mlp: no activations after the hidden layers".into(),
+                        )
+                    })?;
+                let pre = Some(b[layers - 2]);
+                // dz (∂L/∂z, unused by evaluation) is the head's scratch for its fallback.
+                eval_head::logits_xent_t(ht, rows, last_w, last_b, pre, y, &mut m.dz)
+            });
+        }
+        with_params(weights, biases, |w, b| {
+            forward_into(&mut m.acts, widths, w, b, x, rows)
+        })?;
+        let classes = widths[widths.len() - 1];
+        let logits = m
+            .acts
+            .last_mut()
+            .and_then(|v| v.get_mut(..rows * classes))
+            .ok_or_else(|| {
+                candle_core::Error::Msg("mlp: no logits after the forward pass".into())
+            })?;
+        Ok(xent_rows(logits, classes, y))
+    }
 }
 
 impl Network for Mlp {
@@ -213,49 +261,15 @@ impl Network for Mlp {
     }
 
     fn eval_loss(&mut self, x: &[f32], y: &[u32]) -> Result<LossSum> {
-        let Mlp {
-            weights,
-            biases,
-            widths,
-            eval_scratch: m,
-            ..
-        } = self;
-        let rows = y.len();
-        check_batch("mlp", x, y, widths[0])?;
-        let layers = widths.len() - 1;
-        if fused_head_pays(widths) {
-            // Hidden layers transposed, then the fused logit layer and loss (see eval_head).
-            return with_params(weights, biases, |w, b| {
-                let (last_w, last_b) = (w[layers - 1], b[layers - 1]);
-                // The last hidden layer's bias and ReLU are applied in the head's pass.
-                let (hw, hb) = (&w[..layers - 1], &b[..layers - 1]);
-                hidden_t(&mut m.acts, widths, hw, hb, x, rows)?;
-                let ht = m
-                    .acts
-                    .get_mut(layers - 2)
-                    .and_then(|v| v.get_mut(..rows * widths[layers - 1]))
-                    .ok_or_else(|| {
-                        candle_core::Error::Msg(
-                            "mlp: no activations after the hidden layers".into(),
-                        )
-                    })?;
-                let pre = Some(b[layers - 2]);
-                // dz (∂L/∂z, unused by evaluation) is the head's scratch for its fallback.
-                eval_head::logits_xent_t(ht, rows, last_w, last_b, pre, y, &mut m.dz)
-            });
-        }
-        with_params(weights, biases, |w, b| {
-            forward_into(&mut m.acts, widths, w, b, x, rows)
-        })?;
-        let classes = widths[widths.len() - 1];
-        let logits = m
-            .acts
-            .last_mut()
-            .and_then(|v| v.get_mut(..rows * classes))
-            .ok_or_else(|| {
-                candle_core::Error::Msg("mlp: no logits after the forward pass".into())
-            })?;
-        Ok(xent_rows(logits, classes, y))
+        self.eval(x, None, y)
+    }
+
+    fn reads_transposed(&self) -> bool {
+        fused_head_pays(&self.widths)
+    }
+
+    fn eval_loss_t(&mut self, x: &[f32], xt: MatRef<'_>, y: &[u32]) -> Result<LossSum> {
+        self.eval(x, Some(xt), y)
     }
 
     fn forward_macs(&self) -> u64 {
@@ -461,17 +475,19 @@ fn fused_head_pays(widths: &[usize]) -> bool {
 /// The hidden layers' forward pass for evaluation, transposed, for the fused logit layer
 /// ([`eval_head`]): `acts[l]` holds hidden layer l as `out × rows` (the batch contiguous), after
 /// its bias and ReLU except on the last, which the head applies as it reads it. `w` and `b` are
-/// the hidden layers' weights and biases, `x` the batch row-major. Each product is the gemm
+/// the hidden layers' weights and biases, `x` the batch row-major, `xt` (if given) the same
+/// batch transposed, which the first product then reads instead. Each product is the gemm
 /// crate's on the transposed operands (the same sums in the same order as the row-major pass's
 /// for the quickstart's shapes; see [`eval_head`]). Computing the row-major products and
 /// transposing them instead took longer (2000 rows, 32 → 128: 103 µs and a 45–107 µs transpose
-/// against 125 µs here).
+/// against 125 µs here, and 113 µs from the inputs transposed ahead, `xt`).
 fn hidden_t(
     acts: &mut Vec<Vec<f32>>,
     widths: &[usize],
     w: &[&[f32]],
     b: &[&[f32]],
     x: &[f32],
+    xt: Option<MatRef<'_>>,
     rows: usize,
 ) -> Result<()> {
     let layers = w.len();
@@ -480,7 +496,7 @@ fn hidden_t(
         let (fan_in, out) = (widths[l], widths[l + 1]);
         let (below, rest) = acts.split_at_mut(l);
         let input_t = if l == 0 {
-            MatRef::row_major(x, rows, fan_in).t()
+            xt.unwrap_or_else(|| MatRef::row_major(x, rows, fan_in).t())
         } else {
             MatRef::row_major(&below[l - 1][..fan_in * rows], fan_in, rows)
         };
@@ -566,6 +582,38 @@ mod tests {
                 let what = format!("hidden {hidden:?}, rows {rows}");
                 assert_eq!(got.loss.to_bits(), want.loss.to_bits(), "{what}");
                 assert_eq!((got.correct, got.count), (want.correct, rows), "{what}");
+                // The inputs also given transposed, as the trainer gives a chunk of a data
+                // set's transpose: columns 3 … 3 + rows − 1 of a wider matrix.
+                let stride = rows + 5;
+                let mut wide = vec![f32::NAN; 32 * stride];
+                for r in 0..rows {
+                    for p in 0..32 {
+                        wide[p * stride + 3 + r] = x[r * 32 + p];
+                    }
+                }
+                let xt = MatRef {
+                    data: &wide[3..],
+                    rows: 32,
+                    cols: rows,
+                    row_stride: stride,
+                    col_stride: 1,
+                };
+                assert_eq!(net.reads_transposed(), fused_head_pays(&net.widths));
+                let got_t = net.eval_loss_t(&x, xt, &y).unwrap();
+                assert_eq!(
+                    got_t.loss.to_bits(),
+                    want.loss.to_bits(),
+                    "{what}, transposed"
+                );
+                assert_eq!(got_t.correct, want.correct, "{what}, transposed");
+                // A transposed batch of another shape is an error where it is read.
+                let short = MatRef {
+                    cols: rows + 1,
+                    ..xt
+                };
+                if net.reads_transposed() {
+                    assert!(net.eval_loss_t(&x, short, &y).is_err(), "{what}");
+                }
                 assert!(
                     got.loss > 0.0 && got.correct > 0 || rows == 1,
                     "{what}: {got:?}"

@@ -20,7 +20,7 @@ pub use mlp::Mlp;
 
 use crate::config::{ModelConfig, ModelKind};
 use crate::error::{Error, ParamsError, Result};
-use crate::train::ops::{Assign, LossSum, transpose_into, with_f32};
+use crate::train::ops::{Assign, LossSum, MatRef, transpose_into, with_f32};
 use crate::train::rng::{Stream, stream};
 
 /// A network the trainer can train.
@@ -45,6 +45,20 @@ pub trait Network: Send {
     /// with the arithmetic of [`Network::loss_and_grads`]'s forward pass and nothing batch-sized allocated once
     /// the network has seen a batch this large.
     fn eval_loss(&mut self, x: &[f32], y: &[u32]) -> Result<LossSum>;
+
+    /// Whether [`Network::eval_loss_t`] reads the batch from its transposed copy (evaluation
+    /// then passes the data set's transposed inputs, `Dataset::train_x_t`).
+    fn reads_transposed(&self) -> bool {
+        false
+    }
+
+    /// [`Network::eval_loss`] with the batch also given transposed: `xt` is `D × y.len()`
+    /// (feature-major, any row stride). A network that [`Network::reads_transposed`] reads its
+    /// inputs from `xt`, with the same result bit for bit; the default reads `x`.
+    fn eval_loss_t(&mut self, x: &[f32], xt: MatRef<'_>, y: &[u32]) -> Result<LossSum> {
+        let _ = xt;
+        self.eval_loss(x, y)
+    }
 
     /// Multiply–add count of one example's forward pass (for FLOP accounting).
     fn forward_macs(&self) -> u64;
