@@ -100,6 +100,9 @@ pub struct SchedulerReport {
     /// Claims (write transactions) that found nothing pending: the sweep had run out, or other
     /// processes held the rest.
     pub empty_claims: u64,
+    /// The runs whose training here raised an error, each once, in the order they first did
+    /// (retried later, or FAILED for good: [`Store::states_of`] says which).
+    pub failed_runs: Vec<String>,
 }
 
 impl SchedulerReport {
@@ -500,6 +503,9 @@ pub async fn run_pending(
                 }
                 Err(e) => {
                     report.failed += 1;
+                    if !report.failed_runs.contains(&run.id) {
+                        report.failed_runs.push(run.id.clone());
+                    }
                     progress.finished(false, true);
                     progress.println(&format!("run {} failed: {e}", run.id));
                 }

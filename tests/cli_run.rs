@@ -11,6 +11,23 @@ mod common;
 
 use common::{fail_in_one_line, scalelab, scalelab_in, succeed};
 
+/// Runs `scalelab worker --db d --jobs JOBS --quiet`, asserts that it exits with status 1, as
+/// when runs it trained ended FAILED, and returns its last line on stderr (after a line per
+/// failed attempt).
+fn worker_fails(d: &str, jobs: &str) -> String {
+    let out = scalelab()
+        .args(["worker", "--db", d, "--quiet", "--jobs", jobs])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err.trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn run_ok(args: &[&str]) -> Output {
     succeed(scalelab().args(args))
 }
@@ -686,9 +703,14 @@ fn failing_runs_are_retried_up_to_the_limit_then_failed_with_the_error() {
         count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'"),
         1
     );
-    // The data disappears before a worker trains the run.
+    // The data disappears before a worker trains the run: it fails three times, and the
+    // worker says so in its exit status and one line, as `run` does.
     std::fs::remove_file(data.join("t10k-labels-idx1-ubyte")).unwrap();
-    run_ok(&["worker", "--db", d, "--quiet", "--jobs", "1"]);
+    let last = worker_fails(d, "1");
+    assert!(
+        last.contains("1 run this worker trained failed") && last.contains("scalelab status"),
+        "{last}"
+    );
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'failed'"),
         1
@@ -916,7 +938,8 @@ fn a_config_edited_into_nonsense_in_the_database_fails_with_a_named_error() {
         assert_eq!(edited.rows_affected(), 1);
         store.close().await;
     });
-    run_ok(&["worker", "--db", d, "--quiet", "--jobs", "2"]);
+    let last = worker_fails(d, "2");
+    assert!(last.contains("1 run this worker trained failed"), "{last}");
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'failed'"),
         1

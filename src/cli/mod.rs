@@ -42,7 +42,8 @@ pub enum Command {
     /// Inspect sweeps without training.
     #[command(subcommand)]
     Sweep(SweepCommand),
-    /// Train pending runs of any sweep in the database, then exit.
+    /// Train pending runs of any sweep in the database, then exit (status 1 when runs it
+    /// trained ended failed).
     Worker(run::WorkerArgs),
     /// Counts per state, running runs, failures.
     Status(run::StatusArgs),

@@ -397,6 +397,20 @@ pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         if report.interrupted {
             return Err(Error::Interrupted.into());
         }
+        // As `run`: the exit status says whether the runs this worker trained ended FAILED (a
+        // failed attempt retried into a result, here or by another process, is not one).
+        let states = store.states_of(&report.failed_runs).await?;
+        let failed = states
+            .values()
+            .filter(|s| *s == RunStatus::Failed.as_str())
+            .count();
+        if failed > 0 {
+            return Err(anyhow::anyhow!(
+                "{failed} run{} this worker trained failed (their errors: scalelab status --db {})",
+                if failed == 1 { "" } else { "s" },
+                args.db.db.display()
+            ));
+        }
         Ok(ExitCode::SUCCESS)
     })
     .await
