@@ -297,6 +297,9 @@ fn fit_and_report_take_the_targets_their_notes_advise() {
             "{err}"
         );
     }
+    // A worker makes no report: it has no use for targets and says so.
+    let err = fail_in_one_line(scalelab().args(["worker", "--db", d, "--target", "0.5"]));
+    assert!(err.contains("--target"), "{err}");
     let err = fail_in_one_line(scalelab().args(["fit", "fitme", "--db", d, "--target", "nan"]));
     assert!(err.contains("--target") && err.contains("finite"), "{err}");
 }

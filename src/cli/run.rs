@@ -82,8 +82,6 @@ pub struct WorkerArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    #[command(flatten)]
-    pub targets: super::analysis::TargetArg,
 }
 
 /// `scalelab status [SWEEP]`.

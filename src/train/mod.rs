@@ -155,7 +155,8 @@ pub fn epoch_batches(perm: &[u32], batch: usize) -> std::slice::Chunks<'_, u32> 
 
 /// Mean loss and accuracy of a network over `(x, y)`, in chunks of [`EVAL_CHUNK`] rows. `xt`,
 /// when given, holds the same inputs transposed (`D × y.len()`, as `Dataset::train_x_t`): a
-/// network that [`Network::reads_transposed`] reads each chunk from there, with the same result.
+/// network that [`Network::reads_transposed`] reads each chunk from there, with the same result
+/// (one that does not ignores it); a copy of another length is not used.
 pub fn evaluate(
     net: &mut dyn Network,
     x: &Tensor,
@@ -166,7 +167,7 @@ pub fn evaluate(
     let d = x.dims().get(1..).map_or(1, |s| s.iter().product::<usize>());
     let mut loss = 0.0;
     let mut correct = 0usize;
-    let xt = xt.filter(|t| net.reads_transposed() && Some(t.len()) == n.checked_mul(d));
+    let xt = xt.filter(|t| Some(t.len()) == n.checked_mul(d));
     ops::with_f32(x, |xs| -> Result<()> {
         for (i, (xc, yc)) in xs
             .chunks(EVAL_CHUNK * d)
