@@ -8,10 +8,28 @@
 //! mimalloc reserving large blocks) a 384 GB reservation succeeded here, and the process was
 //! killed later, when the memory was touched.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::error::{Error, Result};
 
 /// The most bytes this process can hold, where the system says (`None` elsewhere).
+///
+/// Asked of the system once per process and kept: every run checks its network against it
+/// before its clock starts, and asking took about 60 µs a run on the quickstart (a `sysinfo`,
+/// a `getrlimit` and two or three files read under `/proc` and `/sys`), 6 ms of the two job
+/// slots' time outside training over its 96 runs (docs/performance.md). None of these limits
+/// moves while a sweep runs, short of an administrator resizing the control group.
 pub fn available() -> Option<u64> {
+    static AVAILABLE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(ask_the_system)
+}
+
+/// How many times [`ask_the_system`] ran (for the tests).
+static ASKED: AtomicUsize = AtomicUsize::new(0);
+
+/// [`available`], asked of the system now.
+fn ask_the_system() -> Option<u64> {
+    ASKED.fetch_add(1, Ordering::SeqCst);
     #[cfg(target_os = "linux")]
     {
         let machine = machine();
@@ -113,5 +131,22 @@ mod tests {
         assert!(check("hidden", "a small network", 1 << 20).is_ok());
         #[cfg(target_os = "linux")]
         assert!(available().is_some_and(|b| b > 1 << 20));
+    }
+
+    #[test]
+    fn the_bound_is_the_systems_asked_once() {
+        let first = available();
+        let asked = ASKED.load(Ordering::SeqCst);
+        assert!(asked >= 1);
+        for _ in 0..3 {
+            assert_eq!(available(), first);
+        }
+        assert_eq!(
+            ASKED.load(Ordering::SeqCst),
+            asked,
+            "asked the system again"
+        );
+        // What is kept is what the system says (nothing here resizes the limits).
+        assert_eq!(ask_the_system(), first);
     }
 }
