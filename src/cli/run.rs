@@ -291,7 +291,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.enqueue_only && !interrupted {
             return Ok(ExitCode::SUCCESS);
         }
-        let mut failed_attempts = 0;
+        let mut failed_runs = Vec::new();
+        let mut final_counts = None;
         if to_do > 0 && !interrupted {
             let opts = SchedulerOptions {
                 jobs,
@@ -306,31 +307,37 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 scheduler::run_pending(store, &opts, stop, enq.cells, done(&before)).await?;
             print_report(&report)?;
             interrupted = report.interrupted;
-            failed_attempts = report.failed;
+            failed_runs = report.failed_runs;
+            final_counts = report.final_counts;
         }
         if let Some(head) = &head {
             head.cancel_all();
         }
-        let after = store.state_counts(Some(&sweep.name)).await?;
+        // The counts the scheduler ended on, when it found nothing left to do.
+        let after = match final_counts {
+            Some(counts) => counts,
+            None => store.state_counts(Some(&sweep.name)).await?,
+        };
         outln!("{}: {}", sweep.name, counts_line(&after))?;
         if interrupted {
             return Err(Error::Interrupted.into());
         }
-        let count_in = |counts: &[(RunStatus, i64)], state: RunStatus| {
-            counts
+        let count = |state: RunStatus| {
+            after
                 .iter()
                 .filter(|(s, _)| *s == state)
                 .map(|(_, n)| *n)
                 .sum::<i64>()
         };
-        let count = |state: RunStatus| count_in(&after, state);
-        // Runs this invocation left FAILED (a failed attempt retried into a result is not one;
-        // runs that failed before it, and were not retried, are not either).
-        let newly_failed = if failed_attempts > 0 {
-            (count(RunStatus::Failed) - count_in(&before, RunStatus::Failed)).max(0)
-        } else {
-            0
-        };
+        // Runs this invocation trained that ended FAILED, by id (as `worker` counts them): a
+        // failed attempt retried into a result, here or by another process, is not one, nor is
+        // a run another process failed meanwhile.
+        let newly_failed = store
+            .states_of(&failed_runs)
+            .await?
+            .values()
+            .filter(|s| *s == RunStatus::Failed.as_str())
+            .count();
         if !args.no_report {
             // Failed runs make a sweep with nothing completed an error (report_sweep says so);
             // diverged ones alone do not.
@@ -390,7 +397,10 @@ pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             outln!("no pending runs in {}", args.db.db.display())?;
         }
         print_report(&report)?;
-        let after = store.state_counts(None).await?;
+        let after = match &report.final_counts {
+            Some(counts) => counts.clone(),
+            None => store.state_counts(None).await?,
+        };
         outln!("all runs: {}", counts_line(&after))?;
         if report.interrupted {
             return Err(Error::Interrupted.into());
