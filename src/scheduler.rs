@@ -456,14 +456,9 @@ pub async fn run_pending(
                 // done without a claim's write transaction and a second read (0.5 ms at the
                 // end of a quickstart, while every core waits), and the counts are the caller's.
                 let counts = store.state_counts(sweep).await?;
-                let count = |state: RunStatus| {
-                    counts
-                        .iter()
-                        .filter(|(s, _)| *s == state)
-                        .map(|(_, n)| *n)
-                        .sum::<i64>()
-                };
-                if count(RunStatus::Pending) == 0 && count(RunStatus::Running) == 0 {
+                if RunStatus::Pending.count_in(&counts) == 0
+                    && RunStatus::Running.count_in(&counts) == 0
+                {
                     report.final_counts = Some(counts);
                     break;
                 }
@@ -1425,9 +1420,8 @@ mod tests {
             // it then trained: nothing pending, nothing running).
             let counts = store.state_counts(Some("ahead")).await.unwrap();
             assert_eq!(report.final_counts.as_ref(), Some(&counts), "{case}");
-            let n = |state| counts.iter().find(|(s, _)| *s == state).map(|(_, n)| *n);
-            assert_eq!(n(RunStatus::Pending), Some(0), "{case}");
-            assert_eq!(n(RunStatus::Running), Some(0), "{case}");
+            assert_eq!(RunStatus::Pending.count_in(&counts), 0, "{case}");
+            assert_eq!(RunStatus::Running.count_in(&counts), 0, "{case}");
             stored.push(stored_numbers(&store).await);
             store.close().await;
         }
@@ -1697,29 +1691,69 @@ mod tests {
         store.close().await;
     }
 
+    /// A writer on a new database in a temporary directory holding the quickstart's runs (for
+    /// the tests of the writer alone).
+    struct WriterOnQuickstart {
+        dir: tempfile::TempDir,
+        store: Store,
+        tx: mpsc::UnboundedSender<Write>,
+        wake: Arc<Notify>,
+        writer: tokio::task::JoinHandle<Result<()>>,
+    }
+
+    impl WriterOnQuickstart {
+        async fn start() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("w.db")).await.unwrap();
+            let sweep =
+                crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
+            store.register_sweep(&sweep).await.unwrap();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let wake = Arc::new(Notify::new());
+            let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, wake.clone(), 3));
+            WriterOnQuickstart {
+                dir,
+                store,
+                tx,
+                wake,
+                writer,
+            }
+        }
+
+        fn path(&self) -> std::path::PathBuf {
+            self.dir.path().join("w.db")
+        }
+
+        /// The write-ahead log's length in bytes.
+        fn wal_len(&self) -> u64 {
+            std::fs::metadata(self.dir.path().join("w.db-wal"))
+                .map(|m| m.len())
+                .unwrap()
+        }
+
+        /// Ends the writer (it must end without an error) and closes the database.
+        async fn finish(self) {
+            drop(self.tx);
+            self.writer.await.unwrap().unwrap();
+            self.store.close().await;
+        }
+    }
+
     /// Asked to tidy (nothing left to claim), the writer cuts the write-ahead log after a burst
     /// no one waits for: not after a flush (the slots are idle then, and the close does the same
     /// work), but after the next burst. The rows are committed first, and the database file
     /// alone then holds them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writer_cuts_the_log_after_a_burst_no_one_waits_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let wal = dir.path().join("t.db-wal");
-        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap();
-        let store = Store::open(&path).await.unwrap();
-        let sweep =
-            crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
-        store.register_sweep(&sweep).await.unwrap();
+        let w = WriterOnQuickstart::start().await;
+        let (store, tx, wake) = (&w.store, &w.tx, &w.wake);
+        let wal_len = || w.wal_len();
         let a = store.claim_next(None, "me").await.unwrap().unwrap();
         let b = store.claim_next(None, "me").await.unwrap().unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let wake = Arc::new(Notify::new());
-        let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, wake.clone(), 3));
         // A tidy in a burst someone waits for: the rows land, the log stays.
         tx.send(rows(&a, "me", 5)).unwrap();
         tx.send(Write::Tidy).unwrap();
-        request_flush(&tx, &wake);
+        request_flush(tx, wake);
         eventually("rows of a not written", async || {
             store.epochs_of(&a.id).await.unwrap().len() == 5
         })
@@ -1730,7 +1764,7 @@ mod tests {
         tx.send(rows(&b, "me", 3)).unwrap();
         eventually("the log was not cut", async || wal_len() == 0).await;
         let direct = rusqlite::Connection::open_with_flags(
-            &path,
+            w.path(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .unwrap();
@@ -1745,9 +1779,7 @@ mod tests {
         };
         assert_eq!((count(&a.id), count(&b.id)), (5, 3));
         drop(direct);
-        drop(tx);
-        writer.await.unwrap().unwrap();
-        store.close().await;
+        w.finish().await;
     }
 
     /// A tidy asked for (nothing left to claim) ends the writer's linger: what is queued is
@@ -1757,16 +1789,9 @@ mod tests {
     /// machine may delay a try, not all three).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_tidy_asked_for_is_done_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal = dir.path().join("n.db-wal");
-        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap();
-        let store = Store::open(&dir.path().join("n.db")).await.unwrap();
-        let sweep =
-            crate::sweep::load_sweep(std::path::Path::new("sweeps/quickstart.toml")).unwrap();
-        store.register_sweep(&sweep).await.unwrap();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let wake = Arc::new(Notify::new());
-        let writer = tokio::spawn(writer_task(store.clone(), "me".into(), rx, wake.clone(), 3));
+        let w = WriterOnQuickstart::start().await;
+        let (store, tx, wake) = (&w.store, &w.tx, &w.wake);
+        let wal_len = || w.wal_len();
         let mut fastest = Duration::MAX;
         for _ in 0..3 {
             let run = store.claim_next(None, "me").await.unwrap().unwrap();
@@ -1785,9 +1810,7 @@ mod tests {
             fastest < WRITE_LINGER / 2,
             "written and cut after {fastest:?} at best, the linger is {WRITE_LINGER:?}"
         );
-        drop(tx);
-        writer.await.unwrap().unwrap();
-        store.close().await;
+        w.finish().await;
     }
 
     #[test]

@@ -186,6 +186,18 @@ fn counts_line(counts: &[(RunStatus, i64)]) -> String {
         .join(", ")
 }
 
+/// How many of the runs `ids` (those whose training here raised an error) are FAILED now: a
+/// failed attempt retried into a result, here or by another process, is not one, nor is a run
+/// another process failed meanwhile.
+async fn still_failed(store: &Store, ids: &[String]) -> anyhow::Result<usize> {
+    Ok(store
+        .states_of(ids)
+        .await?
+        .values()
+        .filter(|s| *s == RunStatus::Failed.as_str())
+        .count())
+}
+
 fn done(counts: &[(RunStatus, i64)]) -> u64 {
     counts
         .iter()
@@ -322,22 +334,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if interrupted {
             return Err(Error::Interrupted.into());
         }
-        let count = |state: RunStatus| {
-            after
-                .iter()
-                .filter(|(s, _)| *s == state)
-                .map(|(_, n)| *n)
-                .sum::<i64>()
-        };
-        // Runs this invocation trained that ended FAILED, by id (as `worker` counts them): a
-        // failed attempt retried into a result, here or by another process, is not one, nor is
-        // a run another process failed meanwhile.
-        let newly_failed = store
-            .states_of(&failed_runs)
-            .await?
-            .values()
-            .filter(|s| *s == RunStatus::Failed.as_str())
-            .count();
+        let count = |state: RunStatus| state.count_in(&after);
+        let newly_failed = still_failed(store, &failed_runs).await?;
         if !args.no_report {
             // Failed runs make a sweep with nothing completed an error (report_sweep says so);
             // diverged ones alone do not.
@@ -405,13 +403,8 @@ pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         if report.interrupted {
             return Err(Error::Interrupted.into());
         }
-        // As `run`: the exit status says whether the runs this worker trained ended FAILED (a
-        // failed attempt retried into a result, here or by another process, is not one).
-        let states = store.states_of(&report.failed_runs).await?;
-        let failed = states
-            .values()
-            .filter(|s| *s == RunStatus::Failed.as_str())
-            .count();
+        // As `run`: the exit status says whether the runs this worker trained ended FAILED.
+        let failed = still_failed(store, &report.failed_runs).await?;
         if failed > 0 {
             return Err(anyhow::anyhow!(
                 "{failed} run{} this worker trained failed (their errors: scalelab status --db {})",

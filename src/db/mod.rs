@@ -83,6 +83,15 @@ impl RunStatus {
         }
     }
 
+    /// How many runs `counts` (as [`Store::state_counts`] gives them) has in this state.
+    pub fn count_in(self, counts: &[(RunStatus, i64)]) -> i64 {
+        counts
+            .iter()
+            .filter(|(s, _)| *s == self)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
     /// Whether nothing more will happen to the run.
     pub fn is_final(self) -> bool {
         matches!(
