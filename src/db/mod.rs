@@ -1,5 +1,6 @@
 //! The results database: SQLite through sqlx. One constructor opens it (WAL, foreign keys, busy
-//! timeout) and applies `migrations/`; users never migrate by hand. This layer knows nothing of
+//! timeout) and applies `migrations/` (a new file gets their whole schema, [`SCHEMA`], in one
+//! transaction); users never migrate by hand. This layer knows nothing of
 //! candle: it stores configs as JSON and metrics as numbers.
 //!
 //! Schema: docs/schema.md.
@@ -18,6 +19,13 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{Error, Result};
+
+/// The schema that `migrations/` build, as one script (SQLite's own text of each table, index
+/// and view, `_sqlx_migrations` included, in the order they were created): what a new database
+/// gets in one transaction ([`Store::open`]). A test rebuilds it from the migrations and fails
+/// if it differs; `SCALELAB_BLESS_SCHEMA=1 cargo test --lib schema` rewrites it after a new
+/// migration.
+pub const SCHEMA: &str = include_str!("schema.sql");
 
 /// How long a statement waits for another process's write lock before giving up, unless the
 /// environment variable `SCALELAB_BUSY_TIMEOUT` gives another number of seconds.
@@ -250,6 +258,13 @@ impl Store {
             gate: Arc::default(),
         };
         store.ensure_wal().await?;
+        // A new (empty) file gets the whole schema in one transaction; an existing one is
+        // upgraded by the migrations it lacks (below, which then find nothing to apply on a new
+        // one).
+        store
+            .create_schema_if_empty()
+            .await
+            .map_err(|e| db_error(path, e))?;
         // Two processes may create the same new database at once: the loser of the race sees
         // "table already exists" (the winner's migration committed meanwhile) and, on retrying,
         // finds the migration applied.
@@ -281,6 +296,56 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Creates the schema of every migration in `migrations/` at once on a database that holds
+    /// nothing yet, recording each migration as applied, with its checksum, in
+    /// `_sqlx_migrations` as sqlx does; returns whether it did. Does nothing to a database with
+    /// anything in it.
+    ///
+    /// Applying the migrations one by one on a new file cost 8–14 ms, most of it in the
+    /// `ALTER TABLE`s (SQLite reparses the whole schema at each), while a sweep's first cells
+    /// train ahead on every core (docs/performance.md, "A new database's schema in one
+    /// step"). The script is [`SCHEMA`]; a test checks that it builds exactly what the
+    /// migrations build. `BEGIN IMMEDIATE` takes the write lock before the file is found empty:
+    /// a second process creating the same file meanwhile waits, then finds the schema there.
+    async fn create_schema_if_empty(&self) -> std::result::Result<bool, sqlx::Error> {
+        let started = std::time::Instant::now();
+        let mut conn = self.writer.acquire().await?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let created = async {
+            let empty: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM sqlite_master)")
+                .fetch_one(&mut *conn)
+                .await?;
+            if !empty {
+                return Ok(false);
+            }
+            sqlx::raw_sql(SCHEMA).execute(&mut *conn).await?;
+            let took = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
+            for m in sqlx::migrate!().iter() {
+                sqlx::query(
+                    "INSERT INTO _sqlx_migrations \
+                     (version, description, success, checksum, execution_time) \
+                     VALUES (?, ?, TRUE, ?, ?)",
+                )
+                .bind(m.version)
+                .bind(&*m.description)
+                .bind(&*m.checksum)
+                .bind(took)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(true)
+        }
+        .await;
+        let end = match created {
+            Ok(true) => "COMMIT",
+            _ => "ROLLBACK",
+        };
+        match (sqlx::raw_sql(end).execute(&mut *conn).await, created) {
+            (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+            (Ok(_), Ok(created)) => Ok(created),
+        }
     }
 
     /// Puts the database in WAL mode (a permanent setting of the file) unless it already is.
@@ -602,5 +667,156 @@ mod chunk_tests {
         );
         assert_eq!(padded_chunks(&items[..1], 4).count(), 1);
         assert_eq!(padded_chunks(&items[..0], 4).count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+    use sqlx::{Connection, SqliteConnection};
+
+    /// Every table, index and view (their type, name, table and SQLite's text of them).
+    async fn master(conn: &mut SqliteConnection) -> Vec<(String, String, String, Option<String>)> {
+        sqlx::query_as("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")
+            .fetch_all(conn)
+            .await
+            .unwrap()
+    }
+
+    /// The migrations recorded as applied (version, description, success, checksum).
+    async fn applied(conn: &mut SqliteConnection) -> Vec<(i64, String, bool, Vec<u8>)> {
+        sqlx::query_as(
+            "SELECT version, description, success, checksum FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(conn)
+        .await
+        .unwrap()
+    }
+
+    /// The one-step script of a database's schema: each statement SQLite keeps, in the order
+    /// they were created, under a header.
+    async fn script(conn: &mut SqliteConnection) -> String {
+        let statements: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master \
+             WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+        )
+        .fetch_all(conn)
+        .await
+        .unwrap();
+        let mut text = String::from(
+            "-- The schema migrations/ build, in one script: what a new database gets in one\n\
+             -- transaction (src/db/mod.rs, SCHEMA). Generated from the migrations by\n\
+             -- `SCALELAB_BLESS_SCHEMA=1 cargo test --lib schema`; do not edit by hand.\n",
+        );
+        for s in statements {
+            text.push('\n');
+            text.push_str(&s);
+            text.push_str(";\n");
+        }
+        text
+    }
+
+    async fn connect(path: &Path) -> SqliteConnection {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        SqliteConnection::connect_with(&opts).await.unwrap()
+    }
+
+    /// A new database gets in one transaction exactly the schema the migrations build one by
+    /// one, and the same record of them: the migrations then find nothing to apply, and a later
+    /// migration applies to it as to any other. A database with anything in it is left to the
+    /// migrations.
+    #[tokio::test]
+    async fn a_new_database_gets_in_one_step_the_schema_the_migrations_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let migrated = dir.path().join("migrated.db");
+        let mut a = connect(&migrated).await;
+        sqlx::migrate!().run(&mut a).await.unwrap();
+        let text = script(&mut a).await;
+        if std::env::var("SCALELAB_BLESS_SCHEMA").as_deref() == Ok("1") {
+            let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/db/schema.sql");
+            std::fs::write(file, &text).unwrap();
+        } else {
+            assert!(
+                text == SCHEMA,
+                "src/db/schema.sql is not the schema migrations/ build: rewrite it with \
+                 `SCALELAB_BLESS_SCHEMA=1 cargo test --lib schema`\n--- built:\n{text}"
+            );
+        }
+
+        let new = dir.path().join("new.db");
+        let store = Store::open(&new).await.unwrap();
+        let mut b = connect(&new).await;
+        assert_eq!(master(&mut b).await, master(&mut a).await);
+        assert_eq!(applied(&mut b).await, applied(&mut a).await);
+        assert_eq!(applied(&mut a).await.len(), sqlx::migrate!().iter().count());
+        // In one step: one transaction, so every migration carries the same time (applied one
+        // by one, each has its own).
+        let times: Vec<i64> = sqlx::query_scalar("SELECT execution_time FROM _sqlx_migrations")
+            .fetch_all(&mut b)
+            .await
+            .unwrap();
+        assert!(times.iter().all(|&t| t == times[0] && t > 0), "{times:?}");
+        // Not again: the database now holds the schema.
+        assert!(!store.create_schema_if_empty().await.unwrap());
+        store.close().await;
+        drop(Store::open(&new).await.unwrap());
+        assert_eq!(master(&mut b).await, master(&mut a).await);
+
+        // A database of an older scalelab (the first migration only) gets the others.
+        let old = dir.path().join("old.db");
+        let mut c = connect(&old).await;
+        sqlx::migrate!().run_to(1, &mut c).await.unwrap();
+        assert_eq!(applied(&mut c).await.len(), 1);
+        Store::open(&old).await.unwrap().close().await;
+        assert_eq!(master(&mut c).await, master(&mut a).await);
+        let versions = |v: Vec<(i64, String, bool, Vec<u8>)>| -> Vec<i64> {
+            v.into_iter().map(|r| r.0).collect()
+        };
+        assert_eq!(
+            versions(applied(&mut c).await),
+            versions(applied(&mut a).await)
+        );
+        for conn in [a, b, c] {
+            conn.close().await.unwrap();
+        }
+    }
+
+    /// Processes that create the same new file at the same moment all open it: one creates the
+    /// schema, the others wait for its transaction and find the schema there (each opens its own
+    /// connections, as another process would).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn openers_racing_on_a_new_file_all_get_the_one_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raced.db");
+        for round in 0..5 {
+            let path = path.with_extension(format!("{round}.db"));
+            let barrier = Arc::new(tokio::sync::Barrier::new(4));
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let store = Store::open(&path).await?;
+                        store.close().await;
+                        Ok::<_, Error>(())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.await.unwrap().unwrap();
+            }
+            let mut conn = connect(&path).await;
+            let versions: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            let all: Vec<i64> = sqlx::migrate!().iter().map(|m| m.version).collect();
+            assert_eq!(versions, all, "round {round}");
+            assert_eq!(script(&mut conn).await, SCHEMA, "round {round}");
+            conn.close().await.unwrap();
+        }
     }
 }
