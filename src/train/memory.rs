@@ -8,6 +8,7 @@
 //! mimalloc reserving large blocks) a 384 GB reservation succeeded here, and the process was
 //! killed later, when the memory was touched.
 
+#[cfg(test)]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
@@ -24,11 +25,13 @@ pub fn available() -> Option<u64> {
     *AVAILABLE.get_or_init(ask_the_system)
 }
 
-/// How many times [`ask_the_system`] ran (for the tests).
+/// How many times [`ask_the_system`] ran (kept by test builds only).
+#[cfg(test)]
 static ASKED: AtomicUsize = AtomicUsize::new(0);
 
 /// [`available`], asked of the system now.
 fn ask_the_system() -> Option<u64> {
+    #[cfg(test)]
     ASKED.fetch_add(1, Ordering::SeqCst);
     #[cfg(target_os = "linux")]
     {
