@@ -198,6 +198,19 @@ async fn still_failed(store: &Store, ids: &[String]) -> anyhow::Result<usize> {
         .count())
 }
 
+/// The runs per state after the scheduler: the counts it ended on when it found nothing left to
+/// do (`SchedulerReport::final_counts`), else a fresh read (of `sweep`, or of every sweep).
+async fn counts_after(
+    store: &Store,
+    ended_on: Option<Vec<(RunStatus, i64)>>,
+    sweep: Option<&str>,
+) -> anyhow::Result<Vec<(RunStatus, i64)>> {
+    Ok(match ended_on {
+        Some(counts) => counts,
+        None => store.state_counts(sweep).await?,
+    })
+}
+
 fn done(counts: &[(RunStatus, i64)]) -> u64 {
     counts
         .iter()
@@ -325,11 +338,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(head) = &head {
             head.cancel_all();
         }
-        // The counts the scheduler ended on, when it found nothing left to do.
-        let after = match final_counts {
-            Some(counts) => counts,
-            None => store.state_counts(Some(&sweep.name)).await?,
-        };
+        let after = counts_after(store, final_counts, Some(&sweep.name)).await?;
         outln!("{}: {}", sweep.name, counts_line(&after))?;
         if interrupted {
             return Err(Error::Interrupted.into());
@@ -395,10 +404,7 @@ pub(super) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             outln!("no pending runs in {}", args.db.db.display())?;
         }
         print_report(&report)?;
-        let after = match &report.final_counts {
-            Some(counts) => counts.clone(),
-            None => store.state_counts(None).await?,
-        };
+        let after = counts_after(store, report.final_counts.clone(), None).await?;
         outln!("all runs: {}", counts_line(&after))?;
         if report.interrupted {
             return Err(Error::Interrupted.into());

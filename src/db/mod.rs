@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 /// migration.
 pub const SCHEMA: &str = include_str!("schema.sql");
 
+/// The migrations in `migrations/`, embedded at build time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
 /// How long a statement waits for another process's write lock before giving up, unless the
 /// environment variable `SCALELAB_BUSY_TIMEOUT` gives another number of seconds.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -270,11 +273,11 @@ impl Store {
         // finds the migration applied.
         let mut tries = 0;
         loop {
-            match sqlx::migrate!().run(&store.writer).await {
+            match MIGRATOR.run(&store.writer).await {
                 Ok(()) => break,
                 // A migration this build does not have: the file is from a newer scalelab.
                 Err(sqlx::migrate::MigrateError::VersionMissing(v)) => {
-                    let known = sqlx::migrate!().iter().map(|m| m.version).max();
+                    let known = MIGRATOR.iter().map(|m| m.version).max();
                     return Err(Error::Db(format!(
                         "{} was written by a newer scalelab (schema version {v}; this one knows \
                          up to {}): use that version, or another --db",
@@ -308,22 +311,28 @@ impl Store {
     /// in the `ALTER TABLE`s (SQLite reparses the whole schema at each); 6 ms this way
     /// (docs/performance.md, "A new database's schema in one step"). The script is
     /// [`SCHEMA`]; a test checks that it builds exactly what the migrations build.
-    /// `BEGIN IMMEDIATE` takes the write lock before the file is found empty: a second process
-    /// creating the same file meanwhile waits, then finds the schema there.
+    /// A file found empty is checked again under the write lock (`BEGIN IMMEDIATE`): a second
+    /// process creating the same file meanwhile waits, then finds the schema there. Any other
+    /// file is left after one read, without the lock.
     async fn create_schema_if_empty(&self) -> std::result::Result<bool, sqlx::Error> {
+        const EMPTY: &str = "SELECT NOT EXISTS (SELECT 1 FROM sqlite_master)";
         let started = std::time::Instant::now();
         let mut conn = self.writer.acquire().await?;
+        // A file with anything in it (every open but a new file's) is left without taking the
+        // write lock, which another process's sweep may hold.
+        let empty: bool = sqlx::query_scalar(EMPTY).fetch_one(&mut *conn).await?;
+        if !empty {
+            return Ok(false);
+        }
         sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let created = async {
-            let empty: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM sqlite_master)")
-                .fetch_one(&mut *conn)
-                .await?;
+            let empty: bool = sqlx::query_scalar(EMPTY).fetch_one(&mut *conn).await?;
             if !empty {
                 return Ok(false);
             }
             sqlx::raw_sql(SCHEMA).execute(&mut *conn).await?;
             let took = i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX);
-            for m in sqlx::migrate!().iter() {
+            for m in MIGRATOR.iter() {
                 sqlx::query(
                     "INSERT INTO _sqlx_migrations \
                      (version, description, success, checksum, execution_time) \
@@ -733,7 +742,7 @@ mod schema_tests {
         let dir = tempfile::tempdir().unwrap();
         let migrated = dir.path().join("migrated.db");
         let mut a = connect(&migrated).await;
-        sqlx::migrate!().run(&mut a).await.unwrap();
+        MIGRATOR.run(&mut a).await.unwrap();
         let text = script(&mut a).await;
         if std::env::var("SCALELAB_BLESS_SCHEMA").as_deref() == Ok("1") {
             let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/db/schema.sql");
@@ -754,7 +763,7 @@ mod schema_tests {
         let mut b = connect(&new).await;
         assert_eq!(master(&mut b).await, master(&mut a).await);
         assert_eq!(applied(&mut b).await, applied(&mut a).await);
-        assert_eq!(applied(&mut a).await.len(), sqlx::migrate!().iter().count());
+        assert_eq!(applied(&mut a).await.len(), MIGRATOR.iter().count());
         // In one step: one transaction, so every migration carries the same time (applied one
         // by one, each has its own).
         let times: Vec<i64> = sqlx::query_scalar("SELECT execution_time FROM _sqlx_migrations")
@@ -771,7 +780,7 @@ mod schema_tests {
         // A database of an older scalelab (the first migration only) gets the others.
         let old = dir.path().join("old.db");
         let mut c = connect(&old).await;
-        sqlx::migrate!().run_to(1, &mut c).await.unwrap();
+        MIGRATOR.run_to(1, &mut c).await.unwrap();
         assert_eq!(applied(&mut c).await.len(), 1);
         Store::open(&old).await.unwrap().close().await;
         assert_eq!(master(&mut c).await, master(&mut a).await);
@@ -784,7 +793,7 @@ mod schema_tests {
         );
         // A later migration applies to the file made in one step as to the migrated one (sqlx
         // first checks the checksums recorded for the others).
-        let mut later: Vec<sqlx::migrate::Migration> = sqlx::migrate!().iter().cloned().collect();
+        let mut later: Vec<sqlx::migrate::Migration> = MIGRATOR.iter().cloned().collect();
         later.push(sqlx::migrate::Migration::new(
             9000,
             "later".into(),
@@ -839,7 +848,7 @@ mod schema_tests {
                     .fetch_all(&mut conn)
                     .await
                     .unwrap();
-            let all: Vec<i64> = sqlx::migrate!().iter().map(|m| m.version).collect();
+            let all: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
             assert_eq!(versions, all, "round {round}");
             assert_eq!(script(&mut conn).await, SCHEMA, "round {round}");
             conn.close().await.unwrap();
