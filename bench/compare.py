@@ -4,7 +4,11 @@ Not part of the test suite. Needs PyTorch (python3 -m venv .venv-torch && .venv-
 and a release build of scalelab (cargo build --release).
 
 Usage: .venv-torch/bin/python bench/compare.py [--model mlp|cnn] [--batch-sizes 16,32,...] [--rounds 3]
-       [--scalelab target/release/scalelab] [--json-out FILE]
+       [--scalelab target/release/scalelab] [--json-out FILE] [--cap-avx2]
+
+With --cap-avx2, PyTorch runs AVX2 kernels only, and the scalelab binary should be one built without its
+avx512 feature (src/train/isa.rs): the comparison a CPU without AVX-512 would give (docs/performance.md,
+"Machines without AVX-512").
 
 Each round runs scalelab's bench and then the PyTorch reference, alternating, one thread each, so both see the
 same machine state; the best steps/s of each over the rounds is kept (the least disturbed run, as noise on a
@@ -19,26 +23,34 @@ p.add_argument("--batch-sizes", default=None)
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--scalelab", default=os.path.join(here, "..", "target", "release", "scalelab"))
 p.add_argument("--json-out", default=None)
+p.add_argument("--cap-avx2", action="store_true",
+               help="run PyTorch with AVX2 kernels only (MKL, ATen and oneDNN capped), as on a CPU "
+                    "without AVX-512; pair it with a scalelab built without its avx512 feature")
 a = p.parse_args()
+torch_env = dict(os.environ)
+if a.cap_avx2:
+    torch_env.update(MKL_ENABLE_INSTRUCTIONS="AVX2", ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
 sizes = a.batch_sizes or ("16,32,64,128,256,512,1024" if a.model == "mlp" else "16,32,64,128,256,512")
 torch_script = os.path.join(here, "torch_reference.py" if a.model == "mlp" else "torch_cnn_reference.py")
 
 
-def lines(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+def lines(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 
 
 best = {"scalelab": {}, "pytorch": {}}
 peak = 0.0
+kernels = "?"
 for r in range(a.rounds):
     ours = lines([a.scalelab, "bench", "--model", a.model, "--batch-sizes", sizes, "--threads", "1",
                   "--format", "json"])
-    theirs = lines([sys.executable, torch_script, "--threads", "1", "--batch-sizes", sizes])
+    theirs = lines([sys.executable, torch_script, "--threads", "1", "--batch-sizes", sizes], torch_env)
     for engine, rows in (("scalelab", ours), ("pytorch", theirs)):
         for row in rows:
             if "matmul_peak_gflops" in row:
                 peak = max(peak, row["matmul_peak_gflops"])
+                kernels = row.get("kernels", kernels)
             elif "batch_size" in row:
                 b = row["batch_size"]
                 if b not in best[engine] or row["steps_per_s"] > best[engine][b]["steps_per_s"]:
@@ -54,6 +66,9 @@ try:
 except (OSError, StopIteration):
     pass
 print(f"model {a.model}, one thread, best of {a.rounds} alternating rounds; CPU: {cpu}; torch {torch.__version__}")
+torch_isa = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                           capture_output=True, text=True, env=torch_env).stdout.strip() or "?"
+print(f"kernels: scalelab {kernels}, PyTorch {torch_isa}" + (" (MKL capped at AVX2)" if a.cap_avx2 else ""))
 if peak:
     print(f"scalelab's measured f32 matmul peak (best round): {peak:.1f} GFLOP/s")
 print()
@@ -69,4 +84,5 @@ for b in sorted(best["scalelab"]):
 if a.json_out:
     with open(a.json_out, "w") as f:
         json.dump({"model": a.model, "cpu": cpu, "torch": torch.__version__, "peak_gflops": peak,
+                   "kernels": {"scalelab": kernels, "pytorch": torch_isa, "cap_avx2": a.cap_avx2},
                    "best": {k: list(v.values()) for k, v in best.items()}}, f, indent=1)

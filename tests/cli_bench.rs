@@ -38,6 +38,11 @@ fn bench_prints_json_lines_with_the_reference_fields() {
         assert!(row["peak_fraction"].as_f64().unwrap() > 0.0);
     }
     assert!(lines[2]["matmul_peak_gflops"].as_f64().unwrap() > 1.0);
+    // The level of scalelab's own kernels on this machine, as this build detects it.
+    assert_eq!(
+        lines[2]["kernels"],
+        scalelab::train::isa::Isa::detected().to_string()
+    );
     let bad = scalelab()
         .args(["bench", "--batch-sizes", "0"])
         .output()

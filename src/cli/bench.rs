@@ -8,6 +8,7 @@ use super::table;
 use crate::bench::{self, BenchRow};
 use crate::config::{ModelConfig, ModelKind};
 use crate::error::Error;
+use crate::train::isa::Isa;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,12 +162,18 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.format == BenchFormat::Json {
         outln!(
             "{}",
-            serde_json::json!({"engine": "scalelab", "threads": threads, "matmul_peak_gflops": peak})
+            serde_json::json!({
+                "engine": "scalelab",
+                "threads": threads,
+                "matmul_peak_gflops": peak,
+                "kernels": Isa::detected().to_string(),
+            })
         )?;
     } else {
         outln!(
-            "matmul peak (f32, {threads} thread{}): {peak:.1} GFLOP/s",
-            if threads == 1 { "" } else { "s" }
+            "matmul peak (f32, {threads} thread{}): {peak:.1} GFLOP/s; {} kernels",
+            if threads == 1 { "" } else { "s" },
+            Isa::detected()
         )?;
         let body: Vec<Vec<String>> = rows
             .iter()

@@ -21,7 +21,8 @@
 //!
 //! [`xent_rows`]: super::ops::xent_rows
 
-use super::ops::{LossSum, MatRef, bias_act, bias_relu_t, matmul_into, xent_rows};
+use super::isa::Isa;
+use super::ops::{LossSum, MatRef, bias_act, bias_relu_t, exp_f32, matmul_into, xent_rows};
 use crate::error::Result;
 
 /// The most classes the fused kernel takes (one tile of vectors per 16 rows).
@@ -60,28 +61,46 @@ pub fn logits_xent_t(
         ))
         .into());
     }
-    if rows == 0 || classes > MAX_CLASSES {
+    logits_xent_t_on(Isa::detected(), ht, rows, fan_in, w, b, pre, y, z)
+}
+
+/// [`logits_xent_t`] with the fused kernel of level `isa` where this CPU runs it (shapes checked
+/// by the caller).
+#[allow(clippy::too_many_arguments)]
+fn logits_xent_t_on(
+    isa: Isa,
+    ht: &mut [f32],
+    rows: usize,
+    fan_in: usize,
+    w: &[f32],
+    b: &[f32],
+    pre: Option<&[f32]>,
+    y: &[u32],
+    z: &mut Vec<f32>,
+) -> Result<LossSum> {
+    let classes = b.len();
+    if rows == 0 || classes > MAX_CLASSES || !isa.runs_here() {
         return fallback(ht, rows, fan_in, w, b, pre, y, z);
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            macro_rules! dispatch {
-                ($($c:literal)*) => {
-                    match classes {
-                        // SAFETY: the CPU has AVX-512F and FMA (checked above); the shapes were
-                        // checked against the slices' lengths above.
-                        $($c => return Ok(unsafe { match pre {
-                            Some(p) => avx512::head::<$c, true>(ht, rows, fan_in, w, b, p, y),
-                            None => avx512::head::<$c, false>(ht, rows, fan_in, w, b, &[], y),
-                        } }),)*
-                        _ => {}
-                    }
-                };
-            }
-            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+        macro_rules! dispatch {
+            ($level:ident: $($c:literal)*) => {
+                match classes {
+                    // SAFETY: the CPU runs the level's instructions (checked above); the shapes
+                    // were checked against the slices' lengths by the caller.
+                    $($c => return Ok(unsafe { match pre {
+                        Some(p) => $level::head::<$c, true>(ht, rows, fan_in, w, b, p, y),
+                        None => $level::head::<$c, false>(ht, rows, fan_in, w, b, &[], y),
+                    } }),)*
+                    _ => {}
+                }
+            };
+        }
+        match isa {
+            Isa::Avx512 => dispatch!(avx512: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
+            Isa::Avx2 => dispatch!(avx2: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16),
+            Isa::Portable => {}
         }
     }
     fallback(ht, rows, fan_in, w, b, pre, y, z)
@@ -140,6 +159,44 @@ impl Totals {
         }
         self.product *= normaliser;
     }
+
+    /// Row `r` alone, with one lane's products and steps: the tails of the vector kernels
+    /// (inlined into them, so `mul_add` is their fused multiply-add).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn row<const C: usize, const ACT: bool>(
+        &mut self,
+        ht: &[f32],
+        rows: usize,
+        r: usize,
+        fan_in: usize,
+        w: &[f32],
+        b: &[f32],
+        pre: &[f32],
+        label: u32,
+    ) {
+        let mut zr = [0f32; C];
+        for (c, v) in zr.iter_mut().enumerate() {
+            let mut a = 0f32;
+            for i in 0..fan_in {
+                let h = ht[i * rows + r];
+                let h = if ACT { (h + pre[i]).max(0.0) } else { h };
+                a = h.mul_add(w[i * C + c], a);
+            }
+            *v = a + b[c];
+        }
+        let (mut best, mut max) = (0, f32::NEG_INFINITY);
+        for (c, &v) in zr.iter().enumerate() {
+            if v > max {
+                max = v;
+                best = c;
+            }
+        }
+        let label = label as usize;
+        let at_label = zr.get(label).copied().unwrap_or(f32::NAN);
+        let normaliser: f64 = zr.iter().map(|&v| exp_f32(v - max) as f64).sum();
+        self.add(max, at_label, normaliser, best == label);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -147,7 +204,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     use super::Totals;
-    use crate::train::ops::{LossSum, exp_f32, exp_in_place};
+    use crate::train::ops::{LossSum, exp_in_place};
 
     /// The fused head for `C` classes (see [`super::logits_xent_t`]); shapes checked by the caller.
     #[target_feature(enable = "avx512f,fma")]
@@ -185,28 +242,8 @@ mod avx512 {
             r0 += 16;
         }
         // The last rows % 16, one at a time: the same products and steps as one lane.
-        for r in r0..rows {
-            let mut zr = [0f32; C];
-            for (c, v) in zr.iter_mut().enumerate() {
-                let mut a = 0f32;
-                for i in 0..fan_in {
-                    let h = ht[i * rows + r];
-                    let h = if ACT { (h + pre[i]).max(0.0) } else { h };
-                    a = h.mul_add(w[i * C + c], a);
-                }
-                *v = a + b[c];
-            }
-            let (mut best, mut max) = (0, f32::NEG_INFINITY);
-            for (c, &v) in zr.iter().enumerate() {
-                if v > max {
-                    max = v;
-                    best = c;
-                }
-            }
-            let label = y[r] as usize;
-            let at_label = zr.get(label).copied().unwrap_or(f32::NAN);
-            let normaliser: f64 = zr.iter().map(|&v| exp_f32(v - max) as f64).sum();
-            t.add(max, at_label, normaliser, best == label);
+        for (r, &label) in y.iter().enumerate().take(rows).skip(r0) {
+            t.row::<C, ACT>(ht, rows, r, fan_in, w, b, pre, label);
         }
         LossSum {
             loss: t.linear + t.logs + t.product.ln(),
@@ -361,6 +398,143 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::Totals;
+    use crate::train::ops::{LossSum, exp_in_place};
+
+    /// The fused head for `C` classes with AVX2 and FMA: [`super::avx512`]'s steps, 8 rows per
+    /// vector and one vector per class (up to 16 accumulators).
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn head<const C: usize, const ACT: bool>(
+        ht: &[f32],
+        rows: usize,
+        fan_in: usize,
+        w: &[f32],
+        b: &[f32],
+        pre: &[f32],
+        y: &[u32],
+    ) -> LossSum {
+        let mut t = Totals {
+            linear: 0.0,
+            logs: 0.0,
+            product: 1.0,
+            correct: 0,
+        };
+        let mut z = [[0f32; 8]; C];
+        let mut r0 = 0;
+        while r0 + 8 <= rows {
+            // SAFETY: rows r0 … r0 + 7 of every one of hᵀ's fan_in rows lie inside ht.
+            unsafe { tile::<C, ACT>(ht, rows, r0, fan_in, w, b, pre, &mut z) };
+            losses::<C>(&z, &y[r0..r0 + 8], &mut t);
+            r0 += 8;
+        }
+        // The last rows % 8, one at a time: the same products and steps as one lane.
+        for (r, &label) in y.iter().enumerate().take(rows).skip(r0) {
+            t.row::<C, ACT>(ht, rows, r, fan_in, w, b, pre, label);
+        }
+        LossSum {
+            loss: t.linear + t.logs + t.product.ln(),
+            correct: t.correct,
+            count: rows,
+        }
+    }
+
+    /// Logits of rows r0 … r0 + 7 into `z`.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `ht` holds `fan_in` rows of `rows` values with `r0 + 8 ≤ rows`; `w` holds
+    /// `fan_in · C` values, `b` `C`, and `pre` `fan_in` if `ACT`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile<const C: usize, const ACT: bool>(
+        ht: &[f32],
+        rows: usize,
+        r0: usize,
+        fan_in: usize,
+        w: &[f32],
+        b: &[f32],
+        pre: &[f32],
+        z: &mut [[f32; 8]; C],
+    ) {
+        let mut acc = [_mm256_setzero_ps(); C];
+        for i in 0..fan_in {
+            // SAFETY: (caller) row i of hᵀ has the 8 values from r0, and w the C from i·C.
+            unsafe {
+                let mut h = _mm256_loadu_ps(ht.as_ptr().add(i * rows + r0));
+                if ACT {
+                    // ReLU(h + bias) as `bias_relu_t` forms it (`vmaxps` with the sum first: a
+                    // NaN sum gives 0, as `f32::max` does).
+                    let bias = _mm256_set1_ps(*pre.get_unchecked(i));
+                    h = _mm256_max_ps(_mm256_add_ps(h, bias), _mm256_setzero_ps());
+                }
+                let wr = w.as_ptr().add(i * C);
+                for (c, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(h, _mm256_set1_ps(*wr.add(c)), *a);
+                }
+            }
+        }
+        for (c, a) in acc.iter().enumerate() {
+            // SAFETY: each destination row holds 8 values.
+            unsafe { _mm256_storeu_ps(z[c].as_mut_ptr(), _mm256_add_ps(*a, _mm256_set1_ps(b[c]))) };
+        }
+    }
+
+    /// The 8 rows of a tile of logits (`z[c]` = class c's logits) into the totals, in row order.
+    #[target_feature(enable = "avx2,fma")]
+    fn losses<const C: usize>(z: &[[f32; 8]; C], y: &[u32], t: &mut Totals) {
+        // Row maxima and first arg-maxima across the tile (NaN never compares greater).
+        let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+        let mut best = _mm256_setzero_ps();
+        let mut zv = [_mm256_setzero_ps(); C];
+        for c in 0..C {
+            // SAFETY: each row of the tile holds 8 values.
+            zv[c] = unsafe { _mm256_loadu_ps(z[c].as_ptr()) };
+            let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(zv[c], max);
+            max = _mm256_blendv_ps(max, zv[c], gt);
+            let class = _mm256_castsi256_ps(_mm256_set1_epi32(c as i32));
+            best = _mm256_blendv_ps(best, class, gt);
+        }
+        let mut e = [[0f32; 8]; C];
+        for c in 0..C {
+            // SAFETY: each row of e holds 8 values.
+            unsafe { _mm256_storeu_ps(e[c].as_mut_ptr(), _mm256_sub_ps(zv[c], max)) };
+        }
+        exp_in_place(e.as_flattened_mut());
+        // Normalisers in f64, summed in class order, four rows per vector.
+        let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+        for row in &e {
+            // SAFETY: each row of e holds 8 values.
+            let v = unsafe { _mm256_loadu_ps(row.as_ptr()) };
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)));
+        }
+        let mut normaliser = [0f64; 8];
+        let mut maxima = [0f32; 8];
+        let mut firsts = [0i32; 8];
+        // SAFETY: the arrays hold 8 lanes of each vector.
+        unsafe {
+            _mm256_storeu_pd(normaliser.as_mut_ptr(), lo);
+            _mm256_storeu_pd(normaliser.as_mut_ptr().add(4), hi);
+            _mm256_storeu_ps(maxima.as_mut_ptr(), max);
+            _mm256_storeu_si256(firsts.as_mut_ptr().cast(), _mm256_castps_si256(best));
+        }
+        for (l, &label) in y.iter().enumerate().take(8) {
+            let label = label as usize;
+            let at_label = z.get(label).map_or(f32::NAN, |row| row[l]);
+            t.add(
+                maxima[l],
+                at_label,
+                normaliser[l],
+                firsts[l] as usize == label,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +553,14 @@ mod tests {
         .unwrap();
         bias_act(&mut z, b, false).unwrap();
         xent_rows(&mut z, classes, y)
+    }
+
+    /// Every level this CPU runs, the row-major path included.
+    fn levels() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2, Isa::Portable]
+            .into_iter()
+            .filter(|i| i.runs_here())
+            .collect()
     }
 
     fn values(n: usize, salt: u64, scale: f32) -> Vec<f32> {
@@ -401,11 +583,15 @@ mod tests {
         let mut z = Vec::new();
         for &classes in &[1, 2, 3, 10, 16, 17, 40] {
             for &fan_in in &[1, 7, 32, 128, 512] {
-                for &rows in &[1, 15, 16, 17, 31, 32, 33, 47, 48, 100, 1000] {
-                    for fused in [false, true] {
+                for &rows in &[1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 100, 1000] {
+                    for (fused, isa) in [false, true]
+                        .into_iter()
+                        .flat_map(|f| levels().into_iter().map(move |i| (f, i)))
+                    {
                         let salt = (classes * 1000 + fan_in * 10 + rows) as u64;
                         let what = format!(
-                            "classes {classes}, fan-in {fan_in}, rows {rows}, fused ReLU {fused}"
+                            "{isa}: classes {classes}, fan-in {fan_in}, rows {rows}, fused ReLU \
+                             {fused}"
                         );
                         // Products before the hidden layer's bias and ReLU, and its bias.
                         let raw = values(rows * fan_in, salt, 4.0);
@@ -429,7 +615,7 @@ mod tests {
                         let run = |y: &[u32], z: &mut Vec<f32>| {
                             let mut ht = transposed(fed, rows, fan_in);
                             let p = fused.then_some(&pre[..]);
-                            logits_xent_t(&mut ht, rows, &w, &b, p, y, z).unwrap()
+                            logits_xent_t_on(isa, &mut ht, rows, fan_in, &w, &b, p, y, z).unwrap()
                         };
                         // Every label, and one beyond the classes (its loss is NaN on both paths).
                         let y: Vec<u32> = (0..rows as u32)

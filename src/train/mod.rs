@@ -8,6 +8,7 @@
 pub mod data;
 pub mod eval_head;
 pub mod instrument;
+pub mod isa;
 pub mod memory;
 pub mod model;
 pub mod ops;

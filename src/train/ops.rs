@@ -8,6 +8,7 @@ use std::cell::RefCell;
 
 use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Tensor};
 
+use super::isa::Isa;
 use crate::error::Result;
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
@@ -118,13 +119,14 @@ impl candle_core::InplaceOp1 for SgdUpdate<'_> {
         }
         let (lr, m, wd) = (self.lr, self.momentum, self.weight_decay);
         #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has AVX-512F (checked just above).
-                unsafe { sgd_avx512(w, g, &mut buf, lr, m, wd, self.nesterov) };
-                return Ok(());
-            }
+        match Isa::detected() {
+            // SAFETY: the CPU has AVX-512F (Isa::detected checks it).
+            Isa::Avx512 => unsafe { sgd_avx512(w, g, &mut buf, lr, m, wd, self.nesterov) },
+            // SAFETY: the CPU has AVX2 (Isa::detected checks it).
+            Isa::Avx2 => unsafe { sgd_avx2(w, g, &mut buf, lr, m, wd, self.nesterov) },
+            Isa::Portable => sgd_portable(w, g, &mut buf, lr, m, wd, self.nesterov),
         }
+        #[cfg(not(target_arch = "x86_64"))]
         sgd_portable(w, g, &mut buf, lr, m, wd, self.nesterov);
         Ok(())
     }
@@ -167,6 +169,13 @@ fn sgd_portable(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn sgd_avx512(w: &mut [f32], g: &[f32], buf: &mut [f32], lr: f32, m: f32, wd: f32, nesterov: bool) {
+    sgd_portable(w, g, buf, lr, m, wd, nesterov);
+}
+
+/// [`sgd_portable`] compiled for AVX2: 8 lanes, the same operations, the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sgd_avx2(w: &mut [f32], g: &[f32], buf: &mut [f32], lr: f32, m: f32, wd: f32, nesterov: bool) {
     sgd_portable(w, g, buf, lr, m, wd, nesterov);
 }
 
@@ -850,18 +859,14 @@ pub fn exp_f32(x: f32) -> f32 {
 /// 4 otherwise (the same operations in every lane, so the same bits).
 pub fn exp_in_place(z: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            unsafe { exp_in_place_avx512(z) };
-            return;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { exp_in_place_avx2(z) };
-            return;
-        }
+    match Isa::detected() {
+        // SAFETY: the CPU has AVX-512F (Isa::detected checks it).
+        Isa::Avx512 => unsafe { exp_in_place_avx512(z) },
+        // SAFETY: the CPU has AVX2 (Isa::detected checks it).
+        Isa::Avx2 => unsafe { exp_in_place_avx2(z) },
+        Isa::Portable => exp_in_place_portable(z),
     }
+    #[cfg(not(target_arch = "x86_64"))]
     exp_in_place_portable(z);
 }
 
@@ -1008,12 +1013,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_avx512_sgd_update_gives_the_baselines_bits() {
+    fn the_vector_sgd_updates_give_the_baselines_bits() {
         #[cfg(target_arch = "x86_64")]
         {
-            if !std::arch::is_x86_feature_detected!("avx512f") {
-                return;
-            }
             let n = 1000 + 7; // a tail past the last 16 lanes
             let vals = |salt: u32, scale: f32| -> Vec<f32> {
                 (0..n as u32)
@@ -1024,22 +1026,31 @@ mod tests {
                     .collect()
             };
             let g = vals(1, 0.3);
-            for (m, wd, nesterov) in [(0.9, 0.0, false), (0.9, 5e-4, true), (0.0, 1e-3, false)] {
-                let (mut w1, mut u1) = (vals(2, 2.0), vals(3, 0.1));
-                let (mut w2, mut u2) = (w1.clone(), u1.clone());
-                for _ in 0..3 {
-                    sgd_portable(&mut w1, &g, &mut u1, 0.05, m, wd, nesterov);
-                    // SAFETY: the CPU has AVX-512F (checked above).
-                    unsafe { sgd_avx512(&mut w2, &g, &mut u2, 0.05, m, wd, nesterov) };
+            let levels = [Isa::Avx512, Isa::Avx2]
+                .into_iter()
+                .filter(|i| i.runs_here());
+            for isa in levels {
+                for (m, wd, nesterov) in [(0.9, 0.0, false), (0.9, 5e-4, true), (0.0, 1e-3, false)]
+                {
+                    let (mut w1, mut u1) = (vals(2, 2.0), vals(3, 0.1));
+                    let (mut w2, mut u2) = (w1.clone(), u1.clone());
+                    for _ in 0..3 {
+                        sgd_portable(&mut w1, &g, &mut u1, 0.05, m, wd, nesterov);
+                        match isa {
+                            // SAFETY: the CPU runs the level (filtered above).
+                            Isa::Avx512 => unsafe {
+                                sgd_avx512(&mut w2, &g, &mut u2, 0.05, m, wd, nesterov)
+                            },
+                            // SAFETY: as above.
+                            _ => unsafe { sgd_avx2(&mut w2, &g, &mut u2, 0.05, m, wd, nesterov) },
+                        }
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let what = format!("{isa}: m {m}, wd {wd}, nesterov {nesterov}");
+                    assert_eq!(bits(&w1), bits(&w2), "{what}");
+                    assert_eq!(bits(&u1), bits(&u2), "{what}");
+                    assert_ne!(bits(&w1), bits(&vals(2, 2.0)), "{what}: the weights moved");
                 }
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&w1), bits(&w2), "m {m}, wd {wd}, nesterov {nesterov}");
-                assert_eq!(bits(&u1), bits(&u2), "m {m}, wd {wd}, nesterov {nesterov}");
-                assert_ne!(
-                    bits(&w1),
-                    bits(&vals(2, 2.0)),
-                    "the update moved the weights"
-                );
             }
         }
     }
@@ -1162,6 +1173,21 @@ mod tests {
         exp_in_place(&mut v);
         for (x, e) in xs.iter().zip(&v) {
             assert_eq!(e.to_bits(), exp_f32(*x).to_bits(), "x = {x}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        for isa in [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|i| i.runs_here())
+        {
+            let mut w = xs.clone();
+            match isa {
+                // SAFETY: the CPU runs the level (filtered above).
+                Isa::Avx512 => unsafe { exp_in_place_avx512(&mut w) },
+                // SAFETY: as above.
+                _ => unsafe { exp_in_place_avx2(&mut w) },
+            }
+            let same = w.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{isa}: exp_in_place differs from the scalar function");
         }
         assert_eq!(exp_f32(0.0), 1.0);
         assert!(exp_f32(f32::NAN).is_nan());

@@ -18,6 +18,7 @@
 
 use std::cell::RefCell;
 
+use super::isa::Isa;
 use super::ops::MatRef;
 
 /// Rows of a micro-tile.
@@ -135,16 +136,9 @@ pub(crate) fn try_matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool
     true
 }
 
-/// Whether this CPU runs AVX-512F (detected once; `std` caches the answer).
+/// Whether this build runs AVX-512 kernels on this CPU ([`Isa::detected`]).
 fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Isa::detected() == Isa::Avx512
 }
 
 /// Packs inner indices `p0..p0+kc` of the column-major `a` into panels of [`MR`] rows: panel

@@ -1,4 +1,4 @@
-//! An AVX-512 matrix product without packing, for the small products of small networks:
+//! A matrix product without packing (AVX-512, or AVX2 with FMA), for the small products of small networks:
 //! `dst ← a·b` (or `dst + a·b`) where `b` is row-major and small enough to stay in L1 (at most
 //! [`MAX_B`] values) and the inner dimension is at most [`MAX_INNER`].
 //!
@@ -8,15 +8,19 @@
 //! 0.38 µs and 0.24 µs; at a batch of 512, 26 µs and 16 µs for the logit layer
 //! (`examples/thinbench.rs`, docs/performance.md). Here a tile of up to 8 rows × 16 columns, or
 //! 4 rows × 64, of `dst` stays in registers while the inner index runs: one broadcast value of
-//! `a` times one row of `b` (read in place) per step.
+//! `a` times one row of `b` (read in place) per step. With AVX2 (16 registers of 8 lanes instead
+//! of 32 of 16) the tiles are 8 rows × 8 columns or 6 × 16, and the row tiles run outside the
+//! column blocks; on a CPU without AVX-512 this took the quickstart from 2.7 to 2.1 s with the
+//! fused evaluation head's AVX2 form (docs/performance.md, "Machines without AVX-512").
 //!
 //! Each element of `dst` is formed as the gemm crate forms it for inner dimensions up to its
 //! 512-deep block: fused multiply-adds from zero in ascending inner order, then added to `dst` if
 //! accumulating. So the results are bit for bit the gemm crate's (a test compares them over
 //! shapes on both sides of every tile edge), and a run computes what it computed before this
-//! kernel existed. Products beyond the limits, and CPUs without AVX-512F and FMA, go to the gemm
-//! crate.
+//! kernel existed, at either level (the gemm crate's AVX-512 and AVX2 kernels sum alike). Products
+//! beyond the limits, and CPUs without AVX2 and FMA, go to the gemm crate.
 
+use super::isa::Isa;
 use super::ops::MatRef;
 
 /// The deepest inner dimension served: the gemm crate's block, within which it sums in order.
@@ -24,8 +28,8 @@ pub const MAX_INNER: usize = 512;
 /// The most values of `b` served (32 KiB: `b` stays in L1 while every row tile streams it).
 pub const MAX_B: usize = 8192;
 
-/// Whether a product of these shapes and strides goes to this kernel (on a CPU with AVX-512F
-/// and FMA). Measured against the gemm crate (one thread): products whose `b` is larger than L1
+/// Whether a product of these shapes and strides goes to this kernel (on a CPU with AVX2 or
+/// AVX-512F, and FMA). Measured against the gemm crate (one thread): products whose `b` is larger than L1
 /// or whose inner dimension is deeper ran 10–50% slower here (`examples/thinbench.rs`).
 /// Products of one row or one column, or an inner dimension of 1 or 2, are left to the gemm
 /// crate too: it computes them by other routines (matrix-vector, outer products) whose rounding
@@ -39,43 +43,44 @@ pub fn serves(a: &MatRef, b: &MatRef) -> bool {
         && n >= 2
 }
 
-/// Whether [`serves`] and this CPU runs the kernel (AVX-512F and FMA): a product of these
-/// views passed to `ops::matmul_into` runs here.
+/// Whether [`serves`] and this CPU runs the kernel (AVX-512F or AVX2, with FMA): a product of
+/// these views passed to `ops::matmul_into` runs here.
 pub fn takes(a: &MatRef, b: &MatRef) -> bool {
-    serves(a, b) && cpu()
+    serves(a, b) && Isa::detected() != Isa::Portable
 }
 
-/// AVX-512F and FMA on this CPU (`std` caches the answer).
-fn cpu() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// `dst ← a·b`, or `dst ← dst + a·b` with `accumulate`, if [`serves`] and the CPU has AVX-512F
-/// and FMA; returns `false`, touching nothing, otherwise — also when the shapes do not agree
-/// (`dst` not `a.rows × b.cols`, `a.cols ≠ b.rows`) or a view reaches outside its slice
-/// (`ops::matmul_into` rejects both first, with an error).
+/// `dst ← a·b`, or `dst ← dst + a·b` with `accumulate`, if [`serves`] and the CPU has AVX-512F or
+/// AVX2, with FMA ([`Isa::detected`]); returns `false`, touching nothing, otherwise — also when
+/// the shapes do not agree (`dst` not `a.rows × b.cols`, `a.cols ≠ b.rows`) or a view reaches
+/// outside its slice (`ops::matmul_into` rejects both first, with an error).
 pub(crate) fn try_matmul(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> bool {
+    try_matmul_on(Isa::detected(), dst, a, b, accumulate)
+}
+
+/// [`try_matmul`] at the level `isa`, if this CPU runs it (`false` for [`Isa::Portable`]).
+fn try_matmul_on(isa: Isa, dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool) -> bool {
     if !serves(&a, &b)
         || b.rows != a.cols
         || a.rows.checked_mul(b.cols) != Some(dst.len())
         || !a.in_bounds()
         || !b.in_bounds()
+        || !isa.runs_here()
     {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    {
-        if cpu() {
-            // SAFETY: the CPU has AVX-512F and FMA, the shapes agree and the views lie inside
-            // their slices (all checked above).
+    match isa {
+        // SAFETY (both): the CPU runs the level's instructions, the shapes agree and the views
+        // lie inside their slices (all checked above).
+        Isa::Avx512 => {
             unsafe { avx512::matmul(dst, &a, &b, accumulate) };
             return true;
         }
+        Isa::Avx2 => {
+            unsafe { avx2::matmul(dst, &a, &b, accumulate) };
+            return true;
+        }
+        Isa::Portable => {}
     }
     let _ = accumulate;
     false
@@ -197,6 +202,141 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::MatRef;
+
+    /// The product in tiles of up to 8 rows × 8 columns, or 6 rows × 16: at most 12 accumulators
+    /// of the 16 registers, as the gemm crate's AVX2 tiles. Wider tiles, with fewer rows, and
+    /// column blocks outside the row tiles (as the AVX-512 kernel has them) ran slower
+    /// (`examples/thinbench.rs`).
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `dst` holds `a.rows × b.cols` values, `a.cols = b.rows`, and every element
+    /// the views name lies inside their slices.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn matmul(dst: &mut [f32], a: &MatRef, b: &MatRef, acc: bool) {
+        let (m, n) = (a.rows, b.cols);
+        // The lanes of the last block's last vector that are columns (blocks start at multiples
+        // of 16, so only the last one can end inside a vector).
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((n % 8) as i32), lanes);
+        // Row tiles outside, column blocks inside: the tile's rows of `a` stay in L1 while
+        // every block of `b` (at most MAX_B values, 32 KiB) passes.
+        let tile_rows = if n <= 8 { 8 } else { 6 };
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = (m - r0).min(tile_rows);
+            let mut j0 = 0;
+            while j0 < n {
+                let width = (n - j0).min(16);
+                let nv = width.div_ceil(8);
+                let last = width - 8 * (nv - 1);
+                let t = Tile {
+                    a,
+                    b,
+                    j0,
+                    mask,
+                    acc,
+                };
+                macro_rules! by_rows {
+                    ($nv:literal, $masked:literal: $($r:literal)*) => {
+                        match rows {
+                            // SAFETY: (caller) rows r0 … r0 + rows − 1 and columns j0 … j0 +
+                            // width − 1 lie inside the product.
+                            $($r => unsafe { t.run::<$r, $nv, $masked>(dst, n, r0) },)*
+                            _ => unreachable!("row tiles hold 1 to 8 rows"),
+                        }
+                    };
+                }
+                // Masked loads and stores only where the block ends inside a vector.
+                match (nv, last < 8) {
+                    (1, false) => by_rows!(1, false: 1 2 3 4 5 6 7 8),
+                    (1, true) => by_rows!(1, true: 1 2 3 4 5 6 7 8),
+                    (_, false) => by_rows!(2, false: 1 2 3 4 5 6),
+                    (_, true) => by_rows!(2, true: 1 2 3 4 5 6),
+                }
+                j0 += width;
+            }
+            r0 += rows;
+        }
+    }
+
+    /// One column block of the product.
+    struct Tile<'t, 'd> {
+        a: &'t MatRef<'d>,
+        b: &'t MatRef<'d>,
+        /// First column of the block.
+        j0: usize,
+        /// Lanes of the block's last vector that are columns (all bits set in each).
+        mask: __m256i,
+        acc: bool,
+    }
+
+    impl Tile<'_, '_> {
+        /// Rows r0 … r0 + R − 1 of the block's `NV` vectors of columns, the last one masked if
+        /// `MASKED`.
+        ///
+        /// # Safety
+        /// As [`matmul`], with those rows and the block's columns inside the product.
+        #[inline(always)]
+        unsafe fn run<const R: usize, const NV: usize, const MASKED: bool>(
+            &self,
+            dst: &mut [f32],
+            n: usize,
+            r0: usize,
+        ) {
+            let (a, b) = (self.a, self.b);
+            // SAFETY: (caller) every offset below names an element of a, b or dst: a's rows
+            // r0 … r0 + R − 1 and columns 0 … k − 1, b's rows 0 … k − 1 and the block's columns
+            // (the last vector masked to the columns that exist), dst's rows and columns likewise.
+            unsafe {
+                let mut t = [[_mm256_setzero_ps(); NV]; R];
+                for p in 0..a.cols {
+                    let row = b.data.as_ptr().add(p * b.row_stride + self.j0);
+                    let mut bv = [_mm256_setzero_ps(); NV];
+                    for (v, x) in bv.iter_mut().enumerate() {
+                        *x = if MASKED && v + 1 == NV {
+                            _mm256_maskload_ps(row.add(8 * v), self.mask)
+                        } else {
+                            _mm256_loadu_ps(row.add(8 * v))
+                        };
+                    }
+                    for (r, tr) in t.iter_mut().enumerate() {
+                        let at = (r0 + r) * a.row_stride + p * a.col_stride;
+                        let av = _mm256_set1_ps(*a.data.get_unchecked(at));
+                        for (x, bx) in tr.iter_mut().zip(&bv) {
+                            *x = _mm256_fmadd_ps(av, *bx, *x);
+                        }
+                    }
+                }
+                for (r, tr) in t.iter().enumerate() {
+                    for (v, x) in tr.iter().enumerate() {
+                        let out = dst.as_mut_ptr().add((r0 + r) * n + self.j0 + 8 * v);
+                        if MASKED && v + 1 == NV {
+                            let x = if self.acc {
+                                _mm256_add_ps(_mm256_maskload_ps(out, self.mask), *x)
+                            } else {
+                                *x
+                            };
+                            _mm256_maskstore_ps(out, self.mask, x);
+                        } else {
+                            let x = if self.acc {
+                                _mm256_add_ps(_mm256_loadu_ps(out), *x)
+                            } else {
+                                *x
+                            };
+                            _mm256_storeu_ps(out, x);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +348,14 @@ mod tests {
                 let v = (i.wrapping_mul(2_654_435_761).wrapping_add(salt * 7919) % 4001) as f32;
                 v / 4001.0 - 0.5
             })
+            .collect()
+    }
+
+    /// The levels whose kernel this CPU runs.
+    fn levels() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|i| i.runs_here())
             .collect()
     }
 
@@ -234,37 +382,47 @@ mod tests {
                         let b = MatRef::row_major(&bv, k, n);
                         for accumulate in [false, true] {
                             let start = values(m * n, salt + 2);
-                            let (mut want, mut got) = (start.clone(), start);
+                            let mut want = start.clone();
                             matmul_gemm_crate(&mut want, a, b, accumulate).unwrap();
-                            assert_eq!(try_matmul(&mut got, a, b, accumulate), cpu());
-                            if !cpu() {
-                                continue;
-                            }
-                            let same = want
-                                .iter()
-                                .zip(&got)
-                                .all(|(x, y)| x.to_bits() == y.to_bits());
-                            assert!(
-                                same,
-                                "{m}×{k}·{k}×{n}, a transposed {transposed}, accumulate {accumulate}"
+                            let mut got = start.clone();
+                            assert_eq!(
+                                try_matmul(&mut got, a, b, accumulate),
+                                Isa::detected() != Isa::Portable
                             );
-                            served += 1;
+                            for isa in levels() {
+                                let mut got = start.clone();
+                                assert!(try_matmul_on(isa, &mut got, a, b, accumulate));
+                                let same = want
+                                    .iter()
+                                    .zip(&got)
+                                    .all(|(x, y)| x.to_bits() == y.to_bits());
+                                assert!(
+                                    same,
+                                    "{isa}: {m}×{k}·{k}×{n}, a transposed {transposed}, \
+                                     accumulate {accumulate}"
+                                );
+                                served += 1;
+                            }
                         }
                     }
                 }
             }
         }
-        assert!(served > 1000, "{served} products compared");
+        assert!(
+            served > 1000 * levels().len(),
+            "{served} products compared at {:?}",
+            levels()
+        );
     }
 
     #[test]
     fn a_narrow_gradient_formed_in_place_is_the_transpose_of_the_gemm_crates() {
         // The mlp's logit-layer weight gradient at small batches: aᵀ·dZ here against (dZᵀ·a)ᵀ
         // by the gemm crate (the same sums with the factors swapped).
-        if !cpu() {
-            return;
-        }
-        for rows in [3, 4, 7, 16, 33] {
+        for (isa, rows) in levels()
+            .into_iter()
+            .flat_map(|i| [3, 4, 7, 16, 33].map(|r| (i, r)))
+        {
             let (fan_in, out) = (128, 10);
             let act = values(rows * fan_in, rows as u64);
             let dz = values(rows * out, 100 + rows as u64);
@@ -273,14 +431,14 @@ mod tests {
             let mut narrow = vec![0.0; out * fan_in];
             matmul_gemm_crate(&mut narrow, d.t(), a, false).unwrap();
             let mut got = vec![0.0; fan_in * out];
-            assert!(try_matmul(&mut got, a.t(), d, false));
+            assert!(try_matmul_on(isa, &mut got, a.t(), d, false));
             for i in 0..fan_in {
                 for c in 0..out {
                     let (g, w) = (got[i * out + c], narrow[c * fan_in + i]);
                     assert_eq!(
                         g.to_bits(),
                         w.to_bits(),
-                        "rows {rows}, ({i}, {c}): {g} vs {w}"
+                        "{isa}, rows {rows}, ({i}, {c}): {g} vs {w}"
                     );
                 }
             }
