@@ -4,20 +4,21 @@
 //!
 //! The logit layer is narrow (10 classes): the gemm crate vectorises it along the classes and
 //! fills 10 of 16 lanes, and the loss then walks the logits row by row. Here each 16 rows of the
-//! batch are one vector: a tile of `classes` vectors accumulates `hᵀ`'s rows times broadcast
-//! weights (the hidden layer's bias and ReLU applied as they are read), gets its bias, and the
-//! row maxima, arg-maxima, exponentials and normalisers are taken across the tile; no logits are
-//! written out. With the hidden layer's product transposed (`model::mlp`), the whole evaluation
-//! of the quickstart's test set (2000 rows, 32-128-10) took 184 µs against 271 µs for the
-//! row-major pass, timed alone (`examples/evalbench.rs`, docs/performance.md).
+//! batch are one vector (8 with AVX2, [`Isa`]): a tile of `classes` vectors accumulates `hᵀ`'s
+//! rows times broadcast weights (the hidden layer's bias and ReLU applied as they are read), gets
+//! its bias, and the row maxima, arg-maxima, exponentials and normalisers are taken across the
+//! tile; no logits are written out. With the hidden layer's product transposed (`model::mlp`),
+//! the whole evaluation of the quickstart's test set (2000 rows, 32-128-10) took 184 µs against
+//! 271 µs for the row-major pass with AVX-512, timed alone (`examples/evalbench.rs`,
+//! docs/performance.md).
 //!
 //! Each logit is the same sum in the same order as the gemm crate forms it for inner dimensions
 //! up to its block of 512 (fused multiply-adds from zero in ascending order, then the bias), and
 //! the loss is [`xent_rows`]'s arithmetic in its order (the same exponential, the normalisers
 //! summed in f64 in class order and multiplied in row order), so up to 512 inputs the results
-//! are bit for bit those of the row-major path (a test checks it); beyond, the last bits can
-//! differ. Without AVX-512F and FMA, or with more than [`MAX_CLASSES`] classes, the row-major
-//! path runs.
+//! are bit for bit those of the row-major path, at either level (a test checks both); beyond,
+//! the last bits can differ. Without AVX2 or AVX-512F, and FMA, or with more than
+//! [`MAX_CLASSES`] classes, the row-major path runs.
 //!
 //! [`xent_rows`]: super::ops::xent_rows
 
@@ -25,7 +26,7 @@ use super::isa::Isa;
 use super::ops::{LossSum, MatRef, bias_act, bias_relu_t, exp_f32, matmul_into, xent_rows};
 use crate::error::Result;
 
-/// The most classes the fused kernel takes (one tile of vectors per 16 rows).
+/// The most classes the fused kernel takes (one vector of rows per class in a tile).
 pub const MAX_CLASSES: usize = 16;
 
 /// Σ cross-entropy and correct count of `rows` examples whose last hidden activations are `ht`

@@ -1,6 +1,6 @@
-//! A matrix product without packing (AVX-512, or AVX2 with FMA), for the small products of small networks:
-//! `dst ← a·b` (or `dst + a·b`) where `b` is row-major and small enough to stay in L1 (at most
-//! [`MAX_B`] values) and the inner dimension is at most [`MAX_INNER`].
+//! A matrix product without packing (AVX-512, or AVX2 with FMA), for the small products of small
+//! networks: `dst ← a·b` (or `dst + a·b`) where `b` is row-major and small enough to stay in L1
+//! (at most [`MAX_B`] values) and the inner dimension is at most [`MAX_INNER`].
 //!
 //! The gemm crate packs its operands on every call, and at the quickstart's shapes (32-128-10,
 //! batches of 4 to 512) that copy and its set-up cost more than the products: a batch of 4's
@@ -10,7 +10,7 @@
 //! 4 rows × 64, of `dst` stays in registers while the inner index runs: one broadcast value of
 //! `a` times one row of `b` (read in place) per step. With AVX2 (16 registers of 8 lanes instead
 //! of 32 of 16) the tiles are 8 rows × 8 columns or 6 × 16, and the row tiles run outside the
-//! column blocks; on a CPU without AVX-512 this took the quickstart from 2.7 to 2.1 s with the
+//! column blocks; on a CPU without AVX-512 this took the quickstart from 2.5 to 2.1 s with the
 //! fused evaluation head's AVX2 form (docs/performance.md, "Machines without AVX-512").
 //!
 //! Each element of `dst` is formed as the gemm crate forms it for inner dimensions up to its
@@ -29,8 +29,8 @@ pub const MAX_INNER: usize = 512;
 pub const MAX_B: usize = 8192;
 
 /// Whether a product of these shapes and strides goes to this kernel (on a CPU with AVX2 or
-/// AVX-512F, and FMA). Measured against the gemm crate (one thread): products whose `b` is larger than L1
-/// or whose inner dimension is deeper ran 10–50% slower here (`examples/thinbench.rs`).
+/// AVX-512F, and FMA). Measured against the gemm crate (one thread): products whose `b` is larger
+/// than L1 or whose inner dimension is deeper ran 10–50% slower here (`examples/thinbench.rs`).
 /// Products of one row or one column, or an inner dimension of 1 or 2, are left to the gemm
 /// crate too: it computes them by other routines (matrix-vector, outer products) whose rounding
 /// this kernel does not reproduce.
