@@ -179,6 +179,14 @@ fn a_sweep_runs_once_and_a_second_run_trains_nothing() {
         ),
         0
     );
+    // With the level of the kernels that trained it, as this build detects it.
+    use scalelab::train::isa::Isa;
+    let other_level = match Isa::detected() {
+        Isa::Avx512 => "SELECT COUNT(*) FROM runs WHERE kernels IS NOT 'AVX-512'",
+        Isa::Avx2 => "SELECT COUNT(*) FROM runs WHERE kernels IS NOT 'AVX2'",
+        Isa::Portable => "SELECT COUNT(*) FROM runs WHERE kernels IS NOT 'portable'",
+    };
+    assert_eq!(count(&db, other_level), 0);
     // An overlapping sweep shares the runs it has in common.
     let other = dir.path().join("other.toml");
     std::fs::write(

@@ -66,13 +66,20 @@ impl Isa {
     }
 }
 
-impl fmt::Display for Isa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Isa {
+    /// The level's name, as `scalelab bench` prints it and `runs.kernels` stores it.
+    pub fn name(self) -> &'static str {
+        match self {
             Isa::Avx512 => "AVX-512",
             Isa::Avx2 => "AVX2",
             Isa::Portable => "portable",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
