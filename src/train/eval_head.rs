@@ -148,6 +148,48 @@ struct Totals {
 }
 
 impl Totals {
+    /// Nothing summed yet.
+    fn new() -> Totals {
+        Totals {
+            linear: 0.0,
+            logs: 0.0,
+            product: 1.0,
+            correct: 0,
+        }
+    }
+
+    /// The summed loss and correct count of `rows` rows.
+    fn sum(&self, rows: usize) -> LossSum {
+        LossSum {
+            loss: self.linear + self.logs + self.product.ln(),
+            correct: self.correct,
+            count: rows,
+        }
+    }
+
+    /// The `L` rows of a tile, in row order, from their logits (`z[c]` = class c's logits) and
+    /// the lanes of their maxima, normalisers and first arg-maxima.
+    #[inline(always)]
+    fn add_lanes<const C: usize, const L: usize>(
+        &mut self,
+        z: &[[f32; L]; C],
+        y: &[u32],
+        maxima: &[f32; L],
+        normaliser: &[f64; L],
+        firsts: &[i32; L],
+    ) {
+        for (l, &label) in y.iter().enumerate().take(L) {
+            let label = label as usize;
+            let at_label = z.get(label).map_or(f32::NAN, |row| row[l]);
+            self.add(
+                maxima[l],
+                at_label,
+                normaliser[l],
+                firsts[l] as usize == label,
+            );
+        }
+    }
+
     /// One row: its maximum logit, its label's logit, its normaliser Σ e^(z − max) and whether
     /// its first maximum is the label — [`xent_rows`]'s steps in its order.
     #[inline(always)]
@@ -219,12 +261,7 @@ mod avx512 {
         pre: &[f32],
         y: &[u32],
     ) -> LossSum {
-        let mut t = Totals {
-            linear: 0.0,
-            logs: 0.0,
-            product: 1.0,
-            correct: 0,
-        };
+        let mut t = Totals::new();
         let mut z = [[0f32; 16]; C];
         let mut z_next = [[0f32; 16]; C];
         let full = rows / 16 * 16;
@@ -246,11 +283,7 @@ mod avx512 {
         for (r, &label) in y.iter().enumerate().take(rows).skip(r0) {
             t.row::<C, ACT>(ht, rows, r, fan_in, w, b, pre, label);
         }
-        LossSum {
-            loss: t.linear + t.logs + t.product.ln(),
-            correct: t.correct,
-            count: rows,
-        }
+        t.sum(rows)
     }
 
     /// `ReLU(h + bias)` with [`bias_relu_t`](crate::train::ops::bias_relu_t)'s arithmetic
@@ -386,16 +419,7 @@ mod avx512 {
             _mm512_storeu_ps(maxima.as_mut_ptr(), max);
             _mm512_storeu_si512(firsts.as_mut_ptr().cast(), best);
         }
-        for (l, &label) in y.iter().enumerate().take(16) {
-            let label = label as usize;
-            let at_label = z.get(label).map_or(f32::NAN, |row| row[l]);
-            t.add(
-                maxima[l],
-                at_label,
-                normaliser[l],
-                firsts[l] as usize == label,
-            );
-        }
+        t.add_lanes(z, y, &maxima, &normaliser, &firsts);
     }
 }
 
@@ -419,12 +443,7 @@ mod avx2 {
         pre: &[f32],
         y: &[u32],
     ) -> LossSum {
-        let mut t = Totals {
-            linear: 0.0,
-            logs: 0.0,
-            product: 1.0,
-            correct: 0,
-        };
+        let mut t = Totals::new();
         let mut z = [[0f32; 8]; C];
         let mut r0 = 0;
         while r0 + 8 <= rows {
@@ -437,11 +456,7 @@ mod avx2 {
         for (r, &label) in y.iter().enumerate().take(rows).skip(r0) {
             t.row::<C, ACT>(ht, rows, r, fan_in, w, b, pre, label);
         }
-        LossSum {
-            loss: t.linear + t.logs + t.product.ln(),
-            correct: t.correct,
-            count: rows,
-        }
+        t.sum(rows)
     }
 
     /// Logits of rows r0 … r0 + 7 into `z`.
@@ -523,16 +538,7 @@ mod avx2 {
             _mm256_storeu_ps(maxima.as_mut_ptr(), max);
             _mm256_storeu_si256(firsts.as_mut_ptr().cast(), _mm256_castps_si256(best));
         }
-        for (l, &label) in y.iter().enumerate().take(8) {
-            let label = label as usize;
-            let at_label = z.get(label).map_or(f32::NAN, |row| row[l]);
-            t.add(
-                maxima[l],
-                at_label,
-                normaliser[l],
-                firsts[l] as usize == label,
-            );
-        }
+        t.add_lanes(z, y, &maxima, &normaliser, &firsts);
     }
 }
 
