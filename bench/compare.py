@@ -42,6 +42,7 @@ def lines(cmd, env=None):
 best = {"scalelab": {}, "pytorch": {}}
 peak = 0.0
 kernels = "?"
+named_cpu = None  # the processor as scalelab names it (runs.cpu): brand, family, model, stepping
 for r in range(a.rounds):
     ours = lines([a.scalelab, "bench", "--model", a.model, "--batch-sizes", sizes, "--threads", "1",
                   "--format", "json"])
@@ -51,6 +52,7 @@ for r in range(a.rounds):
             if "matmul_peak_gflops" in row:
                 peak = max(peak, row["matmul_peak_gflops"])
                 kernels = row.get("kernels", kernels)
+                named_cpu = row.get("cpu") or named_cpu
             elif "batch_size" in row:
                 b = row["batch_size"]
                 if b not in best[engine] or row["steps_per_s"] > best[engine][b]["steps_per_s"]:
@@ -65,6 +67,7 @@ try:
         cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
 except (OSError, StopIteration):
     pass
+cpu = named_cpu or cpu
 print(f"model {a.model}, one thread, best of {a.rounds} alternating rounds; CPU: {cpu}; torch {torch.__version__}")
 torch_isa = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
                            capture_output=True, text=True, env=torch_env).stdout.strip() or "?"

@@ -18,6 +18,89 @@ pub fn host() -> String {
         .unwrap_or_else(|_| "unknown-host".to_string())
 }
 
+/// The processor this process runs on, read once: on x86-64 the brand string the processor
+/// reports with its family, model and stepping (`Intel(R) Xeon(R) Processor (family 6, model
+/// 207, stepping 2)`: a virtual machine often hides the brand, the numbers still name the
+/// microarchitecture); elsewhere the model line of `/proc/cpuinfo`. `None` when neither says.
+///
+/// Stored with each claim (`runs.cpu`): the same configuration and seed give the same numbers on
+/// one machine and build, and this says which processor a stored number came from
+/// (docs/trainer.md, "Determinism").
+pub fn cpu_model() -> Option<&'static str> {
+    static MODEL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(model) = x86_model() {
+                return Some(model);
+            }
+            std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|text| model_from_cpuinfo(&text))
+        })
+        .as_deref()
+}
+
+/// The brand string (CPUID leaves 0x8000_0002 to 0x8000_0004) and the family, model and
+/// stepping (leaf 1, with the extended fields as the vendors define them).
+#[cfg(target_arch = "x86_64")]
+fn x86_model() -> Option<String> {
+    // A safe function in recent Rust, an unsafe one before (this crate's rust-version).
+    // SAFETY: every x86-64 processor has CPUID; leaves it does not know return zeros or the
+    // highest basic leaf's values, which the checks below read as no brand.
+    #[allow(unused_unsafe)]
+    let cpuid = |leaf: u32| unsafe { std::arch::x86_64::__cpuid(leaf) };
+    if cpuid(0x8000_0000).eax < 0x8000_0004 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(48);
+    for leaf in 0x8000_0002u32..=0x8000_0004 {
+        let r = cpuid(leaf);
+        for word in [r.eax, r.ebx, r.ecx, r.edx] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+    }
+    let brand = one_line(&String::from_utf8_lossy(&bytes))?;
+    let sig = cpuid(1).eax;
+    let base_family = (sig >> 8) & 0xf;
+    let family = if base_family == 0xf {
+        base_family + ((sig >> 20) & 0xff)
+    } else {
+        base_family
+    };
+    let model = if base_family == 0x6 || base_family == 0xf {
+        ((sig >> 12) & 0xf0) | ((sig >> 4) & 0xf)
+    } else {
+        (sig >> 4) & 0xf
+    };
+    let stepping = sig & 0xf;
+    Some(format!(
+        "{brand} (family {family}, model {model}, stepping {stepping})"
+    ))
+}
+
+/// The processor's name in `/proc/cpuinfo` text: the first `model name` line (x86, most
+/// others), else `Hardware`, `Processor` or `cpu model` (some ARM and MIPS kernels).
+fn model_from_cpuinfo(text: &str) -> Option<String> {
+    ["model name", "Hardware", "Processor", "cpu model"]
+        .iter()
+        .find_map(|key| {
+            text.lines().find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                (k.trim() == *key).then(|| one_line(v)).flatten()
+            })
+        })
+}
+
+/// `text` without NULs, on one line with single spaces; `None` when nothing is left.
+fn one_line(text: &str) -> Option<String> {
+    let words: Vec<&str> = text
+        .split(|c: char| c == '\0' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
 /// Compute threads per job (candle's kernels read `RAYON_NUM_THREADS`).
 pub fn compute_threads() -> i64 {
     std::env::var("RAYON_NUM_THREADS")
@@ -73,6 +156,47 @@ pub fn now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_processor_is_named_from_cpuid_or_cpuinfo() {
+        // x86 processors name themselves; the numbers are CPUID's, as /proc/cpuinfo shows them.
+        #[cfg(target_arch = "x86_64")]
+        {
+            let model = cpu_model().expect("x86-64 has a brand string");
+            assert!(model.contains(", stepping "), "{model}");
+            assert!(!model.contains("  ") && !model.contains('\0'), "{model:?}");
+            if let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") {
+                let field = |key: &str| {
+                    info.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        (k.trim() == key).then(|| v.trim().to_string())
+                    })
+                };
+                let (family, number) = (field("cpu family").unwrap(), field("model").unwrap());
+                assert!(
+                    model.contains(&format!("(family {family}, model {number},")),
+                    "{model}"
+                );
+                assert!(
+                    model.starts_with(&model_from_cpuinfo(&info).unwrap()),
+                    "{model}"
+                );
+            }
+            // Read once: the same text every time.
+            assert!(std::ptr::eq(model, cpu_model().unwrap()));
+        }
+        // Other systems' /proc/cpuinfo, as their kernels write it.
+        let arm =
+            "processor\t: 0\nBogoMIPS\t: 48.00\nCPU implementer\t: 0x41\n\nHardware\t: BCM2835\n";
+        assert_eq!(model_from_cpuinfo(arm).as_deref(), Some("BCM2835"));
+        let x86 = "processor\t: 0\nmodel\t\t: 207\nmodel name\t:  AMD   EPYC 7B13  \n";
+        assert_eq!(model_from_cpuinfo(x86).as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!(
+            model_from_cpuinfo("processor\t: 0\nmodel name\t:   \n"),
+            None
+        );
+        assert_eq!(model_from_cpuinfo(""), None);
+    }
 
     #[test]
     fn this_process_is_alive_and_a_made_up_one_is_dead() {

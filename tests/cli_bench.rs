@@ -43,6 +43,8 @@ fn bench_prints_json_lines_with_the_reference_fields() {
         lines[2]["kernels"],
         scalelab::train::isa::Isa::detected().to_string()
     );
+    // And the processor, as runs.cpu records it (null where the system does not name it).
+    assert_eq!(lines[2]["cpu"].as_str(), scalelab::provenance::cpu_model());
     let bad = scalelab()
         .args(["bench", "--batch-sizes", "0"])
         .output()
@@ -85,4 +87,21 @@ fn a_benchmark_too_large_for_memory_or_threads_beyond_the_cores_are_refused() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn the_table_names_the_kernels_and_the_processor() {
+    let out = succeed(scalelab().args(["bench", "--batch-sizes", "16", "--seconds", "0.05"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    let want = format!(
+        "{} kernels on {}",
+        scalelab::train::isa::Isa::detected(),
+        scalelab::provenance::cpu_model().unwrap_or("an unnamed processor")
+    );
+    assert!(
+        first.starts_with("matmul peak (f32, 1 thread): ") && first.ends_with(&want),
+        "{first}"
+    );
+    assert!(text.contains("samples/s"), "{text}");
 }

@@ -187,6 +187,18 @@ fn a_sweep_runs_once_and_a_second_run_trains_nothing() {
         Isa::Portable => "SELECT COUNT(*) FROM runs WHERE kernels IS NOT 'portable'",
     };
     assert_eq!(count(&db, other_level), 0);
+    // And the processor that trained it (NULL where this system does not name it).
+    let other_cpu: i64 = rt().block_on(async {
+        let store = Store::open_read_only(&db).await.unwrap();
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE cpu IS NOT ?")
+            .bind(scalelab::provenance::cpu_model())
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        store.close().await;
+        n
+    });
+    assert_eq!(other_cpu, 0);
     // An overlapping sweep shares the runs it has in common.
     let other = dir.path().join("other.toml");
     std::fs::write(

@@ -167,13 +167,15 @@ pub(super) async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "threads": threads,
                 "matmul_peak_gflops": peak,
                 "kernels": Isa::detected().to_string(),
+                "cpu": crate::provenance::cpu_model(),
             })
         )?;
     } else {
         outln!(
-            "matmul peak (f32, {threads} thread{}): {peak:.1} GFLOP/s; {} kernels",
+            "matmul peak (f32, {threads} thread{}): {peak:.1} GFLOP/s; {} kernels on {}",
             if threads == 1 { "" } else { "s" },
-            Isa::detected()
+            Isa::detected(),
+            crate::provenance::cpu_model().unwrap_or("an unnamed processor")
         )?;
         let body: Vec<Vec<String>> = rows
             .iter()

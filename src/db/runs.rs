@@ -197,7 +197,7 @@ impl Store {
         // planning time, so the one prepared statement serves every limit.
         let pick = if sweep.is_some() {
             "SELECT s.run_id FROM sweep_runs s JOIN runs r ON r.id = s.run_id \
-             WHERE s.sweep = ?1 AND s.position >= ?10 AND r.state = 'pending' \
+             WHERE s.sweep = ?1 AND s.position >= ?11 AND r.state = 'pending' \
              ORDER BY s.position LIMIT ?8 + 0"
         } else {
             "SELECT id FROM runs WHERE state = 'pending' AND ?1 IS NULL ORDER BY rowid \
@@ -206,7 +206,7 @@ impl Store {
         let sql = format!(
             "UPDATE runs SET state = 'running', attempt = attempt + 1, claimed_by = ?2, \
              worker = ?2, heartbeat_at = ?3, started_at = ?3, finished_at = NULL, host = ?4, threads = ?5, \
-             scalelab_version = ?6, git_revision = ?7, kernels = ?9, began_at = NULL \
+             scalelab_version = ?6, git_revision = ?7, kernels = ?9, cpu = ?10, began_at = NULL \
              WHERE id IN ({pick}) AND +state = 'pending' \
              RETURNING id, config, attempt, orphaned, \
              (SELECT position FROM sweep_runs WHERE sweep = ?1 AND run_id = runs.id) AS position, \
@@ -221,7 +221,8 @@ impl Store {
             .bind(provenance::VERSION)
             .bind(provenance::git_revision())
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .bind(Isa::detected().name());
+            .bind(Isa::detected().name())
+            .bind(provenance::cpu_model());
         if sweep.is_some() {
             query = query.bind(from);
         }

@@ -76,7 +76,7 @@ CREATE TABLE runs (
     scalelab_version  TEXT,
     git_revision      TEXT,
     created_at        REAL NOT NULL
-, instruments_s REAL, init_top_eigenvalue REAL, init_eigen_converged INTEGER, init_hessian_trace REAL, init_hessian_trace_se REAL, final_top_eigenvalue REAL, final_eigen_converged INTEGER, final_hessian_trace REAL, final_hessian_trace_se REAL, orphaned INTEGER NOT NULL DEFAULT 0, began_at REAL, kernels TEXT);
+, instruments_s REAL, init_top_eigenvalue REAL, init_eigen_converged INTEGER, init_hessian_trace REAL, init_hessian_trace_se REAL, final_top_eigenvalue REAL, final_eigen_converged INTEGER, final_hessian_trace REAL, final_hessian_trace_se REAL, orphaned INTEGER NOT NULL DEFAULT 0, began_at REAL, kernels TEXT, cpu TEXT);
 
 CREATE INDEX runs_state ON runs (state);
 
