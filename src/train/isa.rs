@@ -28,23 +28,15 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The widest level this build runs on this CPU.
+    /// The widest level this build runs on this CPU (AVX-512 only with the `avx512` feature).
     pub fn detected() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if cfg!(feature = "avx512")
-                && std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return Isa::Avx2;
-            }
+        if cfg!(feature = "avx512") && Isa::Avx512.runs_here() {
+            Isa::Avx512
+        } else if Isa::Avx2.runs_here() {
+            Isa::Avx2
+        } else {
+            Isa::Portable
         }
-        Isa::Portable
     }
 
     /// Whether this CPU runs this level's instructions, whatever the build's features: tests run
@@ -64,9 +56,7 @@ impl Isa {
             self == Isa::Portable
         }
     }
-}
 
-impl Isa {
     /// The level's name, as `scalelab bench` prints it and `runs.kernels` stores it.
     pub fn name(self) -> &'static str {
         match self {
