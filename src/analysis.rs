@@ -276,6 +276,7 @@ pub async fn load_fit_inputs(
             batch_size: c.batch_size,
             max_batch_size: Some(c.largest_batch()),
             momentum: c.momentum,
+            noise_scale: c.noise_scale,
             train_size: c.data.train_size,
             test_size: c.data.test_size,
             classes: c.data.num_classes(),

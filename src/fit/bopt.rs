@@ -44,6 +44,11 @@ const MIN_BATCH_SIZES: usize = 3;
 /// Introduction to the Bootstrap*, ch. 13 and 19), the default of `scalelab fit`.
 pub const MIN_BOOTSTRAP: usize = 100;
 
+/// The most bootstrap resamples per cell: a hundred times the usual 1,000, beyond which the
+/// percentile ends no longer move and a fit would only take minutes (or ask for more memory
+/// than there is).
+pub const MAX_BOOTSTRAP: usize = 100_000;
+
 /// Grid steps either side of the argmax whose seeds give the pooled variance of the bootstrap:
 /// the bracket of the vertex.
 const POOL_STEPS: usize = 1;
@@ -311,6 +316,11 @@ pub(crate) fn bootstrap_log2(
              estimate only"
         ));
     }
+    if resamples > MAX_BOOTSTRAP {
+        return Err(format!(
+            "{resamples} resamples > {MAX_BOOTSTRAP}, the most for an interval: point estimate only"
+        ));
+    }
     let centre: Vec<f64> = values
         .iter()
         .map(|v| mean(v))
@@ -368,6 +378,15 @@ fn fit_cell(ctx: &Ctx, name: &str, idx: &[usize]) -> Result<CellBopt, String> {
             || !same(r.momentum, r0.momentum)
             || r.schedule != r0.schedule
     }) {
+        // A noise-scale axis sets ε from B (ε = g·B(1−m)/N): a cell at one g has a learning
+        // rate per batch size, and "the best B at fixed ε" is not a question it can answer.
+        if let Some(g) = r0.noise_scale
+            && runs.iter().any(|r| !same(r.lr, r0.lr))
+        {
+            return Err(format!(
+                "its runs are placed at noise scale g = {g} (the sweep's noise_scale axis), so                  ε grows with B inside the cell: B_opt at a fixed ε needs a sweep over lr"
+            ));
+        }
         return Err("its runs disagree on ε, N, m or schedule: the cell key must fix them".into());
     }
     if !(r0.lr.is_finite() && r0.lr > 0.0) {

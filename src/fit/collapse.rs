@@ -211,6 +211,8 @@ fn best_on_range(c: &[f64], metric: MetricKind) -> (f64, Option<Censor>) {
 /// The collapse of every run's metric onto g.
 pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
     let mut points = Vec::new();
+    // The noise_scale axis value of each point's run, if the sweep had one.
+    let mut placed_at = Vec::new();
     let (mut full, mut invalid, mut scheduled) = (0, 0, 0);
     for (i, r, value) in ctx.valued() {
         if r.schedule != "constant" {
@@ -241,6 +243,7 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
             value,
             censored: ctx.sel[i].is_some_and(|s| s.censored),
         });
+        placed_at.push(r.noise_scale);
     }
     if points.is_empty() {
         return Outcome::skipped(if full > 0 {
@@ -283,6 +286,25 @@ pub(crate) fn fit_collapse(ctx: &Ctx) -> Outcome<CollapseSection> {
     let fitted: Vec<&CollapsePoint> = points.iter().filter(|p| !p.censored).collect();
     let xg: Vec<f64> = fitted.iter().map(|p| p.ln_g).collect();
     let y: Vec<f64> = fitted.iter().map(|p| p.value).collect();
+    // Runs placed on a noise_scale axis sit at its values of g ≈ εN/(B(1−m)); their exact g
+    // differs only by the factor 1 − B/N, and counting those slivers as levels let the
+    // polynomial bend through the gaps between two real ones.
+    let nominal: Option<Vec<f64>> = points
+        .iter()
+        .zip(&placed_at)
+        .filter(|(p, _)| !p.censored)
+        .map(|(_, g)| g.map(f64::ln))
+        .collect();
+    if let Some(nominal) = nominal.filter(|v| !v.is_empty()) {
+        let levels = distinct(&nominal);
+        if levels < 4 {
+            return Outcome::skipped(format!(
+                "the runs that did not diverge sit at only {levels} value(s) of the sweep's \
+                 noise_scale axis (their exact g differ only by the factor 1 − B/N): the \
+                 collapse needs at least 4"
+            ));
+        }
+    }
     let nd = distinct(&xg);
     if nd < 4 {
         return Outcome::skipped(format!(
@@ -390,6 +412,59 @@ mod tests {
         // 30 runs, but at B = 4096 > N = 4000 the planted value is NaN (ln of g < 0): missing.
         assert_eq!((c.points.len(), rep.n_missing), (29, 1));
         assert_json_finite(&rep);
+    }
+
+    /// Runs placed on a `noise_scale` axis: ε = g·B(1−m)/N, cells keyed by g. The value falls
+    /// with B at fixed g, so g does not organise it.
+    fn noise_axis_runs(levels: &[f64]) -> Vec<crate::fit::RunInput> {
+        let (n, m) = (1000u64, 0.9);
+        let mut runs = Vec::new();
+        for &g in levels {
+            for b in [8u64, 16, 32, 64, 128] {
+                let lr = g * b as f64 * (1.0 - m) / n as f64;
+                let v = 0.7 - 0.02 * (b as f64).log2() + 0.001 * g;
+                let mut r = flat_run(&format!("g={g}"), lr, n, m, b, 0, v, 2);
+                r.noise_scale = Some(g);
+                runs.push(r);
+            }
+        }
+        runs
+    }
+
+    /// Regression: on a sweep with two values of a noise_scale axis, the exact g of each run
+    /// (the value times 1 − B/N) made ten "distinct" values; the cubic rode those slivers,
+    /// scored 0.97 by g against 0.24 by B, and put g_opt in the empty gap between the two
+    /// values. Now the axis's values are the levels counted, and the B_opt cells say why a
+    /// noise-scale cell has no B_opt at fixed ε.
+    #[test]
+    fn a_noise_scale_axis_counts_its_values_not_the_exact_g() {
+        let rep = fit_all(&noise_axis_runs(&[5.0, 20.0]), &FitOptions::default());
+        let why = rep.collapse.reason().unwrap_or_default();
+        assert!(
+            why.contains("only 2 value(s) of the sweep's noise_scale axis"),
+            "{why}: {:?}",
+            rep.collapse
+        );
+        let reasons: Vec<String> = match &rep.bopt {
+            crate::fit::Outcome::Fitted(b) => {
+                assert!(b.cells.is_empty(), "{:?}", b.cells);
+                b.skipped_cells.iter().map(|s| s.reason.clone()).collect()
+            }
+            crate::fit::Outcome::Skipped { reason } => vec![reason.clone()],
+        };
+        assert!(
+            !reasons.is_empty()
+                && reasons
+                    .iter()
+                    .all(|r| r.contains("noise scale g =") && r.contains("sweep over lr")),
+            "{reasons:?}"
+        );
+        // Four values are four levels: the collapse is fitted.
+        let rep = fit_all(
+            &noise_axis_runs(&[2.0, 5.0, 10.0, 20.0]),
+            &FitOptions::default(),
+        );
+        assert!(rep.collapse.fitted().is_some(), "{:?}", rep.collapse);
     }
 
     #[test]

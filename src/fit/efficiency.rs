@@ -624,6 +624,7 @@ mod tests {
             lr,
             batch_size: b,
             max_batch_size: None,
+            noise_scale: None,
             momentum: 0.0,
             train_size: n,
             test_size: 10_000,

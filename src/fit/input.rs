@@ -183,6 +183,10 @@ pub struct RunInput {
     pub max_batch_size: Option<u64>,
     /// Momentum m in [0, 1).
     pub momentum: f64,
+    /// The noise scale the sweep placed the run at, where its axis is `noise_scale` (ε was then
+    /// derived from it and B: ε = g·B(1−m)/N); `None` where ε was swept directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_scale: Option<f64>,
     /// Training-set size N.
     pub train_size: u64,
     /// Size of the held-out set the metric is measured on.

@@ -33,7 +33,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-pub use bopt::{BatchPoint, BoptSection, CellBopt, MIN_BOOTSTRAP, SkippedItem};
+pub use bopt::{BatchPoint, BoptSection, CellBopt, MAX_BOOTSTRAP, MIN_BOOTSTRAP, SkippedItem};
 pub use bound::ValidationBound;
 pub use collapse::{CollapseMean, CollapsePoint, CollapseSection, CurvePoint, SmoothFit};
 pub use efficiency::{

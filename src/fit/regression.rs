@@ -10,7 +10,7 @@
 //! own: does its interval contain the predicted value? (docs/science.md §1 asks which hypothesis
 //! each estimate is consistent with.) The two can disagree: the joint test spreads its power over
 //! q slopes, so one slope that is clearly off can leave it short of rejection (sweeps/smith-le.toml:
-//! b = 0.879 with interval [0.795, 0.964], joint p = 0.052). A joint test with p ≥ α is "not
+//! b = 0.879 with interval [0.795, 0.963], joint p = 0.052). A joint test with p ≥ α is "not
 //! rejected", never "consistent", and such a split is flagged (`split_verdict`).
 //!
 //! Unweighted: weighting each cell by 1/se² of its bootstrap interval was tried, but with the

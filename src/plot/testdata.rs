@@ -147,6 +147,7 @@ fn schedule_runs(g: &mut Gauss) -> Vec<RunInput> {
                 batch_size: 128,
                 max_batch_size: bs.iter().max().copied(),
                 momentum: 0.9,
+                noise_scale: None,
                 train_size: n,
                 test_size: 10_000,
                 classes: 10,
