@@ -38,19 +38,53 @@ pub(crate) fn check_size((width, height): (u32, u32)) -> Result<(), PlotError> {
 pub fn draw_figure(fig: &Figure, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
     check_size(size)?;
     style::ensure_fonts()?;
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(de(path))?;
-    let body = title_area(&root, &fig.title, path)?;
-    let body = footnote_area(&body, fig.footnote.as_deref(), path)?;
-    let legend = fig.legend();
-    let (plots, legend_area) = split_legend(&body, &legend);
-    for (area, panel) in plots.split_evenly(fig.grid()).iter().zip(&fig.panels) {
-        draw_panel(area, panel, path)?;
+    write_png(path, size, |root| {
+        root.fill(&WHITE).map_err(de(path))?;
+        let body = title_area(root, &fig.title, path)?;
+        let body = footnote_area(&body, fig.footnote.as_deref(), path)?;
+        let legend = fig.legend();
+        let (plots, legend_area) = split_legend(&body, &legend);
+        for (area, panel) in plots.split_evenly(fig.grid()).iter().zip(&fig.panels) {
+            draw_panel(area, panel, path)?;
+        }
+        if let Some(area) = legend_area {
+            draw_legend(&area, &legend, path)?;
+        }
+        Ok(())
+    })
+}
+
+/// Draws with `draw` into pixels in memory, then writes them to `path` as a PNG whole or not at
+/// all: encoded in memory, written to `<path>.partial` beside it, and renamed over `path`. A
+/// write that fails (a full disk) leaves the figure that was there, names the file and says
+/// why in one line; plotters' own writer left a truncated PNG and its error's debug text.
+pub(crate) fn write_png(
+    path: &Path,
+    (width, height): (u32, u32),
+    draw: impl FnOnce(&Area<'_>) -> Result<(), PlotError>,
+) -> Result<(), PlotError> {
+    use image::ImageEncoder;
+    let mut pixels = vec![0u8; width as usize * height as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(de(path))?;
     }
-    if let Some(area) = legend_area {
-        draw_legend(&area, &legend, path)?;
-    }
-    root.present().map_err(de(path))
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, width, height, image::ColorType::Rgb8)
+        .map_err(de(path))?;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let written = std::fs::write(&partial, &png).and_then(|()| std::fs::rename(&partial, path));
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&partial);
+        PlotError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// Width in pixels of `text` at `px`.
@@ -588,6 +622,41 @@ mod tests {
     use crate::plot::style::Rgb;
     use crate::plot::testdata::assert_png;
 
+    /// A figure is written whole or not at all: where the write fails, the figure already
+    /// there is left as it was, no partial file remains, and the error names the figure in one
+    /// line (plotters' writer left a truncated PNG and its error's debug text).
+    #[test]
+    fn a_failed_write_keeps_the_figure_that_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fig.png");
+        let fill = |root: &Area<'_>| root.fill(&WHITE).map_err(de(&path));
+        write_png(&path, (320, 240), fill).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        assert_eq!(&before[..4], b"\x89PNG");
+        assert_eq!(
+            image::load_from_memory(&before)
+                .unwrap()
+                .to_rgb8()
+                .dimensions(),
+            (320, 240)
+        );
+        // A directory where the partial file goes: the write fails, as on a full disk.
+        let partial = dir.path().join("fig.png.partial");
+        std::fs::create_dir(&partial).unwrap();
+        let e = write_png(&path, (400, 300), fill).unwrap_err().to_string();
+        assert!(
+            e.starts_with("could not write ") && e.contains("fig.png"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        std::fs::remove_dir(&partial).unwrap();
+        write_png(&path, (400, 300), fill).unwrap();
+        assert!(!partial.exists());
+        let after = image::load_from_memory(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(after.to_rgb8().dimensions(), (400, 300));
+    }
+
     fn figure(panels: Vec<Panel>) -> Figure {
         Figure {
             title: "odd data".into(),
@@ -670,6 +739,13 @@ mod tests {
         let path = dir.path().join("missing-dir").join("f.png");
         let fig = figure(vec![panel(Scale::Linear, Scale::Linear, vec![(1.0, 1.0)])]);
         let err = draw_figure(&fig, &path, (800, 600)).unwrap_err();
-        assert!(matches!(err, PlotError::Draw { .. }), "{err}");
+        assert!(matches!(err, PlotError::Io { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("could not write ")
+                && text.contains("f.png")
+                && text.contains("os error"),
+            "{text}"
+        );
     }
 }

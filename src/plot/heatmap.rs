@@ -307,17 +307,17 @@ pub fn prepare_heatmap(fit: &FitReport, runs: &[RunInput]) -> Result<Heatmap, Sk
 pub fn render_heatmap(hm: &Heatmap, path: &Path, size: (u32, u32)) -> Result<(), PlotError> {
     draw::check_size(size)?;
     style::ensure_fonts()?;
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(de(path))?;
-    let body = draw::title_area(&root, &hm.title, path)?;
-    let body = draw::footnote_area(&body, hm.footnote.as_deref(), path)?;
-    let (w, _) = body.dim_in_pixel();
-    let (maps, bar) = body.split_horizontally(w.saturating_sub(220));
-    for (area, panel) in maps.split_evenly(hm.grid()).iter().zip(&hm.panels) {
-        draw_map(area, hm, panel, path)?;
-    }
-    draw_colour_bar(&bar, hm, path)?;
-    root.present().map_err(de(path))
+    draw::write_png(path, size, |root| {
+        root.fill(&WHITE).map_err(de(path))?;
+        let body = draw::title_area(root, &hm.title, path)?;
+        let body = draw::footnote_area(&body, hm.footnote.as_deref(), path)?;
+        let (w, _) = body.dim_in_pixel();
+        let (maps, bar) = body.split_horizontally(w.saturating_sub(220));
+        for (area, panel) in maps.split_evenly(hm.grid()).iter().zip(&hm.panels) {
+            draw_map(area, hm, panel, path)?;
+        }
+        draw_colour_bar(&bar, hm, path)
+    })
 }
 
 /// Ticks at cell centres, labelled by `label(i)`.
