@@ -839,7 +839,7 @@ impl RunConfig {
     /// a fixed order, without `data_dir` (a path differs between machines; the files' content
     /// hash, `fingerprint`, stands for the data instead).
     pub fn canonical_json(&self) -> String {
-        let mut c = self.clone();
+        let mut c = self.without_negative_zeros();
         c.data.data_dir = None;
         // Serialising a struct of plain fields cannot fail; floats use the shortest exact form.
         serde_json::to_string(&c).unwrap_or_default()
@@ -850,7 +850,34 @@ impl RunConfig {
     /// finds the run a slot claimed by this exact text.
     pub fn stored_json(&self) -> String {
         // Serialising a struct of plain fields cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(&self.without_negative_zeros()).unwrap_or_default()
+    }
+
+    /// The same configuration with every −0.0 among its numbers written as 0.0 (momentum,
+    /// weight decay and label noise are where a zero is valid): the two train alike, and would
+    /// otherwise serialise differently and make two run ids for one run.
+    fn without_negative_zeros(&self) -> RunConfig {
+        let unsign = |v: &mut f64| {
+            if *v == 0.0 {
+                *v = 0.0;
+            }
+        };
+        let mut c = self.clone();
+        unsign(&mut c.momentum);
+        unsign(&mut c.weight_decay);
+        unsign(&mut c.lr);
+        unsign(&mut c.divergence_factor);
+        for v in [
+            c.data.label_noise.as_mut(),
+            c.data.separation.as_mut(),
+            c.noise_scale.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            unsign(v);
+        }
+        c
     }
 
     /// The run id: the first 16 hex digits (64 bits) of the BLAKE3 hash of the canonical JSON.
@@ -976,6 +1003,27 @@ mod tests {
         let mut d = a.clone();
         d.data.data_seed = 7;
         assert_ne!(a.run_id(), d.run_id());
+    }
+
+    /// Regression: `momentum = -0.0` trained the same numbers as 0.0 under another run id, so
+    /// a sweep listing both trained every cell twice.
+    #[test]
+    fn negative_zero_is_zero_in_the_run_id_and_the_stored_text() {
+        let mut zero = teacher_config();
+        zero.momentum = 0.0;
+        zero.weight_decay = 0.0;
+        zero.data.label_noise = Some(0.0);
+        let mut neg = zero.clone();
+        neg.momentum = -0.0;
+        neg.weight_decay = -0.0;
+        neg.data.label_noise = Some(-0.0);
+        assert_eq!(zero.run_id(), neg.run_id());
+        assert_eq!(zero.stored_json(), neg.stored_json());
+        assert!(!neg.stored_json().contains("-0"), "{}", neg.stored_json());
+        // Only the sign of zero is dropped: every other value still tells runs apart.
+        let mut tiny = zero.clone();
+        tiny.weight_decay = 1e-300;
+        assert_ne!(zero.run_id(), tiny.run_id());
     }
 
     #[test]

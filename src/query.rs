@@ -479,8 +479,15 @@ pub fn check_read_only(sql: &str) -> Result<()> {
         "select" | "with" | "values" | "explain" => Ok(()),
         "pragma" if !words.iter().any(|w| w == "=") => Ok(()),
         "pragma" => refuse("PRAGMA assignments change settings".into()),
-        other => refuse(format!(
+        // The statements SQLite has besides those above and `WRITE_WORDS` (which begin no query).
+        "begin" | "commit" | "end" | "rollback" | "release" => refuse(format!(
             "{} is not a read-only statement",
+            first.to_uppercase()
+        )),
+        // A typo (`selec 1`) was "not a read-only statement", as if it were one.
+        other => refuse(format!(
+            "{} begins no SQL statement (a query begins with SELECT, WITH, VALUES, EXPLAIN or \
+             PRAGMA)",
             other.to_uppercase()
         )),
     }
@@ -682,6 +689,9 @@ mod tests {
                 "REPLACE",
             ),
             ("", "empty"),
+            ("BEGIN", "BEGIN is not a read-only statement"),
+            // Regression: "SELEC is not a read-only statement".
+            ("selec 1", "SELEC begins no SQL statement"),
         ] {
             let e = check_read_only(bad).unwrap_err().to_string();
             assert!(e.contains(why) && e.starts_with("refused"), "{bad}: {e}");

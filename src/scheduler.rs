@@ -30,10 +30,15 @@ use crate::train::{EpochMetrics, RunOutcome, RunState};
 mod head_start;
 pub use head_start::HeadStart;
 
+/// The most runs one process trains at once (`--jobs`): far more than any machine's cores, and
+/// small enough that the scheduler's counts (it claims a run or two beyond its slots) cannot
+/// overflow.
+pub const MAX_JOBS: usize = 4096;
+
 /// How the scheduler works.
 #[derive(Clone, Debug)]
 pub struct SchedulerOptions {
-    /// Runs trained at once (each on one compute thread).
+    /// Runs trained at once (each on one compute thread), from 1 to [`MAX_JOBS`].
     pub jobs: usize,
     /// Only this sweep's runs (`None`: any pending run, as `scalelab worker`).
     pub sweep: Option<String>,
@@ -302,7 +307,7 @@ pub async fn run_pending(
         .and_then(|h| h.started())
         .unwrap_or_else(Instant::now);
     let token = provenance::claim_token();
-    let jobs = opts.jobs.max(1);
+    let jobs = opts.jobs.clamp(1, MAX_JOBS);
     let sweep = opts.sweep.as_deref();
     let mut report = SchedulerReport {
         jobs,

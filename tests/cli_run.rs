@@ -589,12 +589,31 @@ fn read_only_and_locked_databases_give_clear_errors() {
         .env("SCALELAB_BUSY_TIMEOUT", "1")
         .output()
         .unwrap();
+    // Regression: a worker waited out the busy timeout twice (its first heartbeat, a write
+    // with no run to refresh, queued behind the failing claim): 20 s at the default 10 s.
+    let started = std::time::Instant::now();
+    let worker = scalelab()
+        .args(["worker", "--quiet", "--db", db2.to_str().unwrap()])
+        .env("SCALELAB_BUSY_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let waited = started.elapsed().as_secs_f64();
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("l.db") && err.contains("locked"), "{err}");
+    let werr = String::from_utf8_lossy(&worker.stderr);
+    assert_eq!(worker.status.code(), Some(1), "{werr}");
+    assert!(
+        werr.contains("locked") && werr.contains("waited 2 s"),
+        "{werr}"
+    );
+    assert!(
+        (2.0..3.9).contains(&waited),
+        "the worker took {waited:.2} s for a busy timeout of 2 s"
+    );
     assert_eq!(
         count(&db2, "SELECT COUNT(*) FROM runs"),
         4,
@@ -1160,12 +1179,67 @@ fn out_of_range_flags_name_the_flag() {
             vec!["run", s, "--db", d, "--stale-after", "-5"],
             vec!["--stale-after", "-5"],
         ),
+        // Regression: the largest counts and times panicked (a `Duration` out of range) or
+        // wrapped to no slots at all (`--jobs` plus the run claimed ahead), exit 0 with nothing
+        // trained.
+        (
+            vec!["run", s, "--db", d, "--jobs", "18446744073709551615"],
+            vec!["--jobs", "at most 4096"],
+        ),
+        (
+            vec!["worker", "--db", d, "--jobs", "4097"],
+            vec!["--jobs", "at most 4096"],
+        ),
+        (
+            vec!["run", s, "--db", d, "--stale-after", "18446744073709551615"],
+            vec!["--stale-after", "at most 604800"],
+        ),
+        (
+            vec!["worker", "--db", d, "--stale-after", "1e300"],
+            vec!["--stale-after", "at most 604800"],
+        ),
+        (
+            vec![
+                "fit",
+                "flags",
+                "--db",
+                d,
+                "--bootstrap",
+                "18446744073709551615",
+            ],
+            vec!["bootstrap", "at most 100000"],
+        ),
         (vec!["run", dir_arg, "--db", d], vec!["is a directory"]),
+        // Regression: this listed the sweep's cells as "not enqueued" in the directory, exit 0.
+        (
+            vec!["sweep", "show", s, "--db", dir_arg],
+            vec!["is a directory, not a database file"],
+        ),
+        // Regression: "no such sweep file", of a file that is there (Unix only, as the tests).
+        (
+            vec!["run", "/dev/null", "--db", d],
+            vec!["/dev/null", "not a regular file"],
+        ),
         (
             vec!["fit", "flags", "--db", d, "--margin", "-1"],
             vec!["margin", "-1"],
         ),
         (vec!["bench", "--seconds", "0"], vec!["seconds", "0"]),
+        // Regression: "unexpected argument '-1' found", without the flag.
+        (
+            vec!["fit", "flags", "--db", d, "--bootstrap", "-5"],
+            vec!["invalid value '-5' for '--bootstrap': must not be negative"],
+        ),
+        (
+            vec!["runs", "--db", d, "--limit", "-1"],
+            vec!["'--limit'", "must not be negative"],
+        ),
+        // Regression: an in-memory database failed on its journal mode and left a file named
+        // ":memory:" in the working directory.
+        (
+            vec!["run", s, "--db", ":memory:"],
+            vec!["--db", ":memory: is not a file path"],
+        ),
         (vec!["bench", "--hidden", "0"], vec!["hidden", "0"]),
     ] {
         let err = fail_in_one_line(scalelab().args(&args));

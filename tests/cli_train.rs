@@ -231,6 +231,8 @@ fn a_network_or_teacher_too_large_for_memory_is_refused_by_name() {
             "invalid teacher_hidden",
         ),
         (vec!["--classes", "4000000000"], "invalid classes"),
+        // Regression: this named train_size.
+        (vec!["--dim", "4294967295"], "invalid dim"),
     ] {
         let (code, _, err) = train(&args);
         assert_eq!(code, 1, "{args:?}: {err}");

@@ -117,6 +117,17 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    if args.bootstrap > crate::fit::MAX_BOOTSTRAP {
+        return Err(Error::config(
+            "bootstrap",
+            format!(
+                "--bootstrap {}: at most {} resamples (1000, the default, is the usual choice)",
+                args.bootstrap,
+                crate::fit::MAX_BOOTSTRAP
+            ),
+        )
+        .into());
+    }
     crate::db::require_existing(&args.db.db)?;
     let report = super::with_store(&args.db.db, async |store: &Store| {
         super::run::warn_if_file_differs(store, &args.sweep, &name).await;

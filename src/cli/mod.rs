@@ -79,8 +79,23 @@ pub enum SweepCommand {
 #[derive(Debug, Clone, Args)]
 pub struct DbArg {
     /// The results database.
-    #[arg(long, env = "SCALELAB_DB", default_value = "scalelab.db")]
+    #[arg(long, env = "SCALELAB_DB", default_value = "scalelab.db", value_parser = db_path)]
     pub db: std::path::PathBuf,
+}
+
+/// `--db`: a file path. SQLite reads `:memory:` as a database that vanishes at exit (and it
+/// left an empty file of that name behind).
+fn db_path(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        return Err("an empty path".into());
+    }
+    if s == ":memory:" || s.starts_with("file:") {
+        return Err(format!(
+            "{s} is not a file path: the results must outlive the process (give a file such as \
+             scalelab.db)"
+        ));
+    }
+    Ok(s.into())
 }
 
 /// An aligned text table with a header rule, for terminals.
@@ -171,6 +186,18 @@ fn no_huge_pages() -> bool {
     }
 }
 
+/// The first negative number on the command line that follows a `--flag` (not `--flag=…`),
+/// with that flag: what clap took for an unknown option.
+fn negative_after_flag(args: impl IntoIterator<Item = String>) -> Option<(String, String)> {
+    let args: Vec<String> = args.into_iter().collect();
+    args.windows(2).find_map(|w| {
+        let (flag, value) = (&w[0], &w[1]);
+        let negative = value.starts_with('-') && value[1..].parse::<f64>().is_ok();
+        (negative && flag.starts_with("--") && !flag.contains('='))
+            .then(|| (flag.clone(), value.clone()))
+    })
+}
+
 /// clap's error in one line: its first line, with the indented list that follows it when that
 /// line ends in a colon ("the following required arguments were not provided: --out <OUT>").
 fn first_line(text: &str) -> String {
@@ -225,6 +252,14 @@ fn status() -> u8 {
                 eprintln!(
                     "error: SCALELAB_DB is set but empty: give it a database path, or unset it"
                 );
+                return 2;
+            }
+            // A negative number after a flag that takes a count reads to clap as an unknown
+            // option ("unexpected argument '-1' found"), without the flag's name.
+            if e.kind() == ErrorKind::UnknownArgument
+                && let Some((flag, value)) = negative_after_flag(std::env::args())
+            {
+                eprintln!("error: invalid value '{value}' for '{flag}': must not be negative");
                 return 2;
             }
             eprintln!("{first} (see --help)");

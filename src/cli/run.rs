@@ -43,14 +43,21 @@ pub struct RunArgs {
     pub targets: super::analysis::TargetArg,
 }
 
-/// `--jobs`: a count of at least one.
+/// `--jobs`: a count of at least one and at most [`scheduler::MAX_JOBS`].
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1, got 0".into()),
+        Ok(n) if n > scheduler::MAX_JOBS => {
+            Err(format!("must be at most {}, got {n}", scheduler::MAX_JOBS))
+        }
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// The longest `--stale-after`: a week. Longer would mean never presuming a silent process
+/// dead, and seconds beyond what a `Duration` holds cannot be waited for at all.
+pub const MAX_STALE_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
 
 /// `--stale-after`: seconds, at least three heartbeats (a shorter wait would presume this very
 /// process dead between two of its own heartbeats).
@@ -60,7 +67,10 @@ fn stale_seconds(s: &str) -> Result<f64, String> {
             .heartbeat_every
             .as_secs_f64();
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= least => Ok(v),
+        Ok(v) if v.is_finite() && (least..=MAX_STALE_SECONDS).contains(&v) => Ok(v),
+        Ok(v) if v > MAX_STALE_SECONDS => Err(format!(
+            "must be at most {MAX_STALE_SECONDS} seconds (a week), got {s}"
+        )),
         Ok(_) => Err(format!(
             "must be at least {least} seconds (three heartbeats), got {s}"
         )),
@@ -127,6 +137,10 @@ async fn resolve_sweep(arg: &str, db: &Path) -> anyhow::Result<Sweep> {
     }
     if Path::new(arg).is_dir() {
         return Err(Error::Sweep(format!("{arg}: is a directory, not a sweep file")).into());
+    }
+    if Path::new(arg).exists() {
+        // A device, a pipe or a socket (`/dev/null`): there, but not a file to read a sweep from.
+        return Err(Error::Sweep(format!("{arg}: is not a regular file, not a sweep file")).into());
     }
     Err(Error::Sweep(format!(
         "{arg}: no such sweep file, and no sweep of that name in {}",
@@ -546,7 +560,9 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         sweep.select
     )?;
     let ids: Vec<String> = sweep.cells.iter().map(|c| c.run_id()).collect();
-    let states = if args.db.db.is_file() {
+    // No database yet: nothing enqueued. A directory or a device there is an error, as in every
+    // other command (it said "8 not enqueued").
+    let states = if args.db.db.exists() {
         let store = Store::open_read_only(&args.db.db).await?;
         let s = store.states_of(&ids).await?;
         store.close().await;

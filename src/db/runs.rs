@@ -233,8 +233,21 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.run).collect())
     }
 
-    /// Refreshes the heartbeat of every run this process is training.
+    /// Refreshes the heartbeat of every run this process is training. Without one (before the
+    /// first claim, or after the last run) it only reads: an `UPDATE` takes the write lock
+    /// even when it changes nothing, and where another process held that lock a heartbeat
+    /// queued behind a failing claim made the process wait out the busy timeout twice.
     pub async fn heartbeat(&self, token: &str) -> Result<u64> {
+        let holds: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE claimed_by = ? AND state = 'running')",
+        )
+        .bind(token)
+        .fetch_one(self.pool())
+        .await
+        .map_err(|e| self.err(e))?;
+        if !holds {
+            return Ok(0);
+        }
         let _gate = self.write_gate().await;
         Ok(sqlx::query(
             "UPDATE runs SET heartbeat_at = ? WHERE claimed_by = ? AND state = 'running'",

@@ -100,6 +100,10 @@ fn describe(cfg: &RunConfig) -> String {
     )
 }
 
+/// Why `[]` cannot stand for a network's hidden widths.
+const NO_HIDDEN_LAYER: &str = "[] would be a network without a hidden layer, which scalelab does \
+                               not train: give each network at least one width, as [128]";
+
 fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
     let name = f.name.get_ref().trim().to_string();
     // It names a folder (`reports/<name>/`: "." or ".." would be the reports folder or its
@@ -228,17 +232,19 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         Some(v) => match v.get_ref() {
             Value::Array(items) if items.iter().all(|x| matches!(x, Value::Array(_))) => {
                 if items.is_empty() {
-                    return Err(src.error(v.span(), "`hidden` is an empty axis"));
+                    return Err(src.error(v.span(), format!("`hidden = []`: {NO_HIDDEN_LAYER}")));
                 }
                 items
                     .iter()
-                    .map(|x| {
-                        let sub = Spanned::new(v.span(), x.clone());
-                        src.u32s("hidden", &sub)
+                    .map(|x| match x {
+                        // It read as "an empty axis", of an axis with elements.
+                        Value::Array(widths) if widths.is_empty() => {
+                            Err(src.error(v.span(), format!("`hidden`: {NO_HIDDEN_LAYER}")))
+                        }
+                        _ => src.u32s("hidden", &Spanned::new(v.span(), x.clone())),
                     })
                     .collect::<Result<_>>()?
             }
-            Value::Array(items) if items.is_empty() => vec![vec![]],
             _ => vec![src.u32s("hidden", v)?],
         },
     };
@@ -315,6 +321,17 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
             Value::Integer(k) if *k >= 1 => (1..=*k as u64).collect(),
             Value::Integer(k) => {
                 return Err(src.error(v.span(), format!("`seeds` must be ≥ 1, got {k}")));
+            }
+            // A scalar is a count, a list names seeds: a float such as 3.0 could mean seeds
+            // 1, 2, 3 or seed 3, and each reading has been meant.
+            Value::Float(x) => {
+                return Err(src.error(
+                    v.span(),
+                    format!(
+                        "`seeds` is a count K (seeds 1..=K) or a list of seeds, got {x:?}: \
+                         write an integer such as 3, or a list such as [3]"
+                    ),
+                ));
             }
             _ => src.integers("seeds", v)?,
         },
@@ -743,6 +760,21 @@ seeds = 2
         parse_sweep("bad.toml", text).unwrap_err().to_string()
     }
 
+    /// Regression: `hidden = [[16], []]` was "an empty axis", of an axis with two elements;
+    /// each spelling of a network without hidden widths now says what it would be.
+    #[test]
+    fn an_empty_width_list_says_it_is_a_network_without_hidden_layers() {
+        for hidden in ["[[16], []]", "[[]]", "[]"] {
+            let e = err(&OK.replace("hidden = [16]", &format!("hidden = {hidden}")));
+            assert!(
+                e.starts_with("bad.toml:7:")
+                    && e.contains("without a hidden layer")
+                    && !e.contains("empty axis"),
+                "{hidden}: {e}"
+            );
+        }
+    }
+
     /// A name names `reports/<name>/` and is typed as a positional argument: "." and ".."
     /// wrote the report into `reports/` or the working directory itself (overwriting its
     /// `index.html`), and "-x" read as an option on the command line.
@@ -777,11 +809,35 @@ seeds = 2
         );
         let e = err(&OK.replace("seeds = 2", "seeds = -1"));
         assert!(e.contains("`seeds` must be ≥ 1, got -1"), "{e}");
+        // Regression: `seeds = 3.0` meant the one seed 3 where `seeds = 3` means three seeds,
+        // and `seeds = 0.0` was seed 0 where `seeds = 0` is refused.
+        // Regression: `epochs = -1` was "not a whole number ≥ 0", and 0 is refused too.
+        let e = err(&OK.replace("epochs = 2", "epochs = -1"));
+        assert!(
+            e.contains("`epochs`: -1 is negative") && !e.contains('≥'),
+            "{e}"
+        );
+        let e = err(&OK.replace("epochs = 2", "epochs = 2.5"));
+        assert!(e.contains("`epochs`: 2.5 is not a whole number"), "{e}");
+        for x in ["3.0", "0.0"] {
+            let e = err(&OK.replace("seeds = 2", &format!("seeds = {x}")));
+            assert!(
+                e.starts_with("bad.toml:13:") && e.contains(&format!("got {x}")),
+                "{e}"
+            );
+        }
         let e = err(&OK.replace("seeds = 2", "seeds = 1000000"));
         assert!(
             e.contains("the grid has 4.800e7 cells (1000000 × ") && e.contains("at most 1000000"),
             "{e}"
         );
+        // Regression: this named serde's type for the section, "struct DataSection".
+        let e = err(&OK.replace("[data]", "[[data]]"));
+        assert!(
+            e.starts_with("bad.toml:") && e.contains("`data`") && e.contains("[[section]]"),
+            "{e}"
+        );
+        assert!(!e.contains("struct"), "{e}");
         let e = err(&OK.replace("hidden = [16]", "hidden = [4294967297]"));
         assert!(
             e.contains("`hidden`: 4294967297 is larger than 4294967295"),
@@ -811,6 +867,12 @@ dim = 4294967297",
         let e = err(&OK.replace("momentum = [0.0, 0.9]", "momentum = [0.0, 1.0]"));
         assert!(
             e.starts_with("bad.toml:11:") && e.contains("momentum") && e.contains('1'),
+            "{e}"
+        );
+        // −0.0 is 0.0: listing both is a repeated value, not a second set of runs.
+        let e = err(&OK.replace("momentum = [0.0, 0.9]", "momentum = [0.0, -0.0]"));
+        assert!(
+            e.contains("appears twice") && e.contains("momentum="),
             "{e}"
         );
         let e = err(&OK.replace("{ logspace = [0.01, 1.0], num = 3 }", "[0.1, -0.5]"));

@@ -164,10 +164,18 @@ impl Source<'_> {
         serde_path_to_error::deserialize::<_, SweepFile>(de).map_err(|e| {
             let key = keyed_path(&e.path().to_string());
             let inner = e.inner();
-            let msg = inner.message().trim().replace('\n', " ").replace(
+            let mut msg = inner.message().trim().replace('\n', " ").replace(
                 "expected u32",
                 "expected a whole number from 0 to 4294967295",
             );
+            // A section given as `[[data]]` (an array of tables) met serde's word for the
+            // section's Rust type: "invalid length 1, expected struct DataSection with 10
+            // elements".
+            if msg.contains("expected struct ") {
+                msg = "expected one table (`[section]`), got an array of tables or a list \
+                       (`[[section]]`, `key = [...]`)"
+                    .to_string();
+            }
             // An unknown key's message already names it.
             if key.is_empty() || msg.starts_with("unknown field") {
                 located(inner, msg)
@@ -328,8 +336,13 @@ impl Source<'_> {
             .map(|x| {
                 if x >= 0.0 && x.fract() == 0.0 && x <= 9.0e15 {
                     Ok(x as u64)
+                } else if x < 0.0 {
+                    // Which non-negative values a key takes (0 or from 1) its own check says.
+                    Err(self.error(v.span(), format!("`{key}`: {x} is negative")))
+                } else if x > 9.0e15 {
+                    Err(self.error(v.span(), format!("`{key}`: {x} is too large")))
                 } else {
-                    Err(self.error(v.span(), format!("`{key}`: {x} is not a whole number ≥ 0")))
+                    Err(self.error(v.span(), format!("`{key}`: {x} is not a whole number")))
                 }
             })
             .collect()

@@ -133,7 +133,8 @@ pub(super) struct CifarFiles {
 }
 
 impl CifarFiles {
-    /// Reads `data_batch_1.bin` and the following batches that exist, and `test_batch.bin`.
+    /// Reads `data_batch_1.bin` and the following batches that exist, and `test_batch.bin`. A
+    /// gap (batch 3 missing while batch 4 is there) is an error that names the missing file.
     pub(super) fn read(dir: &Path) -> Result<Self> {
         let mut train_labels = Vec::new();
         let mut train_pixels = Vec::new();
@@ -147,7 +148,23 @@ impl CifarFiles {
                          cifar-10-batches-bin folder)",
                     ));
                 }
-                None => break,
+                None => {
+                    // Batches 1..i−1 alone are a smaller training set; a later batch present
+                    // past the gap would be left out without a word.
+                    if let Some(later) =
+                        (i + 1..=5).find(|j| find(dir, &format!("data_batch_{j}.bin")).is_some())
+                    {
+                        return Err(Error::data(
+                            dir.join(format!("data_batch_{i}.bin")),
+                            format!(
+                                "missing CIFAR-10 training batch, while data_batch_{later}.bin is \
+                                 there (the batches are read in order from 1; restore it, or \
+                                 remove the batches after it)"
+                            ),
+                        ));
+                    }
+                    break;
+                }
             }
         }
         let test = find(dir, "test_batch.bin").ok_or_else(|| {
@@ -280,5 +297,32 @@ mod tests {
         write_gz(&gz, &[]);
         let e = read_cifar_file(&gz).unwrap_err().to_string();
         assert!(e.contains("truncated") && e.contains(" 0 bytes"), "{e}");
+    }
+
+    /// Batches 1 and 2 alone are a training set of two batches; with batch 3 missing and
+    /// batch 4 there, the gap is named (before, batch 4 was left out without a word).
+    #[test]
+    fn a_gap_in_the_training_batches_names_the_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut batch = Vec::new();
+        for r in 0..3u8 {
+            batch.push(r);
+            batch.extend(std::iter::repeat_n(r, PIXELS));
+        }
+        for name in ["data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"] {
+            std::fs::write(dir.path().join(name), &batch).unwrap();
+        }
+        let files = CifarFiles::read(dir.path()).unwrap();
+        assert_eq!(files.counts(), (6, 3));
+        std::fs::write(dir.path().join("data_batch_4.bin"), &batch).unwrap();
+        let e = CifarFiles::read(dir.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("data_batch_3.bin")
+                && e.contains("missing")
+                && e.contains("data_batch_4.bin is there"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("data_batch_3.bin"), &batch).unwrap();
+        assert_eq!(CifarFiles::read(dir.path()).unwrap().counts(), (12, 3));
     }
 }

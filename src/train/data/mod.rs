@@ -189,11 +189,13 @@ fn room_to_generate(cfg: &DataConfig) -> Result<()> {
     };
     let per_example = 12 * d + 8 * k + 24;
     // The field named is the one that weighs most: the teacher, a class count far beyond the
-    // usual, or else the number of examples.
+    // usual, a dimension beyond the number of examples, or else the number of examples.
     let field = if teacher > examples * per_example {
         "teacher_hidden"
     } else if k > 1000 && 8 * k > 12 * d + 24 {
         "classes"
+    } else if d > examples {
+        "dim"
     } else {
         "train_size"
     };
