@@ -384,7 +384,8 @@ fn fit_cell(ctx: &Ctx, name: &str, idx: &[usize]) -> Result<CellBopt, String> {
             && runs.iter().any(|r| !same(r.lr, r0.lr))
         {
             return Err(format!(
-                "its runs are placed at noise scale g = {g} (the sweep's noise_scale axis), so                  ε grows with B inside the cell: B_opt at a fixed ε needs a sweep over lr"
+                "its runs are placed at noise scale g = {g} (the sweep's noise_scale axis), so \
+                 ε grows with B inside the cell: B_opt at a fixed ε needs a sweep over lr"
             ));
         }
         return Err("its runs disagree on ε, N, m or schedule: the cell key must fix them".into());

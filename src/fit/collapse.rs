@@ -441,7 +441,7 @@ mod tests {
         let rep = fit_all(&noise_axis_runs(&[5.0, 20.0]), &FitOptions::default());
         let why = rep.collapse.reason().unwrap_or_default();
         assert!(
-            why.contains("only 2 value(s) of the sweep's noise_scale axis"),
+            why.contains("only 2 value(s) of the sweep's noise_scale axis") && !why.contains("  "),
             "{why}: {:?}",
             rep.collapse
         );
@@ -454,9 +454,9 @@ mod tests {
         };
         assert!(
             !reasons.is_empty()
-                && reasons
-                    .iter()
-                    .all(|r| r.contains("noise scale g =") && r.contains("sweep over lr")),
+                && reasons.iter().all(|r| r.contains("noise scale g =")
+                    && r.contains("sweep over lr")
+                    && !r.contains("  ")),
             "{reasons:?}"
         );
         // Four values are four levels: the collapse is fitted.

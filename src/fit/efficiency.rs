@@ -470,6 +470,35 @@ fn fit_target(
     Ok(target_fit)
 }
 
+/// The axes other than ε, m and g in which one task's runs (one N) differ, from their cells'
+/// labels ("hidden=[64] lr=0.01"): the fastest run at a batch size is taken over all of them,
+/// as McCandlish et al. take it over ε and m, so the fit pools whatever else the sweep varied
+/// (a model, a data set, weight decay). Says which, or `None`.
+fn pooled_axes(runs: &[&RunInput]) -> Option<String> {
+    const OPTIMISER: [&str; 6] = ["lr", "m", "momentum", "g", "noise_scale", "N"];
+    let mut values: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for r in runs {
+        for (key, value) in r.cell.split_whitespace().filter_map(|p| p.split_once('=')) {
+            if !OPTIMISER.contains(&key) && !key.starts_with("schedule") {
+                values.entry(key).or_default().insert(value);
+            }
+        }
+    }
+    let pooled: Vec<&str> = values
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(&k, _)| k)
+        .collect();
+    (!pooled.is_empty()).then(|| {
+        format!(
+            "the fastest run at each B is taken over runs that differ in {} as well as in ε and \
+             m: fit a sweep per {} value to keep them apart",
+            pooled.join(", "),
+            pooled.join("/")
+        )
+    })
+}
+
 /// Automatic targets for one task (see `AUTO_FRACTIONS`), and where they lie.
 fn auto_targets(
     train_size: u64,
@@ -569,9 +598,18 @@ pub(crate) fn fit_efficiency(ctx: &Ctx) -> Outcome<EfficiencySection> {
                 }
             },
         };
+        let pooled = pooled_axes(runs);
         for target in targets {
             match fit_target(n, target, runs, metric, ctx.opts.confidence) {
-                Ok(f) => fits.push(f),
+                Ok(mut f) => {
+                    if let Some(p) = &pooled {
+                        f.note = Some(match f.note.take() {
+                            Some(n) => format!("{n}; {p}"),
+                            None => p.clone(),
+                        });
+                    }
+                    fits.push(f)
+                }
                 Err(reason) => skipped.push(SkippedTarget {
                     train_size: n,
                     target: Some(target),
@@ -682,6 +720,43 @@ mod tests {
         assert_eq!(f.points[9].regime, Regime::MaximalParallelism); // B = 4096
         assert!((f.e_min - f.b_crit * f.s_min).abs() < 1e-6 * f.e_min);
         assert_json_finite(&rep);
+    }
+
+    /// Regression: runs of two models at one N were pooled without a word (the regression
+    /// said so of its cells, the efficiency fit did not). Pooling over ε and m, as the paper
+    /// does, still goes without a note.
+    #[test]
+    fn a_task_pooled_over_another_axis_says_which() {
+        let mut runs = Vec::new();
+        for k in 3..=8 {
+            let b = 1u64 << k;
+            for (hidden, lr, slow) in [("[64]", 0.1, 1.0), ("[64]", 0.01, 1.5), ("[128]", 0.1, 2.0)]
+            {
+                let mut r = linear_run(b, lr, slow * 1000.0 * (1.0 + 64.0 / b as f64), "r");
+                r.run_id = format!("{hidden}/{lr}/{b}");
+                r.cell = format!("hidden={hidden} lr={lr}");
+                runs.push(r);
+            }
+        }
+        let opts = FitOptions {
+            targets: Some(vec![0.5]),
+            ..FitOptions::default()
+        };
+        let rep = fit_all(&runs, &opts);
+        let note = rep.efficiency.fitted().unwrap().fits[0].note.clone();
+        let note = note.unwrap_or_default();
+        assert!(
+            note.contains("differ in hidden as well as in ε and m"),
+            "{note}"
+        );
+        // One model: only ε varies, and the note is not there.
+        runs.retain(|r| r.cell.starts_with("hidden=[64]"));
+        let rep = fit_all(&runs, &opts);
+        let note = rep.efficiency.fitted().unwrap().fits[0].note.clone();
+        assert!(
+            note.as_deref().is_none_or(|n| !n.contains("differ in")),
+            "{note:?}"
+        );
     }
 
     /// Steps that halve with every doubling of B over the whole grid put B_crit far beyond it:

@@ -77,13 +77,14 @@ pub(crate) fn write_png(
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = std::path::PathBuf::from(partial);
-    let written = std::fs::write(&partial, &png).and_then(|()| std::fs::rename(&partial, path));
-    written.map_err(|source| {
+    // The error names the file that could not be written: the partial one, or the figure.
+    let written = match std::fs::write(&partial, &png) {
+        Err(source) => Err((partial.clone(), source)),
+        Ok(()) => std::fs::rename(&partial, path).map_err(|e| (path.to_path_buf(), e)),
+    };
+    written.map_err(|(path, source)| {
         let _ = std::fs::remove_file(&partial);
-        PlotError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        PlotError::Io { path, source }
     })
 }
 
@@ -645,7 +646,7 @@ mod tests {
         std::fs::create_dir(&partial).unwrap();
         let e = write_png(&path, (400, 300), fill).unwrap_err().to_string();
         assert!(
-            e.starts_with("could not write ") && e.contains("fig.png"),
+            e.starts_with("could not write ") && e.contains("fig.png.partial: "),
             "{e}"
         );
         assert_eq!(e.lines().count(), 1, "{e}");

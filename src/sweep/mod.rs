@@ -93,7 +93,7 @@ fn describe(cfg: &RunConfig) -> String {
         cfg.data.train_size,
         cfg.model.hidden,
         cfg.schedule.label(),
-        cfg.momentum,
+        cfg.momentum + 0.0, // −0.0 shows as 0, as its run id reads it
         cfg.lr,
         cfg.batch_size,
         cfg.seed
@@ -872,7 +872,7 @@ dim = 4294967297",
         // −0.0 is 0.0: listing both is a repeated value, not a second set of runs.
         let e = err(&OK.replace("momentum = [0.0, 0.9]", "momentum = [0.0, -0.0]"));
         assert!(
-            e.contains("appears twice") && e.contains("momentum="),
+            e.contains("appears twice") && e.contains("momentum=0 ") && !e.contains("=-0"),
             "{e}"
         );
         let e = err(&OK.replace("{ logspace = [0.01, 1.0], num = 3 }", "[0.1, -0.5]"));
