@@ -1234,6 +1234,11 @@ fn out_of_range_flags_name_the_flag() {
             vec!["runs", "--db", d, "--limit", "-1"],
             vec!["'--limit'", "must not be negative"],
         ),
+        // A negative value a flag takes (`--margin -1`) is not what an unknown option is blamed on.
+        (
+            vec!["fit", "flags", "--db", d, "--margin", "-1", "--bogus"],
+            vec!["unexpected argument '--bogus'"],
+        ),
         // Regression: an in-memory database failed on its journal mode and left a file named
         // ":memory:" in the working directory.
         (

@@ -258,6 +258,7 @@ fn status() -> u8 {
             // option ("unexpected argument '-1' found"), without the flag's name.
             if e.kind() == ErrorKind::UnknownArgument
                 && let Some((flag, value)) = negative_after_flag(std::env::args())
+                && first.contains(&format!("'{value}'"))
             {
                 eprintln!("error: invalid value '{value}' for '{flag}': must not be negative");
                 return 2;
