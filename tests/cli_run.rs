@@ -1252,6 +1252,16 @@ fn out_of_range_flags_name_the_flag() {
             assert!(err.contains(n), "{args:?}: {err}");
         }
     }
+    // The refusal comes before the sweep's table, not after it.
+    let shown = scalelab()
+        .args(["sweep", "show", s, "--db", dir_arg])
+        .output()
+        .unwrap();
+    assert!(
+        shown.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
     assert!(!db.exists());
 }
 

@@ -536,6 +536,11 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let sweep = sweep::load_sweep(&args.file)?;
+    // No database yet: nothing enqueued. A directory or a device there is an error, as in every
+    // other command (it said "8 not enqueued"), before anything is printed.
+    if args.db.db.exists() {
+        crate::db::require_existing(&args.db.db)?;
+    }
     outln!("sweep {} ({})", sweep.name, sweep.path)?;
     if !sweep.description.is_empty() {
         outln!("{}", sweep.description)?;
@@ -560,8 +565,6 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         sweep.select
     )?;
     let ids: Vec<String> = sweep.cells.iter().map(|c| c.run_id()).collect();
-    // No database yet: nothing enqueued. A directory or a device there is an error, as in every
-    // other command (it said "8 not enqueued").
     let states = if args.db.db.exists() {
         let store = Store::open_read_only(&args.db.db).await?;
         let s = store.states_of(&ids).await?;
