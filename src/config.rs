@@ -853,29 +853,20 @@ impl RunConfig {
         serde_json::to_string(&self.without_negative_zeros()).unwrap_or_default()
     }
 
-    /// The same configuration with every −0.0 among its numbers written as 0.0 (momentum,
-    /// weight decay and label noise are where a zero is valid): the two train alike, and would
-    /// otherwise serialise differently and make two run ids for one run.
+    /// The same configuration with −0.0 written as 0.0 where zero is a valid value (momentum,
+    /// weight decay, label noise, separation; the other numbers must be positive): the two train alike,
+    /// and would otherwise serialise differently and make two run ids for one run.
     fn without_negative_zeros(&self) -> RunConfig {
-        let unsign = |v: &mut f64| {
+        let mut c = self.clone();
+        let zeros = [&mut c.momentum, &mut c.weight_decay]
+            .into_iter()
+            .chain(c.data.label_noise.as_mut())
+            .chain(c.data.separation.as_mut());
+        for v in zeros {
+            // −0.0 == 0.0: this writes +0.0 over either.
             if *v == 0.0 {
                 *v = 0.0;
             }
-        };
-        let mut c = self.clone();
-        unsign(&mut c.momentum);
-        unsign(&mut c.weight_decay);
-        unsign(&mut c.lr);
-        unsign(&mut c.divergence_factor);
-        for v in [
-            c.data.label_noise.as_mut(),
-            c.data.separation.as_mut(),
-            c.noise_scale.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            unsign(v);
         }
         c
     }

@@ -536,11 +536,17 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let sweep = sweep::load_sweep(&args.file)?;
+    let ids: Vec<String> = sweep.cells.iter().map(|c| c.run_id()).collect();
     // No database yet: nothing enqueued. A directory or a device there is an error, as in every
     // other command (it said "8 not enqueued"), before anything is printed.
-    if args.db.db.exists() {
-        crate::db::require_existing(&args.db.db)?;
-    }
+    let states = if args.db.db.exists() {
+        let store = Store::open_read_only(&args.db.db).await?;
+        let s = store.states_of(&ids).await?;
+        store.close().await;
+        s
+    } else {
+        Default::default()
+    };
     outln!("sweep {} ({})", sweep.name, sweep.path)?;
     if !sweep.description.is_empty() {
         outln!("{}", sweep.description)?;
@@ -564,15 +570,6 @@ pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         sweep.metric,
         sweep.select
     )?;
-    let ids: Vec<String> = sweep.cells.iter().map(|c| c.run_id()).collect();
-    let states = if args.db.db.exists() {
-        let store = Store::open_read_only(&args.db.db).await?;
-        let s = store.states_of(&ids).await?;
-        store.close().await;
-        s
-    } else {
-        Default::default()
-    };
     let mut tally: std::collections::BTreeMap<String, usize> = Default::default();
     for id in &ids {
         let st = states

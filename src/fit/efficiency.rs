@@ -475,13 +475,10 @@ fn fit_target(
 /// as McCandlish et al. take it over ε and m, so the fit pools whatever else the sweep varied
 /// (a model, a data set, weight decay). Says which, or `None`.
 fn pooled_axes(runs: &[&RunInput]) -> Option<String> {
-    const OPTIMISER: [&str; 6] = ["lr", "m", "momentum", "g", "noise_scale", "N"];
     let mut values: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
     for r in runs {
-        for (key, value) in r.cell.split_whitespace().filter_map(|p| p.split_once('=')) {
-            if !OPTIMISER.contains(&key) && !key.starts_with("schedule") {
-                values.entry(key).or_default().insert(value);
-            }
+        for (key, value) in super::pooled_axis_pairs(&r.cell) {
+            values.entry(key).or_default().insert(value);
         }
     }
     let pooled: Vec<&str> = values

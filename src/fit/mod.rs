@@ -190,6 +190,17 @@ impl Ctx<'_> {
     }
 }
 
+/// The `axis=value` pairs of a cell label ("hidden=[64] lr=0.01", `analysis::group_labels`)
+/// other than the optimiser's coordinates (ε, N, m, g) and the schedule: the axes a fit pools
+/// over when its cells or runs differ in them.
+pub(crate) fn pooled_axis_pairs(label: &str) -> impl Iterator<Item = (&str, &str)> {
+    const OPTIMISER: [&str; 7] = ["lr", "N", "train_size", "momentum", "m", "g", "noise_scale"];
+    label
+        .split_whitespace()
+        .filter_map(|part| part.split_once('='))
+        .filter(|(k, _)| !OPTIMISER.contains(k) && !k.starts_with("schedule"))
+}
+
 /// Why a run's settings make every formula meaningless (ε ≤ 0, m outside [0, 1), B or N = 0),
 /// or `None` when they are usable.
 fn invalid_reason(r: &RunInput) -> Option<String> {

@@ -301,13 +301,10 @@ fn pooled_axes_note(cells: &[&CellBopt]) -> Option<String> {
     if shared.is_empty() {
         return None;
     }
-    let regressed = ["lr", "N", "momentum", "m", "g", "train_size", "noise_scale"];
     let axes: BTreeSet<&str> = shared
         .iter()
         .flat_map(|v| v.iter())
-        .flat_map(|label| label.split_whitespace())
-        .filter_map(|part| part.split_once('=').map(|(k, _)| k))
-        .filter(|k| !regressed.contains(k) && !k.starts_with("schedule"))
+        .flat_map(|label| super::pooled_axis_pairs(label).map(|(k, _)| k))
         .collect();
     let cells_in: usize = shared.iter().map(|v| v.len()).sum();
     let named = if axes.is_empty() {
