@@ -801,9 +801,14 @@ mod tests {
         let cell = &rep.bopt.fitted().unwrap().cells[0];
         assert_eq!(cell.censored, Some(Censor::High));
         assert_eq!(cell.b_opt, 4096.0);
-        // g = ε(N/B − 1)/(1 − m) = 0.1·(50000/4096 − 1)/0.1
-        assert!((cell.g_opt - (50_000.0 / 4096.0 - 1.0)).abs() < 1e-9);
-        assert!((cell.g_opt_approx - 50_000.0 / 4096.0).abs() < 1e-9);
+        // g = ε(N/B − 1)/(1 − m) = 0.1·(50000/4096 − 1)/0.1 = 11.20703125, worked by hand
+        // (50000/4096 = 12.20703125); the approximate εN/(B(1 − m)) is 12.20703125.
+        assert!((cell.g_opt - 11.207_031_25).abs() < 1e-9, "{}", cell.g_opt);
+        assert!(
+            (cell.g_opt_approx - 12.207_031_25).abs() < 1e-9,
+            "{}",
+            cell.g_opt_approx
+        );
         assert_json_finite(&rep);
     }
 

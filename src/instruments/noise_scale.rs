@@ -345,6 +345,81 @@ mod tests {
         assert!((a.g_sq - b.g_sq).abs() < 1e-9 && (a.trace - b.trace).abs() < 1e-9);
     }
 
+    /// The exact expectation over every batch drawn without replacement, by enumeration, from a
+    /// small population of per-example gradients: the estimator gets back the population's |G|²
+    /// and tr(Σ) (Σ with 1/N, as documented) to rounding, with no c(B) written here; and the
+    /// infinite-population formula's |G|² is low by tr(Σ)/(N − 1), as its documentation says.
+    #[test]
+    fn finite_recovers_a_population_from_exact_expectations_over_every_batch() {
+        let grads: [[f64; 3]; 7] = [
+            [1.5, -0.25, 2.0],
+            [0.5, 0.75, -1.0],
+            [-2.0, 1.25, 0.5],
+            [3.0, 0.0, 1.5],
+            [0.25, -1.5, -0.75],
+            [1.0, 2.5, 0.0],
+            [-0.5, -0.5, 3.25],
+        ];
+        let n = grads.len();
+        let mean: Vec<f64> = (0..3)
+            .map(|j| grads.iter().map(|g| g[j]).sum::<f64>() / n as f64)
+            .collect();
+        let g_sq = norm_sq(&mean);
+        let trace: f64 = grads
+            .iter()
+            .map(|g| (0..3).map(|j| (g[j] - mean[j]).powi(2)).sum::<f64>())
+            .sum::<f64>()
+            / n as f64;
+        // E|G_B|²: the mean of |batch mean|² over all C(N, B) batches of B distinct examples.
+        let expected = |b: u32| {
+            let (mut sum, mut count) = (0.0, 0u32);
+            for mask in 0u32..(1 << n) {
+                if mask.count_ones() != b {
+                    continue;
+                }
+                let batch_mean: Vec<f64> = (0..3)
+                    .map(|j| {
+                        (0..n)
+                            .filter(|i| mask >> i & 1 == 1)
+                            .map(|i| grads[i][j])
+                            .sum::<f64>()
+                            / f64::from(b)
+                    })
+                    .collect();
+                sum += norm_sq(&batch_mean);
+                count += 1;
+            }
+            sum / f64::from(count)
+        };
+        let (e2, e5, e7) = (expected(2), expected(5), expected(7));
+        // The full batch is G itself.
+        assert!((e7 - g_sq).abs() < 1e-12, "{e7} vs {g_sq}");
+        let est = two_batch_estimates_finite(n as f64, 2.0, e2, 5.0, e5).unwrap();
+        assert!((est.g_sq - g_sq).abs() < 1e-12, "{} vs {g_sq}", est.g_sq);
+        assert!(
+            (est.trace - trace).abs() < 1e-12,
+            "{} vs {trace}",
+            est.trace
+        );
+        let with_full = two_batch_estimates_finite(n as f64, 2.0, e2, 7.0, e7).unwrap();
+        assert!(
+            (with_full.trace - trace).abs() < 1e-12,
+            "{}",
+            with_full.trace
+        );
+        // Ignoring that the population is finite: |G|² low by tr(Σ)/(N − 1), tr(Σ) high by
+        // N/(N − 1).
+        let naive = two_batch_estimates(2.0, e2, 5.0, e5).unwrap();
+        let low_by = trace / (n as f64 - 1.0);
+        assert!((g_sq - naive.g_sq - low_by).abs() < 1e-12, "{}", naive.g_sq);
+        let factor = n as f64 / (n as f64 - 1.0);
+        assert!(
+            (naive.trace - trace * factor).abs() < 1e-12,
+            "{}",
+            naive.trace
+        );
+    }
+
     #[test]
     fn bad_inputs_are_errors() {
         assert!(matches!(
