@@ -5,7 +5,9 @@ For each pair it prints the wall times (the process's, start to exit, as the she
 speed-up of two jobs over one, and the time outside training: the job slots' time (jobs x wall)
 less the runs' own clocks (SUM(runs.wall_s)), as a share of the slots' time. That share counts the
 process's start and exit, opening and closing the database, claims, heartbeats and writes, and a
-slot waiting for the other's last run. The summary gives medians and means over the pairs.
+slot waiting for the other's last run. The summary gives medians and means over the pairs, then
+both figures pooled: all one-job seconds over all two-job seconds, and the two-job sweeps' time
+outside training over all their slots' time.
 
 Standard library only (the database is read with Python's sqlite3). docs/performance.md gives the
 figures of each sitting; this is how they were taken:
@@ -86,6 +88,16 @@ def main():
         f"median {statistics.median(col('outside_j1')):.2%}; two jobs: mean "
         f"{statistics.mean(col('outside_j2')):.2%}, median {statistics.median(col('outside_j2')):.2%} "
         f"({min(col('outside_j2')):.2%}-{max(col('outside_j2')):.2%})"
+    )
+    # Pooled over the pairs: every sweep's time counts once, so a pair that a noisy moment of the
+    # host slowed on one side weighs as much as its seconds, not as a whole ratio.
+    pooled_speedup = sum(col("wall_j1")) / sum(col("wall_j2"))
+    pooled_outside = sum(2 * w - r for w, r in zip(col("wall_j2"), col("runs_s_j2"))) / sum(
+        2 * w for w in col("wall_j2")
+    )
+    print(
+        f"pooled over the pairs: speed-up {pooled_speedup:.3f} (one-job seconds / two-job "
+        f"seconds), two jobs' time outside training {pooled_outside:.2%} of the slots"
     )
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -994,6 +994,54 @@ mod tests {
         let mut d = a.clone();
         d.data.data_seed = 7;
         assert_ne!(a.run_id(), d.run_id());
+        // Every field that can change a run's numbers, each changed alone: all the ids differ
+        // from the base's and from each other's (a field missing from the canonical text would
+        // make two runs share an id, and the second would never be trained).
+        type Change = fn(&mut RunConfig);
+        let changes: [(&str, Change); 24] = [
+            ("trainer_version", |c| c.trainer_version += 1),
+            ("dataset", |c| c.data.dataset = DatasetKind::GaussianMixture),
+            ("train_size", |c| c.data.train_size += 1),
+            ("test_size", |c| c.data.test_size += 1),
+            ("data_seed", |c| c.data.data_seed += 1),
+            ("dim", |c| c.data.dim = Some(16)),
+            ("classes", |c| c.data.classes = Some(5)),
+            ("label_noise", |c| c.data.label_noise = Some(0.1)),
+            ("teacher_hidden", |c| c.data.teacher_hidden = Some(32)),
+            ("separation", |c| c.data.separation = Some(2.0)),
+            ("fingerprint", |c| c.data.fingerprint = Some("abc".into())),
+            ("model kind", |c| c.model.kind = ModelKind::Cnn),
+            ("hidden", |c| c.model.hidden = vec![64, 64]),
+            ("lr", |c| c.lr = 0.2),
+            ("batch_size", |c| c.batch_size = 64),
+            ("momentum", |c| c.momentum = 0.5),
+            ("nesterov", |c| c.nesterov = true),
+            ("weight_decay", |c| c.weight_decay = 1e-4),
+            ("budget", |c| c.budget = Budget::Steps(5)),
+            ("schedule", |c| {
+                c.schedule = Schedule::DecayLr {
+                    milestones: vec![0.5],
+                    factor: 10.0,
+                }
+            }),
+            ("seed", |c| c.seed += 1),
+            ("noise_scale", |c| c.noise_scale = Some(3.0)),
+            ("divergence_factor", |c| c.divergence_factor *= 2.0),
+            ("instruments", |c| c.instruments.noise_scale_every = 1),
+        ];
+        let mut ids = std::collections::BTreeMap::new();
+        ids.insert(a.run_id(), "base");
+        for (field, change) in changes {
+            let mut c = a.clone();
+            change(&mut c);
+            if let Some(other) = ids.insert(c.run_id(), field) {
+                panic!("changing {field} gives the run id of {other}");
+            }
+        }
+        // Only the data's directory is left out: the fingerprint stands for the files.
+        let mut moved = a.clone();
+        moved.data.data_dir = Some("elsewhere".into());
+        assert_eq!(a.run_id(), moved.run_id());
     }
 
     /// Regression: `momentum = -0.0` trained the same numbers as 0.0 under another run id, so

@@ -746,6 +746,34 @@ mod tests {
         let flagged = boot([true, false, false, false, false]);
         let unflagged = boot([false; 5]);
         assert!(flagged > unflagged, "{flagged} vs {unflagged}");
+        // The bracket (argmax B = 2⁵ and its neighbours) all at one seed, three seeds only at the
+        // ends: the pooled spread (about 0.01) must move the one-seed values in the replicates,
+        // or the interval would be a point.
+        let values = [
+            vec![0.70, 0.72, 0.68],
+            vec![0.80],
+            vec![0.83],
+            vec![0.79],
+            vec![0.70, 0.71, 0.69],
+        ];
+        let seeds: Vec<Vec<u64>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (0..v.len() as u64).map(|s| 10 * i as u64 + s).collect())
+            .collect();
+        let (lo, hi, _) = bootstrap_log2(
+            "c",
+            &x,
+            &values,
+            &seeds,
+            &[false; 5],
+            MetricKind::TestAcc,
+            2000,
+            0,
+            0.95,
+        )
+        .unwrap();
+        assert!(hi - lo > 0.05, "[{lo}, {hi}] in log2 B");
     }
 
     #[test]
@@ -841,7 +869,10 @@ mod tests {
         rev.reverse();
         let d = fit_all(&rev, &opts);
         let id = d.bopt.fitted().unwrap().cells[0].interval.unwrap();
-        assert_eq!(id.lo.to_bits(), ia.lo.to_bits());
+        assert_eq!(
+            (id.lo.to_bits(), id.hi.to_bits()),
+            (ia.lo.to_bits(), ia.hi.to_bits())
+        );
     }
 
     #[test]

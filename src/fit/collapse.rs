@@ -524,6 +524,19 @@ mod tests {
         let rep = fit_all(&runs, &FitOptions::default());
         // B = 1024, 2048, 4096 ≥ N = 1024: excluded, leaving 2 values of g → skipped.
         assert!(rep.collapse.reason().unwrap().contains("only 2 distinct"));
+        // Four batch sizes under N and three at or over it: fitted on the four, the three
+        // counted as full-batch (not as invalid, which their g ≤ 0 would also make them).
+        let runs: Vec<_> = [64u64, 128, 256, 512, 1024, 2048, 4096]
+            .into_iter()
+            .map(|b| {
+                let peak = 0.9 - 0.01 * ((b as f64).log2() - 7.5).powi(2);
+                flat_run("c", 0.1, 1024, 0.0, b, 0, peak, 2)
+            })
+            .collect();
+        let rep = fit_all(&runs, &FitOptions::default());
+        let c = rep.collapse.fitted().unwrap();
+        assert_eq!((c.excluded_full_batch, c.excluded_invalid), (3, 0));
+        assert_eq!(c.points.len(), 4, "{:?}", c.points);
         let more = planted_bopt_runs(&[0.1], &[10_000], &[0.9], 0.01, 1.0, 1, 0.0, 3);
         let rep = fit_all(&more, &FitOptions::default());
         let c = rep.collapse.fitted().unwrap();

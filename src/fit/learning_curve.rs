@@ -535,8 +535,17 @@ mod tests {
         }
         let rep = fit_all(&runs, &FitOptions::default());
         let lc = rep.learning_curve.fitted().unwrap();
-        assert_eq!(lc.points[0].region, Region::SmallData, "{:?}", lc.points);
-        assert_eq!(lc.points[5].region, Region::Floor, "{:?}", lc.points);
+        // N = 100: error 0.5, its part above γ (0.5 − 0.3)/(0.9 − 0.3) = 0.33 of chance's, under
+        // the small-data fraction 0.8; N = 10⁴: reducible 0.02 of 0.32 (6.25%), under the floor's
+        // share 0.1. (The fitted curve, not the planted one, decides: the same here.)
+        let regions: Vec<Region> = lc.points.iter().map(|p| p.region).collect();
+        use Region::{Floor, PowerLaw, SmallData};
+        assert_eq!(
+            regions,
+            [SmallData, PowerLaw, PowerLaw, Floor, Floor, Floor],
+            "{:?}",
+            lc.points
+        );
         assert!(lc.regions_covered.contains(&Region::PowerLaw));
     }
 

@@ -356,5 +356,6 @@ fn every_figure_survives_the_smallest_size() {
             Prepared::Chart(f) => crate::plot::draw::draw_figure(f, &path, (320, 240)),
         };
         r.unwrap_or_else(|e| panic!("{}: {e}", kind.slug()));
+        assert_png(&path, (320, 240));
     }
 }

@@ -713,18 +713,48 @@ mod tests {
         assert_eq!(got.count, rows);
     }
 
+    /// A NaN activation makes its row's logits all NaN: the loss is NaN, and the row has no
+    /// maximum, so its first "maximum" is class 0, as `torch.argmax` gives for such a row. It
+    /// counts as a hit where its label is 0 (row 10 here), a miss otherwise (row 17), on every
+    /// level and in the row-major reference alike.
     #[test]
-    fn nan_activations_give_a_nan_loss_and_count_no_hit_for_their_rows() {
+    fn nan_activations_give_a_nan_loss_and_rows_whose_first_maximum_is_class_0() {
         let (rows, fan_in, classes) = (40, 8, 10);
-        let mut h = values(rows * fan_in, 9, 2.0);
-        h[17 * fan_in + 3] = f32::NAN; // row 17
+        let clean = values(rows * fan_in, 9, 2.0);
         let w = values(fan_in * classes, 10, 1.0);
         let b = values(classes, 11, 0.5);
         let y: Vec<u32> = (0..rows as u32).map(|r| r % 10).collect();
+        let hits = |h: &[f32]| reference(h, rows, &w, &b, &y).correct;
+        let clean_hits = hits(&clean);
+        let mut h = clean.clone();
+        h[17 * fan_in + 3] = f32::NAN; // row 17, label 7
+        h[10 * fan_in + 5] = f32::NAN; // row 10, label 0
+        // The clean rows' hits, less rows 10 and 17 as the clean data scores them, plus row 10
+        // (label 0, first "maximum" 0).
+        let row_hit = |r: usize| {
+            let one = &clean[r * fan_in..(r + 1) * fan_in];
+            reference(one, 1, &w, &b, &y[r..=r]).correct
+        };
+        let want_hits = clean_hits - row_hit(10) - row_hit(17) + 1;
         let want = reference(&h, rows, &w, &b, &y);
-        let mut ht = transposed(&h, rows, fan_in);
-        let got = logits_xent_t(&mut ht, rows, &w, &b, None, &y, &mut Vec::new()).unwrap();
-        assert!(got.loss.is_nan() && want.loss.is_nan());
-        assert_eq!(got.correct, want.correct);
+        assert!(want.loss.is_nan());
+        assert_eq!(want.correct, want_hits);
+        for isa in levels() {
+            let mut ht = transposed(&h, rows, fan_in);
+            let got = logits_xent_t_on(
+                isa,
+                &mut ht,
+                rows,
+                fan_in,
+                &w,
+                &b,
+                None,
+                &y,
+                &mut Vec::new(),
+            )
+            .unwrap();
+            assert!(got.loss.is_nan(), "{isa:?}");
+            assert_eq!(got.correct, want_hits, "{isa:?}");
+        }
     }
 }

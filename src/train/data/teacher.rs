@@ -160,6 +160,28 @@ mod tests {
             .filter(|(a, b)| a != b);
         // 30% redrawn, 9 in 10 of those change: about 135 of 500.
         assert!((90..180).contains(&changed.count()));
+        // Label by label, replayed from the sample streams: where the example's uniform draw is
+        // under 0.3 its label is its uniformly drawn class (which may be the clean label), else
+        // the clean label; in the training set and in the test set.
+        use crate::config::data_defaults as dd;
+        let (d, k) = (dd::DIM as usize, dd::CLASSES as usize);
+        for (purpose, clean_y, noisy_y) in [
+            (Stream::TrainSamples, &clean.train_y, &noisy.train_y),
+            (Stream::TestSamples, &clean.test_y, &noisy.test_y),
+        ] {
+            let (_, draws) = draw_inputs(d, k, clean_y.len(), &mut stream(cfg.data_seed, purpose));
+            let mut redrawn = 0;
+            for (i, ((&c, &n), &(u, class))) in clean_y.iter().zip(noisy_y).zip(&draws).enumerate()
+            {
+                let want = if u < 0.3 { class } else { c };
+                redrawn += usize::from(u < 0.3);
+                assert_eq!(
+                    n, want,
+                    "{purpose:?} example {i}: u = {u}, drawn class {class}"
+                );
+            }
+            assert!(redrawn > 0, "{purpose:?}");
+        }
         cfg.label_noise = None;
         cfg.teacher_hidden = Some(32);
         let other = generate(&cfg).unwrap();

@@ -261,6 +261,18 @@ mod tests {
         let other = Teacher::new(d, h, k, seed + 1, &mut stream(seed + 1, Stream::DataModel));
         assert_ne!(bits(&other.offset), bits(&t.offset));
         assert!(other.offset.iter().all(|c| c.is_finite() && c.abs() < 5.0));
+        // ... and they are its own calibration's, bit for bit, not zeros or the default's.
+        let mut rng = stream(seed + 1, Stream::DataModel);
+        for _ in 0..(h * d + h + k * h) {
+            rng.sample::<f64, _>(StandardNormal);
+        }
+        let uncentred = Teacher {
+            offset: vec![0.0; k],
+            ..Teacher::new(d, h, k, seed + 1, &mut stream(seed + 1, Stream::DataModel))
+        };
+        let own = uncentred.calibrate(&mut rng);
+        assert!(own.iter().any(|&c| c != 0.0));
+        assert_eq!(bits(&own), bits(&other.offset));
     }
 
     /// The vectorised hidden layer gives the row-by-row logits bit for bit, so the data set (its
