@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{scalelab, succeed};
+use common::{fail_in_one_line, scalelab, succeed};
 
 /// Runs `scalelab bench ARGS --seconds 0.05 --format json` and parses its lines.
 fn bench_json(args: &[&str]) -> Vec<serde_json::Value> {
@@ -45,12 +45,11 @@ fn bench_prints_json_lines_with_the_reference_fields() {
     );
     // And the processor, as runs.cpu records it (null where the system does not name it).
     assert_eq!(lines[2]["cpu"].as_str(), scalelab::provenance::cpu_model());
-    let bad = scalelab()
-        .args(["bench", "--batch-sizes", "0"])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("batch-sizes"));
+    let err = fail_in_one_line(scalelab().args(["bench", "--batch-sizes", "0"]));
+    assert!(
+        err.contains("invalid batch-sizes: give positive batch sizes"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -78,7 +78,21 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
         b_large > b_small,
         "B_opt {b_small} at ε=0.01 vs {b_large} at ε=0.04"
     );
-    assert!(v["scaling"].is_object());
+    // The regression uses every constant-schedule cell whose peak is inside the grid.
+    assert_eq!(v["scaling"]["status"], "fitted", "{}", v["scaling"]);
+    let (used, censored): (Vec<_>, Vec<_>) =
+        cells.iter().partition(|c| c.get("censored").is_none());
+    let names = |cs: Vec<&serde_json::Value>| -> Vec<serde_json::Value> {
+        cs.iter().map(|c| c["cell"].clone()).collect()
+    };
+    assert_eq!(
+        v["scaling"]["cells_used"],
+        serde_json::Value::from(names(used))
+    );
+    assert_eq!(
+        v["scaling"]["cells_censored"],
+        serde_json::Value::from(names(censored))
+    );
     // Reproducible: the same fit twice gives the same JSON (seeded bootstrap).
     assert_eq!(ok(&["fit", "fitme", "--db", d, "--format", "json"]), json);
     // A different metric is honoured.
@@ -131,12 +145,52 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
         assert!(!Path::new(&path).exists(), "{path} left behind");
     }
     // Each fit is stored: the one after `run` and the five `fit` calls that ran.
-    let n = ok(&["status", "fitme", "--db", d]);
-    assert!(n.contains("fitme"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    // `status` counts the sweep's runs per state as the database holds them.
+    let by_state: Vec<(String, i64)> = rt.block_on(async {
+        let store = scalelab::db::Store::open_read_only(&db).await.unwrap();
+        sqlx::query_as("SELECT state, COUNT(*) FROM runs GROUP BY state")
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    });
+    let stored_count = |state: &str| {
+        by_state
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n)
+    };
+    let status = ok(&["status", "fitme", "--db", d]);
+    let mut lines = status.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "sweep",
+            "cells",
+            "pending",
+            "running",
+            "completed",
+            "diverged",
+            "failed"
+        ],
+        "{status}"
+    );
+    let row: Vec<&str> = lines
+        .find(|l| l.trim_start().starts_with("fitme "))
+        .unwrap_or_else(|| panic!("no row for fitme: {status}"))
+        .split_whitespace()
+        .collect();
+    let want: Vec<String> = ["pending", "running", "completed", "diverged", "failed"]
+        .iter()
+        .map(|s| stored_count(s).to_string())
+        .collect();
+    assert_eq!(row[..2], ["fitme", "28"], "{status}");
+    assert_eq!(row[2..], want, "{status}");
+    assert_eq!(by_state.iter().map(|(_, n)| n).sum::<i64>(), 28);
     let stored: i64 = rt.block_on(async {
         let store = scalelab::db::Store::open_read_only(&db).await.unwrap();
         sqlx::query_scalar("SELECT COUNT(*) FROM fits WHERE sweep = 'fitme'")
@@ -164,22 +218,55 @@ fn degenerate_sweeps_say_why_each_fit_is_missing() {
     let json = ok(&["fit", "one", "--db", d, "--format", "json"]);
     assert!(!json.contains("NaN") && !json.contains("null"));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    for section in [
-        "scaling",
-        "collapse",
-        "schedules",
-        "efficiency",
-        "learning_curve",
+    // One run: every fit but the validation bound is skipped, each saying why, and the table
+    // prints the same reasons.
+    let table = ok(&["fit", "one", "--db", d]);
+    for (section, why) in [
+        (
+            "bopt",
+            "at most 1 batch size(s) per cell: B_opt needs at least 3",
+        ),
+        (
+            "scaling",
+            "no B_opt to regress (at most 1 batch size(s) per cell",
+        ),
+        (
+            "collapse",
+            "only 1 distinct value(s) of g among the runs that did not diverge: the collapse \
+             needs at least 4",
+        ),
+        (
+            "schedules",
+            "no schedule group has two schedule modes with values",
+        ),
+        (
+            "efficiency",
+            "no target is reached by 3 batch sizes (1 batch size(s) with values: S(B) needs at \
+             least 3)",
+        ),
+        (
+            "learning_curve",
+            "N does not vary: the learning curve needs ≥ 4 training-set sizes",
+        ),
+        ("instruments", "the sweep measured no instruments"),
     ] {
         let s = &v[section];
-        let status = s["status"].as_str().unwrap_or("fitted");
-        if status == "skipped" {
-            assert!(s["reason"].as_str().unwrap().len() > 10, "{section}: {s}");
-        }
+        assert_eq!(s["status"], "skipped", "{section}: {s}");
+        let reason = s["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(why), "{section}: {reason:?} lacks {why:?}");
+        assert!(
+            table.contains(&format!("skipped: {reason}\n")),
+            "{section}: {table}"
+        );
     }
-    assert_eq!(v["learning_curve"]["status"], "skipped");
-    let table = ok(&["fit", "one", "--db", d]);
-    assert!(table.contains("skipped"), "{table}");
+    // The one run is a selected model: its bound is stated.
+    assert_eq!(v["validation_bound"]["status"], "fitted", "{json}");
+    let only = ok(&["sql", "SELECT id FROM runs", "--format", "csv", "--db", d]);
+    assert_eq!(
+        v["validation_bound"]["run_id"].as_str(),
+        only.lines().nth(1),
+        "{json}"
+    );
 
     // A sweep that is registered but never trained: a clear one-line error.
     let other = dir.path().join("empty.toml");
@@ -192,28 +279,18 @@ fn degenerate_sweeps_say_why_each_fit_is_missing() {
     )
     .unwrap();
     ok(&["run", other.to_str().unwrap(), "--db", d, "--enqueue-only"]);
-    let out = scalelab()
-        .args(["fit", "empty", "--db", d])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fail_in_one_line(scalelab().args(["fit", "empty", "--db", d]));
     assert!(
         err.contains("empty") && err.contains("no completed"),
         "{err}"
     );
-    assert_eq!(err.trim_end().lines().count(), 1);
-    // An unknown sweep and a bad metric are named.
-    let out = scalelab()
-        .args(["fit", "nosuch", "--db", d])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
-    let out = scalelab()
-        .args(["fit", "one", "--db", d, "--metric", "f1"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    // An unknown sweep and a bad metric are named, in one line each.
+    let err = fail_in_one_line(scalelab().args(["fit", "nosuch", "--db", d]));
+    assert!(
+        err.contains(&format!("no sweep named \"nosuch\" in {d}")),
+        "{err}"
+    );
+    let err = fail_in_one_line(scalelab().args(["fit", "one", "--db", d, "--metric", "f1"]));
     assert!(err.contains("metric") && err.contains("f1"), "{err}");
 }
 

@@ -181,7 +181,24 @@ fn bad_filters_and_injections_are_refused_with_one_line() {
         "--format",
         "csv",
     ]);
-    assert!(longest.lines().count() > 1, "{longest}");
+    let mut rdr = csv::Reader::from_reader(longest.as_bytes());
+    let state = rdr
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "state")
+        .unwrap();
+    let states: Vec<String> = rdr
+        .records()
+        .map(|r| r.unwrap()[state].to_string())
+        .collect();
+    assert!(!states.is_empty(), "{longest}");
+    assert!(states.iter().all(|s| s == "completed"), "{longest}");
+    let want = sql_value(&format!(
+        "SELECT COUNT(*) FROM runs WHERE state = 'completed' AND ({})",
+        chain(200)
+    ));
+    assert_eq!(states.len().to_string(), want, "{longest}");
     let (success, _, stderr) = out(&["runs", "--db", db(), "--sort", "wall"]);
     assert!(!success && stderr.contains("--sort") && stderr.contains("wall"));
     // The table is intact.
@@ -290,12 +307,42 @@ fn metrics_by_unique_prefix() {
     let lines: Vec<&str> = csv_text.lines().collect();
     assert_eq!(lines.len(), 1 + 4, "header and epochs 0..=3");
     assert!(lines[0].starts_with("epoch,step,samples,lr,batch_size,train_loss"));
-    let (success, _, stderr) = out(&["metrics", "0", "--db", db()]);
-    if !success {
-        assert!(
-            stderr.contains("ambiguous") || stderr.contains("no run id"),
-            "{stderr}"
-        );
+    // The longest prefix two ids share (sorted, the ids sharing most are neighbours) names
+    // more than one run: refused in one line that lists the runs it matches (at most five).
+    let all: Vec<String> = ok(&[
+        "sql",
+        "SELECT id FROM runs ORDER BY id",
+        "--format",
+        "csv",
+        "--db",
+        db(),
+    ])
+    .lines()
+    .skip(1)
+    .map(str::to_string)
+    .collect();
+    assert_eq!(all.len(), 12);
+    let shared = |a: &str, b: &str| a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    let prefix = all
+        .windows(2)
+        .map(|w| &w[0][..shared(&w[0], &w[1])])
+        .max_by_key(|p| p.len())
+        .unwrap();
+    assert!(!prefix.is_empty(), "no two of {all:?} share a first digit");
+    let matching: Vec<&String> = all.iter().filter(|id| id.starts_with(prefix)).collect();
+    assert!(matching.len() >= 2);
+    let (success, _, stderr) = out(&["metrics", prefix, "--db", db()]);
+    assert!(!success, "{prefix} accepted");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("run id prefix {prefix:?} is ambiguous: ")),
+        "{stderr}"
+    );
+    for id in matching.iter().take(5) {
+        assert!(stderr.contains(id.as_str()), "{stderr} lacks {id}");
+    }
+    for id in all.iter().filter(|id| !id.starts_with(prefix)) {
+        assert!(!stderr.contains(id.as_str()), "{stderr} lists {id}");
     }
     let (success, _, stderr) = out(&["metrics", "zz", "--db", db()]);
     assert!(!success && stderr.contains("zz"));
@@ -630,6 +677,8 @@ fn export_writes_tidy_files() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 12);
+    // An export that fails leaves the file it would have replaced as it was.
+    let exported = std::fs::read(&json).unwrap();
     let (success, _, stderr) = out(&[
         "export",
         "nosuch",
@@ -638,7 +687,16 @@ fn export_writes_tidy_files() {
         "--db",
         db(),
     ]);
-    assert!(!success && stderr.contains("nosuch"));
+    assert!(!success, "export of an unknown sweep succeeded");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("no sweep named \"nosuch\" in {}", db())),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read(&json).unwrap() == exported,
+        "runs.json changed"
+    );
     let sweeps = ok(&["sweeps", "--db", db(), "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&sweeps).unwrap();
     assert_eq!(v[0]["sweep"], "q");

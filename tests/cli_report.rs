@@ -63,9 +63,63 @@ fn run_ends_with_a_report_whose_figures_decode_and_are_indexed() {
         );
         assert!(md.contains(&format!("]({name})")), "index.md misses {name}");
     }
-    // Figures without data say why, and the fit tables are in the index.
+    // Every figure section holds its image or says why it was not drawn, as the progress line
+    // said; the images are the PNGs written.
+    let total: usize = stderr
+        .split("figure 1/")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no figure count: {stderr}"));
+    let (mut drawn, mut not_drawn) = (Vec::new(), Vec::new());
+    for n in 1..=total {
+        let start = html
+            .find(&format!("<section id=\"fig{n}\">"))
+            .unwrap_or_else(|| panic!("index.html has no section fig{n}"));
+        let body = &html[start..start + html[start..].find("</section>").unwrap()];
+        let image = body.contains(&format!("<figure><img src=\"fig{n}-"));
+        let reason = body
+            .split("<p class=\"skipped\"><b>Not drawn:</b> ")
+            .nth(1)
+            .map(|t| t.split("</p>").next().unwrap());
+        let progress = stderr
+            .lines()
+            .find(|l| l.contains(&format!("figure {n}/{total}: ")))
+            .unwrap_or_else(|| panic!("no progress line for figure {n}: {stderr}"));
+        match (image, reason) {
+            (true, None) => {
+                assert!(!progress.contains(" skipped ("), "{progress}");
+                drawn.push(n);
+            }
+            (false, Some(why)) => {
+                assert!(why.len() > 10, "fig{n}: {body}");
+                assert!(progress.contains(" skipped ("), "{progress}");
+                not_drawn.push((n, why.to_string()));
+            }
+            _ => panic!("fig{n} has an image and a reason, or neither: {body}"),
+        }
+    }
+    assert_eq!(drawn.len() + not_drawn.len(), total);
+    assert_eq!(drawn.len(), pngs.len(), "{drawn:?} vs {pngs:?}");
+    assert_eq!(md.matches("> **Not drawn:** ").count(), not_drawn.len());
+    // One training-set size: no learning curve (figure 8), and no instruments (figures 9, 10).
+    let why = |n: usize| {
+        not_drawn
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, w)| w.as_str())
+            .unwrap_or_else(|| panic!("figure {n} was drawn: {not_drawn:?}"))
+    };
+    assert!(
+        why(8).contains("N does not vary: the learning curve needs ≥ 4 training-set sizes"),
+        "{}",
+        why(8)
+    );
+    for n in [9, 10] {
+        assert_eq!(why(n), "no instruments: the sweep measured no instruments");
+    }
+    // The fit tables are in the index.
     assert!(html.contains("B_opt per cell") && html.contains("<table"));
-    assert!(html.contains("learning curve") || html.contains("Learning curve"));
     assert!(!html.contains("<script"));
     // `scalelab report` again, elsewhere.
     succeed(scalelab(dir.path()).args(["report", "rep", "--out", "again"]));

@@ -476,6 +476,58 @@ fn bad_sweep_files_are_rejected_before_anything_is_enqueued() {
     }
 }
 
+/// Runs the binary as a user whom file permissions bind: the test's own, or nobody (uid and gid
+/// 65534) when the tests run as root, whom they do not. Where nobody cannot reach the built
+/// binary (a target directory under a private home), it runs a copy in `dir`, which nobody must
+/// be able to enter.
+#[cfg(unix)]
+struct Reader {
+    program: PathBuf,
+    as_nobody: bool,
+}
+
+#[cfg(unix)]
+impl Reader {
+    fn new(dir: &Path) -> Reader {
+        use std::os::unix::fs::PermissionsExt;
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_scalelab"));
+        let as_nobody = unsafe { libc::geteuid() } == 0;
+        let reader = Reader {
+            program: built.clone(),
+            as_nobody,
+        };
+        if !as_nobody
+            || reader
+                .command()
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
+            return reader;
+        }
+        let copy = dir.join("scalelab-copy");
+        std::fs::copy(&built, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let reader = Reader {
+            program: copy,
+            as_nobody,
+        };
+        succeed(reader.command().arg("--version"));
+        reader
+    }
+
+    /// As [`scalelab`]: one compute thread, no database from the environment.
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
+        if self.as_nobody {
+            use std::os::unix::process::CommandExt;
+            c.uid(65534).gid(65534);
+        }
+        c
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn read_only_and_locked_databases_give_clear_errors() {
@@ -498,45 +550,52 @@ fn read_only_and_locked_databases_give_clear_errors() {
     let before = std::fs::read(&db).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
     std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-    let is_root = unsafe { libc::geteuid() } == 0;
-    if !is_root {
-        let edited = dir.path().join("ro2.toml");
-        std::fs::write(
-            &edited,
-            std::fs::read_to_string(&sweep)
-                .unwrap()
-                .replace("seeds = 1", "seeds = 2"),
-        )
-        .unwrap();
-        let err = fail_in_one_line(scalelab().args([
-            "run",
-            edited.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-            "--quiet",
-        ]));
-        assert!(err.contains("r.db") && err.contains("read-only"), "{err}");
-        assert!(!err.contains("panicked"));
-    }
+    // Others may enter the temporary directory (0700) and read the sweep files in it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Permissions do not bind root (as which CI runs): there the commands run as nobody, who
+    // can read ro/ and r.db but write neither.
+    let reader = Reader::new(dir.path());
+    let edited = dir.path().join("ro2.toml");
+    std::fs::write(
+        &edited,
+        std::fs::read_to_string(&sweep)
+            .unwrap()
+            .replace("seeds = 1", "seeds = 2"),
+    )
+    .unwrap();
+    let err = fail_in_one_line(reader.command().args([
+        "run",
+        edited.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert!(
+        err.contains(&format!("database {} is read-only", db.display())),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
     // Reading needs no write access: `runs` lists the sweep from the read-only file in the
     // read-only directory, where SQLite cannot make its shared-memory file (it refused with
-    // "attempt to write a readonly database"). Run as nobody when the tests run as root, for
-    // whom permissions do not apply (skipped if nobody cannot execute the binary here).
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut list = scalelab();
-    list.args(["runs", "--sweep", "ro", "--format", "csv", "--db"])
-        .arg(&db);
-    if is_root {
-        use std::os::unix::process::CommandExt;
-        list.uid(65534).gid(65534);
-    }
-    if let Ok(o) = list.output()
-        && !(is_root && String::from_utf8_lossy(&o.stderr).contains("ermission denied"))
-    {
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(o.status.success(), "{stderr}");
-        assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1 + 4);
-    }
+    // "attempt to write a readonly database").
+    let o = succeed(
+        reader
+            .command()
+            .args(["runs", "--sweep", "ro", "--format", "csv", "--db"])
+            .arg(&db),
+    );
+    let mut listed = csv::Reader::from_reader(&o.stdout[..]);
+    let state = listed
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "state")
+        .unwrap();
+    let states: Vec<String> = listed
+        .records()
+        .map(|r| r.unwrap()[state].to_string())
+        .collect();
+    assert_eq!(states, vec!["completed"; 4]);
     std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");
@@ -1483,4 +1542,111 @@ epochs = 800
         ),
         1
     );
+}
+
+/// The run ids and states `sweep show` lists, one per cell row (the rows of its cell table start
+/// with a 16-digit hexadecimal id; the state is the last column).
+fn shown_states(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let id = words.next()?;
+            (id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()))
+                .then(|| (id.to_string(), words.last().unwrap_or_default().to_string()))
+        })
+        .collect()
+}
+
+/// The worker's success path: `run --enqueue-only` registers the cells and trains nothing, a
+/// worker trains every one of them and exits 0, and `sweep show` tallies the states the
+/// database holds, per cell too (a cell not enqueued shows `-`).
+#[test]
+fn a_worker_trains_what_run_enqueue_only_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "queued", 1, 2);
+    let db = dir.path().join("w.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    run_ok(&["run", s, "--db", d, "--enqueue-only", "--quiet"]);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'"),
+        4
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 4);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM epoch_metrics"), 0);
+    let show = String::from_utf8(run_ok(&["sweep", "show", s, "--db", d]).stdout).unwrap();
+    assert!(show.contains(&format!("in {d}: 4 pending\n")), "{show}");
+    let shown = shown_states(&show);
+    assert_eq!(shown.len(), 4, "{show}");
+    assert!(shown.iter().all(|(_, st)| st == "pending"), "{show}");
+
+    let out = scalelab()
+        .args(["worker", "--db", d, "--jobs", "2", "--quiet"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_complete_and_consistent(&db, 4, 2);
+    let stored = fates(&db);
+    let ended = |state: &str| stored.iter().filter(|f| f.1 == state).count();
+    let (completed, diverged) = (ended("completed"), ended("diverged"));
+    assert!(
+        stdout.contains("trained 4 runs in ")
+            && stdout.contains(&format!(
+                ": {completed} completed, {diverged} diverged, 0 failed ("
+            )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "all runs: 0 pending, 0 running, {completed} completed, {diverged} diverged, 0 failed\n"
+        )),
+        "{stdout}"
+    );
+    // Nothing is left: a second worker trains nothing and says so.
+    let again = String::from_utf8(run_ok(&["worker", "--db", d, "--quiet"]).stdout).unwrap();
+    assert!(
+        again.contains(&format!("no pending runs in {d}")),
+        "{again}"
+    );
+    assert!(!again.contains("trained"), "{again}");
+    assert_eq!(fates(&db), stored);
+
+    // The sweep grown to two seeds: the first seed's cells show their stored states, the new
+    // ones are not enqueued.
+    std::fs::write(
+        &sweep,
+        std::fs::read_to_string(&sweep)
+            .unwrap()
+            .replace("seeds = 1", "seeds = 2"),
+    )
+    .unwrap();
+    let show = String::from_utf8(run_ok(&["sweep", "show", s, "--db", d]).stdout).unwrap();
+    let mut tally = vec![];
+    for (n, state) in [(completed, "completed"), (diverged, "diverged")] {
+        if n > 0 {
+            tally.push(format!("{n} {state}"));
+        }
+    }
+    tally.push("4 not enqueued".to_string());
+    assert!(
+        show.contains(&format!("in {d}: {}\n", tally.join(", "))),
+        "{show}"
+    );
+    let shown = shown_states(&show);
+    assert_eq!(shown.len(), 8, "{show}");
+    for (id, state) in &shown {
+        let want = stored
+            .iter()
+            .find(|f| &f.0 == id)
+            .map_or("-", |f| f.1.as_str());
+        assert_eq!(state, want, "{id}: {show}");
+    }
+    assert_eq!(
+        shown.iter().filter(|(_, st)| st == "-").count(),
+        4,
+        "{show}"
+    );
+    // A dry run: nothing was enqueued.
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 4);
 }

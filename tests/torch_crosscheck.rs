@@ -121,6 +121,17 @@ fn worst_tensor(
     case: &str,
     what: &str,
 ) -> f64 {
+    // One tensor per parameter on each side: a zip of unequal lengths would compare fewer.
+    assert_eq!(
+        got.len(),
+        params.len(),
+        "{case}: {what}: tensors of scalelab"
+    );
+    assert_eq!(
+        want.len(),
+        params.len(),
+        "{case}: {what}: tensors of PyTorch"
+    );
     let mut worst = 0f64;
     for ((g, w), p) in got.iter().zip(want).zip(params) {
         let d = rel_diff(g, w);
@@ -197,6 +208,11 @@ fn crosscheck(name: &str) -> Agreement {
     let init: Vec<&[f32]> = case.init.iter().map(|p| &p.values[..]).collect();
     model::load_torch_params(&*net, &init).unwrap();
     let loaded = model::torch_params(&*net).unwrap();
+    assert_eq!(
+        loaded.len(),
+        case.init.len(),
+        "{name}: parameters read back"
+    );
     for (got, want) in loaded.iter().zip(&case.init) {
         assert!(
             got == &want.values,

@@ -404,6 +404,7 @@ mod readers {
             let mu = xs.iter().sum::<f64>() / xs.len() as f64;
             let sd = (xs.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
             let test = ds.test_x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(test.len(), test_px.len());
             for (got, &p) in test.iter().zip(&test_px) {
                 assert!((*got as f64 - (p as f64 / 255.0 - mu) / sd).abs() < 1e-5);
             }
@@ -584,6 +585,10 @@ fn cnn_logits_match_candle_conv_and_pool() {
         .to_vec2::<f32>()
         .unwrap();
     let got = net.logits(&x).unwrap().to_vec2::<f32>().unwrap();
+    // Three inputs, four classes each, on both sides (a zip of unequal lengths compares less).
+    let shape = |m: &Vec<Vec<f32>>| (m.len(), m.iter().map(Vec::len).collect::<Vec<_>>());
+    assert_eq!(shape(&got), (3, vec![4; 3]));
+    assert_eq!(shape(&want), shape(&got));
     for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
         assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
     }
