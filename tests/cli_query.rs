@@ -1053,3 +1053,114 @@ fn a_full_disk_on_standard_output_is_one_line() {
         );
     }
 }
+
+/// An export that fails part-way (here at the file-size limit, as on a full disk) leaves the
+/// file it was to replace byte for byte, and no temporary file beside it; the error is one line
+/// that names the path given.
+#[cfg(unix)]
+#[test]
+fn an_export_that_fails_part_way_keeps_the_file_it_would_replace() {
+    use std::os::unix::process::CommandExt;
+    // A database of its own whose export (about 90 KB) outgrows the limit below, which leaves
+    // room for SQLite's 32 KiB shared-memory file.
+    const LIMIT: u64 = 64 * 1024;
+    let data = tempfile::tempdir().unwrap();
+    let sweep = data.path().join("big.toml");
+    std::fs::write(
+        &sweep,
+        "name = \"big\"\n[data]\ntrain_size = 300\ntest_size = 200\n[model]\nhidden = [16]\n\
+         [train]\nlr = 0.01\nbatch_size = [64, 128]\nmomentum = 0.9\nepochs = 150\nseeds = 1\n",
+    )
+    .unwrap();
+    let db = data.path().join("big.db");
+    let db = db.to_str().unwrap();
+    ok(&[
+        "run",
+        sweep.to_str().unwrap(),
+        "--db",
+        db,
+        "--quiet",
+        "--no-report",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("old.csv");
+    std::fs::write(&out_path, "the last good export\n").unwrap();
+    let mut cmd = scalelab();
+    cmd.args(["export", "big", "--epochs", "--out"])
+        .arg(&out_path)
+        .args(["--db", db]);
+    // SAFETY: between fork and exec only async-signal-safe calls (setrlimit, signal).
+    unsafe {
+        cmd.pre_exec(|| {
+            // Writes past the limit fail with EFBIG instead of raising SIGXFSZ.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let err = common::fail_in_one_line(&mut cmd);
+    assert!(
+        err.contains(out_path.to_str().unwrap()) && err.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out_path).unwrap(),
+        "the last good export\n"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["old.csv"], "{left:?}");
+    // Without the limit the same export succeeds, and is larger than the limit.
+    ok(&[
+        "export",
+        "big",
+        "--epochs",
+        "--out",
+        out_path.to_str().unwrap(),
+        "--db",
+        db,
+    ]);
+    assert!(std::fs::metadata(&out_path).unwrap().len() > LIMIT);
+}
+
+/// A query that fails on a later row (row 5 takes the absolute value of the smallest 64-bit
+/// integer, an integer overflow) has printed the rows before it, then says what went wrong in
+/// one line, with a non-zero exit.
+#[test]
+fn sql_that_fails_part_way_prints_the_rows_before_and_one_line() {
+    let query = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 8) \
+                 SELECT x, abs(-9223372036854775803 - x) AS y FROM n";
+    let o = scalelab()
+        .args(["sql", query, "--format", "csv", "--db", db()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "x,y",
+            "1,9223372036854775804",
+            "2,9223372036854775805",
+            "3,9223372036854775806",
+            "4,9223372036854775807"
+        ],
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("integer overflow"),
+        "{stderr}"
+    );
+}
