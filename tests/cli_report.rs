@@ -320,4 +320,18 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
     );
     let g: serde_json::Value = serde_json::from_slice(&gap.stdout).unwrap();
     assert_eq!(g["options"]["metric"], "gap_loss");
+    // The fit read the gap, not the flag's name: each run's value beside its curvature is its
+    // final test loss less its final training loss, as stored.
+    let points = g["instruments"]["curvature"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 8);
+    for p in points {
+        let id = p["run_id"].as_str().unwrap();
+        let stored: f64 = sql(&format!(
+            "SELECT final_test_loss - final_train_loss FROM runs WHERE id = '{id}'"
+        ))
+        .parse()
+        .unwrap();
+        let value = p["value"].as_f64().unwrap();
+        assert!((value - stored).abs() < 1e-12, "{id}: {value} vs {stored}");
+    }
 }
