@@ -1427,10 +1427,12 @@ mod tests {
     }
 
     #[test]
-    fn noise_scale_round_trips_through_the_derived_lr() {
+    fn the_derived_lr_inverts_the_approximate_noise_scale_not_the_exact_one() {
+        // ε = g·B(1−m)/N = 100·50·0.1/1000 = 0.5, worked by hand.
         let lr = lr_for_noise_scale(100.0, 1000, 50, 0.9);
         assert!((lr - 0.5).abs() < 1e-12);
-        // g ≈ εN/(B(1−m)) exactly inverts; the −1 correction is the without-replacement term.
-        assert!((noise_scale(0.5, 1000, 50, 0.9) - 0.5 * 19.0 / 0.1).abs() < 1e-9);
+        // g ≈ εN/(B(1−m)) = 0.5·20/0.1 = 100 is inverted exactly; the exact g = ε(N/B − 1)/(1−m)
+        // = 0.5·19/0.1 = 95 is 1 − B/N of it (the without-replacement term).
+        assert!((noise_scale(lr, 1000, 50, 0.9) - 95.0).abs() < 1e-9);
     }
 }
