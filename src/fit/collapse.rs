@@ -467,6 +467,42 @@ mod tests {
         assert!(rep.collapse.fitted().is_some(), "{:?}", rep.collapse);
     }
 
+    /// docs/fits.md §4: on a noise_scale axis the curve is fitted on the exact g. A metric that
+    /// follows the exact g gives its optimum back; one that follows the axis's approximate g
+    /// reads low by about the grid's mean 1 − B/N.
+    #[test]
+    fn a_noise_scale_axis_collapse_is_fitted_on_the_exact_g() {
+        let (n, m) = (1000u64, 0.9);
+        let grid = [8u64, 16, 32, 64, 128, 256];
+        let g_opt = |on_exact: bool| {
+            let mut runs = Vec::new();
+            for g in [2.5f64, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0] {
+                for b in grid {
+                    let lr = g * b as f64 * (1.0 - m) / n as f64;
+                    let exact = g * (1.0 - b as f64 / n as f64);
+                    let x = if on_exact { exact } else { g };
+                    let v = 0.8 - 0.01 * (x.ln() - 20f64.ln()).powi(2);
+                    let mut r = flat_run(&format!("g={g}"), lr, n, m, b, 0, v, 2);
+                    r.noise_scale = Some(g);
+                    runs.push(r);
+                }
+            }
+            let rep = fit_all(&runs, &FitOptions::default());
+            rep.collapse.fitted().unwrap().g_opt
+        };
+        let on_exact = g_opt(true);
+        assert!((on_exact - 20.0).abs() < 1e-9, "{on_exact}");
+        let mean_factor =
+            grid.iter().map(|&b| 1.0 - b as f64 / n as f64).sum::<f64>() / grid.len() as f64;
+        assert!((mean_factor - 0.916).abs() < 1e-3, "{mean_factor}");
+        let on_axis = g_opt(false);
+        assert!(
+            (on_axis / (20.0 * mean_factor) - 1.0).abs() < 0.01,
+            "{on_axis} vs {}",
+            20.0 * mean_factor
+        );
+    }
+
     #[test]
     fn diverged_runs_are_drawn_but_do_not_pull_the_curve() {
         // Two cells whose trained runs lie on 0.8 − 0.01 (ln g − ln 40)², and whose three
