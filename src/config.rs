@@ -998,7 +998,7 @@ mod tests {
         // from the base's and from each other's (a field missing from the canonical text would
         // make two runs share an id, and the second would never be trained).
         type Change = fn(&mut RunConfig);
-        let changes: [(&str, Change); 24] = [
+        let changes: [(&str, Change); 26] = [
             ("trainer_version", |c| c.trainer_version += 1),
             ("dataset", |c| c.data.dataset = DatasetKind::GaussianMixture),
             ("train_size", |c| c.data.train_size += 1),
@@ -1017,7 +1017,8 @@ mod tests {
             ("momentum", |c| c.momentum = 0.5),
             ("nesterov", |c| c.nesterov = true),
             ("weight_decay", |c| c.weight_decay = 1e-4),
-            ("budget", |c| c.budget = Budget::Steps(5)),
+            ("budget kind", |c| c.budget = Budget::Steps(5)),
+            ("budget", |c| c.budget = Budget::Epochs(6)),
             ("schedule", |c| {
                 c.schedule = Schedule::DecayLr {
                     milestones: vec![0.5],
@@ -1027,7 +1028,10 @@ mod tests {
             ("seed", |c| c.seed += 1),
             ("noise_scale", |c| c.noise_scale = Some(3.0)),
             ("divergence_factor", |c| c.divergence_factor *= 2.0),
-            ("instruments", |c| c.instruments.noise_scale_every = 1),
+            ("noise_scale_every", |c| c.instruments.noise_scale_every = 1),
+            ("curvature", |c| {
+                c.instruments.curvature = CurvatureWhen::Init
+            }),
         ];
         let mut ids = std::collections::BTreeMap::new();
         ids.insert(a.run_id(), "base");

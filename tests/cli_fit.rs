@@ -144,18 +144,29 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
         let path = format!("{d}{leftover}");
         assert!(!Path::new(&path).exists(), "{path} left behind");
     }
-    // Each fit is stored: the one after `run` and the five `fit` calls that ran.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    // `status` counts the sweep's runs per state as the database holds them.
+    // `status fitme` counts that sweep's runs per state as the database holds them, and not
+    // the runs of another sweep registered beside it (3 pending).
+    let other = dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        "name = \"other\"\n[data]\ntrain_size = 200\ntest_size = 100\n[model]\nhidden = [8]\n\
+         [train]\nlr = 0.05\nbatch_size = [8, 16, 32]\nepochs = 1\n",
+    )
+    .unwrap();
+    ok(&["run", other.to_str().unwrap(), "--db", d, "--enqueue-only"]);
     let by_state: Vec<(String, i64)> = rt.block_on(async {
         let store = scalelab::db::Store::open_read_only(&db).await.unwrap();
-        sqlx::query_as("SELECT state, COUNT(*) FROM runs GROUP BY state")
-            .fetch_all(store.pool())
-            .await
-            .unwrap()
+        sqlx::query_as(
+            "SELECT r.state, COUNT(*) FROM runs r JOIN sweep_runs s ON s.run_id = r.id \
+             WHERE s.sweep = 'fitme' GROUP BY r.state",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
     });
     let stored_count = |state: &str| {
         by_state
@@ -191,6 +202,8 @@ fn fit_prints_tables_and_valid_json_and_stores_the_result() {
     assert_eq!(row[..2], ["fitme", "28"], "{status}");
     assert_eq!(row[2..], want, "{status}");
     assert_eq!(by_state.iter().map(|(_, n)| n).sum::<i64>(), 28);
+    assert_eq!(stored_count("pending"), 0, "{status}");
+    // Each fit is stored: the one after `run` and the five `fit` calls that ran.
     let stored: i64 = rt.block_on(async {
         let store = scalelab::db::Store::open_read_only(&db).await.unwrap();
         sqlx::query_scalar("SELECT COUNT(*) FROM fits WHERE sweep = 'fitme'")

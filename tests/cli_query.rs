@@ -170,6 +170,8 @@ fn bad_filters_and_injections_are_refused_with_one_line() {
             "{stderr}"
         );
     }
+    // 200 conditions that filter (ε = 3 runs left out), beside --state.
+    let filtering = vec!["lr < 1"; 200].join(" and ");
     let longest = ok(&[
         "runs",
         "--db",
@@ -177,7 +179,7 @@ fn bad_filters_and_injections_are_refused_with_one_line() {
         "--state",
         "completed",
         "--where",
-        &chain(200),
+        &filtering,
         "--format",
         "csv",
     ]);
@@ -195,10 +197,18 @@ fn bad_filters_and_injections_are_refused_with_one_line() {
     assert!(!states.is_empty(), "{longest}");
     assert!(states.iter().all(|s| s == "completed"), "{longest}");
     let want = sql_value(&format!(
-        "SELECT COUNT(*) FROM runs WHERE state = 'completed' AND ({})",
-        chain(200)
+        "SELECT COUNT(*) FROM runs WHERE state = 'completed' AND ({filtering})"
     ));
     assert_eq!(states.len().to_string(), want, "{longest}");
+    // Both filters bite: fewer rows than the completed runs, and than the runs at ε < 1.
+    let completed = sql_value("SELECT COUNT(*) FROM runs WHERE state = 'completed'");
+    let below_one = sql_value("SELECT COUNT(*) FROM runs WHERE lr < 1");
+    assert!(
+        states.len() < completed.parse::<usize>().unwrap()
+            && states.len() <= below_one.parse::<usize>().unwrap(),
+        "{} rows, {completed} completed, {below_one} at lr < 1",
+        states.len()
+    );
     let (success, _, stderr) = out(&["runs", "--db", db(), "--sort", "wall"]);
     assert!(!success && stderr.contains("--sort") && stderr.contains("wall"));
     // The table is intact.
@@ -677,7 +687,8 @@ fn export_writes_tidy_files() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 12);
-    // An export that fails leaves the file it would have replaced as it was.
+    // An unknown sweep is refused before the destination is opened, so the file named there is
+    // left alone (an export that fails while writing: the part-way test below).
     let exported = std::fs::read(&json).unwrap();
     let (success, _, stderr) = out(&[
         "export",

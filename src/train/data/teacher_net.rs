@@ -245,32 +245,28 @@ mod tests {
     fn the_default_teachers_embedded_offsets_are_its_calibration() {
         let (d, h, k, seed) = DEFAULT_TEACHER;
         let t = Teacher::new(d, h, k, seed, &mut stream(seed, Stream::DataModel));
-        let mut rng = stream(seed, Stream::DataModel);
-        // The calibration draws follow the weights' draws in the teacher's stream.
-        for _ in 0..(h * d + h + k * h) {
-            rng.sample::<f64, _>(StandardNormal);
-        }
-        // Calibrating means logits before any offset, as `Teacher::new` does.
-        let uncentred = Teacher {
-            offset: vec![0.0; k],
-            ..Teacher::new(d, h, k, seed, &mut stream(seed, Stream::DataModel))
+        // The calibration of data seed `seed`'s teacher: the calibration draws follow the
+        // weights' draws in the teacher's stream, and calibrating means logits before any
+        // offset, as `Teacher::new` does.
+        let calibration_of = |seed: u64| {
+            let mut rng = stream(seed, Stream::DataModel);
+            for _ in 0..(h * d + h + k * h) {
+                rng.sample::<f64, _>(StandardNormal);
+            }
+            let uncentred = Teacher {
+                offset: vec![0.0; k],
+                ..Teacher::new(d, h, k, seed, &mut stream(seed, Stream::DataModel))
+            };
+            uncentred.calibrate(&mut rng)
         };
-        assert_eq!(bits(&uncentred.calibrate(&mut rng)), bits(&t.offset));
+        assert_eq!(bits(&calibration_of(seed)), bits(&t.offset));
         assert_eq!(bits(&t.offset), DEFAULT_OFFSETS.to_vec());
-        // Another data seed is calibrated anew: centred logits of its own.
+        // Another data seed is calibrated anew: centred logits of its own, its calibration's
+        // bit for bit (not zeros, not the default's).
         let other = Teacher::new(d, h, k, seed + 1, &mut stream(seed + 1, Stream::DataModel));
         assert_ne!(bits(&other.offset), bits(&t.offset));
         assert!(other.offset.iter().all(|c| c.is_finite() && c.abs() < 5.0));
-        // ... and they are its own calibration's, bit for bit, not zeros or the default's.
-        let mut rng = stream(seed + 1, Stream::DataModel);
-        for _ in 0..(h * d + h + k * h) {
-            rng.sample::<f64, _>(StandardNormal);
-        }
-        let uncentred = Teacher {
-            offset: vec![0.0; k],
-            ..Teacher::new(d, h, k, seed + 1, &mut stream(seed + 1, Stream::DataModel))
-        };
-        let own = uncentred.calibrate(&mut rng);
+        let own = calibration_of(seed + 1);
         assert!(own.iter().any(|&c| c != 0.0));
         assert_eq!(bits(&own), bits(&other.offset));
     }
