@@ -183,17 +183,7 @@ fn bad_filters_and_injections_are_refused_with_one_line() {
         "--format",
         "csv",
     ]);
-    let mut rdr = csv::Reader::from_reader(longest.as_bytes());
-    let state = rdr
-        .headers()
-        .unwrap()
-        .iter()
-        .position(|h| h == "state")
-        .unwrap();
-    let states: Vec<String> = rdr
-        .records()
-        .map(|r| r.unwrap()[state].to_string())
-        .collect();
+    let states = common::csv_column(longest.as_bytes(), "state");
     assert!(!states.is_empty(), "{longest}");
     assert!(states.iter().all(|s| s == "completed"), "{longest}");
     let want = sql_value(&format!(

@@ -524,8 +524,7 @@ impl Reader {
 
     /// As [`scalelab`]: one compute thread, no database from the environment.
     fn command(&self) -> Command {
-        let mut c = Command::new(&self.program);
-        c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
+        let mut c = common::scalelab_at(&self.program);
         if self.as_nobody {
             use std::os::unix::process::CommandExt;
             c.uid(65534).gid(65534);
@@ -592,17 +591,7 @@ fn read_only_and_locked_databases_give_clear_errors() {
             .args(["runs", "--sweep", "ro", "--format", "csv", "--db"])
             .arg(&db),
     );
-    let mut listed = csv::Reader::from_reader(&o.stdout[..]);
-    let state = listed
-        .headers()
-        .unwrap()
-        .iter()
-        .position(|h| h == "state")
-        .unwrap();
-    let states: Vec<String> = listed
-        .records()
-        .map(|r| r.unwrap()[state].to_string())
-        .collect();
+    let states = common::csv_column(&o.stdout, "state");
     assert_eq!(states, vec!["completed"; 4]);
     std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -1657,4 +1646,44 @@ fn a_worker_trains_what_run_enqueue_only_registered() {
     );
     // `sweep show` only reads: the new cells were not enqueued.
     assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 4);
+}
+
+/// `sweep show` lists at most 60 cells unless `--all` is given, and says so; the tally counts
+/// every cell either way, and showing a sweep against a database that does not exist creates
+/// none.
+#[test]
+fn sweep_show_lists_a_large_sweep_only_with_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = dir.path().join("wide.toml");
+    // 8 learning rates × 8 batch sizes = 64 cells.
+    std::fs::write(
+        &sweep,
+        "name = \"wide\"\n[data]\ntrain_size = 600\ntest_size = 100\n[model]\nhidden = [8]\n\
+         [train]\nlr = { logspace = [0.001, 0.1], num = 8 }\nbatch_size = { pow2 = [2, 256] }\n\
+         epochs = 1\n",
+    )
+    .unwrap();
+    let db = dir.path().join("wide.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    let short = String::from_utf8(run_ok(&["sweep", "show", s, "--db", d]).stdout).unwrap();
+    // Updates per learning rate: ⌈600/B⌉ over B = 2…256 is 300 + 150 + 75 + 38 + 19 + 10 + 5 +
+    // 3 = 600; eight learning rates, 4,800.
+    assert!(
+        short.contains("64 cells, 4800 parameter updates planned"),
+        "{short}"
+    );
+    assert!(
+        short.contains(&format!("in {d}: 64 not enqueued\n")),
+        "{short}"
+    );
+    assert!(short.contains("(64 cells: --all lists them)"), "{short}");
+    assert!(shown_states(&short).is_empty(), "{short}");
+    let all = String::from_utf8(run_ok(&["sweep", "show", s, "--db", d, "--all"]).stdout).unwrap();
+    let shown = shown_states(&all);
+    assert_eq!(shown.len(), 64, "{all}");
+    assert!(shown.iter().all(|(_, st)| st == "-"), "{all}");
+    let ids: std::collections::BTreeSet<_> = shown.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), 64, "{all}");
+    assert!(!all.contains("--all lists them"), "{all}");
+    assert!(!db.exists(), "sweep show made {d}");
 }

@@ -9,9 +9,26 @@ use std::process::{Command, Output};
 
 /// The scalelab binary with one compute thread and no database from the environment.
 pub fn scalelab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_scalelab"));
+    scalelab_at(Path::new(env!("CARGO_BIN_EXE_scalelab")))
+}
+
+/// [`scalelab`] from another path (a copy of the binary).
+pub fn scalelab_at(program: &Path) -> Command {
+    let mut c = Command::new(program);
     c.env("RAYON_NUM_THREADS", "1").env_remove("SCALELAB_DB");
     c
+}
+
+/// The values of column `name` in CSV text, row after row (panics if the column is missing).
+pub fn csv_column(csv_text: &[u8], name: &str) -> Vec<String> {
+    let mut rdr = csv::Reader::from_reader(csv_text);
+    let at = rdr
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    rdr.records().map(|r| r.unwrap()[at].to_string()).collect()
 }
 
 /// [`scalelab`] run in `dir`, where the default database and `reports/` land.
