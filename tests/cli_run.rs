@@ -32,6 +32,15 @@ fn run_ok(args: &[&str]) -> Output {
     succeed(scalelab().args(args))
 }
 
+/// Writes `from` (a [`write_sweep`] sweep of one seed) to `to` with two seeds: the same cells
+/// and as many new ones. Returns `to`.
+fn with_two_seeds(from: &Path, to: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(from).unwrap();
+    assert!(text.contains("seeds = 1"), "{text}");
+    std::fs::write(to, text.replace("seeds = 1", "seeds = 2")).unwrap();
+    to.to_path_buf()
+}
+
 /// A sweep of `cells` runs (seeds) of a few tenths of a second each.
 fn write_sweep(dir: &Path, name: &str, seeds: u32, epochs: u32) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
@@ -560,14 +569,7 @@ fn read_only_and_locked_databases_give_clear_errors() {
     // Permissions do not bind root (as which CI runs): there the commands run as nobody, who
     // can read ro/ and r.db but write neither.
     let reader = Reader::new(dir.path());
-    let edited = dir.path().join("ro2.toml");
-    std::fs::write(
-        &edited,
-        std::fs::read_to_string(&sweep)
-            .unwrap()
-            .replace("seeds = 1", "seeds = 2"),
-    )
-    .unwrap();
+    let edited = with_two_seeds(&sweep, &dir.path().join("ro2.toml"));
     // Readable whatever the umask.
     std::fs::set_permissions(&edited, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = fail_in_one_line(reader.command().args([
@@ -626,14 +628,7 @@ fn read_only_and_locked_databases_give_clear_errors() {
     )
     .unwrap();
     assert_eq!(line.trim(), "locked");
-    let edited = dir.path().join("l2.toml");
-    std::fs::write(
-        &edited,
-        std::fs::read_to_string(&sweep)
-            .unwrap()
-            .replace("seeds = 1", "seeds = 2"),
-    )
-    .unwrap();
+    let edited = with_two_seeds(&sweep, &dir.path().join("l2.toml"));
     let out = scalelab()
         .args([
             "run",
@@ -1611,13 +1606,7 @@ fn a_worker_trains_what_run_enqueue_only_registered() {
 
     // The sweep grown to two seeds: the first seed's cells show their stored states, the new
     // ones are not enqueued.
-    std::fs::write(
-        &sweep,
-        std::fs::read_to_string(&sweep)
-            .unwrap()
-            .replace("seeds = 1", "seeds = 2"),
-    )
-    .unwrap();
+    with_two_seeds(&sweep, &sweep);
     let show = String::from_utf8(run_ok(&["sweep", "show", s, "--db", d]).stdout).unwrap();
     let mut tally = vec![];
     for (n, state) in [(completed, "completed"), (diverged, "diverged")] {

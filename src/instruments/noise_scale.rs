@@ -319,6 +319,28 @@ mod tests {
         v.iter().map(|x| x * x).sum()
     }
 
+    /// A population of per-example gradients: its mean G, |G|² and tr(Σ), Σ with 1/N.
+    fn population<G: AsRef<[f64]>>(grads: &[G]) -> (Vec<f64>, f64, f64) {
+        let n = grads.len() as f64;
+        let d = grads[0].as_ref().len();
+        let mean: Vec<f64> = (0..d)
+            .map(|j| grads.iter().map(|g| g.as_ref()[j]).sum::<f64>() / n)
+            .collect();
+        let trace = grads
+            .iter()
+            .map(|g| {
+                g.as_ref()
+                    .iter()
+                    .zip(&mean)
+                    .map(|(a, m)| (a - m).powi(2))
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            / n;
+        let g_sq = norm_sq(&mean);
+        (mean, g_sq, trace)
+    }
+
     #[test]
     fn two_batch_inverts_the_expected_norms() {
         // E|G_B|² = |G|² + tr(Σ)/B: feed exact expectations, get the planted values back.
@@ -361,15 +383,7 @@ mod tests {
             [-0.5, -0.5, 3.25],
         ];
         let n = grads.len();
-        let mean: Vec<f64> = (0..3)
-            .map(|j| grads.iter().map(|g| g[j]).sum::<f64>() / n as f64)
-            .collect();
-        let g_sq = norm_sq(&mean);
-        let trace: f64 = grads
-            .iter()
-            .map(|g| (0..3).map(|j| (g[j] - mean[j]).powi(2)).sum::<f64>())
-            .sum::<f64>()
-            / n as f64;
+        let (_, g_sq, trace) = population(&grads);
         // E|G_B|²: the mean of |batch mean|² over all C(N, B) batches of B distinct examples.
         let expected = |b: u32| {
             let (mut sum, mut count) = (0.0, 0u32);
@@ -542,20 +556,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let mean: Vec<f64> = (0..d)
-            .map(|j| pop.iter().map(|g| g[j]).sum::<f64>() / n as f64)
-            .collect();
-        let g_sq = norm_sq(&mean);
-        let trace: f64 = pop
-            .iter()
-            .map(|g| {
-                g.iter()
-                    .zip(&mean)
-                    .map(|(a, m)| (a - m).powi(2))
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / n as f64;
+        let (_, g_sq, trace) = population(&pop);
 
         let reps = 20_000;
         let (mut fin, mut inf) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
