@@ -21,7 +21,8 @@ pub fn host() -> String {
 /// The processor this process runs on, read once: on x86-64 the brand string the processor
 /// reports with its family, model and stepping (`Intel(R) Xeon(R) Processor (family 6, model
 /// 207, stepping 2)`: a virtual machine often hides the brand, the numbers still name the
-/// microarchitecture); elsewhere the model line of `/proc/cpuinfo`. `None` when neither says.
+/// microarchitecture); elsewhere the model line of `/proc/cpuinfo`, or the codes that name the
+/// core where it has no such line (64-bit ARM servers). `None` when neither says.
 ///
 /// Stored with each claim (`runs.cpu`): the same configuration and seed give the same numbers on
 /// one machine and build, and this says which processor a stored number came from
@@ -80,15 +81,30 @@ fn x86_model() -> Option<String> {
 }
 
 /// The processor's name in `/proc/cpuinfo` text: the first `model name` line (x86, most
-/// others), else `Hardware`, `Processor` or `cpu model` (some ARM and MIPS kernels).
+/// others), else `Hardware`, `Processor` or `cpu model` (some ARM and MIPS kernels), else, as
+/// 64-bit ARM servers' kernels write nothing else, the first core's identification codes
+/// (`ARM implementer 0x41 part 0xd0c variant 0x3 revision 1`: implementer 0x41 is Arm, part
+/// 0xd0c the Neoverse N1).
 fn model_from_cpuinfo(text: &str) -> Option<String> {
+    let field = |key: &str| {
+        text.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == key).then(|| one_line(v)).flatten()
+        })
+    };
     ["model name", "Hardware", "Processor", "cpu model"]
         .iter()
-        .find_map(|key| {
-            text.lines().find_map(|line| {
-                let (k, v) = line.split_once(':')?;
-                (k.trim() == *key).then(|| one_line(v)).flatten()
-            })
+        .find_map(|key| field(key))
+        .or_else(|| {
+            let implementer = field("CPU implementer")?;
+            let part = field("CPU part")?;
+            let mut name = format!("ARM implementer {implementer} part {part}");
+            for (key, label) in [("CPU variant", "variant"), ("CPU revision", "revision")] {
+                if let Some(value) = field(key) {
+                    name.push_str(&format!(" {label} {value}"));
+                }
+            }
+            Some(name)
         })
 }
 
@@ -189,6 +205,18 @@ mod tests {
         let arm =
             "processor\t: 0\nBogoMIPS\t: 48.00\nCPU implementer\t: 0x41\n\nHardware\t: BCM2835\n";
         assert_eq!(model_from_cpuinfo(arm).as_deref(), Some("BCM2835"));
+        // A 64-bit ARM server (here a Neoverse N1): no name, only the codes, read from the
+        // first core's block.
+        let n1 = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd\n\
+                  CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\n\
+                  CPU part\t: 0xd0c\nCPU revision\t: 1\n\nprocessor\t: 1\n\
+                  CPU implementer\t: 0x51\nCPU part\t: 0x800\n";
+        assert_eq!(
+            model_from_cpuinfo(n1).as_deref(),
+            Some("ARM implementer 0x41 part 0xd0c variant 0x3 revision 1")
+        );
+        // Without a part number the codes name nothing.
+        assert_eq!(model_from_cpuinfo("CPU implementer\t: 0x41\n"), None);
         let x86 = "processor\t: 0\nmodel\t\t: 207\nmodel name\t:  AMD   EPYC 7B13  \n";
         assert_eq!(model_from_cpuinfo(x86).as_deref(), Some("AMD EPYC 7B13"));
         assert_eq!(
