@@ -414,6 +414,40 @@ mod tests {
         assert_json_finite(&rep);
     }
 
+    /// The score is of the seed means, not of the runs: two seeds at ±0.01 around a planted
+    /// quadratic in ln g. Their mean is the quadratic, and the curve fitted to the runs is the
+    /// quadratic too (each point has both seeds), so the means score exactly 1 where the runs
+    /// themselves would score 1 − Σδ²/SS_tot = 0.9931 (computed below).
+    #[test]
+    fn the_score_is_of_the_seed_means() {
+        let delta = 0.01;
+        let mut runs = Vec::new();
+        for (i, &(lr, n, m)) in [(0.1, 8000u64, 0.0), (0.05, 16000, 0.5), (0.2, 4000, 0.9)]
+            .iter()
+            .enumerate()
+        {
+            for b in pow2_grid().into_iter().filter(|&b| b < n) {
+                let g: f64 = lr * (n as f64 / b as f64 - 1.0) / (1.0 - m);
+                let v = 0.9 - 0.02 * (g.ln() - 10f64.ln()).powi(2);
+                for (seed, offset) in [(0, delta), (1, -delta)] {
+                    runs.push(flat_run(&format!("c{i}"), lr, n, m, b, seed, v + offset, 2));
+                }
+            }
+        }
+        let rep = fit_all(&runs, &FitOptions::default());
+        let c = rep.collapse.fitted().unwrap();
+        assert_eq!((c.points.len(), c.means.len()), (58, 29));
+        assert!(c.means.iter().all(|m| m.n == 2));
+        assert!((c.score_g.unwrap() - 1.0).abs() < 1e-9, "{:?}", c.score_g);
+        // What scoring the runs would give: every residual is ±δ.
+        let values: Vec<f64> = c.points.iter().map(|p| p.value).collect();
+        let mean = values.iter().sum::<f64>() / values.len() as f64;
+        let tot: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+        let of_runs = 1.0 - values.len() as f64 * delta * delta / tot;
+        assert!((of_runs - 0.9931).abs() < 1e-4, "{of_runs}");
+        assert!((c.g_opt - 10.0).abs() < 1e-6, "{}", c.g_opt);
+    }
+
     /// Runs placed on a `noise_scale` axis: ε = g·B(1−m)/N, cells keyed by g. The value falls
     /// with B at fixed g, so g does not organise it.
     fn noise_axis_runs(levels: &[f64]) -> Vec<crate::fit::RunInput> {
