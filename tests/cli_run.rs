@@ -1637,6 +1637,41 @@ fn a_worker_trains_what_run_enqueue_only_registered() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 4);
 }
 
+/// Regression: a sweep registered for workers, then edited to other learning rates and run,
+/// left the dropped cells' runs pending in no sweep: `status` did not count them and the next
+/// `worker` trained them. `run` now drops them from the queue and says so.
+#[test]
+fn an_edited_sweep_leaves_no_dropped_cell_for_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "edited", 1, 1);
+    let db = dir.path().join("e.db");
+    let (s, d) = (sweep.to_str().unwrap(), db.to_str().unwrap());
+    run_ok(&["run", s, "--db", d, "--enqueue-only", "--quiet"]);
+    let text = std::fs::read_to_string(&sweep).unwrap();
+    // lr 0.01 stays, lr 0.03 (two cells) goes.
+    std::fs::write(&sweep, text.replace("[0.01, 0.03]", "[0.01, 0.1]")).unwrap();
+    let out =
+        String::from_utf8(run_ok(&["run", s, "--db", d, "--quiet", "--no-report"]).stdout).unwrap();
+    assert!(
+        out.contains(
+            "sweep file changed, 2 cells no longer in the sweep, their 2 pending runs dropped \
+             from the queue"
+        ),
+        "{out}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM runs"), 4);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM runs WHERE lr = 0.03"), 0);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'"),
+        0
+    );
+    let again = String::from_utf8(run_ok(&["worker", "--db", d, "--quiet"]).stdout).unwrap();
+    assert!(
+        again.contains(&format!("no pending runs in {d}")),
+        "{again}"
+    );
+}
+
 /// `sweep show` lists at most 60 cells unless `--all` is given, and says so; the tally counts
 /// every cell either way, and showing a sweep against a database that does not exist creates
 /// none.

@@ -157,13 +157,18 @@ async fn claims_follow_sweep_order_from_the_cursor_and_come_back_for_retries() {
 
 /// A sweep of `seeds` × 10 learning rates × 8 batch sizes cells.
 fn wide_sweep(seeds: u32) -> Sweep {
+    named_sweep("wide", seeds)
+}
+
+/// [`wide_sweep`]'s cells under another name.
+fn named_sweep(name: &str, seeds: u32) -> Sweep {
     let text = format!(
-        "name = \"wide\"\n[data]\ndataset = \"teacher\"\ntrain_size = 1000\ntest_size = 100\n\
+        "name = \"{name}\"\n[data]\ndataset = \"teacher\"\ntrain_size = 1000\ntest_size = 100\n\
          [model]\nkind = \"mlp\"\nhidden = [8]\n[train]\n\
          lr = {{ logspace = [0.004, 0.1], num = 10 }}\nbatch_size = {{ pow2 = [4, 512] }}\n\
          momentum = 0.9\nepochs = 2\nseeds = {seeds}\n"
     );
-    scalelab::sweep::parse_sweep("wide.toml", &text).unwrap()
+    scalelab::sweep::parse_sweep(&format!("{name}.toml"), &text).unwrap()
 }
 
 /// Every run of the sweep by position, with the columns registration derives from its config.
@@ -202,12 +207,18 @@ async fn sweeps_larger_than_one_insert_register_every_cell_in_order() {
     let again = store.register_sweep(&sweep).await.unwrap();
     assert_eq!((again.new_runs, again.removed), (0, 0));
     assert_eq!(registered(&store).await, rows);
-    // One seed fewer: 80 cells leave the sweep (their runs stay), the rest keep their runs.
+    // One seed fewer: 80 cells leave the sweep (their pending runs, in no other sweep, are
+    // dropped), the rest keep their runs.
     let smaller = wide_sweep(14);
     let shrunk = store.register_sweep(&smaller).await.unwrap();
     assert_eq!(
-        (shrunk.cells, shrunk.new_runs, shrunk.removed),
-        (1120, 0, 80)
+        (
+            shrunk.cells,
+            shrunk.new_runs,
+            shrunk.removed,
+            shrunk.dropped
+        ),
+        (1120, 0, 80, 80)
     );
     let rows = registered(&store).await;
     assert_eq!(rows.len(), 1120);
@@ -218,7 +229,108 @@ async fn sweeps_larger_than_one_insert_register_every_cell_in_order() {
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert_eq!(runs, 1200);
+    assert_eq!(runs, 1120);
+}
+
+/// Regression: a sweep file edited to drop cells left their pending runs in the queue, in no
+/// sweep, where `status` did not count them and a `worker` trained them. Now the pending runs
+/// no sweep lists any more are deleted; a run another sweep lists, and a run that is training
+/// or has ended, is only unlinked.
+#[tokio::test]
+async fn a_shrunk_sweep_drops_only_its_pending_runs_no_other_sweep_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+    let wide = named_sweep("wide", 3);
+    store.register_sweep(&wide).await.unwrap();
+    // Another sweep lists the seed 1 and 2 cells (seeds count from 1).
+    let other = store
+        .register_sweep(&named_sweep("other", 2))
+        .await
+        .unwrap();
+    assert_eq!((other.cells, other.new_runs), (160, 0));
+    // Three seed-3 runs are no longer pending: one trains, two have ended.
+    let seed3: Vec<String> = wide
+        .cells
+        .iter()
+        .filter(|c| c.seed == 3)
+        .map(|c| c.run_id())
+        .collect();
+    assert_eq!(seed3.len(), 80);
+    for (id, state) in seed3.iter().zip(["running", "completed", "failed"]) {
+        sqlx::query("UPDATE runs SET state = ? WHERE id = ?")
+            .bind(state)
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    // An epoch row of the completed run, and one of a pending run (left by an interrupted
+    // attempt): the first stays, the second goes with its run.
+    for id in [&seed3[1], &seed3[5]] {
+        sqlx::query(
+            "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, wall_s) \
+             VALUES (?, 0, 0, 0, 0.1, 4, 0.0)",
+        )
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+    // Down to seed 1: the seed 2 and 3 cells (160) leave "wide".
+    let shrunk = store.register_sweep(&named_sweep("wide", 1)).await.unwrap();
+    assert_eq!(
+        (shrunk.cells, shrunk.removed, shrunk.dropped),
+        (80, 160, 77)
+    );
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sql)
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM runs").await, 240 - 77);
+    // In no sweep now: only the three that were not pending, with what they stored.
+    let unlisted: Vec<(String, String)> = sqlx::query_as(
+        "SELECT id, state FROM runs r WHERE NOT EXISTS \
+         (SELECT 1 FROM sweep_runs s WHERE s.run_id = r.id) ORDER BY state",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    let mut kept: Vec<(String, String)> = seed3[..3]
+        .iter()
+        .cloned()
+        .zip(["running", "completed", "failed"].map(String::from))
+        .collect();
+    kept.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(unlisted, kept);
+    assert_eq!(
+        count(&store, "SELECT COUNT(*) FROM epoch_metrics").await,
+        1,
+        "the dropped run's row went with it"
+    );
+    // The seed 2 runs stay pending, listed by "other" only; nothing pending is unlisted.
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM runs r JOIN sweep_runs s ON s.run_id = r.id \
+             WHERE s.sweep = 'other' AND r.seed = 2 AND r.state = 'pending'"
+        )
+        .await,
+        80
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM runs r WHERE state = 'pending' AND NOT EXISTS \
+             (SELECT 1 FROM sweep_runs s WHERE s.run_id = r.id)"
+        )
+        .await,
+        0
+    );
+    // Registering the dropped cells again enqueues them anew.
+    let grown = store.register_sweep(&named_sweep("wide", 3)).await.unwrap();
+    assert_eq!((grown.cells, grown.new_runs, grown.removed), (240, 77, 0));
 }
 
 /// Bulk reads (`Store::scan`, behind `query_table`) return SQLite's own types, bind their

@@ -319,7 +319,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 (None, false) => String::new(),
             },
             if enq.removed > 0 {
-                format!(", {} cells no longer in the sweep", enq.removed)
+                let dropped = match enq.dropped {
+                    0 => String::new(),
+                    n => format!(", their {n} pending runs dropped from the queue"),
+                };
+                format!(", {} cells no longer in the sweep{dropped}", enq.removed)
             } else {
                 String::new()
             },

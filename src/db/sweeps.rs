@@ -17,8 +17,11 @@ pub struct Enqueued {
     /// Runs created now (the others already existed, from this or another sweep).
     pub new_runs: u64,
     /// Cells that an earlier version of the sweep file had and this one has not (their runs
-    /// are kept, only unlinked from the sweep).
+    /// are unlinked from the sweep, and kept unless [`Enqueued::dropped`] counts them).
     pub removed: u64,
+    /// Of the removed cells' runs, those still pending and in no other sweep: deleted, so that
+    /// no `worker` trains what no sweep asks for any more.
+    pub dropped: u64,
     /// Whether the sweep's file changed since it was last registered.
     pub spec_changed: bool,
     /// Where the sweep replaced was registered from, when its text differed and the file was
@@ -164,17 +167,35 @@ impl Store {
             q.push(" ON CONFLICT (sweep, run_id) DO UPDATE SET position = excluded.position");
             q.build().execute(&mut *tx).await.map_err(|e| self.err(e))?;
         }
-        let removed = sqlx::query("DELETE FROM sweep_runs WHERE sweep = ? AND position = -1")
+        // A removed cell's run that has not been trained and that no other sweep lists is work
+        // no one asks for: a `worker` (which trains the pending runs of every sweep) would
+        // still train it, so it is deleted (its link goes with it). Runs being trained, runs
+        // that ended (completed, diverged, failed: results and errors to keep) and runs
+        // another sweep lists are only unlinked.
+        let dropped = sqlx::query(
+            "DELETE FROM runs WHERE state = 'pending' \
+             AND id IN (SELECT run_id FROM sweep_runs WHERE sweep = ?1 AND position = -1) \
+             AND NOT EXISTS (SELECT 1 FROM sweep_runs s WHERE s.run_id = runs.id \
+                             AND NOT (s.sweep = ?1 AND s.position = -1))",
+        )
+        .bind(&sweep.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?
+        .rows_affected();
+        let unlinked = sqlx::query("DELETE FROM sweep_runs WHERE sweep = ? AND position = -1")
             .bind(&sweep.name)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?
             .rows_affected();
+        let removed = dropped + unlinked;
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(Enqueued {
             cells: sweep.cells.len() as u64,
             new_runs,
             removed,
+            dropped,
             spec_changed: old_hash.as_ref().is_some_and(|h| h != &sweep.spec_hash),
             replaced_path: old_path
                 .flatten()

@@ -770,7 +770,11 @@ mod tests {
         assert!(no_cov / spread > 1.5, "{no_cov:.4} vs {spread:.4}");
         assert!(flipped / spread > 2.0, "{flipped:.4} vs {spread:.4}");
         // And the planted E_min = 256,000 is recovered on average.
-        assert!((mean - (s_min * b_crit).ln()).abs() < 0.02, "{}", mean.exp());
+        assert!(
+            (mean - (s_min * b_crit).ln()).abs() < 0.02,
+            "{}",
+            mean.exp()
+        );
     }
 
     /// Regression: runs of two models at one N were pooled without a word (the regression
