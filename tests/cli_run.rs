@@ -1007,6 +1007,69 @@ fn unusable_database_paths_are_named() {
     assert!(!typo.exists());
 }
 
+/// Regression: another application's SQLite file with a `runs` table was switched to WAL mode
+/// and given a `_sqlx_migrations` table before `run` failed with "table runs already exists";
+/// the read commands failed on "no such table: sweeps"; one without a `runs` table silently
+/// received scalelab's tables. Every command now refuses both in one line, naming the file and
+/// its tables, and leaves the file byte for byte as it was, with no log beside it.
+#[test]
+fn another_applications_database_is_refused_and_left_unchanged() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(dir.path(), "f", 1, 1);
+    let s = sweep.to_str().unwrap();
+    const NOTES: &str = "CREATE TABLE notes (id INTEGER PRIMARY KEY, foo TEXT); \
+                         INSERT INTO notes (foo) VALUES ('kept');";
+    const RUNS: &str = "CREATE TABLE runs (id INTEGER PRIMARY KEY, foo TEXT); \
+                        INSERT INTO runs (foo) VALUES ('kept');";
+    for (file, tables, schema) in [
+        ("with_runs.db", "notes, runs", [NOTES, RUNS]),
+        ("without.db", "notes", [NOTES, ""]),
+    ] {
+        let db = dir.path().join(file);
+        rt().block_on(async {
+            let opts = SqliteConnectOptions::new()
+                .filename(&db)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Delete);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            for sql in schema {
+                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        });
+        let before = std::fs::read(&db).unwrap();
+        let d = db.to_str().unwrap();
+        for args in [
+            vec!["run", s, "--db", d, "--quiet"],
+            vec!["run", s, "--db", d, "--enqueue-only"],
+            vec!["worker", "--db", d],
+            vec!["status", "--db", d],
+            vec!["runs", "--db", d],
+            vec!["fit", "f", "--db", d],
+            vec!["sql", "SELECT 1", "--db", d],
+        ] {
+            let err = fail_in_one_line(scalelab().args(&args));
+            assert!(
+                err.contains(&format!(
+                    "{d} is not a scalelab database (it holds another application's tables: \
+                     {tables})"
+                )),
+                "{args:?}: {err}"
+            );
+            assert_eq!(
+                std::fs::read(&db).unwrap(),
+                before,
+                "{args:?} changed {file}"
+            );
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let beside = dir.path().join(format!("{file}{suffix}"));
+                assert!(!beside.exists(), "{args:?} left {}", beside.display());
+            }
+        }
+    }
+}
+
 #[test]
 fn a_config_edited_into_nonsense_in_the_database_fails_with_a_named_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -260,6 +260,7 @@ impl Store {
             path: path.to_path_buf(),
             gate: Arc::default(),
         };
+        store.refuse_another_application().await?;
         store.ensure_wal().await?;
         // A new (empty) file gets the whole schema in one transaction; an existing one is
         // upgraded by the migrations it lacks (below, which then find nothing to apply on a new
@@ -358,6 +359,59 @@ impl Store {
         }
     }
 
+    /// Refuses, before anything is written to it, a file that holds another application's
+    /// SQLite database: tables, but not scalelab's (a `runs` table and the migration history
+    /// that begins with scalelab's first migration). Whether the file holds no table at all (a
+    /// new database, for [`Store::open`]; nothing to read, for [`Store::open_read_only`]).
+    ///
+    /// Without this, such a file was switched to WAL mode and given a `_sqlx_migrations` table,
+    /// and then either failed part-way ("table runs already exists") or, holding no `runs`
+    /// table, silently received all of scalelab's tables; the read-only commands failed on
+    /// the first table it lacked ("no such table: sweeps").
+    async fn refuse_another_application(&self) -> Result<bool> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             ORDER BY name",
+        )
+        .fetch_all(&self.writer)
+        .await
+        .map_err(|e| db_error(&self.path, e))?;
+        if tables.is_empty() {
+            return Ok(true);
+        }
+        let has = |name: &str| tables.iter().any(|t| t == name);
+        let ours = if has("runs") && has("_sqlx_migrations") {
+            let first = MIGRATOR.iter().next();
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = ?")
+                    .bind(first.map_or(0, |m| m.version))
+                    .fetch_optional(&self.writer)
+                    .await
+                    .map_err(|e| db_error(&self.path, e))?;
+            first.is_some_and(|m| stored.as_deref() == Some(&*m.checksum))
+        } else {
+            false
+        };
+        if ours {
+            return Ok(false);
+        }
+        const SHOWN: usize = 5;
+        let mut named = tables
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if tables.len() > SHOWN {
+            named.push_str(&format!(" and {} more", tables.len() - SHOWN));
+        }
+        Err(Error::Db(format!(
+            "{} is not a scalelab database (it holds another application's tables: {named}); \
+             left unchanged: give --db another file",
+            self.path.display()
+        )))
+    }
+
     /// Puts the database in WAL mode (a permanent setting of the file) unless it already is.
     ///
     /// Not a per-connection pragma: switching the journal mode needs an exclusive lock that
@@ -454,12 +508,7 @@ impl Store {
             gate: Arc::default(),
         };
         // A file that is not a scalelab database (or not SQLite at all) is named now.
-        let has_runs: Option<(String,)> =
-            sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'runs'")
-                .fetch_optional(&store.pool)
-                .await
-                .map_err(|e| store.err(e))?;
-        if has_runs.is_none() {
+        if store.refuse_another_application().await? {
             return Err(Error::Db(format!(
                 "{} is not a scalelab database (no runs table)",
                 path.display()
