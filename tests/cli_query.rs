@@ -989,6 +989,33 @@ fn sql_shows_the_query_s_own_columns_and_exact_values() {
         runs.lines().next().unwrap().contains(" test_acc "),
         "{runs}"
     );
+    // Regression: a table wider than 120 columns wrapped its cells, splitting numbers across
+    // lines ("0.890987" above "92392744"). Each row is one line holding every value whole,
+    // as CSV gives them.
+    let wide = "SELECT id, final_test_loss, final_train_loss, final_test_acc, wall_s, eval_s, \
+                noise_scale, initial_train_loss, lr, momentum, host, kernels, config \
+                FROM runs ORDER BY id LIMIT 3";
+    let table = ok(&["sql", wide, "--db", db()]);
+    let csv = ok(&["sql", wide, "--db", db(), "--format", "csv"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2 + 3 + 1, "{table}");
+    assert!(lines[0].chars().count() > 120, "{table}");
+    for (line, record) in lines[2..5].iter().zip(csv.lines().skip(1)) {
+        let values: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(record.as_bytes())
+            .records()
+            .next()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(values.len(), 13);
+        for v in &values {
+            assert!(line.contains(v.as_str()), "{v} is not whole in: {line}");
+        }
+    }
 }
 
 /// clap's message for a missing argument is several lines; the one line we print used to stop

@@ -98,14 +98,30 @@ fn db_path(s: &str) -> Result<std::path::PathBuf, String> {
     Ok(s.into())
 }
 
-/// An aligned text table with a header rule, for terminals.
+/// An aligned text table with a header rule, for terminals: cells of text (an axis's values,
+/// an error) wrap to keep it within 120 columns.
 pub fn table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
-    use comfy_table::{ContentArrangement, LineStyle, Table, TableStyle};
+    aligned(headers, rows, comfy_table::ContentArrangement::Dynamic)
+}
+
+/// [`table`] for stored values (`runs`, `metrics`, `sql`): never wrapped, so that no number is
+/// split across lines; a table wider than the terminal runs past its edge (`less -S` scrolls
+/// it, `--format csv` gives the values alone).
+pub fn data_table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
+    aligned(headers, rows, comfy_table::ContentArrangement::Disabled)
+}
+
+fn aligned<S: AsRef<str>>(
+    headers: &[&str],
+    rows: &[Vec<S>],
+    arrangement: comfy_table::ContentArrangement,
+) -> String {
+    use comfy_table::{LineStyle, Table, TableStyle};
     const STYLE: TableStyle =
         TableStyle::new().header_separator(LineStyle::none().fill('─').junction('─'));
     let mut t = Table::new();
     t.load_style(STYLE)
-        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_content_arrangement(arrangement)
         .set_width(120)
         .set_header(headers.iter().copied());
     for r in rows {

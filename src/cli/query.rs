@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
-use super::{DbArg, table};
+use super::{DbArg, data_table};
 use crate::db::Store;
 use crate::db::query::{Cell, ResultTable};
 use crate::error::Error;
@@ -284,7 +284,7 @@ fn print_result(
             if rows.is_empty() {
                 writeln!(out, "(no rows)")?;
             } else {
-                writeln!(out, "{}", table(&headers, &rows))?;
+                writeln!(out, "{}", data_table(&headers, &rows))?;
                 writeln!(
                     out,
                     "({} row{})",
