@@ -174,6 +174,44 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
             .map(Some)
             .collect())
     })?;
+    // A key that none of the sweep's data sets reads would be silently ignored (`train`
+    // refuses the same flags); with `dataset` an axis, one data set that reads it is enough.
+    let names = || {
+        datasets
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (key, span, used, by) in [
+        (
+            "teacher_hidden",
+            d.teacher_hidden.as_ref().map(|v| v.span()),
+            datasets.contains(&DatasetKind::Teacher),
+            "the teacher data set",
+        ),
+        (
+            "separation",
+            d.separation.as_ref().map(|v| v.span()),
+            datasets.contains(&DatasetKind::GaussianMixture),
+            "the gaussian-mixture data set",
+        ),
+        (
+            "data_dir",
+            d.data_dir.as_ref().map(|v| v.span()),
+            datasets.iter().any(|d| d.on_disk()),
+            "data sets read from files",
+        ),
+    ] {
+        if let Some(span) = span
+            && !used
+        {
+            return Err(src.error(
+                span,
+                format!("`{key}` applies to {by}, and this sweep's is {}", names()),
+            ));
+        }
+    }
     let data_dir = match &d.data_dir {
         Some(dir) => {
             let p = Path::new(dir.get_ref());
@@ -669,6 +707,21 @@ fn schedules(src: &Source, v: &Spanned<Value>, budget: Budget) -> Result<Vec<Sch
                      \"increase-batch\" | \"hybrid\", milestones = [...], factor = k }}"
                 ),
             )),
+            // serde's `deny_unknown_fields` does not reach the unit variant of a tagged enum:
+            // `{ kind = "constant", factor = 5 }` passed with its factor ignored.
+            Value::Table(t) if t.get("kind").and_then(Value::as_str) == Some("constant")
+                && t.len() > 1 =>
+            {
+                let extra: Vec<String> =
+                    t.keys().filter(|k| *k != "kind").map(|k| format!("`{k}`")).collect();
+                Err(src.error(
+                    v.span(),
+                    format!(
+                        "schedule: the constant schedule takes no parameters, got {}",
+                        extra.join(", ")
+                    ),
+                ))
+            }
             Value::Table(t) => {
                 let s: Schedule = Value::Table(t.clone()).try_into().map_err(|e: toml::de::Error| {
                     src.error(v.span(), format!("schedule: {}", e.message().trim()))
@@ -891,6 +944,66 @@ dim = 4294967297",
         assert!(e.contains("factor"), "{e}");
         let e = err("name = \"x\"\n[train\n");
         assert!(e.starts_with("bad.toml:2:"), "{e}");
+    }
+
+    /// Regression: keys that change nothing were accepted and ignored: parameters of the
+    /// constant schedule, and data keys that none of the sweep's data sets reads (`train`
+    /// refuses the same flags). Each is refused at its position; with `dataset` an axis, one
+    /// data set that reads the key is enough.
+    #[test]
+    fn keys_that_change_nothing_are_refused_at_their_position() {
+        let e = err(&OK.replace(
+            "seeds = 2",
+            "seeds = 2\nschedule = { kind = \"constant\", factor = 5, milestones = [0.5] }",
+        ));
+        assert_eq!(
+            e,
+            "bad.toml:14:12: schedule: the constant schedule takes no parameters, got \
+             `factor`, `milestones`"
+        );
+        let e = err(&OK.replace(
+            "seeds = 2",
+            "seeds = 2\nschedule = [\"constant\", { kind = \"constant\", x = 1 }]",
+        ));
+        assert!(
+            e.starts_with("bad.toml:14:12:") && e.ends_with("got `x`"),
+            "{e}"
+        );
+        // The table form without parameters still parses.
+        let plain = OK.replace("seeds = 2", "seeds = 2\nschedule = { kind = \"constant\" }");
+        assert!(parse_sweep("t.toml", &plain).is_ok());
+        let with = |data: &str| OK.replace("test_size = 50", &format!("test_size = 50\n{data}"));
+        let e = err(&with(
+            "dataset = \"gaussian-mixture\"\nteacher_hidden = [8, 16]",
+        ));
+        assert_eq!(
+            e,
+            "bad.toml:7:18: `teacher_hidden` applies to the teacher data set, and this \
+             sweep's is gaussian-mixture"
+        );
+        let e = err(&with("separation = 2.0"));
+        assert_eq!(
+            e,
+            "bad.toml:6:14: `separation` applies to the gaussian-mixture data set, and this \
+             sweep's is teacher"
+        );
+        let e = err(&with("data_dir = \"nowhere\""));
+        assert_eq!(
+            e,
+            "bad.toml:6:12: `data_dir` applies to data sets read from files, and this sweep's \
+             is teacher"
+        );
+        // Both synthetic data sets on an axis: each key has a data set that reads it.
+        let both = with(
+            "dataset = [\"teacher\", \"gaussian-mixture\"]\nteacher_hidden = 8\nseparation = 2.0",
+        );
+        let s = parse_sweep("t.toml", &both).unwrap();
+        let teacher = s
+            .cells
+            .iter()
+            .find(|c| c.data.dataset == DatasetKind::Teacher)
+            .unwrap();
+        assert_eq!(teacher.data.teacher_hidden, Some(8));
     }
 
     /// Regression: `decay-lr` at 0.1 and 0.2 of 4 epochs was accepted, and its cells trained
