@@ -104,6 +104,10 @@ fn describe(cfg: &RunConfig) -> String {
 const NO_HIDDEN_LAYER: &str = "[] would be a network without a hidden layer, which scalelab does \
                                not train: give each network at least one width, as [128]";
 
+/// The longest sweep name: a folder name within every common file system's 255 bytes, with
+/// room for the suffixes of an export's temporary file beside it.
+const MAX_NAME: usize = 200;
+
 fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
     let name = f.name.get_ref().trim().to_string();
     // It names a folder (`reports/<name>/`: "." or ".." would be the reports folder or its
@@ -121,6 +125,17 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
             format!(
                 "sweep name {name:?} must start with a letter, digit or '_' and use only \
                  letters, digits, '-', '_' and '.' (it names a folder of reports)"
+            ),
+        ));
+    }
+    // A folder name longer than file systems allow (255 bytes) was accepted, the sweep trained,
+    // and its report then failed with "File name too long".
+    if name.len() > MAX_NAME {
+        return Err(src.error(
+            f.name.span(),
+            format!(
+                "sweep name of {} characters: at most {MAX_NAME} (it names a folder of reports)",
+                name.len()
             ),
         ));
     }
@@ -841,7 +856,15 @@ seeds = 2
                 "{bad:?}: {e}"
             );
         }
-        for good in ["a", "_a", "0.v1", "smith-le.v2", "a_b-c.d"] {
+        let long = "a".repeat(201);
+        let e = err(&OK.replace(name_line, &format!("name = {long:?}")));
+        assert_eq!(
+            e,
+            "bad.toml:2:8: sweep name of 201 characters: at most 200 (it names a folder of \
+             reports)"
+        );
+        let longest = "a".repeat(200);
+        for good in ["a", "_a", "0.v1", "smith-le.v2", "a_b-c.d", &longest] {
             let s = parse_sweep(
                 "t.toml",
                 &OK.replace(name_line, &format!("name = {good:?}")),
@@ -942,6 +965,12 @@ dim = 4294967297",
             "seeds = 2\nschedule = { kind = \"decay-lr\", milestones = [0.5], factor = 0.5 }",
         ));
         assert!(e.contains("factor"), "{e}");
+        // Seeds beyond the doubles' exact whole numbers: the bound, not a rounded echo.
+        let e = err(&OK.replace("seeds = 2", "seeds = [9223372036854775807]"));
+        assert_eq!(
+            e,
+            "bad.toml:13:9: `seeds`: 9.223372036854776e18 is too large (at most 9e15)"
+        );
         let e = err("name = \"x\"\n[train\n");
         assert!(e.starts_with("bad.toml:2:"), "{e}");
     }

@@ -340,7 +340,13 @@ impl Source<'_> {
                     // Which non-negative values a key takes (0 or from 1) its own check says.
                     Err(self.error(v.span(), format!("`{key}`: {x} is negative")))
                 } else if x > 9.0e15 {
-                    Err(self.error(v.span(), format!("`{key}`: {x} is too large")))
+                    // The numbers of a sweep file are read as doubles: whole numbers are exact
+                    // up to 2⁵³ (about 9.007e15), so the bound is stated rather than the value
+                    // echoed rounded.
+                    Err(self.error(
+                        v.span(),
+                        format!("`{key}`: {x:e} is too large (at most 9e15)"),
+                    ))
                 } else {
                     Err(self.error(v.span(), format!("`{key}`: {x} is not a whole number")))
                 }
