@@ -1377,6 +1377,30 @@ fn out_of_range_flags_name_the_flag() {
         String::from_utf8_lossy(&shown.stdout)
     );
     assert!(!db.exists());
+    // Regression: RAYON_NUM_THREADS=100000 trained and recorded threads = 100000. The commands
+    // that train refuse a value the kernels would not use as such; the others ignore it.
+    let cap = 4 * std::thread::available_parallelism().map_or(1, |n| n.get());
+    let too_many = (cap + 1).to_string();
+    for value in ["abc", "0", " 1", too_many.as_str()] {
+        for args in [
+            vec!["run", s, "--db", d],
+            vec!["worker", "--db", d],
+            vec!["train", "--train-size", "100", "--test-size", "50"],
+        ] {
+            let err = fail_in_one_line(scalelab().env("RAYON_NUM_THREADS", value).args(&args));
+            assert!(
+                err.contains(&format!("RAYON_NUM_THREADS={value}: "))
+                    && err.contains(&format!("from 1 to 4 × the {} cores ({cap})", cap / 4)),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert!(!db.exists());
+    succeed(
+        scalelab()
+            .env("RAYON_NUM_THREADS", "abc")
+            .args(["sweep", "show", s, "--db", d]),
+    );
 }
 
 /// `scalelab train` on files prints the run id a sweep stores for the same cell on the same

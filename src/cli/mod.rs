@@ -287,7 +287,27 @@ fn status() -> u8 {
     // before the runtime or any other thread exists.
     if let Command::Bench(b) = &cli.command {
         crate::train::set_compute_threads(b.threads);
-    } else if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+    } else if let Some(given) = std::env::var_os("RAYON_NUM_THREADS") {
+        // Honoured as given, and recorded with each run (`runs.threads`): a value the kernels
+        // would not use as such (not a number, 0 for "all cores") or one that only queues for
+        // the cores would be recorded wrongly, or start thousands of threads. Checked where
+        // runs train; the other commands compute nothing with it.
+        let trains = matches!(
+            cli.command,
+            Command::Run(_) | Command::Worker(_) | Command::Train(_)
+        );
+        let cores = crate::scheduler::default_jobs();
+        let n = given.to_str().and_then(|s| s.parse::<usize>().ok());
+        if trains && !n.is_some_and(|n| (1..=4 * cores).contains(&n)) {
+            eprintln!(
+                "error: RAYON_NUM_THREADS={}: compute threads per job must be a whole number \
+                 from 1 to 4 × the {cores} cores ({}); unset it for one",
+                given.to_string_lossy(),
+                4 * cores
+            );
+            return 2;
+        }
+    } else {
         crate::train::set_compute_threads(1);
     }
     // The async side (the scheduler, the writer, heartbeats, sqlx's futures) is small and runs on
