@@ -176,6 +176,11 @@ impl Source<'_> {
                        (`[[section]]`, `key = [...]`)"
                     .to_string();
             }
+            // A key missing at the top of the file: serde's path there is ".", which read as
+            // "`.`: missing field `name`".
+            if key.is_empty() && msg.starts_with("missing field") {
+                msg = format!("{msg} at the top of the file (before any [section])");
+            }
             // An unknown key's message already names it.
             if key.is_empty() || msg.starts_with("unknown field") {
                 located(inner, msg)
@@ -434,7 +439,7 @@ pub fn round_sig(x: f64) -> f64 {
 /// The dotted key of a serde path, without the segments `toml::Spanned` adds.
 fn keyed_path(path: &str) -> String {
     path.split('.')
-        .filter(|seg| !seg.starts_with("$__") && *seg != "?")
+        .filter(|seg| !seg.is_empty() && !seg.starts_with("$__") && *seg != "?")
         .collect::<Vec<_>>()
         .join(".")
 }
@@ -500,6 +505,15 @@ mod tests {
             (
                 "name = \"t\"\nx = [1,\n".to_string(),
                 "s.toml:2:8: unclosed array, expected `]`",
+            ),
+            // Regression: "`.`: missing field `name`".
+            (
+                train.to_string(),
+                "s.toml:1:1: missing field `name` at the top of the file (before any [section])",
+            ),
+            (
+                "name = \"t\"\n[train]\nlr = 0.1\n".to_string(),
+                "s.toml:2:1: `train`: missing field `batch_size`",
             ),
         ];
         for (text, want) in cases {
