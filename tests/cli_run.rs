@@ -261,7 +261,22 @@ fn kill_dash_nine_then_rerun_completes_without_loss_or_duplicates() {
         .unwrap()
     });
     assert!(!completed_before.is_empty());
-    assert!(count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'") >= 1);
+    let running = count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'running'");
+    assert!(running >= 1);
+    // `status` says which claims' process is gone, and what puts them back.
+    let status = String::from_utf8(run_ok(&["status", "--db", d]).stdout).unwrap();
+    assert_eq!(
+        status.matches(" (process gone)").count() as i64,
+        running,
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "{running} of these were claimed by a process of this host that is gone: \
+             `scalelab worker`, or `run` of their sweep, puts them back in the queue"
+        )),
+        "{status}"
+    );
     // The rerun sees the dead claimer (same host, process gone) and retrains its runs at once.
     let start = Instant::now();
     run_ok(&["run", s, "--db", d, "--jobs", "2", "--no-report", "--quiet"]);

@@ -488,9 +488,20 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let running = store.running_runs(name.as_deref()).await?;
     if !running.is_empty() {
         outln!("\nrunning:")?;
+        // A claim whose process is certainly gone (this host, no such process: killed, or
+        // the machine restarted) still reads `running` until a `run` or `worker` requeues it.
+        let gone = |r: &crate::db::runs::RunningRun| {
+            r.claimed_by
+                .as_deref()
+                .is_some_and(crate::provenance::claimer_is_dead)
+        };
         let rows: Vec<Vec<String>> = running
             .iter()
             .map(|r| {
+                let mut heartbeat = age(r.heartbeat_at);
+                if gone(r) {
+                    heartbeat.push_str(" (process gone)");
+                }
                 vec![
                     r.id.clone(),
                     format!("{:.3e}", r.lr),
@@ -498,7 +509,7 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                     r.attempt.to_string(),
                     r.claimed_by.clone().unwrap_or_default(),
                     age(r.started_at),
-                    age(r.heartbeat_at),
+                    heartbeat,
                 ]
             })
             .collect();
@@ -517,6 +528,13 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 &rows
             )
         )?;
+        let dead = running.iter().filter(|r| gone(r)).count();
+        if dead > 0 {
+            outln!(
+                "{dead} of these were claimed by a process of this host that is gone: \
+                 `scalelab worker`, or `run` of their sweep, puts them back in the queue"
+            )?;
+        }
     }
     let failed = store.failed_runs(name.as_deref(), 20).await?;
     if !failed.is_empty() {
