@@ -323,7 +323,8 @@ async fn states_and_advice(
     Ok((counts, states, advice))
 }
 
-/// Fits a sweep and stores the report in `fits`.
+/// Fits a sweep and stores the report in `fits` (unless the store is read-only: then the
+/// report is only returned).
 pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<FitReport> {
     let runs = load_fit_inputs(store, sweep, opts.metric).await?;
     if runs.is_empty() {
@@ -333,6 +334,9 @@ pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<
         )));
     }
     let report = crate::fit::fit_all(&runs, opts);
+    if store.is_read_only() {
+        return Ok(report);
+    }
     let json = serde_json::to_string(&report)
         .map_err(|e| Error::Db(format!("cannot serialise the fit report: {e}")))?;
     let _gate = store.write_gate().await;

@@ -610,6 +610,39 @@ fn read_only_and_locked_databases_give_clear_errors() {
     );
     let states = common::csv_column(&o.stdout, "state");
     assert_eq!(states, vec!["completed"; 4]);
+    // Regression: `fit` and `report` failed on a read-only database, as they store their fit.
+    // They now fit from it, say in one line that the fit is not stored, and change nothing.
+    let warning = format!(
+        "warning: database {} is read-only: the fit is computed but not stored in its `fits` \
+         table",
+        db.display()
+    );
+    let o = succeed(
+        reader
+            .command()
+            .args(["fit", "ro", "--format", "json", "--db"])
+            .arg(&db),
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr).trim_end(), warning);
+    let fit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(fit["n_runs"], 4, "{fit}");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = succeed(
+        reader
+            .command()
+            .args(["report", "ro", "--out"])
+            .arg(&out)
+            .arg("--db")
+            .arg(&db),
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&warning),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.join("index.html").is_file());
     std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");

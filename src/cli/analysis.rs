@@ -129,7 +129,7 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     crate::db::require_existing(&args.db.db)?;
-    let report = super::with_store(&args.db.db, async |store: &Store| {
+    let report = super::with_store_or_read_only(&args.db.db, async |store: &Store| {
         super::run::warn_if_file_differs(store, &args.sweep, &name).await;
         let mut opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;
@@ -203,7 +203,7 @@ async fn write_report(
 pub(super) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let name = super::run::sweep_name(&args.sweep)?;
     crate::db::require_existing(&args.db.db)?;
-    super::with_store(&args.db.db, async move |store: &Store| {
+    super::with_store_or_read_only(&args.db.db, async move |store: &Store| {
         super::run::warn_if_file_differs(store, &args.sweep, &name).await;
         let mut opts =
             fit_options(store, &name, args.metric.as_deref(), args.select.as_deref()).await?;

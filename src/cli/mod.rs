@@ -143,6 +143,31 @@ async fn with_store<T>(
     result
 }
 
+/// [`with_store`] for `fit` and `report`, which store their fit: a database this process may
+/// not write (a shared results file, read-only to its readers) is opened read-only instead,
+/// with a one-line warning that the fit is not stored.
+async fn with_store_or_read_only<T>(
+    path: &std::path::Path,
+    body: impl AsyncFnOnce(&crate::db::Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let store = match crate::db::Store::open(path).await {
+        Ok(store) => store,
+        Err(e) if e.to_string().contains(" is read-only") => {
+            let store = crate::db::Store::open_read_only(path).await?;
+            eprintln!(
+                "warning: database {} is read-only: the fit is computed but not stored in its \
+                 `fits` table",
+                path.display()
+            );
+            store
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let result = body(&store).await;
+    store.close().await;
+    result
+}
+
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: u8 = 130;
 

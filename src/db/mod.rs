@@ -146,6 +146,8 @@ pub struct Store {
     /// tries (its busy handler): claims waited 3–8 ms behind the writer's bursts, one of them
     /// after the sweep's last run. Other processes' writers still meet that handler.
     gate: Arc<tokio::sync::Mutex<()>>,
+    /// Opened by [`Store::open_read_only`]: nothing can be written.
+    read_only: bool,
 }
 
 /// A write transaction of this process (see [`Store::begin_write`]): the connection inside
@@ -259,6 +261,7 @@ impl Store {
             writer,
             path: path.to_path_buf(),
             gate: Arc::default(),
+            read_only: false,
         };
         store.refuse_another_application().await?;
         store.ensure_wal().await?;
@@ -506,6 +509,7 @@ impl Store {
             pool,
             path: path.to_path_buf(),
             gate: Arc::default(),
+            read_only: true,
         };
         // A file that is not a scalelab database (or not SQLite at all) is named now.
         if store.refuse_another_application().await? {
@@ -515,6 +519,11 @@ impl Store {
             )));
         }
         Ok(store)
+    }
+
+    /// Whether this store was opened read-only ([`Store::open_read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// The readers' connection pool, for the query modules. Writes go through
