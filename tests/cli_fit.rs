@@ -339,8 +339,16 @@ fn fit_and_report_take_the_targets_their_notes_advise() {
     ok(&["run", s, "--db", d, "--quiet", "--no-report"]);
     let auto = ok(&["fit", "fitme", "--db", d]);
     assert!(auto.contains("--target"), "{auto}");
+    // A target given twice is fitted once (it printed the same rows twice).
     let json = ok(&[
-        "fit", "fitme", "--db", d, "--format", "json", "--target", "0.4,0.5",
+        "fit",
+        "fitme",
+        "--db",
+        d,
+        "--format",
+        "json",
+        "--target",
+        "0.4,0.5,0.4",
     ]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["options"]["targets"], serde_json::json!([0.4, 0.5]));
@@ -356,6 +364,10 @@ fn fit_and_report_take_the_targets_their_notes_advise() {
         !fitted.is_empty() && fitted.iter().all(|t| [0.4, 0.5].contains(t)),
         "{e}"
     );
+    let mut once = fitted.clone();
+    once.sort_by(f64::total_cmp);
+    once.dedup();
+    assert_eq!(once.len(), fitted.len(), "{e}");
     let out = dir.path().join("report");
     succeed(scalelab().args([
         "report",

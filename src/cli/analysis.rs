@@ -57,9 +57,16 @@ pub struct TargetArg {
 }
 
 impl TargetArg {
-    /// The targets given, or `None` for automatic ones.
+    /// The targets given, each once in the order given (`--target 0.7,0.7` fitted and printed
+    /// the same target twice), or `None` for automatic ones.
     pub(super) fn given(&self) -> Option<Vec<f64>> {
-        (!self.targets.is_empty()).then(|| self.targets.clone())
+        let mut once: Vec<f64> = Vec::with_capacity(self.targets.len());
+        for &t in &self.targets {
+            if !once.contains(&t) {
+                once.push(t);
+            }
+        }
+        (!once.is_empty()).then_some(once)
     }
 }
 
