@@ -989,6 +989,19 @@ fn sql_shows_the_query_s_own_columns_and_exact_values() {
         runs.lines().next().unwrap().contains(" test_acc "),
         "{runs}"
     );
+    // Regression: a stored string's terminal escapes reached the terminal raw from a table,
+    // and a newline broke the row; the table writes them as escapes, CSV keeps the text.
+    let raw = "SELECT char(27) || '[31mred' AS a, 'x' || char(10) || 'y' AS b";
+    let table = ok(&["sql", raw, "--db", db()]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["\\x1b[31mred", "x\\ny"]
+    );
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+    let csv = ok(&["sql", raw, "--db", db(), "--format", "csv"]);
+    assert_eq!(csv, "a,b\n\u{1b}[31mred,\"x\ny\"\n");
     // Regression: a table wider than 120 columns wrapped its cells, splitting numbers across
     // lines ("0.890987" above "92392744"). Each row is one line holding every value whole,
     // as CSV gives them.

@@ -125,9 +125,29 @@ fn aligned<S: AsRef<str>>(
         .set_width(120)
         .set_header(headers.iter().copied());
     for r in rows {
-        t.add_row(r.iter().map(|c| c.as_ref()));
+        t.add_row(r.iter().map(|c| visible(c.as_ref())));
     }
     t.to_string()
+}
+
+/// `text` with its control characters written as escapes (`\n`, `\t`, `\x1b`): a stored
+/// string that held a terminal's escape sequences recoloured or cleared the screen when
+/// printed in a table, and a newline broke its row. CSV and JSON keep the text as stored.
+fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// Opens (creating if needed) the database at `path`, runs `body` on it, then closes it
