@@ -323,9 +323,10 @@ async fn states_and_advice(
     Ok((counts, states, advice))
 }
 
-/// Fits a sweep and stores the report in `fits` (unless the store is read-only: then the
-/// report is only returned).
-pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<FitReport> {
+/// Fits a sweep and stores the report in `fits`; returns it, and whether it was stored: not
+/// where the database is read-only to this process (opened read-only, or a file it may not
+/// write), which is no reason to withhold the fit.
+pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<(FitReport, bool)> {
     let runs = load_fit_inputs(store, sweep, opts.metric).await?;
     if runs.is_empty() {
         let (_, states, advice) = states_and_advice(store, sweep).await?;
@@ -335,12 +336,12 @@ pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<
     }
     let report = crate::fit::fit_all(&runs, opts);
     if store.is_read_only() {
-        return Ok(report);
+        return Ok((report, false));
     }
     let json = serde_json::to_string(&report)
         .map_err(|e| Error::Db(format!("cannot serialise the fit report: {e}")))?;
     let _gate = store.write_gate().await;
-    sqlx::query(
+    let stored = sqlx::query(
         "INSERT INTO fits (sweep, kind, metric, select_rule, result, created_at) \
          VALUES (?, 'all', ?, ?, ?, ?)",
     )
@@ -350,20 +351,24 @@ pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<
     .bind(json)
     .bind(provenance::now())
     .execute(store.write_pool())
-    .await
-    .map_err(|e| store.err(e))?;
-    Ok(report)
+    .await;
+    match stored {
+        Ok(_) => Ok((report, true)),
+        Err(e) if crate::db::is_read_only_error(&e) => Ok((report, false)),
+        Err(e) => Err(store.err(e)),
+    }
 }
 
-/// Fits a sweep (storing the fit) and writes its report into `out_dir`: PNG figures, an
-/// `index.html` and an `index.md`. `progress` gets a line per figure.
+/// Fits a sweep (storing the fit where it can: [`fit_sweep`]) and writes its report into
+/// `out_dir`: PNG figures, an `index.html` and an `index.md`. `progress` gets a line per
+/// figure. Returns the fit, the report's files, and whether the fit was stored.
 pub async fn report_sweep(
     store: &Store,
     sweep: &str,
     opts: &FitOptions,
     out_dir: &std::path::Path,
     progress: &mut (dyn FnMut(&str) + Send),
-) -> Result<(FitReport, ReportSummary)> {
+) -> Result<(FitReport, ReportSummary, bool)> {
     let row = store.sweep(sweep).await?.ok_or_else(|| {
         Error::Query(format!(
             "no sweep named {sweep:?} in {}",
@@ -376,7 +381,7 @@ pub async fn report_sweep(
             "sweep {sweep} has no completed runs ({states}): nothing to report; {advice}"
         )));
     }
-    let report = fit_sweep(store, sweep, opts).await?;
+    let (report, stored) = fit_sweep(store, sweep, opts).await?;
     let runs = load_fit_inputs(store, sweep, opts.metric).await?;
     let mut curves = Vec::new();
     for (run_id, label) in crate::report::choose_curve_runs(&report, &runs) {
@@ -427,7 +432,7 @@ pub async fn report_sweep(
         .await
         .map_err(|e| Error::Report(format!("the report thread failed: {e}")))?
         .map_err(|e| Error::Report(e.to_string()))?;
-    Ok((report, summary))
+    Ok((report, summary, stored))
 }
 
 #[cfg(test)]

@@ -643,6 +643,31 @@ fn read_only_and_locked_databases_give_clear_errors() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.join("index.html").is_file());
+    // The same file, read-only, in a directory anyone may write: it opens for writing (SQLite
+    // can make its log beside it) and only the stored fit fails, which is the same case.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let copy = shared.join("r.db");
+    std::fs::copy(&db, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let o = succeed(
+        reader
+            .command()
+            .args(["fit", "ro", "--format", "json", "--db"])
+            .arg(&copy),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        format!(
+            "warning: database {} is read-only: the fit is computed but not stored in its \
+             `fits` table",
+            copy.display()
+        )
+    );
+    let fit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(fit["n_runs"], 4, "{fit}");
+    assert_eq!(std::fs::read(&copy).unwrap(), before, "the copy changed");
     std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");
@@ -1449,6 +1474,19 @@ fn out_of_range_flags_name_the_flag() {
             .env("RAYON_NUM_THREADS", "abc")
             .args(["sweep", "show", s, "--db", d]),
     );
+    // `run --enqueue-only` trains nothing.
+    succeed(scalelab().env("RAYON_NUM_THREADS", "abc").args([
+        "run",
+        s,
+        "--db",
+        d,
+        "--enqueue-only",
+        "--quiet",
+    ]));
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM runs WHERE state = 'pending'"),
+        4
+    );
 }
 
 /// `scalelab train` on files prints the run id a sweep stores for the same cell on the same
@@ -1789,8 +1827,8 @@ fn an_edited_sweep_leaves_no_dropped_cell_for_a_worker() {
         String::from_utf8(run_ok(&["run", s, "--db", d, "--quiet", "--no-report"]).stdout).unwrap();
     assert!(
         out.contains(
-            "sweep file changed, 2 cells no longer in the sweep, their 2 pending runs dropped \
-             from the queue"
+            "sweep file changed, 2 cells no longer in the sweep, 2 pending runs dropped from \
+             the queue"
         ),
         "{out}"
     );

@@ -144,7 +144,11 @@ pub(super) async fn fit(args: FitArgs) -> anyhow::Result<ExitCode> {
         opts.bootstrap_seed = args.bootstrap_seed;
         opts.equivalence_margin = args.margin;
         opts.targets = args.targets.given();
-        Ok(crate::analysis::fit_sweep(store, &name, &opts).await?)
+        let (report, stored) = crate::analysis::fit_sweep(store, &name, &opts).await?;
+        if !stored {
+            super::warn_not_stored(&args.db.db);
+        }
+        Ok(report)
     })
     .await?;
     print_fit(&report, args.format)?;
@@ -189,8 +193,11 @@ async fn write_report(
 ) -> anyhow::Result<()> {
     let out = out.unwrap_or_else(|| std::path::Path::new("reports").join(sweep));
     let mut progress = |line: &str| eprintln!("  {line}");
-    let (report, summary) =
+    let (report, summary, stored) =
         crate::analysis::report_sweep(store, sweep, opts, &out, &mut progress).await?;
+    if !stored {
+        super::warn_not_stored(store.path());
+    }
     if print_tables {
         outln!("{}", crate::fit::render_tables(&report))?;
     }

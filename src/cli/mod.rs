@@ -123,7 +123,7 @@ fn aligned<S: AsRef<str>>(
     t.load_style(STYLE)
         .set_content_arrangement(arrangement)
         .set_width(120)
-        .set_header(headers.iter().copied());
+        .set_header(headers.iter().map(|h| visible(h)));
     for r in rows {
         t.add_row(r.iter().map(|c| visible(c.as_ref())));
     }
@@ -163,29 +163,33 @@ async fn with_store<T>(
     result
 }
 
-/// [`with_store`] for `fit` and `report`, which store their fit: a database this process may
-/// not write (a shared results file, read-only to its readers) is opened read-only instead,
-/// with a one-line warning that the fit is not stored.
+/// [`with_store`] for `fit` and `report`, which store their fit: a database that cannot be
+/// opened for writing (a shared results file in a directory its readers may not write) is
+/// opened read-only instead; the fit is then not stored ([`warn_not_stored`]).
 async fn with_store_or_read_only<T>(
     path: &std::path::Path,
     body: impl AsyncFnOnce(&crate::db::Store) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    let read_only = format!("database {} is read-only", path.display());
     let store = match crate::db::Store::open(path).await {
         Ok(store) => store,
-        Err(e) if e.to_string().contains(" is read-only") => {
-            let store = crate::db::Store::open_read_only(path).await?;
-            eprintln!(
-                "warning: database {} is read-only: the fit is computed but not stored in its \
-                 `fits` table",
-                path.display()
-            );
-            store
+        Err(e) if e.to_string().starts_with(&read_only) => {
+            crate::db::Store::open_read_only(path).await?
         }
         Err(e) => return Err(e.into()),
     };
     let result = body(&store).await;
     store.close().await;
     result
+}
+
+/// The one line `fit` and `report` print on a database they may only read.
+fn warn_not_stored(path: &std::path::Path) {
+    eprintln!(
+        "warning: database {} is read-only: the fit is computed but not stored in its `fits` \
+         table",
+        path.display()
+    );
 }
 
 /// Exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -337,10 +341,11 @@ fn status() -> u8 {
         // would not use as such (not a number, 0 for "all cores") or one that only queues for
         // the cores would be recorded wrongly, or start thousands of threads. Checked where
         // runs train; the other commands compute nothing with it.
-        let trains = matches!(
-            cli.command,
-            Command::Run(_) | Command::Worker(_) | Command::Train(_)
-        );
+        let trains = match &cli.command {
+            Command::Run(r) => !r.enqueue_only,
+            Command::Worker(_) | Command::Train(_) => true,
+            _ => false,
+        };
         let cores = crate::scheduler::default_jobs();
         let n = given.to_str().and_then(|s| s.parse::<usize>().ok());
         if trains && !n.is_some_and(|n| (1..=4 * cores).contains(&n)) {

@@ -182,11 +182,22 @@ pub(super) async fn warn_if_file_differs(store: &Store, arg: &str, name: &str) {
     }
 }
 
-/// The name of a sweep given by name or by file.
+/// The name of a sweep given by name or by file. A file's `name` is all that is read of it
+/// (the commands that take it show the stored sweep): a file that a later scalelab checks more
+/// strictly (a key that changes nothing) still names its stored, trained sweep. A file
+/// without a readable name is expanded for its error.
 pub(super) fn sweep_name(arg: &str) -> anyhow::Result<String> {
     let path = Path::new(arg);
     if path.is_file() && arg.ends_with(".toml") {
-        Ok(sweep::load_sweep(path)?.name)
+        let named = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .and_then(|t| t.get("name")?.as_str().map(|n| n.trim().to_string()))
+            .filter(|n| !n.is_empty());
+        match named {
+            Some(name) => Ok(name),
+            None => Ok(sweep::load_sweep(path)?.name),
+        }
     } else {
         Ok(arg.to_string())
     }
@@ -319,11 +330,16 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 (None, false) => String::new(),
             },
             if enq.removed > 0 {
+                let s = |n: u64| if n == 1 { "" } else { "s" };
                 let dropped = match enq.dropped {
                     0 => String::new(),
-                    n => format!(", their {n} pending runs dropped from the queue"),
+                    n => format!(", {n} pending run{} dropped from the queue", s(n)),
                 };
-                format!(", {} cells no longer in the sweep{dropped}", enq.removed)
+                format!(
+                    ", {} cell{} no longer in the sweep{dropped}",
+                    enq.removed,
+                    s(enq.removed)
+                )
             } else {
                 String::new()
             },

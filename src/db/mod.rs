@@ -363,8 +363,8 @@ impl Store {
     }
 
     /// Refuses, before anything is written to it, a file that holds another application's
-    /// SQLite database: tables, but not scalelab's (a `runs` table and the migration history
-    /// that begins with scalelab's first migration). Whether the file holds no table at all (a
+    /// SQLite database: tables, but not scalelab's (`runs`, `sweeps`, `sweep_runs`, and the
+    /// migration history with scalelab's first migration in it). Whether the file holds no table at all (a
     /// new database, for [`Store::open`]; nothing to read, for [`Store::open_read_only`]).
     ///
     /// Without this, such a file was switched to WAL mode and given a `_sqlx_migrations` table,
@@ -382,16 +382,21 @@ impl Store {
         if tables.is_empty() {
             return Ok(true);
         }
+        // Scalelab's first migration made these tables and recorded itself; whether its text is
+        // the one this build carries is the migrator's to check (it names a mismatch), and
+        // reading needs no such check.
         let has = |name: &str| tables.iter().any(|t| t == name);
-        let ours = if has("runs") && has("_sqlx_migrations") {
-            let first = MIGRATOR.iter().next();
-            let stored: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = ?")
-                    .bind(first.map_or(0, |m| m.version))
-                    .fetch_optional(&self.writer)
-                    .await
-                    .map_err(|e| db_error(&self.path, e))?;
-            first.is_some_and(|m| stored.as_deref() == Some(&*m.checksum))
+        let ours = if ["runs", "sweeps", "sweep_runs", "_sqlx_migrations"]
+            .iter()
+            .all(|t| has(t))
+        {
+            let first = MIGRATOR.iter().next().map_or(1, |m| m.version);
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE version = ?")
+                .bind(first)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(|e| db_error(&self.path, e))?
+                > 0
         } else {
             false
         };
@@ -666,6 +671,18 @@ pub(crate) fn padded_chunks<T>(
 /// A one-line message for a database error, with the usual causes spelled out.
 pub fn db_error(path: &Path, e: sqlx::Error) -> Error {
     db_error_text(path, &e.to_string())
+}
+
+/// Whether `e` is SQLite's "attempt to write a readonly database" (`SQLITE_READONLY` and its
+/// extended codes): the file, its directory or the connection does not allow writing.
+pub fn is_read_only_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 8),
+        _ => false,
+    }
 }
 
 /// [`db_error`] for an error already turned into text (from rusqlite's bulk reads).

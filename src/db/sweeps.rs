@@ -169,9 +169,10 @@ impl Store {
         }
         // A removed cell's run that has not been trained and that no other sweep lists is work
         // no one asks for: a `worker` (which trains the pending runs of every sweep) would
-        // still train it, so it is deleted (its link goes with it). Runs being trained, runs
-        // that ended (completed, diverged, failed: results and errors to keep) and runs
-        // another sweep lists are only unlinked.
+        // still train it, so it is deleted (its link, any epoch rows of an interrupted attempt
+        // and the errors of failed attempts that were retried go with it). Runs being trained,
+        // runs that ended (completed, diverged, failed) and runs another sweep lists are only
+        // unlinked.
         let dropped = sqlx::query(
             "DELETE FROM runs WHERE state = 'pending' \
              AND id IN (SELECT run_id FROM sweep_runs WHERE sweep = ?1 AND position = -1) \

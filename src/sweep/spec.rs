@@ -176,10 +176,17 @@ impl Source<'_> {
                        (`[[section]]`, `key = [...]`)"
                     .to_string();
             }
-            // A key missing at the top of the file: serde's path there is ".", which read as
-            // "`.`: missing field `name`".
-            if key.is_empty() && msg.starts_with("missing field") {
-                msg = format!("{msg} at the top of the file (before any [section])");
+            // Something missing at the top of the file: serde's path there is ".", which read
+            // as "`.`: missing field `name`". The sections are tables, not fields.
+            if key.is_empty() {
+                if msg == "missing field `name`" {
+                    msg = format!("{msg} at the top of the file (before any [section])");
+                } else if let Some(section) = msg
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.strip_suffix('`'))
+                {
+                    msg = format!("missing section [{section}]");
+                }
             }
             // An unknown key's message already names it.
             if key.is_empty() || msg.starts_with("unknown field") {
@@ -514,6 +521,10 @@ mod tests {
             (
                 "name = \"t\"\n[train]\nlr = 0.1\n".to_string(),
                 "s.toml:2:1: `train`: missing field `batch_size`",
+            ),
+            (
+                "name = \"t\"\n[model]\nhidden = [8]\n".to_string(),
+                "s.toml:1:1: missing section [train]",
             ),
         ];
         for (text, want) in cases {
