@@ -1740,6 +1740,17 @@ fn a_worker_trains_what_run_enqueue_only_registered() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM epoch_metrics"), 0);
     let show = String::from_utf8(run_ok(&["sweep", "show", s, "--db", d]).stdout).unwrap();
     assert!(show.contains(&format!("in {d}: 4 pending\n")), "{show}");
+    // By its name, as `run` takes it: the stored sweep, the same table.
+    let by_name =
+        String::from_utf8(run_ok(&["sweep", "show", "queued", "--db", d]).stdout).unwrap();
+    assert_eq!(by_name, show);
+    let err = fail_in_one_line(scalelab().args(["sweep", "show", "nosuch", "--db", d]));
+    assert!(
+        err.contains(&format!(
+            "nosuch: no such sweep file, and no sweep of that name in {d}"
+        )),
+        "{err}"
+    );
     let shown = shown_states(&show);
     assert_eq!(shown.len(), 4, "{show}");
     assert!(shown.iter().all(|(_, st)| st == "pending"), "{show}");

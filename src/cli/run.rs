@@ -103,10 +103,10 @@ pub struct StatusArgs {
     pub db: DbArg,
 }
 
-/// `scalelab sweep show SWEEP.toml`.
+/// `scalelab sweep show SWEEP.toml` (or a stored sweep's name).
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The sweep file.
+    /// The sweep file, or the name of a sweep stored in the database.
     pub file: PathBuf,
     #[command(flatten)]
     pub db: DbArg,
@@ -573,7 +573,13 @@ pub(super) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) async fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let sweep = sweep::load_sweep(&args.file)?;
+    // A file, or a stored sweep's name, as `run` takes them (it said "quickstart: No such file
+    // or directory" of a sweep `run quickstart` would rerun).
+    let sweep = if args.file.is_file() {
+        sweep::load_sweep(&args.file)?
+    } else {
+        resolve_sweep(&args.file.to_string_lossy(), &args.db.db).await?
+    };
     let ids: Vec<String> = sweep.cells.iter().map(|c| c.run_id()).collect();
     // No database yet: nothing enqueued. A directory or a device there is an error, as in every
     // other command (it said "8 not enqueued"), before anything is printed.
