@@ -324,8 +324,8 @@ async fn states_and_advice(
 }
 
 /// Fits a sweep and stores the report in `fits`; returns it, and whether it was stored: not
-/// where the database is read-only to this process (opened read-only, or a file it may not
-/// write), which is no reason to withhold the fit.
+/// where the database is read-only to this process (SQLite refuses the write: a store opened
+/// read-only, or a file it may not write), which is no reason to withhold the fit.
 pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<(FitReport, bool)> {
     let runs = load_fit_inputs(store, sweep, opts.metric).await?;
     if runs.is_empty() {
@@ -335,9 +335,6 @@ pub async fn fit_sweep(store: &Store, sweep: &str, opts: &FitOptions) -> Result<
         )));
     }
     let report = crate::fit::fit_all(&runs, opts);
-    if store.is_read_only() {
-        return Ok((report, false));
-    }
     let json = serde_json::to_string(&report)
         .map_err(|e| Error::Db(format!("cannot serialise the fit report: {e}")))?;
     let _gate = store.write_gate().await;

@@ -170,10 +170,9 @@ async fn with_store_or_read_only<T>(
     path: &std::path::Path,
     body: impl AsyncFnOnce(&crate::db::Store) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let read_only = format!("database {} is read-only", path.display());
     let store = match crate::db::Store::open(path).await {
         Ok(store) => store,
-        Err(e) if e.to_string().starts_with(&read_only) => {
+        Err(e) if crate::db::is_read_only_at(&e, path) => {
             crate::db::Store::open_read_only(path).await?
         }
         Err(e) => return Err(e.into()),
@@ -186,9 +185,8 @@ async fn with_store_or_read_only<T>(
 /// The one line `fit` and `report` print on a database they may only read.
 fn warn_not_stored(path: &std::path::Path) {
     eprintln!(
-        "warning: database {} is read-only: the fit is computed but not stored in its `fits` \
-         table",
-        path.display()
+        "warning: {}: the fit is computed but not stored in its `fits` table",
+        crate::db::read_only_message(path)
     );
 }
 

@@ -146,8 +146,15 @@ pub struct Store {
     /// tries (its busy handler): claims waited 3–8 ms behind the writer's bursts, one of them
     /// after the sweep's last run. Other processes' writers still meet that handler.
     gate: Arc<tokio::sync::Mutex<()>>,
-    /// Opened by [`Store::open_read_only`]: nothing can be written.
-    read_only: bool,
+}
+
+/// What a database file holds ([`Store::holds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holds {
+    /// No table: a new database.
+    Nothing,
+    /// scalelab's tables.
+    Scalelab,
 }
 
 /// A write transaction of this process (see [`Store::begin_write`]): the connection inside
@@ -261,9 +268,8 @@ impl Store {
             writer,
             path: path.to_path_buf(),
             gate: Arc::default(),
-            read_only: false,
         };
-        store.refuse_another_application().await?;
+        store.holds().await?;
         store.ensure_wal().await?;
         // A new (empty) file gets the whole schema in one transaction; an existing one is
         // upgraded by the migrations it lacks (below, which then find nothing to apply on a new
@@ -362,16 +368,16 @@ impl Store {
         }
     }
 
-    /// Refuses, before anything is written to it, a file that holds another application's
-    /// SQLite database: tables, but not scalelab's (`runs`, `sweeps`, `sweep_runs`, and the
-    /// migration history with scalelab's first migration in it). Whether the file holds no table at all (a
-    /// new database, for [`Store::open`]; nothing to read, for [`Store::open_read_only`]).
+    /// What the file holds, read before anything is written to it: nothing (a new database,
+    /// for [`Store::open`]; nothing to read, for [`Store::open_read_only`]) or scalelab's tables
+    /// (`runs`, `sweeps`, `sweep_runs`, and the migration history with scalelab's first
+    /// migration in it). Another application's SQLite database is refused in one line.
     ///
     /// Without this, such a file was switched to WAL mode and given a `_sqlx_migrations` table,
     /// and then either failed part-way ("table runs already exists") or, holding no `runs`
     /// table, silently received all of scalelab's tables; the read-only commands failed on
     /// the first table it lacked ("no such table: sweeps").
-    async fn refuse_another_application(&self) -> Result<bool> {
+    async fn holds(&self) -> Result<Holds> {
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
              ORDER BY name",
@@ -380,7 +386,7 @@ impl Store {
         .await
         .map_err(|e| db_error(&self.path, e))?;
         if tables.is_empty() {
-            return Ok(true);
+            return Ok(Holds::Nothing);
         }
         // Scalelab's first migration made these tables and recorded itself; whether its text is
         // the one this build carries is the migrator's to check (it names a mismatch), and
@@ -401,7 +407,7 @@ impl Store {
             false
         };
         if ours {
-            return Ok(false);
+            return Ok(Holds::Scalelab);
         }
         const SHOWN: usize = 5;
         let mut named = tables
@@ -514,21 +520,15 @@ impl Store {
             pool,
             path: path.to_path_buf(),
             gate: Arc::default(),
-            read_only: true,
         };
         // A file that is not a scalelab database (or not SQLite at all) is named now.
-        if store.refuse_another_application().await? {
+        if store.holds().await? == Holds::Nothing {
             return Err(Error::Db(format!(
                 "{} is not a scalelab database (no runs table)",
                 path.display()
             )));
         }
         Ok(store)
-    }
-
-    /// Whether this store was opened read-only ([`Store::open_read_only`]).
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
     }
 
     /// The readers' connection pool, for the query modules. Writes go through
@@ -685,13 +685,24 @@ pub fn is_read_only_error(e: &sqlx::Error) -> bool {
     }
 }
 
+/// How [`db_error`] begins its message for a database that cannot be written.
+pub(crate) fn read_only_message(path: &Path) -> String {
+    format!("database {} is read-only", path.display())
+}
+
+/// Whether `e` is [`db_error`]'s error for `path` being read-only.
+pub(crate) fn is_read_only_at(e: &Error, path: &Path) -> bool {
+    matches!(e, Error::Db(m) if m.starts_with(&read_only_message(path)))
+}
+
 /// [`db_error`] for an error already turned into text (from rusqlite's bulk reads).
 pub(crate) fn db_error_text(path: &Path, text: &str) -> Error {
     let lower = text.to_lowercase();
     let p = path.display();
     let msg = if lower.contains("readonly") || lower.contains("read-only") {
         format!(
-            "database {p} is read-only (check the file's and its directory's permissions): {text}"
+            "{} (check the file's and its directory's permissions): {text}",
+            read_only_message(path)
         )
     } else if lower.contains("database is locked") || lower.contains("busy") {
         format!(

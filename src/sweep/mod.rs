@@ -104,8 +104,8 @@ fn describe(cfg: &RunConfig) -> String {
 const NO_HIDDEN_LAYER: &str = "[] would be a network without a hidden layer, which scalelab does \
                                not train: give each network at least one width, as [128]";
 
-/// The longest sweep name: a folder name within every common file system's 255 bytes, with
-/// room for the suffixes of an export's temporary file beside it.
+/// The longest sweep name: it names a folder (`reports/<name>/`), and every common file system
+/// takes names of up to 255 bytes; 200 leaves a margin.
 const MAX_NAME: usize = 200;
 
 fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
