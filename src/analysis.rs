@@ -9,8 +9,8 @@ use crate::config::RunConfig;
 use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::fit::{
-    BSimplePoint, EpochPoint, FitOptions, FitReport, MetricKind, RunInput, RunInstruments,
-    WithheldReading,
+    BSimplePoint, CurvedReading, EpochPoint, FitOptions, FitReport, MetricKind, RunInput,
+    RunInstruments, WithheldReading,
 };
 use crate::provenance;
 use crate::query::Param;
@@ -157,6 +157,9 @@ struct EpochRow {
     b_simple: Option<f64>,
     train_loss: Option<f64>,
     grad_sq: Option<f64>,
+    trace_sigma: Option<f64>,
+    grad_h_grad: Option<f64>,
+    trace_h_sigma: Option<f64>,
 }
 
 /// The completed and diverged runs of a sweep, with the chosen metric per epoch.
@@ -198,7 +201,8 @@ pub async fn load_fit_inputs(
     };
     let sql = format!(
         "SELECT m.run_id, m.epoch, m.step, m.samples, {column} AS value, m.b_simple, \
-         m.train_loss, m.grad_sq FROM epoch_metrics m \
+         m.train_loss, m.grad_sq, m.trace_sigma, m.grad_h_grad, m.trace_h_sigma \
+         FROM epoch_metrics m \
          JOIN sweep_runs s ON s.run_id = m.run_id \
          JOIN runs r ON r.id = m.run_id \
          WHERE s.sweep = ? AND r.state IN ('completed', 'diverged') ORDER BY m.run_id, m.epoch"
@@ -214,12 +218,30 @@ pub async fn load_fit_inputs(
                 b_simple: row.get(5).map_err(e)?,
                 train_loss: row.get(6).map_err(e)?,
                 grad_sq: row.get(7).map_err(e)?,
+                trace_sigma: row.get(8).map_err(e)?,
+                grad_h_grad: row.get(9).map_err(e)?,
+                trace_h_sigma: row.get(10).map_err(e)?,
             })
         })
         .await?;
     let mut curves: HashMap<String, Vec<EpochPoint>> = HashMap::new();
     let mut noise: HashMap<String, RunInstruments> = HashMap::new();
     for e in epochs {
+        if let (Some(gq), Some(ts), Some(ghg), Some(ths)) =
+            (e.grad_sq, e.trace_sigma, e.grad_h_grad, e.trace_h_sigma)
+        {
+            noise
+                .entry(e.run_id.clone())
+                .or_default()
+                .curved
+                .push(CurvedReading {
+                    epoch: e.epoch as u32,
+                    grad_h_grad: ghg,
+                    trace_h_sigma: ths,
+                    grad_sq: gq,
+                    trace_sigma: ts,
+                });
+        }
         if let Some(b) = e.b_simple.filter(|b| b.is_finite()) {
             noise
                 .entry(e.run_id.clone())

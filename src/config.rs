@@ -491,6 +491,11 @@ pub struct Instruments {
     /// Top Hessian eigenvalue and Hessian trace of the training loss.
     #[serde(default)]
     pub curvature: CurvatureWhen,
+    /// Also measure B_noise = tr(HΣ)/(GᵀHG) at each noise-scale measurement (needs
+    /// `noise_scale_every` > 0): two Hessian-vector products per pair. Serialised only when on,
+    /// so runs without it keep their ids.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub b_noise: bool,
 }
 
 impl Instruments {
@@ -613,6 +618,13 @@ impl RunConfig {
                     "dataset {} reads files: give --data-dir / data_dir",
                     d.dataset.name()
                 ),
+            ));
+        }
+        if self.instruments.b_noise && self.instruments.noise_scale_every == 0 {
+            return Err(Error::config(
+                "b_noise",
+                "B_noise is measured with the noise scale: set noise_scale_every \
+                 (--noise-scale-every) to 1 or more",
             ));
         }
         if self.model.hidden.contains(&0) {
@@ -998,7 +1010,7 @@ mod tests {
         // from the base's and from each other's (a field missing from the canonical text would
         // make two runs share an id, and the second would never be trained).
         type Change = fn(&mut RunConfig);
-        let changes: [(&str, Change); 26] = [
+        let changes: [(&str, Change); 27] = [
             ("trainer_version", |c| c.trainer_version += 1),
             ("dataset", |c| c.data.dataset = DatasetKind::GaussianMixture),
             ("train_size", |c| c.data.train_size += 1),
@@ -1031,6 +1043,10 @@ mod tests {
             ("noise_scale_every", |c| c.instruments.noise_scale_every = 1),
             ("curvature", |c| {
                 c.instruments.curvature = CurvatureWhen::Init
+            }),
+            ("b_noise", |c| {
+                c.instruments.noise_scale_every = 1;
+                c.instruments.b_noise = true;
             }),
         ];
         let mut ids = std::collections::BTreeMap::new();

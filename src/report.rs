@@ -177,7 +177,8 @@ impl Kind {
             Kind::NoiseScale => "The measured noise scale B_simple = tr(Σ)/|G|² of a run per \
                  cell, epoch by epoch, with that cell's B_opt (dashed, same colour) and B_crit \
                  (grey): McCandlish et al. (2018) predict B_crit ≈ B_noise, of the order of \
-                 B_simple, and B_simple growing as the loss falls."
+                 B_simple, and B_simple growing as the loss falls. B_noise = tr(HΣ)/(GᵀHG), where \
+                 measured (b_noise = true), is in the table below, pooled over runs."
                 .into(),
             Kind::Curvature => format!(
                 "Each point is a run; within a colour only the seed differs. A downward trend \

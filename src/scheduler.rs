@@ -1244,6 +1244,9 @@ mod tests {
             grad_sq: None,
             trace_sigma: None,
             b_simple: None,
+            grad_h_grad: None,
+            trace_h_sigma: None,
+            b_noise: None,
         }
     }
 

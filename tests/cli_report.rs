@@ -259,7 +259,7 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
         dir.path().join("inst.toml"),
         "name = \"inst\"\n[data]\ntrain_size = 600\ntest_size = 300\n[model]\nhidden = [16]\n\
          [train]\nlr = 0.02\nbatch_size = [16, 64]\nmomentum = 0.9\nepochs = 5\nseeds = 4\n\
-         [instruments]\nnoise_scale_every = 1\ncurvature = \"init\"\n",
+         [instruments]\nnoise_scale_every = 1\ncurvature = \"init\"\nb_noise = true\n",
     )
     .unwrap();
     let out = succeed(scalelab(dir.path()).args(["run", "inst.toml", "--quiet"]));
@@ -315,6 +315,49 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
     assert_eq!(v["instruments"]["noise_scale"]["status"], "fitted");
     assert_eq!(v["instruments"]["curvature"]["status"], "fitted");
     assert_eq!(v["instruments"]["curvature"]["n"], 8);
+    // B_noise at every measured epoch, positive where not withheld, and the fit's pooled figures
+    // are the stored averages summed over the runs and divided once.
+    assert_eq!(
+        sql(
+            "SELECT COUNT(*) FROM epoch_summary WHERE grad_h_grad IS NULL OR trace_h_sigma IS NULL"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sql("SELECT COUNT(*) FROM epoch_metrics WHERE b_noise <= 0"),
+        "0"
+    );
+    assert_eq!(
+        sql(
+            "SELECT COUNT(*) FROM epoch_metrics WHERE (b_noise IS NULL) != \
+             (grad_h_grad <= 0 OR trace_h_sigma < 0)"
+        ),
+        "0"
+    );
+    let b = &v["instruments"]["noise_scale"]["b_noise"];
+    assert_eq!(b["runs"], 8, "{b}");
+    assert_eq!(b["readings"], 48, "8 runs, epochs 0–5: {b}");
+    let pooled = |num: &str, den: &str, rows: &str| -> f64 {
+        let q = format!("SELECT SUM({num}) / SUM({den}) FROM epoch_metrics WHERE {rows}");
+        sql(&q).parse().unwrap()
+    };
+    let close = |a: &serde_json::Value, e: f64| {
+        let a = a.as_f64().unwrap();
+        assert!((a / e - 1.0).abs() < 1e-9, "{a} vs {e}");
+    };
+    close(
+        &b["first"],
+        pooled("trace_h_sigma", "grad_h_grad", "epoch = 0"),
+    );
+    close(
+        &b["first_simple"],
+        pooled("trace_sigma", "grad_sq", "epoch = 0"),
+    );
+    close(
+        &b["last"],
+        pooled("trace_h_sigma", "grad_h_grad", "epoch = 5"),
+    );
+    assert!(stdout.contains("B_noise"), "{stdout}");
     let gap = succeed(
         scalelab(dir.path()).args(["fit", "inst", "--metric", "gap_loss", "--format", "json"]),
     );

@@ -24,6 +24,9 @@ fn metrics(epoch: u32, test_loss: f64) -> EpochMetrics {
         grad_sq: None,
         trace_sigma: None,
         b_simple: (epoch > 0).then_some(12.5),
+        grad_h_grad: (epoch > 1).then_some(0.5),
+        trace_h_sigma: (epoch > 1).then_some(2.0),
+        b_noise: (epoch > 1).then_some(4.0),
     }
 }
 
@@ -81,6 +84,11 @@ async fn epoch_rows_land_only_under_their_own_claim() {
     );
     assert_eq!(ea[1].b_simple, Some(12.5));
     assert_eq!(ea[0].b_simple, None);
+    assert_eq!(
+        (ea[2].grad_h_grad, ea[2].trace_h_sigma, ea[2].b_noise),
+        (Some(0.5), Some(2.0), Some(4.0))
+    );
+    assert_eq!((ea[1].grad_h_grad, ea[1].b_noise), (None, None));
     assert_eq!(ea[3].step, 30);
     let eb = store.epochs_of(&b.id).await.unwrap();
     assert_eq!(eb.len(), 3);

@@ -88,6 +88,9 @@ pub struct CellArgs {
     /// Curvature of the loss: off | init | init-and-final.
     #[arg(long, default_value = "off")]
     pub curvature: String,
+    /// Also measure B_noise = tr(HΣ)/(GᵀHG) with the noise scale (needs --noise-scale-every).
+    #[arg(long)]
+    pub b_noise: bool,
 }
 
 impl CellArgs {
@@ -165,6 +168,7 @@ impl CellArgs {
             instruments: Instruments {
                 noise_scale_every: self.noise_scale_every,
                 curvature: self.curvature.parse()?,
+                b_noise: self.b_noise,
             },
         };
         cfg.validate()?;

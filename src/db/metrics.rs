@@ -50,14 +50,20 @@ pub struct StoredEpoch {
     pub wall_s: f64,
     /// Gradient noise scale B_simple (when measured).
     pub b_simple: Option<f64>,
+    /// Mean of the GᵀHG estimates (when B_noise was measured).
+    pub grad_h_grad: Option<f64>,
+    /// Mean of the tr(HΣ) estimates.
+    pub trace_h_sigma: Option<f64>,
+    /// B_noise = tr(HΣ)/(GᵀHG) (when measured and not withheld).
+    pub b_noise: Option<f64>,
 }
 
-/// Epoch rows per INSERT statement, padded (17 parameters each: 2,176 in all, below the
+/// Epoch rows per INSERT statement, padded (20 parameters each: 2,560 in all, below the
 /// 32,766 that SQLite allows). A two-job quickstart's bursts carry 90–290 rows.
 const ROWS_PER_INSERT: usize = 128;
 
 /// Parameters of one epoch row in [`Store::record_epochs_in`]'s statement.
-const EPOCH_PARAMS: usize = 17;
+const EPOCH_PARAMS: usize = 20;
 
 fn split(name: &str, v: f64, flags: &mut Vec<String>) -> Option<f64> {
     if v.is_finite() {
@@ -102,10 +108,10 @@ impl Store {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO epoch_metrics (run_id, epoch, step, samples, lr, batch_size, \
                  train_loss, train_acc, test_loss, test_acc, nonfinite, wall_s, grad_sq, \
-                 trace_sigma, b_simple) \
+                 trace_sigma, b_simple, grad_h_grad, trace_h_sigma, b_noise) \
                  SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, \
                  v.column7, v.column8, v.column9, v.column10, v.column11, v.column12, \
-                 v.column13, v.column14, v.column15 FROM (",
+                 v.column13, v.column14, v.column15, v.column16, v.column17, v.column18 FROM (",
             );
             q.push_values(chunk, |mut b, r| {
                 let Some(r) = r else {
@@ -136,13 +142,16 @@ impl Store {
                     .push_bind(m.grad_sq.filter(|v| v.is_finite()))
                     .push_bind(m.trace_sigma.filter(|v| v.is_finite()))
                     .push_bind(m.b_simple.filter(|v| v.is_finite()))
+                    .push_bind(m.grad_h_grad.filter(|v| v.is_finite()))
+                    .push_bind(m.trace_h_sigma.filter(|v| v.is_finite()))
+                    .push_bind(m.b_noise.filter(|v| v.is_finite()))
                     .push_bind(r.attempt)
                     .push_bind(r.token.clone());
             });
             // `WHERE true` is SQLite's required disambiguation of INSERT … SELECT … ON CONFLICT.
             q.push(
-                ") AS v JOIN runs r ON r.id = v.column1 AND r.attempt = v.column16 \
-                 AND r.claimed_by = v.column17 AND r.state = 'running' \
+                ") AS v JOIN runs r ON r.id = v.column1 AND r.attempt = v.column19 \
+                 AND r.claimed_by = v.column20 AND r.state = 'running' \
                  WHERE true ON CONFLICT (run_id, epoch) DO NOTHING",
             );
             // Every chunk has one size (`padded_chunks`): the text stays prepared.
@@ -160,7 +169,8 @@ impl Store {
     pub async fn epochs_of(&self, run_id: &str) -> Result<Vec<StoredEpoch>> {
         sqlx::query_as::<_, StoredEpoch>(
             "SELECT run_id, epoch, step, samples, lr, batch_size, train_loss, train_acc, \
-             test_loss, test_acc, nonfinite, wall_s, b_simple FROM epoch_metrics WHERE run_id = ? \
+             test_loss, test_acc, nonfinite, wall_s, b_simple, grad_h_grad, trace_h_sigma, \
+             b_noise FROM epoch_metrics WHERE run_id = ? \
              ORDER BY epoch",
         )
         .bind(run_id)

@@ -105,7 +105,7 @@ CREATE TABLE epoch_metrics (
     test_loss   REAL,
     test_acc    REAL,
     nonfinite   TEXT,
-    wall_s      REAL NOT NULL, grad_sq REAL, trace_sigma REAL, b_simple REAL,
+    wall_s      REAL NOT NULL, grad_sq REAL, trace_sigma REAL, b_simple REAL, grad_h_grad REAL, trace_h_sigma REAL, b_noise REAL,
     PRIMARY KEY (run_id, epoch)
 );
 

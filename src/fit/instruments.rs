@@ -39,9 +39,28 @@ pub struct WithheldReading {
     pub train_loss: Option<f64>,
 }
 
+/// One epoch's B_noise measurement of a run: the averages behind B_noise and, from the same
+/// pairs, those behind B_simple, so that both can be pooled over runs alike.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvedReading {
+    /// Epoch (0 = at initialisation).
+    pub epoch: u32,
+    /// Mean of the GᵀHG estimates.
+    pub grad_h_grad: f64,
+    /// Mean of the tr(HΣ) estimates.
+    pub trace_h_sigma: f64,
+    /// Mean of the |G|² estimates.
+    pub grad_sq: f64,
+    /// Mean of the tr(Σ) estimates.
+    pub trace_sigma: f64,
+}
+
 /// What the instruments measured in one run (empty when they were off).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInstruments {
+    /// B_noise measurements per measured epoch (`b_noise = true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curved: Vec<CurvedReading>,
     /// B_simple per measured epoch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub b_simple: Vec<BSimplePoint>,
@@ -120,9 +139,119 @@ impl BSimpleSeries {
     }
 }
 
+/// B_noise = tr(HΣ)/(GᵀHG) over a sweep's runs, pooled: a single reading averages a few pairs
+/// and is far noisier than B_simple's (docs/instruments.md), so the averages are summed over
+/// runs and divided once, and B_simple is pooled over the same readings beside it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BNoiseSummary {
+    /// Runs with a B_noise measurement.
+    pub runs: usize,
+    /// Runs measured at initialisation (epoch 0).
+    pub first_runs: usize,
+    /// Σ tr(HΣ)/Σ GᵀHG over the readings at initialisation; `None` when withheld (the pooled
+    /// GᵀHG ≤ 0 or tr(HΣ) < 0) or there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<f64>,
+    /// Σ tr(Σ)/Σ |G|² over the same readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_simple: Option<f64>,
+    /// The same over each run's last B_noise reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<f64>,
+    /// B_simple pooled over the same last readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_simple: Option<f64>,
+    /// Single readings (one run's epoch each).
+    pub readings: usize,
+    /// How many of them were withheld on their own (GᵀHG ≤ 0 or tr(HΣ) < 0).
+    pub withheld: usize,
+}
+
+impl BNoiseSummary {
+    /// "B_noise 76.8 at initialisation against B_simple 120 from the same pairs (ratio 0.64;
+    /// 42 runs, pooled), and 96.1 against 148 at the last reading (ratio 0.65; 42 runs); 273 of
+    /// 844 single readings withheld".
+    pub fn describe(&self, value: impl Fn(f64) -> String) -> String {
+        let v = |x: Option<f64>| x.map_or_else(|| "withheld".to_string(), &value);
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("ratio {}; ", value(a / b)),
+            _ => String::new(),
+        };
+        format!(
+            "B_noise {} at initialisation against B_simple {} from the same pairs ({}{} runs, \
+             pooled), and {} against {} at the last reading ({}{} runs); {} of {} single \
+             readings withheld",
+            v(self.first),
+            v(self.first_simple),
+            ratio(self.first, self.first_simple),
+            self.first_runs,
+            v(self.last),
+            v(self.last_simple),
+            ratio(self.last, self.last_simple),
+            self.runs,
+            self.withheld,
+            self.readings
+        )
+    }
+}
+
+/// Σ numerators / Σ denominators, withheld as a single reading is.
+fn pooled(
+    readings: &[CurvedReading],
+    num: fn(&CurvedReading) -> f64,
+    den: fn(&CurvedReading) -> f64,
+) -> Option<f64> {
+    if readings.is_empty() {
+        return None;
+    }
+    let (n, d) = readings
+        .iter()
+        .fold((0.0, 0.0), |(n, d), r| (n + num(r), d + den(r)));
+    crate::instruments::b_noise_of(d, n)
+}
+
+fn summarise_b_noise(runs: &[&&crate::fit::RunInput]) -> Option<BNoiseSummary> {
+    let with: Vec<&Vec<CurvedReading>> = runs
+        .iter()
+        .map(|r| &r.instruments.curved)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if with.is_empty() {
+        return None;
+    }
+    let first: Vec<CurvedReading> = with
+        .iter()
+        .filter_map(|c| c.iter().find(|r| r.epoch == 0).copied())
+        .collect();
+    let last: Vec<CurvedReading> = with
+        .iter()
+        .filter_map(|c| c.iter().max_by_key(|r| r.epoch).copied())
+        .collect();
+    let all = with.iter().flat_map(|c| c.iter());
+    let noise = |r: &CurvedReading| r.trace_h_sigma;
+    let curv = |r: &CurvedReading| r.grad_h_grad;
+    let tr = |r: &CurvedReading| r.trace_sigma;
+    let sq = |r: &CurvedReading| r.grad_sq;
+    Some(BNoiseSummary {
+        runs: with.len(),
+        first_runs: first.len(),
+        first: pooled(&first, noise, curv),
+        first_simple: pooled(&first, tr, sq),
+        last: pooled(&last, noise, curv),
+        last_simple: pooled(&last, tr, sq),
+        readings: all.clone().count(),
+        withheld: all
+            .filter(|r| crate::instruments::b_noise_of(r.grad_h_grad, r.trace_h_sigma).is_none())
+            .count(),
+    })
+}
+
 /// The noise-scale summary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseScaleSummary {
+    /// B_noise, where the runs measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_noise: Option<BNoiseSummary>,
     /// Runs with at least one measurement.
     pub runs: usize,
     /// Median over the runs measured at initialisation (epoch 0) of that reading; a withheld
@@ -370,6 +499,7 @@ fn fit_noise_scale(ctx: &Ctx) -> Outcome<NoiseScaleSummary> {
         }
     }
     Outcome::Fitted(NoiseScaleSummary {
+        b_noise: summarise_b_noise(&with),
         runs: with.len(),
         first_median: finite_median(&first),
         first_runs: first.len(),

@@ -41,8 +41,8 @@ pub use efficiency::{
 };
 pub use input::{EpochPoint, FitOptions, MetricKind, ParseFitError, RunInput, Select};
 pub use instruments::{
-    BSimplePoint, BSimpleSeries, CurvaturePoint, CurvatureSummary, InstrumentsSection,
-    NoiseScaleSummary, RunInstruments, WithheldReading, spearman,
+    BNoiseSummary, BSimplePoint, BSimpleSeries, CurvaturePoint, CurvatureSummary, CurvedReading,
+    InstrumentsSection, NoiseScaleSummary, RunInstruments, WithheldReading, spearman,
 };
 pub use learning_curve::{BetaInterval, LearningCurvePoint, LearningCurveSection, Region};
 pub use regression::{

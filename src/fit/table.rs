@@ -488,6 +488,13 @@ fn render_instruments(out: &mut String, s: &InstrumentsSection) {
                 "gradient noise scale B_simple (McCandlish et al. 2018): {}",
                 n.describe_medians(num)
             );
+            if let Some(b) = &n.b_noise {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    wrap_prose(&format!("gradient noise scale {}", b.describe(num)))
+                );
+            }
             if let (Some(rho), Some(growing)) = (
                 n.median_rank_correlation,
                 n.describe_growing(|s| format!("{:.0}%", 100.0 * s)),

@@ -3,7 +3,8 @@
 //! - [`noise_scale`]: the gradient noise scale B_simple = tr(Σ)/|G|² from squared norms of mean
 //!   gradients at two batch sizes (McCandlish et al. 2018, arXiv 1812.06162, App. A.1), with a
 //!   correction for batches drawn without replacement from a finite training set, and
-//!   bias-corrected moving averages.
+//!   bias-corrected moving averages; and B_noise = tr(HΣ)/(GᵀHG) from the same gradients'
+//!   quadratic forms in an independently drawn Hessian.
 //! - [`curvature`]: the largest and smallest Hessian eigenvalues (Lanczos; power iteration for
 //!   the largest magnitude) and the Hessian trace (Hutchinson) of a fixed loss at fixed
 //!   weights (Kuzborskij & Lampert, arXiv 1703.01678), on the loss's exact Hessian-vector
@@ -24,8 +25,8 @@ pub use curvature::{
     hutchinson_trace, top_eigenvalue,
 };
 pub use noise_scale::{
-    MIN_PAIRS, NoiseScaleEma, NoiseScalePlan, TwoBatch, b_simple_of, plan_noise_scale,
-    two_batch_estimates, two_batch_estimates_finite,
+    MIN_PAIRS, NoiseScaleEma, NoiseScalePlan, TwoBatch, TwoBatchCurved, b_noise_of, b_simple_of,
+    plan_noise_scale, two_batch_curved_finite, two_batch_estimates, two_batch_estimates_finite,
 };
 
 /// Why an instrument could not produce a number.
@@ -50,6 +51,14 @@ pub enum InstrumentError {
     /// An input number is NaN or infinite (or negative where a squared norm is expected).
     #[error("{what} must be finite and non-negative, got {value}")]
     BadInput {
+        /// Which input.
+        what: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// An input number that may have either sign is NaN or infinite.
+    #[error("{what} must be finite, got {value}")]
+    NonFinite {
         /// Which input.
         what: &'static str,
         /// Its value.

@@ -11,6 +11,11 @@
 //! ratio of single estimates is biased (a ratio of noisy numbers), so [`NoiseScaleEma`] keeps
 //! separate moving averages of |G|² and tr(Σ) and divides only at the end (docs/science.md §3).
 //! Both gradients of a pair must be taken at the same weights.
+//!
+//! B_noise = tr(HΣ)/(GᵀHG), H the Hessian of the loss, is the noise scale of the paper's
+//! quadratic model (B_simple is it when H ∝ I). The same pairs give it: the quadratic forms
+//! G_Bᵀ·H̃·G_B in a Hessian H̃ drawn independently of the batches satisfy the same equations
+//! with GᵀHG and tr(HΣ) in place of |G|² and tr(Σ) ([`two_batch_curved_finite`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +38,16 @@ fn check_input(what: &'static str, value: f64) -> Result<(), InstrumentError> {
         Ok(())
     } else {
         Err(InstrumentError::BadInput { what, value })
+    }
+}
+
+/// 0 < `b_small` < `b_big` ≤ `n` and `n` ≥ 2.
+fn check_population(n: f64, b_small: f64, b_big: f64) -> Result<(), InstrumentError> {
+    check_batches(b_small, b_big)?;
+    if n.is_finite() && n >= 2.0 && b_big <= n {
+        Ok(())
+    } else {
+        Err(InstrumentError::Population { n, big: b_big })
     }
 }
 
@@ -104,18 +119,80 @@ pub fn two_batch_estimates_finite(
     b_big: f64,
     g_big_sq: f64,
 ) -> Result<TwoBatch, InstrumentError> {
-    check_batches(b_small, b_big)?;
-    if !(n.is_finite() && n >= 2.0 && b_big <= n) {
-        return Err(InstrumentError::Population { n, big: b_big });
-    }
+    check_population(n, b_small, b_big)?;
     check_input("|G_small|²", g_small_sq)?;
     check_input("|G_big|²", g_big_sq)?;
+    let (g_sq, trace) = solve_finite(n, b_small, g_small_sq, b_big, g_big_sq);
+    Ok(TwoBatch { g_sq, trace })
+}
+
+/// The two linear equations E[x_B] = level + c(B)·spread at B_small and B_big, solved, with
+/// c(B) = (1/B − 1/N)·N/(N − 1): (level, spread). Inputs already checked.
+fn solve_finite(n: f64, b_small: f64, x_small: f64, b_big: f64, x_big: f64) -> (f64, f64) {
     let c = |b: f64| (1.0 / b - 1.0 / n) * n / (n - 1.0);
     let (c_small, c_big) = (c(b_small), c(b_big));
     let denom = c_small - c_big;
-    let g_sq = (c_small * g_big_sq - c_big * g_small_sq) / denom;
-    let trace = (g_small_sq - g_big_sq) / denom;
-    Ok(TwoBatch { g_sq, trace })
+    (
+        (c_small * x_big - c_big * x_small) / denom,
+        (x_small - x_big) / denom,
+    )
+}
+
+/// Unbiased estimates of GᵀHG and tr(HΣ) from one pair of mean gradients, the numerator and
+/// denominator of B_noise = tr(HΣ)/(GᵀHG).
+///
+/// Either may be negative (each is a difference of noisy quadratic forms, and the Hessian of a
+/// ReLU network is indefinite); only averages over pairs are meant to be divided
+/// ([`b_noise_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TwoBatchCurved {
+    /// Estimate of GᵀHG, the curvature of the loss along the true gradient times |G|².
+    pub grad_h_grad: f64,
+    /// Estimate of tr(HΣ), the gradient noise weighted by the curvature.
+    pub trace_h_sigma: f64,
+}
+
+/// The estimates behind B_noise = tr(HΣ)/(GᵀHG) (McCandlish et al. 2018, §2.2 and App. A.1),
+/// from the quadratic forms q_B = G_Bᵀ·H̃·G_B of mean gradients over batches of `b_small` and
+/// `b_big` examples drawn without replacement from `n`, taken at the same weights, H̃ being a
+/// Hessian estimate drawn independently of both batches with E[H̃] = H (the Hessian of the
+/// mean loss over an independently drawn batch, say).
+///
+/// Derivation, as in [`two_batch_estimates_finite`]: with H̃ independent of the batch,
+/// E[G_Bᵀ·H̃·G_B] = E[G_Bᵀ·H·G_B] = GᵀHG + tr(H·Cov(G_B)) = GᵀHG + c(B)·tr(HΣ), with the same
+/// c(B) = (1/B − 1/N)·N/(N − 1), so the same two equations give
+///
+/// tr(HΣ) ≈ (q_small − q_big)/(c_small − c_big),
+/// GᵀHG ≈ (c_small·q_big − c_big·q_small)/(c_small − c_big).
+///
+/// With H = I these are the |G|² and tr(Σ) of [`two_batch_estimates_finite`], and B_noise is
+/// B_simple. Errors unless 0 < `b_small` < `b_big` ≤ `n`, `n` ≥ 2, and both forms are finite
+/// (of any sign).
+pub fn two_batch_curved_finite(
+    n: f64,
+    b_small: f64,
+    q_small: f64,
+    b_big: f64,
+    q_big: f64,
+) -> Result<TwoBatchCurved, InstrumentError> {
+    check_population(n, b_small, b_big)?;
+    for (what, q) in [("G_smallᵀHG_small", q_small), ("G_bigᵀHG_big", q_big)] {
+        if !q.is_finite() {
+            return Err(InstrumentError::NonFinite { what, value: q });
+        }
+    }
+    let (grad_h_grad, trace_h_sigma) = solve_finite(n, b_small, q_small, b_big, q_big);
+    Ok(TwoBatchCurved {
+        grad_h_grad,
+        trace_h_sigma,
+    })
+}
+
+/// B_noise = `trace_h_sigma`/`grad_h_grad` of two averages of estimates, withheld (`None`) when
+/// the GᵀHG average is ≤ 0 (the noise swamps it, or the loss curves down along G, where the
+/// quadratic model behind B_noise does not hold) or the tr(HΣ) average is < 0.
+pub fn b_noise_of(grad_h_grad: f64, trace_h_sigma: f64) -> Option<f64> {
+    b_simple_of(grad_h_grad, trace_h_sigma)
 }
 
 /// Bias-corrected exponential moving averages of |G|² and tr(Σ), and their ratio B_simple.
@@ -373,38 +450,11 @@ mod tests {
     /// infinite-population formula's |G|² is low by tr(Σ)/(N − 1), as its documentation says.
     #[test]
     fn finite_recovers_a_population_from_exact_expectations_over_every_batch() {
-        let grads: [[f64; 3]; 7] = [
-            [1.5, -0.25, 2.0],
-            [0.5, 0.75, -1.0],
-            [-2.0, 1.25, 0.5],
-            [3.0, 0.0, 1.5],
-            [0.25, -1.5, -0.75],
-            [1.0, 2.5, 0.0],
-            [-0.5, -0.5, 3.25],
-        ];
+        let grads = SEVEN;
         let n = grads.len();
         let (_, g_sq, trace) = population(&grads);
         // E|G_B|²: the mean of |batch mean|² over all C(N, B) batches of B distinct examples.
-        let expected = |b: u32| {
-            let (mut sum, mut count) = (0.0, 0u32);
-            for mask in 0u32..(1 << n) {
-                if mask.count_ones() != b {
-                    continue;
-                }
-                let batch_mean: Vec<f64> = (0..3)
-                    .map(|j| {
-                        (0..n)
-                            .filter(|i| mask >> i & 1 == 1)
-                            .map(|i| grads[i][j])
-                            .sum::<f64>()
-                            / f64::from(b)
-                    })
-                    .collect();
-                sum += norm_sq(&batch_mean);
-                count += 1;
-            }
-            sum / f64::from(count)
-        };
+        let expected = |b: u32| over_every_batch(&grads, b, norm_sq);
         let (e2, e5, e7) = (expected(2), expected(5), expected(7));
         // The full batch is G itself.
         assert!((e7 - g_sq).abs() < 1e-12, "{e7} vs {g_sq}");
@@ -432,6 +482,187 @@ mod tests {
             "{}",
             naive.trace
         );
+    }
+
+    /// A small population of per-example gradients.
+    const SEVEN: [[f64; 3]; 7] = [
+        [1.5, -0.25, 2.0],
+        [0.5, 0.75, -1.0],
+        [-2.0, 1.25, 0.5],
+        [3.0, 0.0, 1.5],
+        [0.25, -1.5, -0.75],
+        [1.0, 2.5, 0.0],
+        [-0.5, -0.5, 3.25],
+    ];
+
+    /// The exact mean of `f(batch mean)` over all C(N, B) batches of `b` distinct examples.
+    fn over_every_batch(grads: &[[f64; 3]], b: u32, f: impl Fn(&[f64]) -> f64) -> f64 {
+        let n = grads.len();
+        let (mut sum, mut count) = (0.0, 0u32);
+        for mask in 0u32..(1 << n) {
+            if mask.count_ones() != b {
+                continue;
+            }
+            let batch_mean: Vec<f64> = (0..3)
+                .map(|j| {
+                    (0..n)
+                        .filter(|i| mask >> i & 1 == 1)
+                        .map(|i| grads[i][j])
+                        .sum::<f64>()
+                        / f64::from(b)
+                })
+                .collect();
+            sum += f(&batch_mean);
+            count += 1;
+        }
+        sum / f64::from(count)
+    }
+
+    /// A symmetric matrix applied to a vector, and the quadratic form.
+    fn quad(h: &[[f64; 3]; 3], v: &[f64]) -> f64 {
+        (0..3)
+            .map(|i| v[i] * (0..3).map(|j| h[i][j] * v[j]).sum::<f64>())
+            .sum()
+    }
+
+    /// tr(HΣ) and GᵀHG of a population (Σ with 1/N).
+    fn curved_population(grads: &[[f64; 3]], h: &[[f64; 3]; 3]) -> (f64, f64) {
+        let n = grads.len() as f64;
+        let (mean, _, _) = population(grads);
+        let trace_h_sigma = grads
+            .iter()
+            .map(|g| {
+                let d: Vec<f64> = (0..3).map(|j| g[j] - mean[j]).collect();
+                quad(h, &d)
+            })
+            .sum::<f64>()
+            / n;
+        (quad(h, &mean), trace_h_sigma)
+    }
+
+    /// science.md §3, B_noise = tr(HΣ)/(GᵀHG): the exact expectation of the quadratic forms
+    /// G_Bᵀ·H·G_B over every batch drawn without replacement, by enumeration, gives back the
+    /// population's GᵀHG and tr(HΣ) to rounding, for a positive definite H and for an
+    /// indefinite one; with H = I they are |G|² and tr(Σ), B_noise = B_simple. The Hessian's
+    /// weighting matters: the planted B_noise differs from B_simple.
+    #[test]
+    fn curved_recovers_a_population_from_exact_expectations_over_every_batch() {
+        let grads = SEVEN;
+        let n = grads.len();
+        let expected = |h: &[[f64; 3]; 3], b: u32| over_every_batch(&grads, b, |m| quad(h, m));
+        let identity = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        let positive = [[0.2, 0.0, 0.0], [0.0, 4.0, 0.3], [0.0, 0.3, 0.5]];
+        let indefinite = [[3.0, 0.5, 1.0], [0.5, -1.0, 0.0], [1.0, 0.0, 0.25]];
+        for h in [identity, positive, indefinite] {
+            let (ghg, thg) = curved_population(&grads, &h);
+            for (bs, bb) in [(2, 5), (1, 7), (3, 4)] {
+                let est = two_batch_curved_finite(
+                    n as f64,
+                    f64::from(bs),
+                    expected(&h, bs),
+                    f64::from(bb),
+                    expected(&h, bb),
+                )
+                .unwrap();
+                assert!((est.grad_h_grad - ghg).abs() < 1e-12, "{est:?} vs {ghg}");
+                assert!((est.trace_h_sigma - thg).abs() < 1e-12, "{est:?} vs {thg}");
+            }
+        }
+        let (_, g_sq, trace) = population(&grads);
+        let (ghg, thg) = curved_population(&grads, &identity);
+        assert!((ghg - g_sq).abs() < 1e-12 && (thg - trace).abs() < 1e-12);
+        let (ghg, thg) = curved_population(&grads, &positive);
+        let (b_noise, b_simple) = (b_noise_of(ghg, thg).unwrap(), trace / g_sq);
+        assert!(
+            (b_noise / b_simple - 1.0).abs() > 0.2,
+            "{b_noise} vs {b_simple}"
+        );
+    }
+
+    /// The trainer's way, simulated: nested batches drawn without replacement, a Hessian
+    /// estimate drawn independently per pair (the planted H plus symmetric zero-mean noise, as
+    /// the Hessian of an independent batch is), averages over the pairs divided at the end. The
+    /// average of many measurements recovers the planted B_noise; leaving out the
+    /// finite-population correction, or using one Hessian draw correlated with the batch, does
+    /// not.
+    #[test]
+    fn curved_estimates_recover_a_planted_b_noise_with_a_noisy_hessian() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let n = 200;
+        let normal = Normal::new(0.0, 1.0).unwrap();
+        let grads: Vec<[f64; 3]> = (0..n)
+            .map(|_| {
+                [
+                    0.3 + 2.0 * normal.sample(&mut rng),
+                    -0.2 + 0.5 * normal.sample(&mut rng),
+                    0.1 + 1.0 * normal.sample(&mut rng),
+                ]
+            })
+            .collect();
+        let h = [[0.5, 0.1, 0.0], [0.1, 3.0, 0.2], [0.0, 0.2, 1.0]];
+        let (ghg, thg) = curved_population(&grads, &h);
+        let truth = thg / ghg;
+        let (bs, bb) = (8, 64);
+        let mean_of = |idx: &[usize]| -> Vec<f64> {
+            (0..3)
+                .map(|j| idx.iter().map(|&i| grads[i][j]).sum::<f64>() / idx.len() as f64)
+                .collect()
+        };
+        let (mut sum_g, mut sum_t, mut sum_naive) = (0.0, 0.0, 0.0);
+        let pairs = 40_000;
+        for _ in 0..pairs {
+            let picked = sample(&mut rng, n, bb).into_vec();
+            let (gs, gb) = (mean_of(&picked[..bs]), mean_of(&picked));
+            let mut noisy = h;
+            for (i, j) in [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)] {
+                let e = 0.5 * normal.sample(&mut rng);
+                noisy[i][j] += e;
+                noisy[j][i] = noisy[i][j];
+            }
+            let (qs, qb) = (quad(&noisy, &gs), quad(&noisy, &gb));
+            let est = two_batch_curved_finite(n as f64, bs as f64, qs, bb as f64, qb).unwrap();
+            sum_g += est.grad_h_grad;
+            sum_t += est.trace_h_sigma;
+            // The infinite-population solution of the same forms.
+            let (c_s, c_b) = (1.0 / bs as f64, 1.0 / bb as f64);
+            sum_naive += (c_s * qb - c_b * qs) / (c_s - c_b);
+        }
+        let b_noise = b_noise_of(sum_g / pairs as f64, sum_t / pairs as f64).unwrap();
+        assert!(
+            (b_noise / truth - 1.0).abs() < 0.05,
+            "B_noise {b_noise} vs planted {truth}"
+        );
+        // Without the correction GᵀHG is low by tr(HΣ)/(N − 1) on average: B_noise high by
+        // about B_noise/(N − 1), here above 5%.
+        let naive = thg / (sum_naive / pairs as f64);
+        assert!(truth / (n as f64 - 1.0) > 0.05, "{truth}");
+        assert!(naive / truth - 1.0 > 0.05, "{naive} vs {truth}");
+    }
+
+    #[test]
+    fn curved_refuses_non_finite_forms_and_bad_batches() {
+        assert!(matches!(
+            two_batch_curved_finite(100.0, 8.0, f64::NAN, 64.0, 1.0),
+            Err(InstrumentError::NonFinite { .. })
+        ));
+        assert!(matches!(
+            two_batch_curved_finite(100.0, 8.0, 1.0, 64.0, f64::INFINITY),
+            Err(InstrumentError::NonFinite { .. })
+        ));
+        assert!(matches!(
+            two_batch_curved_finite(100.0, 64.0, 1.0, 8.0, 1.0),
+            Err(InstrumentError::BatchSizes { .. })
+        ));
+        assert!(matches!(
+            two_batch_curved_finite(32.0, 8.0, 1.0, 64.0, 1.0),
+            Err(InstrumentError::Population { .. })
+        ));
+        // Negative forms are legitimate (an indefinite Hessian); the ratio is withheld.
+        let est = two_batch_curved_finite(100.0, 8.0, -1.0, 64.0, -2.0).unwrap();
+        assert!(est.grad_h_grad < 0.0);
+        assert_eq!(b_noise_of(est.grad_h_grad, est.trace_h_sigma), None);
+        assert_eq!(b_noise_of(2.0, -1.0), None);
+        assert_eq!(b_noise_of(2.0, 5.0), Some(2.5));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! 9. The gradient noise scale B_simple over training (McCandlish et al. 2018) for one run per
 //!    cell, with that cell's B_opt (dashed, same colour) and the critical batch size B_crit
 //!    (grey, dotted) fitted from the same sweep: the theory puts B_crit near B_noise ≈ B_simple.
+//!    Where runs measured B_noise, its pooled figures are in the footnote.
 //!    A withheld reading (stored as NULL: |G|² ≤ 0, B_simple beyond what B_big resolves, or
 //!    tr(Σ) < 0, no measurable noise) breaks the line and is marked at the frame's top or
 //!    bottom: joining across it would draw a value that was never measured.
@@ -187,6 +188,12 @@ pub fn prepare_noise_scale(fit: &FitReport, runs: &[RunInput]) -> Result<Figure,
         ),
         _ => String::new(),
     };
+    let b_noise = ns.b_noise.as_ref().map_or_else(String::new, |b| {
+        format!(
+            " Summed over runs before dividing (a single reading is noisy): {}.",
+            b.describe(|v| format::sig(v, 3))
+        )
+    });
     Ok(Figure {
         title: "Gradient noise scale over training (McCandlish et al. 2018)".into(),
         panels: vec![p],
@@ -194,7 +201,7 @@ pub fn prepare_noise_scale(fit: &FitReport, runs: &[RunInput]) -> Result<Figure,
         footnote: Some(format!(
             "B_simple = tr(Σ)/|G|² from mean gradients at two batch sizes (App. A.1), each \
              epoch's pairs averaged; one run per cell (nearest its best B, lowest seed), a dot \
-             per reading.{withheld} Over all runs: {}.{trend}",
+             per reading.{withheld} Over all runs: {}.{trend}{b_noise}",
             ns.describe_medians(|v| format::sig(v, 3))
         )),
     })

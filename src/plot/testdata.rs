@@ -80,7 +80,7 @@ pub fn rising_run(
         .collect();
     // Instruments (planted): B_simple grows as the accuracy rises (the loss falls), and the
     // curvature at initialisation depends on the seed only.
-    let b_simple = curve
+    let b_simple: Vec<crate::fit::BSimplePoint> = curve
         .iter()
         .filter(|p: &&EpochPoint| p.value.is_some())
         .map(|p| {
@@ -93,7 +93,19 @@ pub fn rising_run(
             }
         })
         .collect();
+    // B_noise three quarters of B_simple: GᵀHG = 2|G|², tr(HΣ) = 1.5·tr(Σ).
+    let curved = b_simple
+        .iter()
+        .map(|p| crate::fit::CurvedReading {
+            epoch: p.epoch,
+            grad_sq: 1.0,
+            trace_sigma: p.b_simple,
+            grad_h_grad: 2.0,
+            trace_h_sigma: 1.5 * p.b_simple,
+        })
+        .collect();
     let instruments = crate::fit::RunInstruments {
+        curved,
         b_simple,
         init_top_eigenvalue: Some(1.0 + 0.1 * seed as f64),
         init_trace: Some(20.0 + seed as f64),

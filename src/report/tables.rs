@@ -710,6 +710,13 @@ pub fn instruments_tables(fit: &FitReport, curvature: bool) -> Vec<Table> {
             capitalised(&n.describe_medians(|v| format::sig(v, 3)))
         )),
     };
+    let note = match (note, &n.b_noise) {
+        (Some(t), Some(b)) => Some(format!(
+            "{t} {}.",
+            capitalised(&b.describe(|v| format::sig(v, 3)))
+        )),
+        (note, _) => note,
+    };
     vec![t.noted(note)]
 }
 

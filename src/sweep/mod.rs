@@ -446,7 +446,17 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
                 .map_err(|e: Error| src.error(c.span(), e.to_string()))?,
             None => crate::config::CurvatureWhen::Off,
         },
+        b_noise: f.instruments.b_noise.as_ref().is_some_and(|v| *v.get_ref()),
     };
+    if let Some(b) = &f.instruments.b_noise
+        && *b.get_ref()
+        && instruments.noise_scale_every == 0
+    {
+        return Err(src.error(
+            b.span(),
+            "`b_noise` is measured with the noise scale: set noise_scale_every to 1 or more",
+        ));
+    }
 
     let axes = vec![
         ("seed".to_string(), fmt_list(&seeds)),
@@ -979,6 +989,33 @@ dim = 4294967297",
     /// constant schedule, and data keys that none of the sweep's data sets reads (`train`
     /// refuses the same flags). Each is refused at its position; with `dataset` an axis, one
     /// data set that reads the key is enough.
+    #[test]
+    fn b_noise_needs_the_noise_scale_and_joins_the_runs_identity() {
+        let e = err(&format!("{OK}\n[instruments]\nb_noise = true\n"));
+        assert!(
+            e.ends_with(
+                "`b_noise` is measured with the noise scale: set noise_scale_every to 1 or more"
+            ) && e.starts_with("bad.toml:"),
+            "{e}"
+        );
+        let on = parse_sweep(
+            "t.toml",
+            &format!("{OK}\n[instruments]\nnoise_scale_every = 2\nb_noise = true\n"),
+        )
+        .unwrap();
+        let off = parse_sweep(
+            "t.toml",
+            &format!("{OK}\n[instruments]\nnoise_scale_every = 2\nb_noise = false\n"),
+        )
+        .unwrap();
+        let (a, b) = (on.cells[0].clone(), off.cells[0].clone());
+        assert!(a.instruments.b_noise && !b.instruments.b_noise);
+        assert_eq!(a.instruments.noise_scale_every, 2);
+        assert_ne!(a.run_id(), b.run_id());
+        // Off, it is not written into the config: runs stored before it keep their ids.
+        assert!(!serde_json::to_string(&b).unwrap().contains("b_noise"));
+    }
+
     #[test]
     fn keys_that_change_nothing_are_refused_at_their_position() {
         let e = err(&OK.replace(

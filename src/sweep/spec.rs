@@ -49,6 +49,8 @@ pub struct InstrumentsSection {
     pub noise_scale_every: Option<Spanned<u32>>,
     /// off | init | init-and-final.
     pub curvature: Option<Spanned<String>>,
+    /// Also B_noise = tr(HΣ)/(GᵀHG) at each noise-scale measurement.
+    pub b_noise: Option<Spanned<bool>>,
 }
 
 /// `[data]`: which data, how much of it.

@@ -69,10 +69,13 @@ fn gather(data: &Dataset, idx: &[u32]) -> Result<(Vec<f32>, Vec<u32>)> {
 pub struct NoiseProbe {
     rng: ChaCha8Rng,
     order: Vec<u32>,
+    /// For B_noise: the Hessian batches' own stream and order (so B_simple's batches are the
+    /// same with B_noise on or off).
+    hessian: Option<(ChaCha8Rng, Vec<u32>)>,
 }
 
 /// One measurement: the averages of its own pairs' estimates.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NoiseReading {
     /// Average of the |G|² estimates.
     pub grad_sq: Option<f64>,
@@ -80,14 +83,32 @@ pub struct NoiseReading {
     pub trace_sigma: Option<f64>,
     /// B_simple = tr(Σ)/|G|² of the two averages.
     pub b_simple: Option<f64>,
+    /// Average of the GᵀHG estimates (B_noise on).
+    pub grad_h_grad: Option<f64>,
+    /// Average of the tr(HΣ) estimates (B_noise on).
+    pub trace_h_sigma: Option<f64>,
+    /// B_noise = tr(HΣ)/(GᵀHG) of the two averages.
+    pub b_noise: Option<f64>,
+}
+
+/// Σ a·b over two gradient layouts, in f64.
+fn dot(a: &Grads, b: &Grads) -> f64 {
+    a.bufs()
+        .iter()
+        .flatten()
+        .zip(b.bufs().iter().flatten())
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
 }
 
 impl NoiseProbe {
-    /// A probe for a run with `seed` on `n` training examples.
-    pub fn new(seed: u64, n: usize) -> Self {
+    /// A probe for a run with `seed` on `n` training examples; `b_noise` also measures
+    /// B_noise.
+    pub fn new(seed: u64, n: usize, b_noise: bool) -> Self {
         NoiseProbe {
             rng: stream(seed, Stream::NoiseScale),
             order: (0..n as u32).collect(),
+            hessian: b_noise.then(|| (stream(seed, Stream::NoiseHessian), (0..n as u32).collect())),
         }
     }
 
@@ -113,6 +134,11 @@ impl NoiseProbe {
         let (mut gs, mut gr) = (Grads::for_params(&params), Grads::for_params(&params));
         // Plain means of this measurement's estimates, divided only at the end.
         let (mut sum_g, mut sum_t, mut pairs) = (0.0, 0.0, 0u32);
+        // The same for B_noise: H·G_small and H·G_rest on a Hessian batch of B_big examples
+        // drawn independently of the pair (E[H̃] = H, and H̃ independent of the gradients).
+        let (mut hs, mut hr) = (Grads::for_params(&params), Grads::for_params(&params));
+        let (mut sum_hg, mut sum_ht, mut pairs_h) = (0.0, 0.0, 0u32);
+        let mut exact = true;
         for _ in 0..plan.repeats {
             let (picked, _) = self.order.partial_shuffle(&mut self.rng, bb);
             let picked = picked.to_vec();
@@ -148,15 +174,51 @@ impl NoiseProbe {
                 sum_t += est.trace;
                 pairs += 1;
             }
+            let Some((hrng, horder)) = self.hessian.as_mut().filter(|_| exact) else {
+                continue;
+            };
+            let (hidx, _) = horder.partial_shuffle(hrng, bb);
+            let (xh, yh) = gather(data, hidx)?;
+            exact = net.loss_hessian_vector(&xh, &yh, &gs, &mut hs)?
+                && net.loss_hessian_vector(&xh, &yh, &gr, &mut hr)?;
+            if !exact {
+                continue;
+            }
+            // q_small = G_sᵀH̃G_s; q_big = G_bᵀH̃G_b with H̃G_b = w_s·H̃G_s + w_r·H̃G_r.
+            let q_small = dot(&gs, &hs);
+            let (d_ss, d_sr, d_rs, d_rr) = (q_small, dot(&gs, &hr), dot(&gr, &hs), dot(&gr, &hr));
+            let q_big = ws * ws * d_ss + ws * wr * (d_sr + d_rs) + wr * wr * d_rr;
+            if !(q_small.is_finite() && q_big.is_finite()) {
+                continue;
+            }
+            let est = instruments::two_batch_curved_finite(
+                n as f64, bs as f64, q_small, bb as f64, q_big,
+            )
+            .map_err(inst)?;
+            if est.grad_h_grad.is_finite() && est.trace_h_sigma.is_finite() {
+                sum_hg += est.grad_h_grad;
+                sum_ht += est.trace_h_sigma;
+                pairs_h += 1;
+            }
         }
-        let mean = |sum: f64| (pairs > 0).then(|| sum / f64::from(pairs));
-        let (grad_sq, trace_sigma) = (mean(sum_g), mean(sum_t));
+        let mean = |sum: f64, k: u32| (k > 0).then(|| sum / f64::from(k));
+        let (grad_sq, trace_sigma) = (mean(sum_g, pairs), mean(sum_t, pairs));
+        let (grad_h_grad, trace_h_sigma) = if exact {
+            (mean(sum_hg, pairs_h), mean(sum_ht, pairs_h))
+        } else {
+            (None, None)
+        };
         Ok(NoiseReading {
             grad_sq,
             trace_sigma,
             b_simple: grad_sq
                 .zip(trace_sigma)
                 .and_then(|(g, t)| instruments::b_simple_of(g, t)),
+            grad_h_grad,
+            trace_h_sigma,
+            b_noise: grad_h_grad
+                .zip(trace_h_sigma)
+                .and_then(|(g, t)| instruments::b_noise_of(g, t)),
         })
     }
 }

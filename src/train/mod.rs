@@ -72,6 +72,15 @@ pub struct EpochMetrics {
     /// B_simple = tr(Σ)/|G|² (McCandlish et al. 2018).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b_simple: Option<f64>,
+    /// With `b_noise` on: average of the GᵀHG estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_h_grad: Option<f64>,
+    /// Average of the tr(HΣ) estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_h_sigma: Option<f64>,
+    /// B_noise = tr(HΣ)/(GᵀHG) (McCandlish et al. 2018).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b_noise: Option<f64>,
 }
 
 /// Where the trainer sends each epoch's metrics (a database writer, stdout, a vector).
@@ -315,10 +324,14 @@ pub fn train(
             grad_sq: None,
             trace_sigma: None,
             b_simple: None,
+            grad_h_grad: None,
+            trace_h_sigma: None,
+            b_noise: None,
         })
     };
     let inst = cfg.instruments;
-    let mut probe = (inst.noise_scale_every > 0).then(|| instrument::NoiseProbe::new(cfg.seed, n));
+    let mut probe = (inst.noise_scale_every > 0)
+        .then(|| instrument::NoiseProbe::new(cfg.seed, n, inst.b_noise));
     let mut inst_s = 0.0;
     let mut measure_noise =
         |net: &mut dyn Network, m: &mut EpochMetrics, batch: u64| -> Result<f64> {
@@ -333,6 +346,9 @@ pub fn train(
             m.grad_sq = r.grad_sq;
             m.trace_sigma = r.trace_sigma;
             m.b_simple = r.b_simple;
+            m.grad_h_grad = r.grad_h_grad;
+            m.trace_h_sigma = r.trace_h_sigma;
+            m.b_noise = r.b_noise;
             Ok(t.elapsed().as_secs_f64())
         };
 

@@ -25,6 +25,8 @@ pub enum Stream {
     NoiseScale = 20,
     /// Probe vectors of the curvature instrument (run seed).
     Curvature = 21,
+    /// Hessian batches of the B_noise measurement (run seed).
+    NoiseHessian = 22,
 }
 
 /// A ChaCha8 generator for `seed` and `purpose`. Bit-identical across platforms.
