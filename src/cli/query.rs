@@ -226,13 +226,10 @@ fn display(column: &str, cell: &Cell) -> String {
 
 /// A value as the query gave it: integers and text as stored, a real in its shortest form that
 /// reads back to the same number (in scientific notation below 1e-4 or from 1e15 on, where the
-/// plain form would run to hundreds of digits).
+/// plain form would run to hundreds of digits: [`Cell::exact`], as CSV writes it), NULL as "-".
 fn display_exact(cell: &Cell) -> String {
     match cell {
         Cell::Null => "-".to_string(),
-        Cell::Real(v) if v.is_finite() && *v != 0.0 && !(1e-4..1e15).contains(&v.abs()) => {
-            format!("{v:e}")
-        }
         other => other.exact(),
     }
 }

@@ -25,6 +25,8 @@ pub enum Cell {
 
 impl Cell {
     /// The exact textual form (CSV): integers and reals in full precision, NULL as empty.
+    /// A real is the shortest text that reads back to the same double; very large and very
+    /// small magnitudes (≥ 1e16, or below 1e-5) in exponent form ("1e308", not 309 digits).
     pub fn exact(&self) -> String {
         let mut s = String::new();
         self.write_exact(&mut s);
@@ -38,6 +40,9 @@ impl Cell {
         let _ = match self {
             Cell::Null => Ok(()),
             Cell::Int(i) => write!(out, "{i}"),
+            Cell::Real(f) if f.is_finite() && *f != 0.0 && !(1e-4..1e15).contains(&f.abs()) => {
+                write!(out, "{f:e}")
+            }
             Cell::Real(f) => write!(out, "{f}"),
             Cell::Text(s) => {
                 out.push_str(s);
@@ -203,5 +208,41 @@ impl Store {
     /// A one-line error naming this database, for a failure of [`Store::scan`].
     pub fn sql_err(&self, e: rusqlite::Error) -> Error {
         db_error_text(self.path(), &e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cell;
+
+    /// Every double reads back the same from its CSV text, and extreme magnitudes are short.
+    #[test]
+    fn reals_are_exact_and_short() {
+        for (v, text) in [
+            (1e308, "1e308"),
+            (-1.7976931348623157e308, "-1.7976931348623157e308"),
+            (1e-300, "1e-300"),
+            (2.5e-7, "2.5e-7"),
+            (1e16, "1e16"),
+            (9999999999999998.0, "9.999999999999998e15"),
+            (999999999999999.9, "999999999999999.9"),
+            (0.1, "0.1"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-5"),
+            (3.0, "3"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (123456.789, "123456.789"),
+            (f64::NAN, "NaN"),
+        ] {
+            let got = Cell::Real(v).exact();
+            assert_eq!(got, text, "{v:?}");
+            let back: f64 = got.parse().unwrap();
+            if v.is_nan() {
+                assert!(back.is_nan());
+            } else {
+                assert_eq!(back.to_bits(), v.to_bits(), "{v:?} → {got} → {back:?}");
+            }
+        }
     }
 }
