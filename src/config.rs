@@ -541,9 +541,20 @@ pub struct RunConfig {
     pub noise_scale: Option<f64>,
     /// Loss multiple of the initial loss above which the run counts as diverged.
     pub divergence_factor: f64,
+    /// Gradual warmup (Goyal et al. 2017, arXiv 1706.02677): over the first `warmup_epochs`
+    /// epochs' updates the learning rate rises linearly to the schedule's, ε·t/T at the t-th of
+    /// T = warmup_epochs·⌈N/B⌉ updates ([`RunConfig::warmup_factor`]); such an epoch stores the
+    /// mean of its updates' rates. 0: none (serialised only when on, so runs without it keep
+    /// their ids).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_epochs: u32,
     /// Instruments (off by default; serialised only when on).
     #[serde(default, skip_serializing_if = "Instruments::is_off")]
     pub instruments: Instruments,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// The most examples a training or test set may hold: examples are indexed by `u32`.
@@ -714,6 +725,20 @@ impl RunConfig {
                 }
             }
             _ => {}
+        }
+        let warmup_too_long = match self.budget {
+            Budget::Epochs(e) => (u64::from(self.warmup_epochs) > e).then(|| format!("{e} epochs")),
+            Budget::Steps(s) => (self.warmup_steps() > s).then(|| format!("{s} steps")),
+        };
+        if let Some(budget) = warmup_too_long {
+            return Err(Error::config(
+                "warmup_epochs",
+                format!(
+                    "{} epochs ({} updates) is longer than the run's {budget} of training",
+                    self.warmup_epochs,
+                    self.warmup_steps()
+                ),
+            ));
         }
         if !(self.divergence_factor.is_finite() && self.divergence_factor > 1.0) {
             return Err(Error::config(
@@ -899,6 +924,25 @@ impl RunConfig {
         )
     }
 
+    /// Updates the warmup spans: `warmup_epochs` epochs of ⌈N/B⌉ updates at the initial batch
+    /// size (0 without warmup).
+    pub fn warmup_steps(&self) -> u64 {
+        u64::from(self.warmup_epochs)
+            .saturating_mul(self.data.train_size.div_ceil(self.batch_size.max(1)))
+    }
+
+    /// The factor on the learning rate of the update after `steps_done` others: (t + 1)/T for
+    /// the first T = [`Self::warmup_steps`] updates, then exactly 1 (Goyal et al. 2017 ramp from
+    /// ε/k to ε; here from ε/T, the schedule's rate reached at the T-th update).
+    pub fn warmup_factor(&self, steps_done: u64) -> f64 {
+        let t = self.warmup_steps();
+        if steps_done >= t {
+            1.0
+        } else {
+            (steps_done + 1) as f64 / t as f64
+        }
+    }
+
     /// Learning rate and batch size in force during epoch `epoch` (1-based) when `steps_done`
     /// updates have been taken before it.
     pub fn epoch_hyper(&self, epoch: u64, steps_done: u64) -> (f64, u64) {
@@ -968,6 +1012,7 @@ pub fn example_config() -> RunConfig {
         seed: 1,
         noise_scale: None,
         divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
+        warmup_epochs: 0,
         instruments: Instruments::default(),
     }
 }
@@ -1010,7 +1055,7 @@ mod tests {
         // from the base's and from each other's (a field missing from the canonical text would
         // make two runs share an id, and the second would never be trained).
         type Change = fn(&mut RunConfig);
-        let changes: [(&str, Change); 27] = [
+        let changes: [(&str, Change); 28] = [
             ("trainer_version", |c| c.trainer_version += 1),
             ("dataset", |c| c.data.dataset = DatasetKind::GaussianMixture),
             ("train_size", |c| c.data.train_size += 1),
@@ -1044,6 +1089,7 @@ mod tests {
             ("curvature", |c| {
                 c.instruments.curvature = CurvatureWhen::Init
             }),
+            ("warmup_epochs", |c| c.warmup_epochs = 2),
             ("b_noise", |c| {
                 c.instruments.noise_scale_every = 1;
                 c.instruments.b_noise = true;

@@ -217,6 +217,7 @@ pub fn teacher_config(seed: u64) -> RunConfig {
         seed,
         noise_scale: None,
         divergence_factor: DEFAULT_DIVERGENCE_FACTOR,
+        warmup_epochs: 0,
         instruments: Default::default(),
     }
 }
@@ -230,6 +231,65 @@ fn collect(cfg: &RunConfig) -> (Vec<EpochMetrics>, scalelab::train::RunOutcome) 
     };
     let out = train(cfg, &data, &mut sink, &AtomicBool::new(false)).unwrap();
     (rows, out)
+}
+
+/// Gradual warmup (Goyal et al. 2017): over the first 2 epochs' 2·⌈500/32⌉ = 32 updates the
+/// rate rises linearly to ε, each epoch storing the mean of its updates' rates ((1 + … + 16)/16
+/// and (17 + … + 32)/16 of ε/32), and
+/// after it the run follows its schedule (a decay at half the budget). The warmup changes the
+/// first epochs' numbers and nothing else about the run's identity or determinism; a run
+/// without it is the same bit for bit as before the key existed.
+#[test]
+fn warmup_ramps_the_rate_linearly_then_hands_over_to_the_schedule() {
+    let mut plain = teacher_config(3);
+    plain.budget = Budget::Epochs(6);
+    plain.schedule = Schedule::DecayLr {
+        milestones: vec![0.5],
+        factor: 10.0,
+    };
+    let mut warm = plain.clone();
+    warm.warmup_epochs = 2;
+    assert_eq!(warm.warmup_steps(), 32);
+    assert_ne!(warm.run_id(), plain.run_id());
+    let (a, _) = collect(&plain);
+    let (b, ob) = collect(&warm);
+    let lrs: Vec<f64> = b.iter().map(|m| m.lr).collect();
+    let expected = [
+        0.1,
+        0.1 * 8.5 / 32.0,
+        0.1 * 24.5 / 32.0,
+        0.1,
+        0.01,
+        0.01,
+        0.01,
+    ];
+    for (got, want) in lrs.iter().zip(expected) {
+        assert!((got / want - 1.0).abs() < 1e-14, "{lrs:?}");
+    }
+    assert_eq!(
+        a.iter().map(|m| m.lr).collect::<Vec<_>>(),
+        [0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01]
+    );
+    // Epoch 0 is before any update; the warm run's first epoch moved less far.
+    assert_eq!(a[0].train_loss, b[0].train_loss);
+    assert_ne!(a[1].train_loss, b[1].train_loss);
+    assert_eq!(ob.steps, 6 * 16);
+    let (c, _) = collect(&warm);
+    assert_eq!(without_wall(&b), without_wall(&c));
+    // The per-update factors: (t + 1)/32 for t < 32, then exactly 1.
+    assert_eq!(warm.warmup_factor(0), 1.0 / 32.0);
+    assert_eq!(warm.warmup_factor(15), 0.5);
+    assert_eq!(warm.warmup_factor(31), 1.0);
+    assert_eq!(warm.warmup_factor(32), 1.0);
+    assert_eq!(plain.warmup_factor(0), 1.0);
+    // Longer than training: refused, naming the key.
+    warm.warmup_epochs = 7;
+    let e = warm.validate().unwrap_err().to_string();
+    assert!(e.contains("warmup_epochs") && e.contains("6 epochs"), "{e}");
+    warm.warmup_epochs = 1;
+    warm.budget = Budget::Steps(10);
+    let e = warm.validate().unwrap_err().to_string();
+    assert!(e.contains("16 updates") && e.contains("10 steps"), "{e}");
 }
 
 fn without_wall(rows: &[EpochMetrics]) -> Vec<EpochMetrics> {

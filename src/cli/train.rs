@@ -79,6 +79,9 @@ pub struct CellArgs {
     /// `constant` or MODE:MILESTONES:FACTOR, e.g. increase-batch:0.3,0.6,0.8:5.
     #[arg(long, default_value = "constant")]
     pub schedule: String,
+    /// Epochs of linear learning-rate warmup (Goyal et al. 2017); 0 = none.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_epochs: u32,
     /// A loss above this multiple of the initial loss counts as divergence.
     #[arg(long, default_value_t = DEFAULT_DIVERGENCE_FACTOR)]
     pub divergence_factor: f64,
@@ -165,6 +168,7 @@ impl CellArgs {
             seed: self.seed,
             noise_scale: None,
             divergence_factor: self.divergence_factor,
+            warmup_epochs: self.warmup_epochs,
             instruments: Instruments {
                 noise_scale_every: self.noise_scale_every,
                 curvature: self.curvature.parse()?,

@@ -632,6 +632,7 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
             seed: seeds[s],
             noise_scale: g,
             divergence_factor: divergence,
+            warmup_epochs: t.warmup_epochs.as_ref().map_or(0, |w| *w.get_ref()),
             instruments,
         };
         cfg.validate().map_err(|e| {
@@ -989,6 +990,32 @@ dim = 4294967297",
     /// constant schedule, and data keys that none of the sweep's data sets reads (`train`
     /// refuses the same flags). Each is refused at its position; with `dataset` an axis, one
     /// data set that reads the key is enough.
+    #[test]
+    fn warmup_epochs_reach_every_cell_and_are_checked() {
+        let s = parse_sweep(
+            "t.toml",
+            &OK.replace("seeds = 2", "seeds = 2\nwarmup_epochs = 1"),
+        )
+        .unwrap();
+        assert!(s.cells.iter().all(|c| c.warmup_epochs == 1));
+        let plain = parse_sweep("t.toml", OK).unwrap();
+        assert!(plain.cells.iter().all(|c| c.warmup_epochs == 0));
+        assert_ne!(s.cells[0].run_id(), plain.cells[0].run_id());
+        let e = err(&OK.replace("seeds = 2", "seeds = 2\nwarmup_epochs = -1"));
+        assert!(
+            e.starts_with("bad.toml:14:17: `train.warmup_epochs`: invalid value"),
+            "{e}"
+        );
+        let e = err(&OK.replace("seeds = 2", "seeds = 2\nwarmup_epochs = 3"));
+        assert!(
+            e.ends_with(
+                "invalid warmup_epochs: 3 epochs (39 updates) is longer than the run's 2 epochs \
+                 of training"
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn b_noise_needs_the_noise_scale_and_joins_the_runs_identity() {
         let e = err(&format!("{OK}\n[instruments]\nb_noise = true\n"));

@@ -115,6 +115,8 @@ pub struct TrainSection {
     pub schedule: Option<Spanned<Value>>,
     /// Divergence threshold (multiple of the initial loss).
     pub divergence_factor: Option<Spanned<Value>>,
+    /// Epochs of linear learning-rate warmup (Goyal et al. 2017); 0 = none.
+    pub warmup_epochs: Option<Spanned<u32>>,
     /// Drop the cells whose batch size exceeds N instead of rejecting the sweep.
     #[serde(default)]
     pub skip_batch_above_n: bool,

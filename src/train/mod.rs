@@ -388,7 +388,10 @@ pub fn train(
     let mut epoch: u64 = 0;
     while epoch < max_epochs && outcome.steps < max_steps {
         epoch += 1;
-        let (lr, batch) = cfg.epoch_hyper(epoch, outcome.steps);
+        let (scheduled, batch) = cfg.epoch_hyper(epoch, outcome.steps);
+        let warming = outcome.steps < cfg.warmup_steps();
+        // During warmup the epoch's stored rate is the mean of its updates' rates.
+        let (mut lr, mut lr_sum, mut updates) = (scheduled, 0.0, 0u32);
         perm.shuffle(&mut order);
         let mut diverged = None;
         for chunk in epoch_batches(&perm, batch as usize) {
@@ -412,6 +415,11 @@ pub fn train(
                 ));
                 break;
             }
+            if warming {
+                lr = scheduled * cfg.warmup_factor(outcome.steps);
+                lr_sum += lr;
+                updates += 1;
+            }
             opt.step(lr, &params, &grads)?;
             outcome.steps += 1;
             outcome.samples += chunk.len() as u64;
@@ -420,6 +428,9 @@ pub fn train(
             }
         }
         outcome.epochs = epoch as u32;
+        if warming && updates > 0 {
+            lr = lr_sum / f64::from(updates);
+        }
         let mut m = eval(
             &mut *net,
             epoch as u32,
