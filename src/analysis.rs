@@ -199,9 +199,24 @@ pub async fn load_fit_inputs(
         MetricKind::GapLoss => "m.test_loss - m.train_loss",
         MetricKind::GapAcc => "m.train_acc - m.test_acc",
     };
+    // A database written before B_noise's columns (migration 6) and opened read-only, which
+    // migrates nothing, has none: read them as NULL there.
+    let (_, names) = store
+        .scan(
+            "SELECT name FROM pragma_table_info('epoch_metrics') \
+             WHERE name IN ('grad_h_grad', 'trace_h_sigma')",
+            &[],
+            |row| row.get::<_, String>(0).map_err(e),
+        )
+        .await?;
+    let curved = if names.len() == 2 {
+        "m.grad_h_grad, m.trace_h_sigma"
+    } else {
+        "NULL, NULL"
+    };
     let sql = format!(
         "SELECT m.run_id, m.epoch, m.step, m.samples, {column} AS value, m.b_simple, \
-         m.train_loss, m.grad_sq, m.trace_sigma, m.grad_h_grad, m.trace_h_sigma \
+         m.train_loss, m.grad_sq, m.trace_sigma, {curved} \
          FROM epoch_metrics m \
          JOIN sweep_runs s ON s.run_id = m.run_id \
          JOIN runs r ON r.id = m.run_id \

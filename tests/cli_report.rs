@@ -337,10 +337,26 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
     let b = &v["instruments"]["noise_scale"]["b_noise"];
     assert_eq!(b["runs"], 8, "{b}");
     assert_eq!(b["readings"], 48, "8 runs, epochs 0–5: {b}");
+    // Over the runs that did not diverge (none here).
     let pooled = |num: &str, den: &str, rows: &str| -> f64 {
-        let q = format!("SELECT SUM({num}) / SUM({den}) FROM epoch_metrics WHERE {rows}");
+        let q = format!(
+            "SELECT SUM({num}) / SUM({den}) FROM epoch_metrics m JOIN runs r ON r.id = m.run_id \
+             WHERE r.state = 'completed' AND {rows}"
+        );
         sql(&q).parse().unwrap()
     };
+    assert_eq!(
+        sql("SELECT COUNT(*) FROM runs WHERE state != 'completed'"),
+        "0"
+    );
+    assert_eq!(
+        (b["first_runs"].as_u64(), b["diverged_left_out"].as_u64()),
+        (Some(8), Some(0))
+    );
+    let withheld: u64 = sql("SELECT COUNT(*) FROM epoch_metrics WHERE b_noise IS NULL")
+        .parse()
+        .unwrap();
+    assert_eq!(b["withheld"].as_u64(), Some(withheld));
     let close = |a: &serde_json::Value, e: f64| {
         let a = a.as_f64().unwrap();
         assert!((a / e - 1.0).abs() < 1e-9, "{a} vs {e}");
@@ -356,6 +372,10 @@ fn instruments_reach_the_database_the_fit_and_the_report() {
     close(
         &b["last"],
         pooled("trace_h_sigma", "grad_h_grad", "epoch = 5"),
+    );
+    close(
+        &b["last_simple"],
+        pooled("trace_sigma", "grad_sq", "epoch = 5"),
     );
     assert!(stdout.contains("B_noise"), "{stdout}");
     let gap = succeed(

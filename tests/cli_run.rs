@@ -668,6 +668,51 @@ fn read_only_and_locked_databases_give_clear_errors() {
     let fit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(fit["n_runs"], 4, "{fit}");
     assert_eq!(std::fs::read(&copy).unwrap(), before, "the copy changed");
+    // Regression: a read-only database written before B_noise's columns (migration 6), which a
+    // read-only open does not migrate: `fit` failed with "no such column: m.grad_h_grad".
+    let old_dir = dir.path().join("old");
+    std::fs::create_dir(&old_dir).unwrap();
+    let old = old_dir.join("r.db");
+    std::fs::copy(&db, &old).unwrap();
+    {
+        let c = rusqlite::Connection::open(&old).unwrap();
+        c.execute_batch(
+            "ALTER TABLE epoch_metrics DROP COLUMN b_noise; \
+             ALTER TABLE epoch_metrics DROP COLUMN trace_h_sigma; \
+             ALTER TABLE epoch_metrics DROP COLUMN grad_h_grad; \
+             DELETE FROM _sqlx_migrations WHERE version >= 6; PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
+    }
+    let old_bytes = std::fs::read(&old).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&old_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let o = succeed(
+        reader
+            .command()
+            .args(["fit", "ro", "--format", "json", "--db"])
+            .arg(&old),
+    );
+    let fit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(fit["n_runs"], 4, "{fit}");
+    let old_out = dir.path().join("old-out");
+    std::fs::create_dir(&old_out).unwrap();
+    std::fs::set_permissions(&old_out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    succeed(
+        reader
+            .command()
+            .args(["report", "ro", "--out"])
+            .arg(&old_out)
+            .arg("--db")
+            .arg(&old),
+    );
+    assert!(old_out.join("index.html").is_file());
+    assert_eq!(
+        std::fs::read(&old).unwrap(),
+        old_bytes,
+        "the old file changed"
+    );
+    std::fs::set_permissions(&old_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&ro_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_eq!(std::fs::read(&db).unwrap(), before, "the database changed");

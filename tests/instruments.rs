@@ -248,9 +248,9 @@ fn noise_scale_readings_match_the_exact_per_example_truth() {
 /// 2,000 per-example gradients at these weights give G and Σ; the exact Hessian-vector products
 /// of the mean loss over the whole training set give H·G and H·(g_i − G), so GᵀHG and
 /// tr(HΣ) = (1/N)·Σ_i (g_i − G)ᵀH(g_i − G) exactly. The probe (Hessians of independent batches
-/// of B_big examples) must average to both within 4 standard errors over 200 measurements, and
-/// the ratio of those averages must come near their ratio, which differs from B_simple's truth
-/// by a quarter here. Single readings are far noisier than B_simple's (docs/instruments.md):
+/// of B_big examples) at B = 16 must average to both within 4 standard errors over 200
+/// measurements, and the ratio of those averages must come near their ratio, which differs
+/// from B_simple's truth by a quarter here. Single readings are far noisier than B_simple's (docs/instruments.md):
 /// their median is not asserted.
 #[test]
 fn b_noise_readings_match_the_exact_per_example_truth() {
@@ -303,14 +303,17 @@ fn b_noise_readings_match_the_exact_per_example_truth() {
     let mut probe = NoiseProbe::new(11, n, true);
     let (mut gs, mut ts, mut readings) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..200 {
-        let r = probe.measure(&mut net, &ds, 128).unwrap();
+        let r = probe.measure(&mut net, &ds, 16).unwrap();
         gs.push(r.grad_h_grad.unwrap());
         ts.push(r.trace_h_sigma.unwrap());
         readings.push(r.b_noise.unwrap_or(f64::INFINITY));
     }
     let ((mg, sg), (mt, st)) = (mean_se(&gs), mean_se(&ts));
-    // When written: GᵀHG 0.0206 ± 0.0006 (truth 0.0209), tr(HΣ) 1.28 ± 0.12 (1.14), the ratio
-    // 62.0 against 54.6 (B_simple's truth 72.7); 42 of the 200 single readings withheld.
+    // At B = 16 (B_big = 50: the pair's weights 0.32 and 0.68, so weights swapped, or the
+    // Hessian taken on the pair's own examples, fail here; at B = 128, B_big = 256 and equal
+    // weights, neither did). When written: GᵀHG 0.0207 ± 0.0014 (truth 0.0209), tr(HΣ)
+    // 1.152 ± 0.052 (1.141), the ratio 55.7 against 54.6 (B_simple's truth 72.7); 29 of the
+    // 200 single readings withheld.
     assert!(
         (mg - ghg).abs() < 4.0 * sg,
         "GᵀHG {mg} ± {sg} against {ghg}"
@@ -321,7 +324,7 @@ fn b_noise_readings_match_the_exact_per_example_truth() {
     );
     let pooled = mt / mg;
     assert!(
-        (pooled / truth - 1.0).abs() < 0.25,
+        (pooled / truth - 1.0).abs() < 0.2,
         "pooled B_noise {pooled} against tr(HΣ)/(GᵀHG) = {truth} (B_simple {simple})"
     );
     let withheld = readings.iter().filter(|r| r.is_infinite()).count();

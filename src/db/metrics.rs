@@ -50,12 +50,6 @@ pub struct StoredEpoch {
     pub wall_s: f64,
     /// Gradient noise scale B_simple (when measured).
     pub b_simple: Option<f64>,
-    /// Mean of the GᵀHG estimates (when B_noise was measured).
-    pub grad_h_grad: Option<f64>,
-    /// Mean of the tr(HΣ) estimates.
-    pub trace_h_sigma: Option<f64>,
-    /// B_noise = tr(HΣ)/(GᵀHG) (when measured and not withheld).
-    pub b_noise: Option<f64>,
 }
 
 /// Epoch rows per INSERT statement, padded (20 parameters each: 2,560 in all, below the
@@ -169,8 +163,7 @@ impl Store {
     pub async fn epochs_of(&self, run_id: &str) -> Result<Vec<StoredEpoch>> {
         sqlx::query_as::<_, StoredEpoch>(
             "SELECT run_id, epoch, step, samples, lr, batch_size, train_loss, train_acc, \
-             test_loss, test_acc, nonfinite, wall_s, b_simple, grad_h_grad, trace_h_sigma, \
-             b_noise FROM epoch_metrics WHERE run_id = ? \
+             test_loss, test_acc, nonfinite, wall_s, b_simple FROM epoch_metrics WHERE run_id = ? \
              ORDER BY epoch",
         )
         .bind(run_id)

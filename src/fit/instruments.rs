@@ -141,11 +141,16 @@ impl BSimpleSeries {
 
 /// B_noise = tr(HΣ)/(GᵀHG) over a sweep's runs, pooled: a single reading averages a few pairs
 /// and is far noisier than B_simple's (docs/instruments.md), so the averages are summed over
-/// runs and divided once, and B_simple is pooled over the same readings beside it.
+/// runs and divided once, and B_simple is pooled over the same readings beside it. Diverged
+/// runs are left out: their last reading is from another stage of training, often with the
+/// largest gradients of all, which would outweigh the rest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BNoiseSummary {
-    /// Runs with a B_noise measurement.
+    /// Runs with a B_noise measurement (diverged runs left out).
     pub runs: usize,
+    /// Diverged runs with B_noise measurements, left out.
+    #[serde(default)]
+    pub diverged_left_out: usize,
     /// Runs measured at initialisation (epoch 0).
     pub first_runs: usize,
     /// Σ tr(HΣ)/Σ GᵀHG over the readings at initialisation; `None` when withheld (the pooled
@@ -161,6 +166,10 @@ pub struct BNoiseSummary {
     /// B_simple pooled over the same last readings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_simple: Option<f64>,
+    /// The largest share of the last readings' summed (positive) GᵀHG that one run holds: pooling weighs
+    /// each run by its GᵀHG, and near 1 the pooled figure is that run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_top_share: Option<f64>,
     /// Single readings (one run's epoch each).
     pub readings: usize,
     /// How many of them were withheld on their own (GᵀHG ≤ 0 or tr(HΣ) < 0).
@@ -168,27 +177,51 @@ pub struct BNoiseSummary {
 }
 
 impl BNoiseSummary {
-    /// "B_noise 76.8 at initialisation against B_simple 120 from the same pairs (ratio 0.64;
-    /// 42 runs, pooled), and 96.1 against 148 at the last reading (ratio 0.65; 42 runs); 273 of
-    /// 844 single readings withheld".
+    /// "B_noise 76.8 at initialisation against B_simple 120 from the same measurements (ratio
+    /// 0.64; 40 runs, pooled), and 96.1 against B_simple 148 at the last reading (ratio 0.65; 40 runs,
+    /// the largest holding 42% of the weight); 273 of 844 single readings withheld; 2 diverged
+    /// runs left out".
     pub fn describe(&self, value: impl Fn(f64) -> String) -> String {
         let v = |x: Option<f64>| x.map_or_else(|| "withheld".to_string(), &value);
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if b > 0.0 => format!("ratio {}; ", value(a / b)),
             _ => String::new(),
         };
+        let runs = |k: usize| {
+            if k == 1 {
+                "1 run".to_string()
+            } else {
+                format!("{k} runs")
+            }
+        };
+        let first = if self.first_runs == 0 {
+            "not measured at initialisation".to_string()
+        } else {
+            format!(
+                "{} at initialisation against B_simple {} from the same measurements ({}{}, \
+                 pooled)",
+                v(self.first),
+                v(self.first_simple),
+                ratio(self.first, self.first_simple),
+                runs(self.first_runs)
+            )
+        };
+        let top = self.last_top_share.map_or_else(String::new, |s| {
+            format!(", the largest holding {:.0}% of the weight", 100.0 * s)
+        });
+        let diverged = match self.diverged_left_out {
+            0 => String::new(),
+            1 => "; 1 diverged run left out".to_string(),
+            k => format!("; {k} diverged runs left out"),
+        };
         format!(
-            "B_noise {} at initialisation against B_simple {} from the same pairs ({}{} runs, \
-             pooled), and {} against {} at the last reading ({}{} runs); {} of {} single \
-             readings withheld",
-            v(self.first),
-            v(self.first_simple),
-            ratio(self.first, self.first_simple),
-            self.first_runs,
+            "B_noise {first}, and {} against B_simple {} at the last reading ({}{}{top}); {} \
+             of {} \
+             single readings withheld{diverged}",
             v(self.last),
             v(self.last_simple),
             ratio(self.last, self.last_simple),
-            self.runs,
+            runs(self.runs),
             self.withheld,
             self.readings
         )
@@ -210,11 +243,12 @@ fn pooled(
     crate::instruments::b_noise_of(d, n)
 }
 
-fn summarise_b_noise(runs: &[&&crate::fit::RunInput]) -> Option<BNoiseSummary> {
-    let with: Vec<&Vec<CurvedReading>> = runs
-        .iter()
+fn summarise_b_noise(runs: &[&crate::fit::RunInput]) -> Option<BNoiseSummary> {
+    let measured = || runs.iter().filter(|r| !r.instruments.curved.is_empty());
+    let diverged_left_out = measured().filter(|r| r.diverged).count();
+    let with: Vec<&Vec<CurvedReading>> = measured()
+        .filter(|r| !r.diverged)
         .map(|r| &r.instruments.curved)
-        .filter(|c| !c.is_empty())
         .collect();
     if with.is_empty() {
         return None;
@@ -232,8 +266,17 @@ fn summarise_b_noise(runs: &[&&crate::fit::RunInput]) -> Option<BNoiseSummary> {
     let curv = |r: &CurvedReading| r.grad_h_grad;
     let tr = |r: &CurvedReading| r.trace_sigma;
     let sq = |r: &CurvedReading| r.grad_sq;
+    // Out of the positive readings' sum, so that negative ones cannot push it past 1.
+    let weight: f64 = last.iter().map(|r| r.grad_h_grad.max(0.0)).sum();
+    let heaviest = last
+        .iter()
+        .map(|r| r.grad_h_grad)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let last_top_share = (weight > 0.0 && heaviest > 0.0).then(|| heaviest / weight);
     Some(BNoiseSummary {
         runs: with.len(),
+        diverged_left_out,
+        last_top_share,
         first_runs: first.len(),
         first: pooled(&first, noise, curv),
         first_simple: pooled(&first, tr, sq),
@@ -499,7 +542,7 @@ fn fit_noise_scale(ctx: &Ctx) -> Outcome<NoiseScaleSummary> {
         }
     }
     Outcome::Fitted(NoiseScaleSummary {
-        b_noise: summarise_b_noise(&with),
+        b_noise: summarise_b_noise(&with.iter().map(|r| **r).collect::<Vec<_>>()),
         runs: with.len(),
         first_median: finite_median(&first),
         first_runs: first.len(),
@@ -665,6 +708,62 @@ pub fn fit_instruments(ctx: &Ctx) -> Outcome<InstrumentsSection> {
 mod tests {
     use super::*;
     use crate::fit::RunInput;
+
+    /// The pooled B_noise: sums of the runs' averages divided once, at epoch 0 and at each run's
+    /// last reading, B_simple pooled over the same readings, single readings withheld counted,
+    /// diverged runs left out (named in the text), and the heaviest run's share of the weight.
+    #[test]
+    fn b_noise_is_pooled_over_runs_without_the_diverged() {
+        use crate::fit::testdata::flat_run;
+        let reading = |epoch, ghg, ths, gq, ts| CurvedReading {
+            epoch,
+            grad_h_grad: ghg,
+            trace_h_sigma: ths,
+            grad_sq: gq,
+            trace_sigma: ts,
+        };
+        let mut a = flat_run("c", 0.1, 1000, 0.0, 32, 1, 0.9, 3);
+        a.instruments.curved = vec![
+            reading(0, 2.0, 100.0, 1.0, 80.0),
+            reading(1, -1.0, 50.0, 1.0, 60.0),
+            reading(3, 1.0, 30.0, 0.5, 40.0),
+        ];
+        let mut b = flat_run("c", 0.1, 1000, 0.0, 64, 1, 0.9, 3);
+        // No reading at initialisation; its last is epoch 2.
+        b.instruments.curved = vec![reading(2, 3.0, 90.0, 2.0, 100.0)];
+        let mut d = flat_run("c", 0.1, 1000, 0.0, 128, 1, 0.9, 3);
+        d.diverged = true;
+        d.instruments.curved = vec![reading(0, 500.0, 1.0, 500.0, 1.0)];
+        let plain = flat_run("c", 0.1, 1000, 0.0, 256, 1, 0.9, 3);
+        let s = summarise_b_noise(&[&a, &b, &d, &plain]).unwrap();
+        assert_eq!((s.runs, s.first_runs, s.diverged_left_out), (2, 1, 1));
+        assert_eq!((s.readings, s.withheld), (4, 1));
+        assert_eq!(s.first, Some(50.0));
+        assert_eq!(s.first_simple, Some(80.0));
+        assert_eq!(s.last, Some((30.0 + 90.0) / (1.0 + 3.0)));
+        assert_eq!(s.last_simple, Some((40.0 + 100.0) / 2.5));
+        assert_eq!(s.last_top_share, Some(0.75));
+        let text = s.describe(|v| format!("{v}"));
+        assert_eq!(
+            text,
+            "B_noise 50 at initialisation against B_simple 80 from the same measurements (ratio \
+             0.625; 1 run, pooled), and 30 against B_simple 56 at the last reading (ratio \
+             0.5357142857142857; 2 runs, the largest holding 75% of the weight); 1 of 4 single \
+             readings withheld; 1 diverged run left out"
+        );
+        // A pooled GᵀHG ≤ 0 is withheld as a single reading is; no epoch 0 reads as such.
+        b.instruments.curved = vec![reading(2, -3.0, 90.0, 2.0, 100.0)];
+        let s = summarise_b_noise(&[&b]).unwrap();
+        assert_eq!((s.last, s.last_top_share, s.first_runs), (None, None, 0));
+        assert!(
+            s.describe(|v| format!("{v}")).starts_with(
+                "B_noise not measured at initialisation, and withheld against B_simple 50"
+            ),
+            "{}",
+            s.describe(|v| format!("{v}"))
+        );
+        assert!(summarise_b_noise(&[&plain, &d]).is_none());
+    }
 
     #[test]
     fn spearman_of_monotone_and_reversed_series() {

@@ -583,8 +583,8 @@ mod tests {
     /// estimate drawn independently per pair (the planted H plus symmetric zero-mean noise, as
     /// the Hessian of an independent batch is), averages over the pairs divided at the end. The
     /// average of many measurements recovers the planted B_noise; leaving out the
-    /// finite-population correction, or using one Hessian draw correlated with the batch, does
-    /// not.
+    /// finite-population correction does not. (A Hessian that depends on the batch is caught
+    /// on the network itself: `tests/instruments.rs`.)
     #[test]
     fn curved_estimates_recover_a_planted_b_noise_with_a_noisy_hessian() {
         let mut rng = ChaCha8Rng::seed_from_u64(17);

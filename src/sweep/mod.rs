@@ -986,10 +986,8 @@ dim = 4294967297",
         assert!(e.starts_with("bad.toml:2:"), "{e}");
     }
 
-    /// Regression: keys that change nothing were accepted and ignored: parameters of the
-    /// constant schedule, and data keys that none of the sweep's data sets reads (`train`
-    /// refuses the same flags). Each is refused at its position; with `dataset` an axis, one
-    /// data set that reads the key is enough.
+    /// Warmup reaches every cell, joins its id only when on, and is checked at its position
+    /// (a bad value) or against the cell's budget (too long).
     #[test]
     fn warmup_epochs_reach_every_cell_and_are_checked() {
         let s = parse_sweep(
@@ -1016,6 +1014,8 @@ dim = 4294967297",
         );
     }
 
+    /// `b_noise` needs the noise scale (refused at its position without it) and joins the run's
+    /// identity only when on.
     #[test]
     fn b_noise_needs_the_noise_scale_and_joins_the_runs_identity() {
         let e = err(&format!("{OK}\n[instruments]\nb_noise = true\n"));
@@ -1043,6 +1043,10 @@ dim = 4294967297",
         assert!(!serde_json::to_string(&b).unwrap().contains("b_noise"));
     }
 
+    /// Regression: keys that change nothing were accepted and ignored: parameters of the
+    /// constant schedule, and data keys that none of the sweep's data sets reads (`train`
+    /// refuses the same flags). Each is refused at its position; with `dataset` an axis, one
+    /// data set that reads the key is enough.
     #[test]
     fn keys_that_change_nothing_are_refused_at_their_position() {
         let e = err(&OK.replace(
