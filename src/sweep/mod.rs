@@ -449,7 +449,7 @@ fn expand(src: &Source, f: &SweepFile) -> Result<Sweep> {
         b_noise: f.instruments.b_noise.as_ref().is_some_and(|v| *v.get_ref()),
     };
     if let Some(b) = &f.instruments.b_noise
-        && *b.get_ref()
+        && instruments.b_noise
         && instruments.noise_scale_every == 0
     {
         return Err(src.error(

@@ -75,7 +75,7 @@ pub struct NoiseProbe {
 }
 
 /// One measurement: the averages of its own pairs' estimates.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NoiseReading {
     /// Average of the |G|² estimates.
     pub grad_sq: Option<f64>,
@@ -89,6 +89,29 @@ pub struct NoiseReading {
     pub trace_h_sigma: Option<f64>,
     /// B_noise = tr(HΣ)/(GᵀHG) of the two averages.
     pub b_noise: Option<f64>,
+}
+
+/// Plain means of a measurement's pairs of estimates, divided only at the end; a non-finite
+/// pair (a diverging run) is skipped, not averaged in.
+#[derive(Default)]
+struct PairMeans {
+    sum: (f64, f64),
+    pairs: u32,
+}
+
+impl PairMeans {
+    fn add(&mut self, a: f64, b: f64) {
+        if a.is_finite() && b.is_finite() {
+            self.sum = (self.sum.0 + a, self.sum.1 + b);
+            self.pairs += 1;
+        }
+    }
+
+    fn means(&self) -> (Option<f64>, Option<f64>) {
+        let k = f64::from(self.pairs);
+        let mean = |s: f64| (self.pairs > 0).then(|| s / k);
+        (mean(self.sum.0), mean(self.sum.1))
+    }
 }
 
 /// Σ a·b over two gradient layouts, in f64.
@@ -132,12 +155,12 @@ impl NoiseProbe {
         let (bs, bb) = (plan.b_small, plan.b_big);
         let params = net.params();
         let (mut gs, mut gr) = (Grads::for_params(&params), Grads::for_params(&params));
-        // Plain means of this measurement's estimates, divided only at the end.
-        let (mut sum_g, mut sum_t, mut pairs) = (0.0, 0.0, 0u32);
+        // |G|² and tr(Σ).
+        let mut simple = PairMeans::default();
         // The same for B_noise: H·G_small and H·G_rest on a Hessian batch of B_big examples
         // drawn independently of the pair (E[H̃] = H, and H̃ independent of the gradients).
         let (mut hs, mut hr) = (Grads::for_params(&params), Grads::for_params(&params));
-        let (mut sum_hg, mut sum_ht, mut pairs_h) = (0.0, 0.0, 0u32);
+        let mut curved = PairMeans::default();
         let mut exact = true;
         for _ in 0..plan.repeats {
             let (picked, _) = self.order.partial_shuffle(&mut self.rng, bb);
@@ -168,12 +191,7 @@ impl NoiseProbe {
                 n as f64, bs as f64, gs_sq, bb as f64, gb_sq,
             )
             .map_err(inst)?;
-            // A non-finite estimate (a diverging run) is skipped, not averaged in.
-            if est.g_sq.is_finite() && est.trace.is_finite() {
-                sum_g += est.g_sq;
-                sum_t += est.trace;
-                pairs += 1;
-            }
+            simple.add(est.g_sq, est.trace);
             let Some((hrng, horder)) = self.hessian.as_mut().filter(|_| exact) else {
                 continue;
             };
@@ -195,19 +213,10 @@ impl NoiseProbe {
                 n as f64, bs as f64, q_small, bb as f64, q_big,
             )
             .map_err(inst)?;
-            if est.grad_h_grad.is_finite() && est.trace_h_sigma.is_finite() {
-                sum_hg += est.grad_h_grad;
-                sum_ht += est.trace_h_sigma;
-                pairs_h += 1;
-            }
+            curved.add(est.grad_h_grad, est.trace_h_sigma);
         }
-        let mean = |sum: f64, k: u32| (k > 0).then(|| sum / f64::from(k));
-        let (grad_sq, trace_sigma) = (mean(sum_g, pairs), mean(sum_t, pairs));
-        let (grad_h_grad, trace_h_sigma) = if exact {
-            (mean(sum_hg, pairs_h), mean(sum_ht, pairs_h))
-        } else {
-            (None, None)
-        };
+        let (grad_sq, trace_sigma) = simple.means();
+        let (grad_h_grad, trace_h_sigma) = if exact { curved.means() } else { (None, None) };
         Ok(NoiseReading {
             grad_sq,
             trace_sigma,
